@@ -1,0 +1,43 @@
+"""The ``audiomamba`` command line.
+
+Each subcommand lives in the module of its task; this file only maps names to those modules.  A task module
+exposes ``add_arguments(parser)`` and ``run(args) -> int`` (the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help).  Modules are imported only when their command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("audiomamba.tasks.models_cmd", "list the registered models and their parameter counts"),
+    "demo": ("audiomamba.tasks.demo", "build a model, load a checkpoint and tag a generated waveform"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audiomamba", description="Audio Mamba: audio tagging with state-space models")
+    from audiomamba import __version__
+
+    parser.add_argument("--version", action="version", version=f"audiomamba {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return 2
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

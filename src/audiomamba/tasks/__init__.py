@@ -1,0 +1,1 @@
+"""Tasks: what the command line runs (demo, train, evaluate, tag, export)."""
