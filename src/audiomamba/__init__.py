@@ -1,0 +1,7 @@
+"""audiomamba: Audio Mamba (VMamba SS2D state-space backbones) for audio tagging and sound event detection."""
+
+__version__ = "0.1.0"
+
+from audiomamba.models import AudioMamba, AudioMambaOutput, VMamba, create_model, list_models  # noqa: E402
+
+__all__ = ["__version__", "create_model", "list_models", "AudioMamba", "AudioMambaOutput", "VMamba"]

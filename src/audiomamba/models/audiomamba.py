@@ -1,0 +1,196 @@
+"""Audio Mamba: HTS-AT's spectrogram front end and token-semantic head around a VMamba backbone.
+
+Waveform ``(B, samples)`` at ``sample_rate`` -> log-mel -> BatchNorm over mel bins -> SpecAugment and
+mixup (training) -> an image in one of two layouts -> VMamba -> head.
+
+Layouts (``layout=``):
+
+- ``"fold"`` (the paper's, HTS-AT's ``reshape_wav2img``): up to 1024 frames are resized (bicubic) to 1024 and
+  folded into a 256 x 256 image whose rows are 4 time chunks x 64 mel bins and whose columns are the 256
+  frames of a chunk.  Longer inputs: a random 1024-frame crop in training, and at inference overlapping
+  1024-frame windows (hop 512) whose outputs are averaged.
+- ``"native"``: the (64 mel x frames) spectrogram is the image, padded at the end to a multiple of 32
+  frames; any length, no resizing, cost linear in the length.
+
+Both give clip logits, framewise logits at the input's frame rate (10 ms at 32 kHz) and an embedding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audiomamba.features import FrontendConfig, LogMel, SpecAugment
+from audiomamba.models.heads import LinearHead, TokenSemanticHead, TransformerBlocks
+from audiomamba.models.vmamba import VMamba, VMambaConfig
+
+FOLD_FRAMES = 1024  # frames folded into one 256 x 256 image
+FOLD_CHUNKS = 4  # = spec_size 256 // 64 mel bins (HTS-AT's freq_ratio)
+PATCH_STRIDE = 32  # total downsampling of the backbone: one output column per 32 frames
+N_MELS = 64
+
+
+@dataclass
+class AudioMambaOutput:
+    """``logits`` (B, classes); ``framewise_logits`` (B, frames, classes) aligned to the input's frames, or
+    None for the linear head; ``embedding`` (B, D)."""
+
+    logits: torch.Tensor
+    framewise_logits: torch.Tensor | None
+    embedding: torch.Tensor
+
+    def __getitem__(self, key: str) -> torch.Tensor | None:
+        return getattr(self, key)
+
+
+class AudioMamba(nn.Module):
+    """Audio Mamba tagger. Build it with :func:`audiomamba.create_model`."""
+
+    def __init__(
+        self,
+        backbone: VMambaConfig,
+        num_classes: int = 527,
+        head: str = "tscam",
+        layout: str = "fold",
+        extra_transformer_blocks: int = 0,
+        drop_path_rate: float = 0.1,
+        sample_rate: int = 32000,
+        spec_augment: bool = True,
+    ) -> None:
+        super().__init__()
+        if head not in ("tscam", "linear"):
+            raise ValueError(f"head must be 'tscam' or 'linear', got {head!r}")
+        if layout not in ("fold", "native"):
+            raise ValueError(f"layout must be 'fold' or 'native', got {layout!r}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes, self.head_type, self.layout = num_classes, head, layout
+        self.sample_rate = int(sample_rate)
+        self.frontend = LogMel(FrontendConfig.for_sample_rate(self.sample_rate))
+        self.bn0 = nn.BatchNorm2d(N_MELS)
+        self.spec_augment = SpecAugment() if spec_augment else nn.Identity()
+        self.backbone = VMamba(backbone, in_chans=1, num_classes=0, drop_path_rate=drop_path_rate)
+        dim = self.backbone.num_features
+        self.num_features = dim
+        self.extra_blocks = TransformerBlocks(dim, extra_transformer_blocks) if extra_transformer_blocks > 0 else None
+        self.head = TokenSemanticHead(dim, num_classes) if head == "tscam" else LinearHead(dim, num_classes)
+
+    # ---------------------------------------------------------------- input checks and spectrogram
+    def _check_waveform(self, wave: torch.Tensor, sample_rate: int | None) -> None:
+        if sample_rate is not None and int(sample_rate) != self.sample_rate:
+            raise ValueError(
+                f"waveform sample rate {sample_rate} Hz differs from the model's {self.sample_rate} Hz; resample it first "
+                "(audiomamba.audio.resample)"
+            )
+        if not isinstance(wave, torch.Tensor) or wave.dim() != 2:
+            shape = tuple(wave.shape) if isinstance(wave, torch.Tensor) else type(wave).__name__
+            raise ValueError(f"expected a waveform tensor of shape (batch, samples), got {shape}")
+        if wave.shape[1] < self.frontend.min_samples:
+            raise ValueError(
+                f"waveform too short: {wave.shape[1]} samples, need at least {self.frontend.min_samples} "
+                f"({self.frontend.min_samples / self.sample_rate * 1000:.0f} ms at {self.sample_rate} Hz)"
+            )
+        if not torch.isfinite(wave).all():
+            raise ValueError("waveform contains NaN or infinite samples")
+
+    def spectrogram(self, wave: torch.Tensor, mixup_lambda: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-mel, BatchNorm, and in training SpecAugment and mixup: ``(B, frames, 64)``.
+
+        ``mixup_lambda`` (B,): example i becomes ``lam_i * x_i + (1 - lam_i) * x_{B-1-i}`` (the batch reversed);
+        mix the targets the same way.
+        """
+        x = self.frontend(wave)
+        x = self.bn0(x.transpose(1, 2).unsqueeze(-1)).squeeze(-1).transpose(1, 2)
+        x = self.spec_augment(x)
+        if mixup_lambda is not None:
+            lam = mixup_lambda.to(x.dtype).view(-1, 1, 1)
+            x = lam * x + (1 - lam) * x.flip(0)
+        return x
+
+    # ---------------------------------------------------------------- layouts
+    @staticmethod
+    def fold(spec: torch.Tensor) -> torch.Tensor:
+        """(B, T <= 1024, 64) -> (B, 1, 256, 256): resize time to 1024 (bicubic), then image row
+        ``c * 64 + m`` / column ``j`` holds mel bin ``m`` of frame ``c * 256 + j``."""
+        b, t, m = spec.shape
+        x = spec.unsqueeze(1)
+        if t != FOLD_FRAMES:
+            x = F.interpolate(x, size=(FOLD_FRAMES, m), mode="bicubic", align_corners=True)
+        x = x.transpose(2, 3).reshape(b, 1, m, FOLD_CHUNKS, FOLD_FRAMES // FOLD_CHUNKS)
+        return x.permute(0, 1, 3, 2, 4).reshape(b, 1, FOLD_CHUNKS * m, FOLD_FRAMES // FOLD_CHUNKS)
+
+    @staticmethod
+    def unfold_map(x: torch.Tensor) -> torch.Tensor:
+        """Backbone output of a folded image (B, 8, 8, C) -> (B, 2, 32, C): freq rows x time steps, where
+        time step ``c * 8 + j`` is column ``j`` of chunk ``c``."""
+        b, h, w, c = x.shape
+        rows = h // FOLD_CHUNKS
+        return x.reshape(b, FOLD_CHUNKS, rows, w, c).transpose(1, 2).reshape(b, rows, FOLD_CHUNKS * w, c)
+
+    # ---------------------------------------------------------------- forward
+    def forward_features(self, spec: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Spectrogram ``(B, T, 64)`` (T <= 1024 in fold layout) -> ``(B, 2, steps, C)`` map and the number of
+        time steps that hold real input."""
+        if self.layout == "fold":
+            x = self.unfold_map(self.backbone.forward_features(self.fold(spec)))
+            valid = x.shape[2]
+        else:
+            t = spec.shape[1]
+            padded = -(-t // PATCH_STRIDE) * PATCH_STRIDE
+            img = F.pad(spec, (0, 0, 0, padded - t)).transpose(1, 2).unsqueeze(1)  # (B, 1, 64, padded)
+            x = self.backbone.forward_features(img)
+            valid = -(-t // PATCH_STRIDE)
+        if self.extra_blocks is not None:
+            x = self.extra_blocks(x)
+        return x, valid
+
+    def forward_head(self, features: torch.Tensor, valid_steps: int, frames: int) -> AudioMambaOutput:
+        """Map -> outputs, with step logits spread back onto ``frames`` input frames."""
+        logits, steps, embedding = self.head(features, valid_steps)
+        framewise = None if steps is None else self._steps_to_frames(steps, frames)
+        return AudioMambaOutput(logits, framewise, embedding)
+
+    def _steps_to_frames(self, steps: torch.Tensor, frames: int) -> torch.Tensor:
+        """(B, classes, steps) -> (B, frames, classes): each step covers 32 frames of the (folded or padded)
+        grid; in fold layout the 1024-frame grid is mapped back onto the real frames (inverse of the resize)."""
+        x = steps.repeat_interleave(PATCH_STRIDE, dim=-1)
+        if self.layout == "fold" and frames != FOLD_FRAMES:
+            x = F.interpolate(x, size=frames, mode="linear", align_corners=True)
+        return x[..., :frames].transpose(1, 2)
+
+    def forward(
+        self, wave: torch.Tensor, sample_rate: int | None = None, mixup_lambda: torch.Tensor | None = None
+    ) -> AudioMambaOutput:
+        """Waveform ``(B, samples)`` at ``self.sample_rate`` -> :class:`AudioMambaOutput`."""
+        self._check_waveform(wave, sample_rate)
+        spec = self.spectrogram(wave, mixup_lambda)
+        frames = spec.shape[1]
+        if self.layout == "native" or frames <= FOLD_FRAMES:
+            return self.forward_head(*self.forward_features(spec), frames)
+        if self.training:  # random 1024-frame crop
+            start = int(torch.randint(0, frames - FOLD_FRAMES + 1, ()))
+            return self.forward_head(*self.forward_features(spec[:, start : start + FOLD_FRAMES]), FOLD_FRAMES)
+        return self._forward_windows(spec)
+
+    def _forward_windows(self, spec: torch.Tensor) -> AudioMambaOutput:
+        """Fold layout on a long input: 1024-frame windows with hop 512 (the last one flush with the end);
+        clip logits and embeddings averaged over windows, framewise logits averaged where windows overlap."""
+        frames = spec.shape[1]
+        hop = FOLD_FRAMES // 2
+        starts = list(range(0, frames - FOLD_FRAMES, hop)) + [frames - FOLD_FRAMES]
+        outs = [self.forward_head(*self.forward_features(spec[:, s : s + FOLD_FRAMES]), FOLD_FRAMES) for s in starts]
+        logits = torch.stack([o.logits for o in outs]).mean(0)
+        embedding = torch.stack([o.embedding for o in outs]).mean(0)
+        framewise = None
+        if outs[0].framewise_logits is not None:
+            b, _, c = outs[0].framewise_logits.shape
+            total = spec.new_zeros(b, frames, c)
+            count = spec.new_zeros(1, frames, 1)
+            for s, o in zip(starts, outs):
+                total[:, s : s + FOLD_FRAMES] += o.framewise_logits
+                count[:, s : s + FOLD_FRAMES] += 1
+            framewise = total / count
+        return AudioMambaOutput(logits, framewise, embedding)
