@@ -173,16 +173,20 @@ def _load(path: str, sr: int) -> np.ndarray:
     return audio
 
 
+@functools.lru_cache(maxsize=8)
+def _noise_shape(n: int, sr: int, exponent: float) -> np.ndarray:
+    """Amplitude response 1/f^(exponent/2) (flat below 20 Hz) on the rfft bins of ``n`` samples."""
+    return (1.0 / np.maximum(np.fft.rfftfreq(n, 1.0 / sr), 20.0) ** (exponent / 2)).astype(np.float64)
+
+
 def _background(rng: np.random.Generator, n: int, sr: int) -> tuple[np.ndarray, str]:
     """Coloured noise (white, pink or brown) with a slow level drift, unit RMS."""
     kind, exponent = [("white", 0.0), ("pink", 1.0), ("brown", 2.0)][int(rng.integers(3))]
-    spec = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1.0 / sr)
-    spec *= 1.0 / np.maximum(freqs, 20.0) ** (exponent / 2)
-    noise = np.fft.irfft(spec, n)
-    t = np.arange(n) / sr
-    drift = 1.0 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t + rng.uniform(0, 2 * np.pi))
-    noise *= drift
+    noise = rng.standard_normal(n)
+    if exponent:
+        noise = np.fft.irfft(np.fft.rfft(noise) * _noise_shape(n, sr, exponent), n)
+    phase = 2 * np.pi * rng.uniform(0.05, 0.3) / sr
+    noise *= 1.0 + 0.3 * np.sin(phase * np.arange(n) + rng.uniform(0, 2 * np.pi))
     return noise / (np.sqrt(np.mean(noise**2)) + 1e-12), f"synthetic:{kind}-noise"
 
 
@@ -247,9 +251,9 @@ def _mix_clip(task: tuple[int, str, int, str | None, str]) -> tuple[dict, int]:
     if peak > 0.9:  # scale the whole clip: SNRs stay as drawn
         clip *= 0.9 / peak
     sf.write(out_path, clip.astype(np.float32), sr, subtype="PCM_16")
-    events.sort(key=lambda e: (e["onset"], e["label"]))
-    row = {"labels": sorted({e["label"] for e in events}), "events": events, "duration": round(n / sr, 6),
-           "sources": used + [bg_name]}
+    order = sorted(range(len(events)), key=lambda k: (events[k]["onset"], events[k]["label"]))
+    row = {"labels": sorted({e["label"] for e in events}), "events": [events[k] for k in order],
+           "duration": round(n / sr, 6), "sources": [used[k] for k in order] + [bg_name]}
     return row, failed
 
 
