@@ -138,7 +138,7 @@ def _run_build(args: argparse.Namespace, layout: str) -> int:
           f"{len(summary.classes)} classes to {summary.out} in {dt:.1f} s ({total / dt:.1f} clips/s)")
     if summary.dropped_classes:
         print(f"dropped {len(summary.dropped_classes)} class(es) without recordings for every split: "
-              + ", ".join(summary.dropped_classes))
+              + "; ".join(summary.dropped_classes))
     if summary.failed_reads:
         print(f"skipped {summary.failed_reads} unreadable recording read(s)")
     return 0

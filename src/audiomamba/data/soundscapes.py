@@ -140,7 +140,7 @@ def _pools(
         n = len({it.group for it in items if it.label == label})
         if any(label not in pool[s] for s in splits):
             dropped[label] = (f"only {n} distinct source group(s) (kits/soundfonts/voices/files); "
-                              f"needs at least one for each of the {len(splits)} splits")
+                              f"needs at least one for each of the {len(splits)} splits/folds")
     for s in splits:
         for label in dropped:
             pool[s].pop(label, None)
@@ -400,7 +400,8 @@ def build_esc50(
 ) -> BuildSummary:
     """Write an ESC-50-shaped set: ``clips`` single-label 5-fold clips, folds disjoint by source group.
 
-    Clip ``i`` is of class ``i mod C`` and fold ``(i div C) mod 5 + 1``, so classes and folds stay balanced.
+    Clip ``i`` goes to fold ``i mod 5 + 1`` and is of class ``(i div 5) mod C``, so folds hold equal numbers of
+    clips (to one) and every class is spread over the folds.
     """
     if clips <= 0:
         raise DataBuildError(f"--clips must be at least 1, got {clips}")
@@ -419,7 +420,7 @@ def build_esc50(
     (out / "meta").mkdir(parents=True)
     tasks = []
     for i in range(clips):
-        label, fold = kept[i % len(kept)], (i // len(kept)) % ESC_FOLDS + 1
+        label, fold = kept[(i // ESC_FOLDS) % len(kept)], i % ESC_FOLDS + 1
         tasks.append((seed, f"fold{fold}", i, label, str(out / "audio" / f"tmp-{i:06d}.wav")))
     log.info("building %d ESC-50-style clips of %.1f s from %d classes on %d process(es)", clips, mix.duration,
              len(kept), jobs)
