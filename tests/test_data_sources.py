@@ -6,6 +6,7 @@ parsers are also tested on files the tests write themselves.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import struct
 from pathlib import Path
@@ -105,14 +106,20 @@ def test_builtin_file_sources_label_and_license_everything(tmp_path):
     assert len((out / "train.jsonl").read_text().splitlines()) == 6 - 2 * int(6 * 0.15)
 
 
-def test_soundfont_renderer_produces_sound(tmp_path):
-    fonts = S._soundfonts()
+@pytest.mark.parametrize("renderer", ["fluidsynth", "tinysoundfont"])
+def test_soundfont_renderer_produces_sound(renderer):
+    if renderer == "fluidsynth" and shutil.which("fluidsynth") is None:
+        pytest.skip("fluidsynth not installed (apt-get install fluidsynth)")
+    if renderer == "tinysoundfont" and importlib.util.find_spec("tinysoundfont") is None:
+        pytest.skip("tinysoundfont not installed (pip install tinysoundfont)")
+    fonts = [f for f in S._soundfonts() if f.path.suffix == ".sf2"]
     if not fonts:
-        pytest.skip("no General MIDI soundfont with a renderer (apt-get install fluidsynth timgm6mb-soundfont)")
+        pytest.skip("no sf2 General MIDI soundfont (apt-get install timgm6mb-soundfont, or pip install pretty_midi)")
     font = min(fonts, key=lambda f: f.path.stat().st_size)
     phrases = [p for p in S._phrases(font.name) if p.label in ("Piano", "Snare drum")][:4]
+    phrases += [p for p in S._phrases(font.name) if p.label == "Snare drum"][:2]
     starts = list(np.cumsum([1.0] + [p.notes[-1][1] + p.notes[-1][2] + S._SLOT_TAIL_S for p in phrases[:-1]]))
-    render = S._render_fluidsynth if S._renderer_for(font) == "fluidsynth" else S._render_tinysoundfont
+    render = S._render_fluidsynth if renderer == "fluidsynth" else S._render_tinysoundfont
     audio = render(font, phrases, starts, 16000)
     for t0 in starts:
         part = audio[int(t0 * 16000): int((t0 + 1.0) * 16000)]

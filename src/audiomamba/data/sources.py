@@ -502,20 +502,21 @@ def _render_tinysoundfont(font: _Soundfont, phrases: list[_Phrase], starts: list
 
     synth = tinysoundfont.Synth(samplerate=sr, gain=-6)
     sfid = synth.sfload(str(font.path))
-    out = []
+    out, pos = [], 0  # pos: samples rendered so far, on the same timeline as the fluidsynth MIDI file
+
+    def advance(to: int) -> None:
+        nonlocal pos
+        if to > pos:
+            out.append(np.frombuffer(bytes(synth.generate(to - pos)), dtype=np.float32).reshape(-1, 2).mean(1))
+            pos = to
+
     for ph, t0 in zip(phrases, starts):
         synth.program_select(ph.channel, sfid, 128 if ph.channel == 9 else 0, ph.program, ph.channel == 9)
-        slot = int(round((ph.notes[-1][1] + ph.notes[-1][2] + _SLOT_TAIL_S) * sr))
-        changes = sorted([(int(round(s * sr)), 1, k, v) for k, s, _, v in ph.notes]
-                         + [(int(round((s + d) * sr)), 0, k, 0) for k, s, d, _ in ph.notes])
-        pos = 0
-        for at, is_on, key, vel in changes + [(slot, 0, -1, 0)]:
-            if at > pos:
-                out.append(np.frombuffer(bytes(synth.generate(at - pos)), dtype=np.float32).reshape(-1, 2).mean(1))
-                pos = at
-            if key < 0:
-                break
+        changes = sorted([(t0 + s, 1, k, v) for k, s, _, v in ph.notes] + [(t0 + s + d, 0, k, 0) for k, s, d, _ in ph.notes])
+        for at, is_on, key, vel in changes:
+            advance(int(round(at * sr)))
             synth.noteon(ph.channel, key, vel) if is_on else synth.noteoff(ph.channel, key)
+        advance(int(round((t0 + ph.notes[-1][1] + ph.notes[-1][2] + _SLOT_TAIL_S) * sr)))
         synth.notes_off()
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
