@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from audiomamba.data import cli as data_cli
-from audiomamba.data.soundscapes import MixConfig, assign_splits, build_esc50, build_soundscapes
+from audiomamba.data.soundscapes import MixConfig, _plan_labels, assign_splits, build_esc50, build_soundscapes
 from audiomamba.data.sources import SourceItem, active_region, user_items
 
 SR_SRC = 16000  # sources are written at 16 kHz so the builder must resample them
@@ -191,6 +191,15 @@ def test_assign_splits_gives_every_class_every_split():
         splits = {where[it.group] for it in items if it.label == label}
         assert splits == {"train", "validation", "test"}, label
     assert assign_splits(list(reversed(items)), ["train", "validation", "test"], [0.7, 0.15, 0.15]) == where
+
+
+def test_event_labels_are_dealt_evenly_over_classes():
+    labels = [f"c{k}" for k in range(53)]
+    plan = _plan_labels(5, "test", 90, labels, MixConfig())
+    assert len(plan) == 90 and all(1 <= len(p) <= 4 for p in plan)
+    counts = [sum(p.count(c) for p in plan) for c in labels]
+    assert min(counts) >= 3 and max(counts) - min(counts) <= 1  # even a 90-clip split holds every class
+    assert plan == _plan_labels(5, "test", 90, labels, MixConfig())
 
 
 def test_active_region_brackets_the_sound():

@@ -10,8 +10,9 @@ Both also write ``class_labels_indices.csv`` (AudioSet's format) and ``sources.j
 its origin, licence and split).  Splits (and folds) are drawn by source *group* (drum kit, soundfont, voice,
 file; see :mod:`audiomamba.data.sources`), so no recording is shared between them.
 
-Determinism: clip ``i`` of split ``s`` is built from a generator seeded by ``(seed, s, i)`` alone, so the
-output bytes depend on the seed and the sources, not on the number of worker processes.
+Determinism: the event labels of every clip are dealt up front from ``(seed, split)``, then clip ``i`` of split
+``s`` is mixed from a generator seeded by ``(seed, s, i)`` alone, so the output bytes depend on the seed and the
+sources, not on the number of worker processes.
 """
 
 from __future__ import annotations
@@ -217,15 +218,15 @@ def _draw_event(rng: np.random.Generator, pool: dict[str, dict[str, list[SourceI
     raise DataBuildError(f"no readable, non-silent recording of class {label!r} after {MAX_DRAWS} draws")
 
 
-def _mix_clip(task: tuple[int, str, int, str | None, str]) -> tuple[dict, int]:
-    """Build and write one clip. ``task`` = (seed, split, index, forced label or None, output wav path).
+def _mix_clip(task: tuple[int, str, int, tuple[str, ...], str]) -> tuple[dict, int]:
+    """Build and write one clip. ``task`` = (seed, split, index, event labels, output wav path).
 
     Returns the manifest row (path relative to the output folder is filled in by the caller) and the
     number of recordings that failed to read.
     """
     import soundfile as sf
 
-    seed, split, index, forced, out_path = task
+    seed, split, index, event_labels, out_path = task
     mix, pool = _MIX, _POOLS[split]
     sr = mix.sample_rate
     n = int(round(mix.duration * sr))
@@ -233,12 +234,9 @@ def _mix_clip(task: tuple[int, str, int, str | None, str]) -> tuple[dict, int]:
     background, bg_name = _background(rng, n, sr)
     bg_rms = 10 ** (rng.uniform(*mix.background_db) / 20)
     clip = background * bg_rms
-    labels = sorted(pool)
-    n_events = 1 if forced else int(rng.integers(mix.min_events, mix.max_events + 1))
     max_len = min(n, int(round(mix.max_event_s * sr)))
     events, used, failed = [], [], 0
-    for _ in range(n_events):
-        label = forced or labels[int(rng.integers(len(labels)))]
+    for label in event_labels:
         x, item, bad = _draw_event(rng, pool, label, max_len, sr)
         failed += bad
         onset = int(rng.integers(n - len(x) + 1))
@@ -255,6 +253,19 @@ def _mix_clip(task: tuple[int, str, int, str | None, str]) -> tuple[dict, int]:
     row = {"labels": sorted({e["label"] for e in events}), "events": [events[k] for k in order],
            "duration": round(n / sr, 6), "sources": [used[k] for k in order] + [bg_name]}
     return row, failed
+
+
+def _plan_labels(seed: int, split: str, n_clips: int, labels: list[str], mix: MixConfig) -> list[tuple[str, ...]]:
+    """The event labels of each clip of a split: clips get ``min_events..max_events`` events, and the labels
+    are dealt from successive random permutations of the classes, so every class occurs about equally often
+    in every split (even a small one).  Depends only on the seed, the split and the classes."""
+    rng = np.random.default_rng([seed, _stable(split), _stable("labels")])
+    counts = rng.integers(mix.min_events, mix.max_events + 1, size=n_clips)
+    stream: list[str] = []
+    while len(stream) < counts.sum():
+        stream += [labels[k] for k in rng.permutation(len(labels))]
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    return [tuple(stream[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _run_tasks(tasks: list[tuple], pools: dict, mix: MixConfig, jobs: int) -> list[tuple[dict, int]]:
@@ -343,9 +354,9 @@ def build_soundscapes(
     tasks, rels = [], []
     for split in SPLITS:
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
-        for i in range(counts[split]):
+        for i, labels in enumerate(_plan_labels(seed, split, counts[split], kept, mix)):
             rel = f"audio/{split}/{i + 1:06d}.wav"
-            tasks.append((seed, split, i, None, str(out / rel)))
+            tasks.append((seed, split, i, labels, str(out / rel)))
             rels.append((split, rel))
     log.info("building %d clips (%s) of %.1f s from %d classes on %d process(es)", clips,
              ", ".join(f"{s} {c}" for s, c in counts.items()), mix.duration, len(kept), jobs)
@@ -421,7 +432,7 @@ def build_esc50(
     tasks = []
     for i in range(clips):
         label, fold = kept[(i // ESC_FOLDS) % len(kept)], i % ESC_FOLDS + 1
-        tasks.append((seed, f"fold{fold}", i, label, str(out / "audio" / f"tmp-{i:06d}.wav")))
+        tasks.append((seed, f"fold{fold}", i, (label,), str(out / "audio" / f"tmp-{i:06d}.wav")))
     log.info("building %d ESC-50-style clips of %.1f s from %d classes on %d process(es)", clips, mix.duration,
              len(kept), jobs)
     results = _run_tasks(tasks, pools, mix, jobs)
@@ -430,7 +441,7 @@ def build_esc50(
     uses: Counter = Counter()
     rows = []
     for task, (row, _) in zip(tasks, results):
-        _, split, _, label, tmp = task
+        _, split, _, (label,), tmp = task
         key = row["sources"][0]
         uses[key] += 1
         src, fold, target = src_ids[key], int(split[4:]), kept.index(label)
