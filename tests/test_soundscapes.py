@@ -66,6 +66,10 @@ def built(items, tmp_path_factory) -> Path:
     return out
 
 
+def _names(out: Path) -> list[str]:
+    return [r["display_name"] for r in csv.DictReader((out / "class_labels_indices.csv").read_text().splitlines())]
+
+
 def _rows(out: Path, split: str) -> list[dict]:
     return [json.loads(line) for line in (out / f"{split}.jsonl").read_text().splitlines()]
 
@@ -78,7 +82,7 @@ def test_same_seed_same_bytes_whatever_the_jobs(items, built, tmp_path):
 
 
 def test_manifest_schema_and_audio(built):
-    names = [r["display_name"] for r in csv.DictReader(open(built / "class_labels_indices.csv"))]
+    names = _names(built)
     counts = {}
     for split in ("train", "validation", "test"):
         rows = _rows(built, split)
@@ -261,7 +265,7 @@ def test_class_with_too_few_recordings_is_dropped(source_dir, tmp_path, caplog):
             (few / label / f"{p.parent.name}_{p.name}").write_bytes(p.read_bytes())
     assert _cli(["soundscapes", "--clips", "4", *_base(few, tmp_path / "o")]) == 0
     assert "dropping class 'Piano'" in caplog.text
-    names = [r["display_name"] for r in csv.DictReader(open(tmp_path / "o" / "class_labels_indices.csv"))]
+    names = _names(tmp_path / "o")
     assert "Piano" not in names and "Dog" in names
 
 

@@ -12,10 +12,10 @@ import logging
 import sys
 import time
 from collections import Counter, defaultdict
-from typing import Callable
+from collections.abc import Callable
 
-from audiomamba.data.sources import FAMILIES, SourceError, default_cache_dir, discover, user_items
 from audiomamba.data.soundscapes import DataBuildError, MixConfig, build_esc50, build_soundscapes
+from audiomamba.data.sources import FAMILIES, SourceError, default_cache_dir, discover, user_items
 
 log = logging.getLogger("audiomamba.data")
 

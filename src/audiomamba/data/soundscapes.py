@@ -37,7 +37,7 @@ from audiomamba.audio import AudioDecodeError, load_audio
 from audiomamba.data.sources import SourceItem, active_region
 from audiomamba.data.vocabulary import BY_NAME, VOCABULARY, class_labels_csv
 
-__all__ = ["MixConfig", "DataBuildError", "assign_splits", "build_soundscapes", "build_esc50", "SPLITS"]
+__all__ = ["SPLITS", "DataBuildError", "MixConfig", "assign_splits", "build_esc50", "build_soundscapes"]
 
 log = logging.getLogger("audiomamba.data")
 

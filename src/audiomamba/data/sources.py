@@ -26,24 +26,24 @@ import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from audiomamba.audio import AudioDecodeError, load_audio
 
 __all__ = [
-    "SourceItem",
-    "Family",
     "FAMILIES",
     "Catalogue",
+    "Family",
     "SourceError",
-    "discover",
-    "user_items",
+    "SourceItem",
     "active_region",
     "default_cache_dir",
+    "discover",
+    "user_items",
 ]
 
 log = logging.getLogger("audiomamba.data")
@@ -85,7 +85,7 @@ class Family:
     description: str
     install: str
     available: Callable[[], bool]
-    items: Callable[["_Context"], list[SourceItem]]
+    items: Callable[[_Context], list[SourceItem]]
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,8 @@ def _dep5_paragraphs(package: str) -> list[tuple[list[str], str]]:
         return []
     out: list[tuple[list[str], str]] = []
     for para in re.split(r"\n\s*\n", text):
-        files = re.search(r"^Files:(.*(?:\n[ \t].*)*)", para, re.M)
-        lic = re.search(r"^License:[ \t]*(\S.*)$", para, re.M)
+        files = re.search(r"^Files:(.*(?:\n[ \t].*)*)", para, re.MULTILINE)
+        lic = re.search(r"^License:[ \t]*(\S.*)$", para, re.MULTILINE)
         if files and lic:
             out.append((files.group(1).split(), lic.group(1).strip()))
     return out

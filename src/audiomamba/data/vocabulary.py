@@ -12,7 +12,7 @@ import io
 import re
 from dataclasses import dataclass
 
-__all__ = ["SoundClass", "VOCABULARY", "BY_NAME", "mid_for", "class_labels_csv"]
+__all__ = ["BY_NAME", "VOCABULARY", "SoundClass", "class_labels_csv", "mid_for"]
 
 LOCAL_PREFIX = "/audiomamba/"
 
