@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("audiomamba.tasks.models_cmd", "list the registered models and their parameter counts"),
     "demo": ("audiomamba.tasks.demo", "build a model, load a checkpoint and tag a generated waveform"),
+    "data": ("audiomamba.data.cli", "build soundscape / ESC-50-style data sets from offline source recordings"),
 }
 
 
