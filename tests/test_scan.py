@@ -36,7 +36,7 @@ def rel_err(a, b):
 def test_torch_scan_matches_reference(batch, groups, e, state, length, chunk):
     x = make_inputs(batch, groups, e, state, length)
     ref = selective_scan_ref(**x)
-    out = selective_scan_torch(**{k: v.float() for k, v in x.items()}, chunk=chunk)
+    out = selective_scan_torch(**{k: v.float() for k, v in x.items()}, block=min(16, chunk), chunk=chunk)
     assert out.dtype == torch.float32 and out.shape == (batch, groups * e, length)
     assert rel_err(out, ref) < 2e-6
 
@@ -59,7 +59,7 @@ def test_strong_decay_stays_exact():
     # Chunks decaying by hundreds of nats force the split path; results must stay finite and exact.
     x = make_inputs(2, 4, 3, 16, 200, decay_scale=40.0)
     ref = selective_scan_ref(**x)
-    out = selective_scan_torch(**{k: v.float() for k, v in x.items()}, chunk=128)
+    out = selective_scan_torch(**{k: v.float() for k, v in x.items()}, block=64, chunk=128)
     assert torch.isfinite(out).all()
     assert rel_err(out, ref) < 2e-6
 
@@ -70,7 +70,7 @@ def test_torch_scan_gradients_match_reference(state, length):
     x32 = {k: v.detach().float().requires_grad_(True) for k, v in x64.items()}
     w = torch.randn(2, 12, length, dtype=torch.float64)
     (selective_scan_ref(**x64) * w).sum().backward()
-    (selective_scan_torch(**x32, chunk=16) * w.float()).sum().backward()
+    (selective_scan_torch(**x32, block=4, chunk=16) * w.float()).sum().backward()
     for k in x64:
         assert rel_err(x32[k].grad, x64[k].grad) < 1e-5, k
 

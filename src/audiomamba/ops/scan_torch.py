@@ -1,19 +1,26 @@
 """Chunked selective scan in pure PyTorch: the CPU path and the GPU fallback.
 
-The sequence is cut into chunks of ``chunk`` steps.  Inside a chunk the diagonal linear recurrence
-``h_t = a_t h_{t-1} + b_t`` (``a_t = exp(delta_t A)``) is solved in closed form with two cumulative sums::
+The diagonal linear recurrence ``h_t = a_t h_{t-1} + b_t`` (``a_t = exp(delta_t A)``, ``b_t = delta_t B_t u_t``)
+is solved in two levels, with no Python loop over time steps:
 
-    S_t = sum_{s<=t} delta_s A            (log of the decay since the chunk start, <= 0)
-    E_t = S_t - S_0                       (the same, not counting the first step's own decay)
-    h_t = exp(S_t) h_start + exp(E_t) * sum_{s<=t} exp(-E_s) b_s
+1. The sequence is cut into blocks of ``sub`` steps (16 by default).  Inside every block at once (one
+   vectorised computation over the whole chunk) the state reached from a zero start is, in closed form::
 
-which is exact, vectorised over the whole chunk, and costs O(length) work.  ``exp(-E_s)`` overflows float32
-once a chunk decays by more than ~88 nats, so a chunk whose total decay exceeds ``_MAX_DECAY`` is split in two
-(recursively, down to single steps, which are always safe): results stay exact for any input.
+       E_t   = A * sum_{0<s<=t} delta_s          (log of the decay since the block's first step, <= 0)
+       loc_t = exp(E_t) * sum_{s<=t} exp(-E_s) b_s
 
-Memory: only one chunk's ``(batch, channels, chunk, state)`` tensors exist at a time.  Under autograd each
-chunk is wrapped in activation checkpointing, so the backward recomputes the chunk and keeps only the chunk
-boundary states: memory stays linear in the length.  State is float32 whatever the input dtype.
+   A is constant in time, so ``E`` needs a cumulative sum of ``delta`` only.
+2. A short sequential pass over the blocks carries the state from one block to the next
+   (``H_j = exp(A * sum_block delta) H_{j-1} + loc_end_j``), and every step adds its block's incoming state,
+   decayed: ``h_t = loc_t + exp(E_t + delta_0 A) H_{j-1}``.
+
+This is exact and costs O(length) work.  ``exp(-E)`` overflows float32 once a block decays by more than
+~88 nats; if any block of a chunk would exceed ``_MAX_DECAY``, that chunk is solved again with blocks half as
+long (down to single steps, which are always safe), so results stay exact for any input.
+
+Memory: the sequence is processed in chunks of about ``_CHUNK_ELEMENTS`` state values; under autograd each chunk
+is checkpointed (the backward recomputes it), so memory stays linear in the length.  State is float32 whatever
+the input dtype.
 """
 
 from __future__ import annotations
@@ -22,31 +29,42 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-# Largest decay (in nats) a chunk may accumulate before it is split; exp(60) ~ 1e26 leaves float32 headroom.
+# Largest decay (in nats) a block may accumulate; exp(60) ~ 1e26 leaves float32 headroom for exp(-E) * b.
 _MAX_DECAY = 60.0
-DEFAULT_CHUNK = 128
+DEFAULT_BLOCK = 16
+_CHUNK_ELEMENTS = 1 << 23  # state values (batch * channels * steps * state) per chunk: 32 MiB per tensor
 
 
-def _chunk_step(
-    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, h0: torch.Tensor
+def _solve_chunk(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, h0: torch.Tensor, sub: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Solve one chunk. u, delta: (b, k, e, t) float32 (delta already softplus'ed); A: (k, e, n);
-    B, C: (b, k, n, t); h0: (b, k, e, n). Returns (y (b, k, e, t), h_end (b, k, e, n))."""
-    # A is constant over time, so the log-decay E_t[n] = A[n] * (sum_{s<=t} delta_s - delta_0) needs a cumsum
-    # of delta only, not of the (…, t, n) product.
-    cd = torch.cumsum(delta, dim=-1) - delta[..., :1]
-    length = delta.shape[-1]
-    if length > 1 and float(-(cd[..., -1:] * A).detach().min()) > _MAX_DECAY:
-        half = length // 2
-        y1, h1 = _chunk_step(u[..., :half], delta[..., :half], A, B[..., :half], C[..., :half], h0)
-        y2, h2 = _chunk_step(u[..., half:], delta[..., half:], A, B[..., half:], C[..., half:], h1)
-        return torch.cat([y1, y2], dim=-1), h2
-    decay = torch.exp(cd.unsqueeze(-1) * A.unsqueeze(-2))  # exp(E): (b, k, e, t, n), in (0, 1]
-    bu = (delta * u).unsqueeze(-1) * B.transpose(-1, -2).unsqueeze(2)
-    h0 = h0 * torch.exp(delta[..., 0:1] * A)  # the first step's own decay applies to the carried state only
-    h = decay * (h0.unsqueeze(-2) + torch.cumsum(bu / decay, dim=-2))
-    y = (h * C.transpose(-1, -2).unsqueeze(2)).sum(-1)
-    return y, h[..., -1, :]
+    """One chunk. u, delta: (b, k, e, T) float32, delta after softplus, T a multiple of ``sub``;
+    A: (k, e, n); B, C: (b, k, n, T); h0: (b, k, e, n). Returns (y (b, k, e, T), h_end (b, k, e, n))."""
+    b, k, e, T = u.shape
+    n = A.shape[-1]
+    m = T // sub
+    d = delta.view(b, k, e, m, sub)
+    cd = torch.cumsum(d, dim=-1)
+    excl = cd - d[..., :1]  # delta summed since each block's first step, that step excluded
+    if sub > 1 and float((excl[..., -1].amax(dim=-1, keepdim=True) * -A).max()) > _MAX_DECAY:
+        return _solve_chunk(u, delta, A, B, C, h0, sub // 2)
+    Ab = A[:, :, None, None, :]  # (k, e, 1, 1, n)
+    decay = torch.exp(excl.unsqueeze(-1) * Ab)  # (b, k, e, m, sub, n), in (0, 1]
+    Bb = B.view(b, k, n, m, sub).permute(0, 1, 3, 4, 2).unsqueeze(2)  # (b, k, 1, m, sub, n)
+    bu = (d * u.view(b, k, e, m, sub)).unsqueeze(-1) * Bb
+    loc = decay * torch.cumsum(bu / decay, dim=-2)
+    # Carry the state across blocks: a short loop over blocks on (b, k, e, n) tensors.
+    block_decay = torch.exp(cd[..., -1].unsqueeze(-1) * A[:, :, None, :])  # (b, k, e, m, n)
+    carries = []
+    h = h0
+    for j in range(m):
+        carries.append(h)
+        h = block_decay[..., j, :] * h + loc[..., j, -1, :]
+    incoming = torch.stack(carries, dim=3) * torch.exp(d[..., 0].unsqueeze(-1) * A[:, :, None, :])  # (b, k, e, m, n)
+    hs = loc + decay * incoming.unsqueeze(-2)
+    Cb = C.view(b, k, n, m, sub).permute(0, 1, 3, 4, 2).unsqueeze(2)
+    y = (hs * Cb).sum(-1).view(b, k, e, T)
+    return y, h
 
 
 def selective_scan_torch(
@@ -58,33 +76,41 @@ def selective_scan_torch(
     D: torch.Tensor | None = None,
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
-    chunk: int = DEFAULT_CHUNK,
+    block: int = DEFAULT_BLOCK,
+    chunk: int | None = None,
 ) -> torch.Tensor:
-    """Chunked selective scan (see :func:`audiomamba.ops.selective_scan` for the contract)."""
+    """Two-level chunked selective scan (see :func:`audiomamba.ops.selective_scan` for the contract).
+
+    ``block``: steps solved in closed form at once; ``chunk``: steps per checkpointed chunk (a multiple of
+    ``block``; default: sized to about 8M state values).
+    """
     batch, channels, length = u.shape
     groups, state = B.shape[1], A.shape[1]
     e = channels // groups
     f32 = torch.float32
-    delta = delta.to(f32)
+    use_ckpt = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C))
+    dt = delta.to(f32)
     if delta_bias is not None:
-        delta = delta + delta_bias.to(f32)[:, None]
+        dt = dt + delta_bias.to(f32)[:, None]
     if delta_softplus:
-        delta = F.softplus(delta)
-    uf = u.to(f32).view(batch, groups, e, length)
-    delta = delta.view(batch, groups, e, length)
+        dt = F.softplus(dt)
+    # Pad to whole blocks with delta = 0 and u = 0: the state passes through unchanged; outputs are cropped.
+    pad = (-length) % block
+    uf = F.pad(u.to(f32), (0, pad)).view(batch, groups, e, length + pad)
+    dt = F.pad(dt, (0, pad)).view(batch, groups, e, length + pad)
+    Bf, Cf = F.pad(B.to(f32), (0, pad)), F.pad(C.to(f32), (0, pad))
     Af = A.to(f32).view(groups, e, state)
-    Bf, Cf = B.to(f32), C.to(f32)
+    if chunk is None:
+        chunk = max(1, _CHUNK_ELEMENTS // max(1, batch * channels * state))
+    chunk = max(block, chunk // block * block)
     h = uf.new_zeros(batch, groups, e, state)
-    use_ckpt = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (u, delta, A, B, C) if t is not None
-    )
     ys = []
-    for t0 in range(0, length, chunk):
-        sl = slice(t0, min(t0 + chunk, length))
-        args = (uf[..., sl], delta[..., sl], Af, Bf[..., sl], Cf[..., sl], h)
-        y, h = checkpoint(_chunk_step, *args, use_reentrant=False) if use_ckpt else _chunk_step(*args)
+    for t0 in range(0, length + pad, chunk):
+        sl = slice(t0, t0 + chunk)
+        args = (uf[..., sl], dt[..., sl], Af, Bf[..., sl], Cf[..., sl], h, block)
+        y, h = checkpoint(_solve_chunk, *args, use_reentrant=False) if use_ckpt else _solve_chunk(*args)
         ys.append(y)
-    y = torch.cat(ys, dim=-1).reshape(batch, channels, length) if ys else uf.new_zeros(batch, channels, 0)
+    y = torch.cat(ys, dim=-1)[..., :length].reshape(batch, channels, length)
     if D is not None:
         y = y + D.to(f32)[:, None] * u.to(f32)
     return y.to(u.dtype)
