@@ -60,10 +60,18 @@ def cross_selective_scan(
     ``x``, so projecting before or after reordering is the same); ``A: (4*E, N)``, ``D, delta_bias: (4*E,)``
     direction-major.  Returns the merged ``(B, E, H, W)`` output in ``x``'s dtype.
 
-    ``backend="auto"`` runs the fused Triton kernel (``ops/scan_triton.py``) on CUDA inputs it supports and
-    this PyTorch composition otherwise; ``"triton"`` insists on the kernel; any other name is passed on to
+    ``backend="auto"`` runs the fused Triton kernel (``ops/scan_triton.py``) on CUDA inputs it supports, the
+    fused numba kernel (``ops/scan_cpu.py``) on CPU when no gradient is needed, and this PyTorch composition
+    otherwise; ``"cpu"`` insists on the numba kernel; ``"triton"`` insists on the kernel; any other name is passed on to
     :func:`selective_scan` for the unfused path.
     """
+    if backend in ("auto", "cpu") and not x.is_cuda:
+        from audiomamba.ops import scan_cpu
+
+        if scan_cpu.supports(x, delta, A, B, C, D, delta_bias):  # fused numba kernel, inference only
+            return scan_cpu.cross_selective_scan_cpu(x, delta, A, B, C, D, delta_bias, delta_softplus)
+        if backend == "cpu":
+            raise ValueError("backend='cpu' needs numba, CPU tensors and no gradient; use backend='auto' to fall back")
     if backend in ("auto", "triton"):
         mod = _triton_module() if x.is_cuda else None
         ok = mod is not None and mod.supports_cross_selective_scan(x, delta, A, B, C, D, delta_bias)
