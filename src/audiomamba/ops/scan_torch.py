@@ -46,13 +46,16 @@ def _solve_chunk(
     d = delta.view(b, k, e, m, sub)
     cd = torch.cumsum(d, dim=-1)
     excl = cd - d[..., :1]  # delta summed since each block's first step, that step excluded
-    if sub > 1 and float((excl[..., -1].amax(dim=-1, keepdim=True) * -A).max()) > _MAX_DECAY:
+    if sub > 1 and float((excl[..., -1].detach().amax(dim=-1, keepdim=True) * -A.detach()).max()) > _MAX_DECAY:
         return _solve_chunk(u, delta, A, B, C, h0, sub // 2)
     Ab = A[:, :, None, None, :]  # (k, e, 1, 1, n)
-    decay = torch.exp(excl.unsqueeze(-1) * Ab)  # (b, k, e, m, sub, n), in (0, 1]
+    log_decay = excl.unsqueeze(-1) * Ab  # (b, k, e, m, sub, n), <= 0
+    decay = torch.exp(log_decay)
     Bb = B.view(b, k, n, m, sub).permute(0, 1, 3, 4, 2).unsqueeze(2)  # (b, k, 1, m, sub, n)
     bu = (d * u.view(b, k, e, m, sub)).unsqueeze(-1) * Bb
-    loc = decay * torch.cumsum(bu / decay, dim=-2)
+    # exp(-E) rather than 1 / exp(E): the gradient of a division squares exp(E), which underflows to 0 (and
+    # the gradient to NaN) for decays beyond ~44 nats.
+    loc = decay * torch.cumsum(bu * torch.exp(-log_decay), dim=-2)
     # Carry the state across blocks: a short loop over blocks on (b, k, e, n) tensors.
     block_decay = torch.exp(cd[..., -1].unsqueeze(-1) * A[:, :, None, :])  # (b, k, e, m, n)
     carries = []
