@@ -50,206 +50,345 @@ def _softplus(x):
 
 
 @triton.jit
-def _positions(t, k, L, H, W, CROSS: tl.constexpr):
-    """Grid position read at scan step t by direction k."""
+def _tile_times(c, H, W, L, TA: tl.constexpr, TB: tl.constexpr, COLT: tl.constexpr):
+    """Scan steps of chunk c laid out as a (TA, TB) load tile, and their validity.
+
+    Row tiles (TA = 1): TB consecutive steps.  Column tiles (COLT): TB whole columns of TA >= H rows (rows past
+    H are padding), so that the tile's fast axis runs along W, contiguous in memory: coalesced loads for the
+    column-major directions, which a 1D chunk would read with stride W.
+    """
+    ia = tl.arange(0, TA)[:, None]
+    ib = tl.arange(0, TB)[None, :]
+    if COLT:
+        j = c * TB + ib
+        t = j * H + ia
+        valid = (ia < H) & (j < W)
+    else:
+        t = c * (TA * TB) + ia * TB + ib
+        valid = t < L
+    return t, valid
+
+
+@triton.jit
+def _time_steps(c, H, W, L, TA: tl.constexpr, TB: tl.constexpr, COLT: tl.constexpr):
+    """The same steps in scan order (a 1D vector of TA*TB): tile element (ia, ib) sits at ib * TA + ia for
+    column tiles (columns one after the other), at ib for row tiles."""
+    s = tl.arange(0, TA * TB)
+    if COLT:
+        ia = s % TA
+        j = c * TB + s // TA
+        t = j * H + ia
+        valid = (ia < H) & (j < W)
+    else:
+        t = c * (TA * TB) + s
+        valid = t < L
+    return t, valid
+
+
+@triton.jit
+def _pos(t, L, H, W, K: tl.constexpr, CROSS: tl.constexpr):
+    """Grid position read at scan step t by direction K (plain mode: t itself)."""
     if CROSS:
-        tt = tl.where(k >= 2, L - 1 - t, t)
-        tt = tl.maximum(tt, 0)  # masked steps past the end: any valid address
-        col = (k % 2) == 1
-        return tl.where(col, (tt % H) * W + tt // H, tt)
+        if K >= 2:
+            tt = tl.maximum(L - 1 - t, 0)  # steps past the end are masked: any valid address
+        else:
+            tt = tl.minimum(t, L - 1)
+        if K % 2 == 1:
+            return (tt % H) * W + tt // H
+        else:
+            return tt
     else:
         return t
+
+
+@triton.jit
+def _to_time(x, BE: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr):
+    """(BE, TA, TB) load tile -> (BE, TA*TB) in scan order."""
+    return tl.reshape(tl.permute(x, (0, 2, 1)), (BE, TA * TB))
+
+
+@triton.jit
+def _from_time(y, BE: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr):
+    """(BE, TA*TB) in scan order -> (BE, TA, TB) load tile."""
+    return tl.permute(tl.reshape(y, (BE, TB, TA)), (0, 2, 1))
+
+
+@triton.jit
+def _fwd_direction(
+    x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, acc_ptr, hs_ptr,
+    b, k, e, E, G, L, H, W, NCS, NC,
+    KI: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr,
+    TA: tl.constexpr, TB: tl.constexpr, COLT: tl.constexpr,
+    CROSS: tl.constexpr, NK: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SAVE: tl.constexpr, ACC_IS_OUT: tl.constexpr, SPLIT: tl.constexpr,
+):
+    T: tl.constexpr = TA * TB
+    emask = e < E
+    nn = tl.arange(0, NP)
+    nmask = nn < N
+    sr = tl.arange(0, T)
+    if CROSS:
+        u_row = (b * E + e).to(tl.int64) * L  # x and the merged output: (B, E, L)
+    else:
+        u_row = ((b * G + k) * E + e).to(tl.int64) * L
+    d_row = ((b * G + k) * E + e).to(tl.int64) * L  # delta: (B, G, E, L)
+    bc_row = ((b * G + k) * N + nn).to(tl.int64) * L  # B, C: (B, G, N, L)
+    ch = k * E + e  # parameter row
+    A = tl.load(A_ptr + ch[:, None] * N + nn[None, :], mask=emask[:, None] & nmask[None, :], other=0.0)
+    if HAS_D:
+        Dv = tl.load(D_ptr + ch, mask=emask, other=0.0)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
+    h = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
+    for c in range(NC):
+        t2, v2 = _tile_times(c, H, W, L, TA, TB, COLT)
+        p2 = _pos(t2, L, H, W, KI, CROSS)  # (TA, TB)
+        ts, vs = _time_steps(c, H, W, L, TA, TB, COLT)  # (T,)
+        m3 = emask[:, None, None] & v2[None, :, :]
+        off3 = u_row[:, None, None] + p2[None, :, :]
+        u = _to_time(tl.load(x_ptr + off3, mask=m3, other=0.0).to(tl.float32), BLOCK_E, TA, TB)
+        dl = tl.load(delta_ptr + d_row[:, None, None] + p2[None, :, :], mask=m3, other=0.0).to(tl.float32)
+        dl = _to_time(dl, BLOCK_E, TA, TB)
+        if HAS_BIAS:
+            dl = dl + bias[:, None]
+        if SOFTPLUS:
+            dl = _softplus(dl)
+        mbc = nmask[:, None, None] & v2[None, :, :]
+        offbc = bc_row[:, None, None] + p2[None, :, :]
+        Bt = tl.trans(_to_time(tl.load(B_ptr + offbc, mask=mbc, other=0.0).to(tl.float32), NP, TA, TB))  # (T, NP)
+        Ct = tl.trans(_to_time(tl.load(C_ptr + offbc, mask=mbc, other=0.0).to(tl.float32), NP, TA, TB))
+        a = tl.exp(dl[:, :, None] * A[:, None, :])  # (BE, T, NP)
+        a = tl.where(vs[None, :, None], a, 1.0)  # padding: identity steps
+        bb = (dl * u)[:, :, None] * Bt[None, :, :]
+        bb = tl.where(vs[None, :, None], bb, 0.0)
+        sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+        if SAVE:
+            hs_off = ((((b * G + k) * E + e).to(tl.int64) * NCS + c) * N)[:, None] + nn[None, :]
+            tl.store(hs_ptr + hs_off, h, mask=emask[:, None] & nmask[None, :])
+        hh = sa * h[:, None, :] + sb
+        y = tl.sum(hh * Ct[None, :, :], axis=2)  # (BE, T)
+        if HAS_D:
+            y = y + Dv[:, None] * u
+        last = (sr == T - 1)[None, :, None]
+        h = tl.sum(tl.where(last, hh, 0.0), axis=1)
+        y3 = _from_time(y, BLOCK_E, TA, TB)
+        if SPLIT:  # this direction's own output rows, on the grid: (B, 4, E, L)
+            off3 = d_row[:, None, None] + p2[None, :, :]
+        if NK > 1:
+            if KI > 0:
+                y3 = y3 + tl.load(acc_ptr + off3, mask=m3, other=0.0)
+            if KI < NK - 1:
+                tl.store(acc_ptr + off3, y3, mask=m3)
+            else:
+                tl.store(out_ptr + off3, y3.to(out_ptr.dtype.element_ty), mask=m3)
+        else:
+            tl.store(out_ptr + off3, y3.to(out_ptr.dtype.element_ty), mask=m3)
 
 
 @triton.jit
 def _scan_fwd_kernel(
     x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr,
     out_ptr, acc_ptr, hs_ptr,
-    E, G, L, H, W, NC, n_eb,
-    N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
+    E, G, L, H, W, NCS, NC_ROW, NC_COL, n_eb,
+    N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HP: tl.constexpr, WC: tl.constexpr,
+    COLTILES: tl.constexpr,
     CROSS: tl.constexpr, NK: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-    SAVE: tl.constexpr, ACC_IS_OUT: tl.constexpr,
+    SAVE: tl.constexpr, ACC_IS_OUT: tl.constexpr, SPLIT: tl.constexpr,
 ):
     pid = tl.program_id(0)
     b = pid // n_eb
-    eb = pid % n_eb
-    e = eb * BLOCK_E + tl.arange(0, BLOCK_E)  # (BE,)
+    e = (pid % n_eb) * BLOCK_E + tl.arange(0, BLOCK_E)
+    if SPLIT:  # one direction per program (grid axis 1), outputs per direction, summed afterwards
+        k = tl.program_id(1)
+        for KI in tl.static_range(4):
+            if k == KI:
+                if COLTILES and (KI % 2 == 1):
+                    _fwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, acc_ptr, hs_ptr,
+                                   b, KI, e, E, G, L, H, W, NCS, NC_COL, KI, N, NP, BLOCK_E, HP, WC, True,
+                                   True, 1, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, True, True)
+                else:
+                    _fwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, acc_ptr, hs_ptr,
+                                   b, KI, e, E, G, L, H, W, NCS, NC_ROW, KI, N, NP, BLOCK_E, 1, T, False,
+                                   True, 1, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, True, True)
+        return
+    for KI in tl.static_range(NK):
+        if CROSS:
+            k = KI
+        else:
+            k = tl.program_id(1)
+        if COLTILES and (KI % 2 == 1):
+            _fwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, acc_ptr, hs_ptr,
+                           b, k, e, E, G, L, H, W, NCS, NC_COL, KI, N, NP, BLOCK_E, HP, WC, True,
+                           CROSS, NK, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, ACC_IS_OUT, False)
+        else:
+            _fwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, acc_ptr, hs_ptr,
+                           b, k, e, E, G, L, H, W, NCS, NC_ROW, KI, N, NP, BLOCK_E, 1, T, False,
+                           CROSS, NK, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, ACC_IS_OUT, False)
+        if NK > 1:
+            tl.debug_barrier()  # the next direction reads what this one accumulated, in other threads
+
+
+@triton.jit
+def _bwd_direction(
+    x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
+    dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    b, k, e, E, G, L, H, W, NCS, NC,
+    KI: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr,
+    TA: tl.constexpr, TB: tl.constexpr, COLT: tl.constexpr,
+    CROSS: tl.constexpr, NK: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ACC_IS_OUT: tl.constexpr, SPLIT: tl.constexpr,
+):
+    T: tl.constexpr = TA * TB
     emask = e < E
     nn = tl.arange(0, NP)
     nmask = nn < N
-    tr = tl.arange(0, T)
-    for ki in range(NK):
-        if CROSS:
-            k = ki
-            u_row = (b * E + e).to(tl.int64) * L  # x and the merged output: (B, E, L)
-        else:
-            k = tl.program_id(1)
-            u_row = ((b * G + k) * E + e).to(tl.int64) * L
-        d_row = ((b * G + k) * E + e).to(tl.int64) * L  # delta: (B, G, E, L)
-        bc_row = ((b * G + k) * N + nn).to(tl.int64) * L  # B, C: (B, G, N, L)
-        ch = k * E + e  # parameter row
-        A = tl.load(A_ptr + ch[:, None] * N + nn[None, :], mask=emask[:, None] & nmask[None, :], other=0.0)
-        if HAS_D:
-            Dv = tl.load(D_ptr + ch, mask=emask, other=0.0)
+    sr = tl.arange(0, T)
+    if CROSS:
+        u_row = (b * E + e).to(tl.int64) * L
+    else:
+        u_row = ((b * G + k) * E + e).to(tl.int64) * L
+    d_row = ((b * G + k) * E + e).to(tl.int64) * L
+    bc_row = ((b * G + k) * N + nn).to(tl.int64) * L
+    ch = k * E + e
+    en_mask = emask[:, None] & nmask[None, :]
+    A = tl.load(A_ptr + ch[:, None] * N + nn[None, :], mask=en_mask, other=0.0)
+    if HAS_D:
+        Dv = tl.load(D_ptr + ch, mask=emask, other=0.0)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
+    dh_carry = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
+    dA_acc = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
+    dD_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
+    dbias_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
+    for cc in range(NC):
+        c = NC - 1 - cc
+        t2, v2 = _tile_times(c, H, W, L, TA, TB, COLT)
+        p2 = _pos(t2, L, H, W, KI, CROSS)
+        ts, vs = _time_steps(c, H, W, L, TA, TB, COLT)
+        m3 = emask[:, None, None] & v2[None, :, :]
+        off3 = u_row[:, None, None] + p2[None, :, :]
+        doff3 = d_row[:, None, None] + p2[None, :, :]
+        u = _to_time(tl.load(x_ptr + off3, mask=m3, other=0.0).to(tl.float32), BLOCK_E, TA, TB)
+        dl_raw = _to_time(tl.load(delta_ptr + doff3, mask=m3, other=0.0).to(tl.float32), BLOCK_E, TA, TB)
         if HAS_BIAS:
-            bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
-        h = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
-        for c in range(NC):
-            t = c * T + tr
-            tmask = t < L
-            p = _positions(t, k, L, H, W, CROSS)
-            m2 = emask[:, None] & tmask[None, :]
-            u = tl.load(x_ptr + u_row[:, None] + p[None, :], mask=m2, other=0.0).to(tl.float32)
-            dl = tl.load(delta_ptr + d_row[:, None] + p[None, :], mask=m2, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dl = dl + bias[:, None]
-            if SOFTPLUS:
-                dl = _softplus(dl)
-            mbc = tmask[:, None] & nmask[None, :]
-            Bt = tl.load(B_ptr + bc_row[None, :] + p[:, None], mask=mbc, other=0.0).to(tl.float32)  # (T, NP)
-            Ct = tl.load(C_ptr + bc_row[None, :] + p[:, None], mask=mbc, other=0.0).to(tl.float32)
-            a = tl.exp(dl[:, :, None] * A[:, None, :])  # (BE, T, NP)
-            a = tl.where(tmask[None, :, None], a, 1.0)
-            bb = (dl * u)[:, :, None] * Bt[None, :, :]
-            sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
-            if SAVE:
-                hs_off = ((((b * G + k) * E + e).to(tl.int64) * NC + c) * N)[:, None] + nn[None, :]
-                tl.store(hs_ptr + hs_off, h, mask=emask[:, None] & nmask[None, :])
-            hh = sa * h[:, None, :] + sb
-            y = tl.sum(hh * Ct[None, :, :], axis=2)  # (BE, T)
-            if HAS_D:
-                y = y + Dv[:, None] * u
-            last = (tr == T - 1)[None, :, None]
-            h = tl.sum(tl.where(last, hh, 0.0), axis=1)
-            optr = u_row[:, None] + p[None, :]
-            if NK > 1:
-                prev = tl.load(acc_ptr + optr, mask=m2 & (ki > 0), other=0.0)
-                y = y + prev
-                tl.store(acc_ptr + optr, y, mask=m2 & (ki < NK - 1))
-                if ACC_IS_OUT:
-                    tl.store(out_ptr + optr, y, mask=m2 & (ki == NK - 1))
-                else:
-                    tl.store(out_ptr + optr, y.to(out_ptr.dtype.element_ty), mask=m2 & (ki == NK - 1))
-            else:
-                tl.store(out_ptr + optr, y.to(out_ptr.dtype.element_ty), mask=m2)
+            dl_raw = dl_raw + bias[:, None]
+        if SOFTPLUS:
+            dl = _softplus(dl_raw)
+        else:
+            dl = dl_raw
+        # the next step's decay a_{t+1}: 0 past the end (no gradient flows in), 1 on padding (pass-through)
+        tn2 = t2 + 1
+        vn2 = v2 & (tn2 < L)
+        pn2 = _pos(tn2, L, H, W, KI, CROSS)
+        dln = tl.load(delta_ptr + d_row[:, None, None] + pn2[None, :, :], mask=emask[:, None, None] & vn2[None, :, :], other=0.0)
+        dln = _to_time(dln.to(tl.float32), BLOCK_E, TA, TB)
+        if HAS_BIAS:
+            dln = dln + bias[:, None]
+        if SOFTPLUS:
+            dln = _softplus(dln)
+        vns = vs & (ts + 1 < L)
+        mbc = nmask[:, None, None] & v2[None, :, :]
+        offbc = bc_row[:, None, None] + p2[None, :, :]
+        Bt = tl.trans(_to_time(tl.load(B_ptr + offbc, mask=mbc, other=0.0).to(tl.float32), NP, TA, TB))
+        Ct = tl.trans(_to_time(tl.load(C_ptr + offbc, mask=mbc, other=0.0).to(tl.float32), NP, TA, TB))
+        dy = _to_time(tl.load(dy_ptr + off3, mask=m3, other=0.0).to(tl.float32), BLOCK_E, TA, TB)
+        # recompute the chunk's states from its saved start
+        a = tl.exp(dl[:, :, None] * A[:, None, :])
+        a = tl.where(vs[None, :, None], a, 1.0)
+        bu = dl * u
+        bb = bu[:, :, None] * Bt[None, :, :]
+        bb = tl.where(vs[None, :, None], bb, 0.0)
+        sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+        hs_off = ((((b * G + k) * E + e).to(tl.int64) * NCS + c) * N)[:, None] + nn[None, :]
+        h0 = tl.load(hs_ptr + hs_off, mask=en_mask, other=0.0)
+        hh = sa * h0[:, None, :] + sb
+        # adjoint: dh_t = C_t dy_t + a_{t+1} dh_{t+1}
+        an = tl.exp(dln[:, :, None] * A[:, None, :])
+        an = tl.where(vns[None, :, None], an, tl.where(vs[None, :, None], 0.0, 1.0))
+        g = dy[:, :, None] * Ct[None, :, :]
+        ra, rb = tl.associative_scan((an, g), axis=1, combine_fn=_combine, reverse=True)
+        dh = ra * dh_carry[:, None, :] + rb
+        first = (sr == 0)[None, :, None]
+        dh_carry = tl.sum(tl.where(first, dh, 0.0), axis=1)
+        dha = tl.where(vs[None, :, None], dh * (hh - bb), 0.0)  # a_t h_{t-1} = h_t - b_t; padding carries dh
+        dhB = tl.sum(dh * Bt[None, :, :], axis=2)
+        ddl = dhB * u + tl.sum(dha * A[:, None, :], axis=2)
+        dA_acc += tl.sum(dha * dl[:, :, None], axis=1)
+        du = dhB * dl
+        if HAS_D:
+            du = du + Dv[:, None] * dy
+            dD_acc += tl.sum(dy * u, axis=1)
+        dBt = tl.sum(dh * bu[:, :, None], axis=0)  # (T, NP)
+        dCt = tl.sum(hh * dy[:, :, None], axis=0)
+        tl.atomic_add(dB_ptr + offbc, _from_time(tl.trans(dBt), NP, TA, TB), mask=mbc)
+        tl.atomic_add(dC_ptr + offbc, _from_time(tl.trans(dCt), NP, TA, TB), mask=mbc)
+        if SOFTPLUS:
+            ddl = ddl / (1.0 + tl.exp(-dl_raw))
+        ddl = tl.where(emask[:, None] & vs[None, :], ddl, 0.0)
+        dbias_acc += tl.sum(ddl, axis=1)
+        tl.store(ddelta_ptr + doff3, _from_time(ddl, BLOCK_E, TA, TB).to(ddelta_ptr.dtype.element_ty), mask=m3)
+        du3 = _from_time(du, BLOCK_E, TA, TB)
+        if SPLIT:
+            off3 = doff3
         if NK > 1:
-            tl.debug_barrier()  # the next direction reads what this one accumulated, in other threads
+            if KI > 0:
+                du3 = du3 + tl.load(dxacc_ptr + off3, mask=m3, other=0.0)
+            if KI < NK - 1:
+                tl.store(dxacc_ptr + off3, du3, mask=m3)
+            else:
+                tl.store(dx_ptr + off3, du3.to(dx_ptr.dtype.element_ty), mask=m3)
+        else:
+            tl.store(dx_ptr + off3, du3.to(dx_ptr.dtype.element_ty), mask=m3)
+    tl.atomic_add(dA_ptr + ch[:, None] * N + nn[None, :], dA_acc, mask=en_mask)
+    if HAS_D:
+        tl.atomic_add(dD_ptr + ch, dD_acc, mask=emask)
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + ch, dbias_acc, mask=emask)
 
 
 @triton.jit
 def _scan_bwd_kernel(
     x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
     dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-    E, G, L, H, W, NC, n_eb,
-    N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
+    E, G, L, H, W, NCS, NC_ROW, NC_COL, n_eb,
+    N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HP: tl.constexpr, WC: tl.constexpr,
+    COLTILES: tl.constexpr,
     CROSS: tl.constexpr, NK: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ACC_IS_OUT: tl.constexpr,
+    ACC_IS_OUT: tl.constexpr, SPLIT: tl.constexpr,
 ):
     pid = tl.program_id(0)
     b = pid // n_eb
-    eb = pid % n_eb
-    e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
-    emask = e < E
-    nn = tl.arange(0, NP)
-    nmask = nn < N
-    tr = tl.arange(0, T)
-    for ki in range(NK):
+    e = (pid % n_eb) * BLOCK_E + tl.arange(0, BLOCK_E)
+    if SPLIT:
+        k = tl.program_id(1)
+        for KI in tl.static_range(4):
+            if k == KI:
+                if COLTILES and (KI % 2 == 1):
+                    _bwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
+                                   dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+                                   b, KI, e, E, G, L, H, W, NCS, NC_COL, KI, N, NP, BLOCK_E, HP, WC, True,
+                                   True, 1, SOFTPLUS, HAS_D, HAS_BIAS, True, True)
+                else:
+                    _bwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
+                                   dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+                                   b, KI, e, E, G, L, H, W, NCS, NC_ROW, KI, N, NP, BLOCK_E, 1, T, False,
+                                   True, 1, SOFTPLUS, HAS_D, HAS_BIAS, True, True)
+        return
+    for KI in tl.static_range(NK):
         if CROSS:
-            k = ki
-            u_row = (b * E + e).to(tl.int64) * L
+            k = KI
         else:
             k = tl.program_id(1)
-            u_row = ((b * G + k) * E + e).to(tl.int64) * L
-        d_row = ((b * G + k) * E + e).to(tl.int64) * L
-        bc_row = ((b * G + k) * N + nn).to(tl.int64) * L
-        ch = k * E + e
-        en_mask = emask[:, None] & nmask[None, :]
-        A = tl.load(A_ptr + ch[:, None] * N + nn[None, :], mask=en_mask, other=0.0)
-        if HAS_D:
-            Dv = tl.load(D_ptr + ch, mask=emask, other=0.0)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
-        dh_carry = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
-        dA_acc = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
-        dD_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
-        dbias_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
-        for cc in range(NC):
-            c = NC - 1 - cc
-            t = c * T + tr
-            tmask = t < L
-            p = _positions(t, k, L, H, W, CROSS)
-            m2 = emask[:, None] & tmask[None, :]
-            u = tl.load(x_ptr + u_row[:, None] + p[None, :], mask=m2, other=0.0).to(tl.float32)
-            dl_raw = tl.load(delta_ptr + d_row[:, None] + p[None, :], mask=m2, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dl_raw = dl_raw + bias[:, None]
-            if SOFTPLUS:
-                dl = _softplus(dl_raw)
-            else:
-                dl = dl_raw
-            # the next step's decay a_{t+1} (0 past the end: no gradient flows in from there)
-            tn = t + 1
-            tnmask = tn < L
-            pn = _positions(tn, k, L, H, W, CROSS)
-            dln = tl.load(delta_ptr + d_row[:, None] + pn[None, :], mask=emask[:, None] & tnmask[None, :], other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dln = dln + bias[:, None]
-            if SOFTPLUS:
-                dln = _softplus(dln)
-            mbc = tmask[:, None] & nmask[None, :]
-            Bt = tl.load(B_ptr + bc_row[None, :] + p[:, None], mask=mbc, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + bc_row[None, :] + p[:, None], mask=mbc, other=0.0).to(tl.float32)
-            dy = tl.load(dy_ptr + u_row[:, None] + p[None, :], mask=m2, other=0.0).to(tl.float32)
-            # recompute the chunk's states from its saved start
-            a = tl.exp(dl[:, :, None] * A[:, None, :])
-            a = tl.where(tmask[None, :, None], a, 1.0)
-            bu = dl * u
-            bb = bu[:, :, None] * Bt[None, :, :]
-            sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
-            hs_off = ((((b * G + k) * E + e).to(tl.int64) * NC + c) * N)[:, None] + nn[None, :]
-            h0 = tl.load(hs_ptr + hs_off, mask=en_mask, other=0.0)
-            hh = sa * h0[:, None, :] + sb
-            # adjoint: dh_t = C_t dy_t + a_{t+1} dh_{t+1}
-            an = tl.exp(dln[:, :, None] * A[:, None, :])
-            an = tl.where(tnmask[None, :, None], an, 0.0)
-            g = dy[:, :, None] * Ct[None, :, :]
-            ra, rb = tl.associative_scan((an, g), axis=1, combine_fn=_combine, reverse=True)
-            dh = ra * dh_carry[:, None, :] + rb
-            first = (tr == 0)[None, :, None]
-            dh_carry = tl.sum(tl.where(first, dh, 0.0), axis=1)
-            # a_t h_{t-1} = h_t - b_t
-            dha = dh * (hh - bb)  # (BE, T, NP)
-            ddl = tl.sum(dh * Bt[None, :, :], axis=2) * u + tl.sum(dha * A[:, None, :], axis=2)
-            dA_acc += tl.sum(dha * dl[:, :, None], axis=1)
-            du = tl.sum(dh * Bt[None, :, :], axis=2) * dl
-            if HAS_D:
-                du = du + Dv[:, None] * dy
-                dD_acc += tl.sum(dy * u, axis=1)
-            dBt = tl.sum(dh * bu[:, :, None], axis=0)  # (T, NP)
-            dCt = tl.sum(hh * dy[:, :, None], axis=0)
-            tl.atomic_add(dB_ptr + bc_row[None, :] + p[:, None], dBt, mask=mbc)
-            tl.atomic_add(dC_ptr + bc_row[None, :] + p[:, None], dCt, mask=mbc)
-            if SOFTPLUS:
-                ddl = ddl / (1.0 + tl.exp(-dl_raw))
-            ddl = tl.where(m2, ddl, 0.0)
-            dbias_acc += tl.sum(ddl, axis=1)
-            tl.store(ddelta_ptr + d_row[:, None] + p[None, :], ddl.to(ddelta_ptr.dtype.element_ty), mask=m2)
-            optr = u_row[:, None] + p[None, :]
-            if NK > 1:
-                prev = tl.load(dxacc_ptr + optr, mask=m2 & (ki > 0), other=0.0)
-                du = du + prev
-                tl.store(dxacc_ptr + optr, du, mask=m2 & (ki < NK - 1))
-                if ACC_IS_OUT:
-                    tl.store(dx_ptr + optr, du, mask=m2 & (ki == NK - 1))
-                else:
-                    tl.store(dx_ptr + optr, du.to(dx_ptr.dtype.element_ty), mask=m2 & (ki == NK - 1))
-            else:
-                tl.store(dx_ptr + optr, du.to(dx_ptr.dtype.element_ty), mask=m2)
-        tl.atomic_add(dA_ptr + ch[:, None] * N + nn[None, :], dA_acc, mask=en_mask)
-        if HAS_D:
-            tl.atomic_add(dD_ptr + ch, dD_acc, mask=emask)
-        if HAS_BIAS:
-            tl.atomic_add(dbias_ptr + ch, dbias_acc, mask=emask)
+        if COLTILES and (KI % 2 == 1):
+            _bwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
+                           dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+                           b, k, e, E, G, L, H, W, NCS, NC_COL, KI, N, NP, BLOCK_E, HP, WC, True,
+                           CROSS, NK, SOFTPLUS, HAS_D, HAS_BIAS, ACC_IS_OUT, False)
+        else:
+            _bwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
+                           dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+                           b, k, e, E, G, L, H, W, NCS, NC_ROW, KI, N, NP, BLOCK_E, 1, T, False,
+                           CROSS, NK, SOFTPLUS, HAS_D, HAS_BIAS, ACC_IS_OUT, False)
         if NK > 1:
             tl.debug_barrier()
 
@@ -257,56 +396,94 @@ def _scan_bwd_kernel(
 # ---------------------------------------------------------------------------------------------- launch
 
 
+_CONFIG_OVERRIDE: tuple[int, int, int] | None = None  # (BLOCK_E, T, num_warps), for tuning sweeps
+# Cross mode: one direction per program with per-direction fp32 outputs summed by torch (True, measured ~10x
+# faster on an H100), or the four directions in one program accumulating on the grid (False; see
+# docs/triton-notes.md).
+CROSS_SPLIT = True
+
+
 def _config(batch: int, groups_per_launch: int, channels: int, state: int, length: int) -> tuple[int, int, int]:
     """(BLOCK_E, T, num_warps): about 4k float32 per (BE, T, NP) tile, fewer channels per program when the
     grid would be too small to fill the GPU."""
+    if _CONFIG_OVERRIDE is not None:
+        return _CONFIG_OVERRIDE
+    # From bench/scan_sweep.py on an H100 (2026-11-24): small tiles, one warp, many programs win; the scan is
+    # latency-bound, and more programs in flight hide it.
     np_ = triton.next_power_of_2(max(state, 1))
-    t = 64 if np_ <= 4 else 32
+    if np_ <= 2:
+        be, t = 2, 128
+    elif np_ <= 4:
+        be, t = 2, 64
+    else:
+        be, t = 4, 32
     t = min(t, max(16, triton.next_power_of_2(length)))
-    be = max(1, 4096 // (t * np_))
-    be = min(be, 64, triton.next_power_of_2(channels))
-    # enough programs: aim at >= 4 per SM of a big GPU (132 SMs)
-    while be > 2 and batch * groups_per_launch * triton.cdiv(channels, be) < 528:
-        be //= 2
-    warps = 4 if be * t * np_ <= 2048 else 8
+    be = min(be, triton.next_power_of_2(channels))
+    warps = 1
     return be, t, warps
+
+
+MAX_COL_TILE_ROWS = 128  # column directions of maps taller than this read with stride W instead of in tiles
+
+
+def _geometry(batch, cross, E, G, N, L, H, W):
+    """Launch geometry: (BLOCK_E, T, warps, HP, WC, COLTILES, NC_ROW, NC_COL, NCS, n_eb)."""
+    be, T, warps = _config(batch, 1 if cross else G, E, N, L)
+    HP = triton.next_power_of_2(H)
+    coltiles = bool(cross and HP <= MAX_COL_TILE_ROWS and W > 1)
+    WC = max(1, T // HP) if coltiles else 1
+    WC = min(WC, triton.next_power_of_2(W))
+    nc_row = triton.cdiv(L, T)
+    nc_col = triton.cdiv(W, WC) if coltiles else nc_row
+    return be, T, warps, HP, WC, coltiles, nc_row, nc_col, max(nc_row, nc_col), triton.cdiv(E, be)
 
 
 def _launch_fwd(x, delta, A, B, C, D, bias, softplus, cross, E, G, L, H, W, save):
     batch = x.shape[0]
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
-    be, T, warps = _config(batch, 1 if cross else G, E, N, L)
-    NC = triton.cdiv(L, T)
-    n_eb = triton.cdiv(E, be)
-    out = torch.empty_like(x)
+    geo = _geometry(batch, cross, E, G, N, L, H, W)
+    be, T, warps, HP, WC, coltiles, nc_row, nc_col, NC, n_eb = geo
     f32 = torch.float32
-    if cross:
-        acc = out if x.dtype == f32 else torch.empty(x.shape, device=x.device, dtype=f32)
-    else:
+    split = cross and CROSS_SPLIT
+    if split:  # per-direction outputs on the grid, summed below
+        out = torch.empty(batch, 4, E, L, device=x.device, dtype=f32)
         acc = out
+    else:
+        out = torch.empty_like(x)
+        if cross:
+            acc = out if x.dtype == f32 else torch.empty(x.shape, device=x.device, dtype=f32)
+        else:
+            acc = out
     hs = torch.empty(batch, G, E, NC, N, device=x.device, dtype=f32) if save else out
     dummy = A
-    grid = (batch * n_eb, 1 if cross else G)
+    grid = (batch * n_eb, 4 if split else (1 if cross else G))
     _scan_fwd_kernel[grid](
         x, delta, A, B, C, D if D is not None else dummy, bias if bias is not None else dummy,
         out, acc, hs,
-        E, G, L, H, W, NC, n_eb,
-        N=N, NP=NP, BLOCK_E=be, T=T, CROSS=cross, NK=4 if cross else 1, SOFTPLUS=bool(softplus),
-        HAS_D=D is not None, HAS_BIAS=bias is not None, SAVE=save, ACC_IS_OUT=acc is out,
+        E, G, L, H, W, NC, nc_row, nc_col, n_eb,
+        N=N, NP=NP, BLOCK_E=be, T=T, HP=HP, WC=WC, COLTILES=coltiles, CROSS=cross, NK=4 if cross else 1, SOFTPLUS=bool(softplus),
+        HAS_D=D is not None, HAS_BIAS=bias is not None, SAVE=save, ACC_IS_OUT=acc is out, SPLIT=split,
         num_warps=warps,
     )
-    return out, (hs if save else None), (be, T, warps, NC, n_eb)
+    if split:
+        out = out.sum(1).to(x.dtype).view(x.shape)
+    return out, (hs if save else None), geo
 
 
 def _launch_bwd(dy, x, delta, A, B, C, D, bias, hs, softplus, cross, E, G, L, H, W, cfg):
-    be, T, warps, NC, n_eb = cfg
+    be, T, warps, HP, WC, coltiles, nc_row, nc_col, NC, n_eb = cfg
     batch = x.shape[0]
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
     f32 = torch.float32
-    dx = torch.empty_like(x)
-    dxacc = dx if (not cross or x.dtype == f32) else torch.empty(x.shape, device=x.device, dtype=f32)
+    split = cross and CROSS_SPLIT
+    if split:
+        dx = torch.empty(batch, 4, E, L, device=x.device, dtype=f32)
+        dxacc = dx
+    else:
+        dx = torch.empty_like(x)
+        dxacc = dx if (not cross or x.dtype == f32) else torch.empty(x.shape, device=x.device, dtype=f32)
     ddelta = torch.empty_like(delta)
     dA = torch.zeros(A.shape, device=x.device, dtype=f32)
     dB = torch.zeros(B.shape, device=x.device, dtype=f32)
@@ -314,15 +491,17 @@ def _launch_bwd(dy, x, delta, A, B, C, D, bias, hs, softplus, cross, E, G, L, H,
     dD = torch.zeros(A.shape[0], device=x.device, dtype=f32)
     dbias = torch.zeros(A.shape[0], device=x.device, dtype=f32)
     dummy = A
-    grid = (batch * n_eb, 1 if cross else G)
+    grid = (batch * n_eb, 4 if split else (1 if cross else G))
     _scan_bwd_kernel[grid](
         x, delta, A, B, C, D if D is not None else dummy, bias if bias is not None else dummy, hs, dy,
         dx, dxacc, ddelta, dA, dB, dC, dD, dbias,
-        E, G, L, H, W, NC, n_eb,
-        N=N, NP=NP, BLOCK_E=be, T=T, CROSS=cross, NK=4 if cross else 1, SOFTPLUS=bool(softplus),
-        HAS_D=D is not None, HAS_BIAS=bias is not None, ACC_IS_OUT=dxacc is dx,
+        E, G, L, H, W, NC, nc_row, nc_col, n_eb,
+        N=N, NP=NP, BLOCK_E=be, T=T, HP=HP, WC=WC, COLTILES=coltiles, CROSS=cross, NK=4 if cross else 1, SOFTPLUS=bool(softplus),
+        HAS_D=D is not None, HAS_BIAS=bias is not None, ACC_IS_OUT=dxacc is dx, SPLIT=split,
         num_warps=warps,
     )
+    if split:
+        dx = dx.sum(1).to(x.dtype).view(x.shape)
     return dx, ddelta, dA, dB, dC, (dD if D is not None else None), (dbias if bias is not None else None)
 
 
@@ -351,10 +530,6 @@ class _ScanFn(torch.autograd.Function):
 
 def _f32(t):
     return None if t is None else t.to(torch.float32).contiguous()
-
-
-def _cast_back(grads, dtypes):
-    return grads
 
 
 def _supported(tensors, state: int) -> bool:

@@ -1,0 +1,497 @@
+"""GPU benchmarks for issue 6: scan kernel, models at 10 s, length scaling, batch-1 latency.
+
+One command prints a table per section and writes JSON + a PNG plot::
+
+    PYTHONPATH=src python3 bench/bench_gpu.py --out results/   [--sections ceil,kernel,check,models,frontend,length,latency]
+
+Everything is timed with CUDA events after warm-up (median of the repeats); inputs are random, never zeros.
+Models are timed from the log-mel spectrogram ``(B, frames, 64)`` to clip logits (the mel front end, the same
+for every model, is timed on its own in the ``frontend`` section); bf16 autocast; random weights.
+Peers, built here with the same front end:
+
+- HTS-AT-like Swin-T: timm ``swin_tiny_patch4_window7_224`` with ``img_size=256, window_size=8, in_chans=1``
+  on the same folded 256 x 256 image Audio Mamba's fold layout sees;
+- AST-like ViT-B/16: 12 timm ``Block``s (dim 768, 12 heads, fused SDPA attention) on 16 x 16 patches with
+  stride 10 of the spectrogram resized to 128 mel x 1024 frames: 12 x 101 = 1212 tokens (AST's count);
+  for long inputs the time axis is not resized: 12 x ((frames - 16) // 10 + 1) tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+import audiomamba  # noqa: E402
+from audiomamba.models.audiomamba import AudioMamba  # noqa: E402
+from audiomamba.ops import cross_selective_scan  # noqa: E402
+
+FRAMES_10S = 1001  # 10 s at 32 kHz, hop 320, centred STFT
+AM_MODELS = ["audiomamba_nano", "audiomamba_micro", "audiomamba_tiny", "audiomamba_tiny_v2"]
+RESULTS: dict = {}
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ timing helpers
+
+
+def cuda_time(fn, warmup=3, iters=10, min_time_s=0.0):
+    """Median milliseconds of fn() by CUDA events (after warm-up)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    t_start = time.perf_counter()
+    while len(times) < iters or (time.perf_counter() - t_start) < min_time_s:
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        e.synchronize()
+        times.append(s.elapsed_time(e))
+        if len(times) > 1000:
+            break
+    return statistics.median(times), times
+
+
+def peak_mem(fn):
+    """Peak GiB allocated while running fn() once (from the current allocation baseline)."""
+    torch.cuda.synchronize()
+    gc.collect()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
+def free():
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------------------------------ peers
+
+
+class ASTLikeViT(nn.Module):
+    """AST-like ViT-B/16: patch conv 16x16 stride 10 on (B, 1, 128, T), cls token, learned positions (sized
+    for the input, interpolated along time when longer), 12 timm Blocks, mean of cls, linear head."""
+
+    def __init__(self, num_classes=527, dim=768, depth=12, heads=12, max_tokens=1212):
+        super().__init__()
+        from timm.models.vision_transformer import Block
+
+        self.patch = nn.Conv2d(1, dim, 16, stride=10)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, 12, 101, dim) * 0.02)
+        self.blocks = nn.Sequential(*[Block(dim, heads, 4.0, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    @staticmethod
+    def image(spec, resize_time=True):
+        """(B, T, 64) -> (B, 1, 128, 1024) (AST's input size) or (B, 1, 128, T) for long inputs."""
+        x = spec.transpose(1, 2).unsqueeze(1)
+        size = (128, 1024) if resize_time else (128, x.shape[-1])
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, img):
+        x = self.patch(img)  # (B, D, 12, Tp)
+        b, d, f, t = x.shape
+        pos = self.pos if t == self.pos.shape[2] else F.interpolate(
+            self.pos.permute(0, 3, 1, 2), size=(f, t), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+        x = x.permute(0, 2, 3, 1) + pos
+        x = torch.cat([self.cls.expand(b, -1, -1), x.reshape(b, f * t, d)], dim=1)
+        x = self.norm(self.blocks(x))
+        return self.head(x[:, 0])
+
+
+def make_swin():
+    import timm
+
+    return timm.create_model(
+        "swin_tiny_patch4_window7_224", pretrained=False, img_size=256, window_size=8, in_chans=1, num_classes=527
+    )
+
+
+def build(name, layout="fold"):
+    """(module, fn(spec) -> logits) for a model name."""
+    if name == "swin_t_htsat_like":
+        m = make_swin()
+        return m, lambda spec: m(AudioMamba.fold(spec))
+    if name == "vit_b_ast_like":
+        m = ASTLikeViT()
+        return m, lambda spec: m(ASTLikeViT.image(spec, resize_time=spec.shape[1] <= 1024))
+    m = audiomamba.create_model(name, layout=layout)
+    return m, lambda spec: m.forward_head(*m.forward_features(spec), spec.shape[1]).logits
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+
+def sec_ceil(args):
+    n = 2**28  # 1 GiB of float32
+    a = torch.randn(n, device="cuda")
+    b = torch.empty_like(a)
+    ms, _ = cuda_time(lambda: b.copy_(a), warmup=3, iters=20)
+    copy_tbs = 2 * a.numel() * 4 / ms / 1e9
+    del a, b
+    x = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    y = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms_mm, _ = cuda_time(lambda: x @ y, warmup=3, iters=10)
+    tflops = 2 * 8192**3 / ms_mm / 1e9
+    del x, y
+    free()
+    RESULTS["ceilings"] = {"copy_TBps": copy_tbs, "bf16_matmul_TFLOPs": tflops}
+    log(f"\n## ceilings\ncopy {copy_tbs:.2f} TB/s (read+write), bf16 8192^3 matmul {tflops:.0f} TFLOP/s")
+
+
+def _scan_inputs(b, e, n, h, w, dtype):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    r = lambda *s: torch.randn(*s, device="cuda", generator=g)  # noqa: E731
+    x = r(b, e, h, w).to(dtype)
+    delta = (r(b, 4, e, h, w) * 0.5 - 1).to(dtype)
+    A = -torch.exp(torch.log(torch.arange(1, n + 1, device="cuda", dtype=torch.float32))).repeat(4 * e, 1)
+    B, C = r(b, 4, n, h, w).to(dtype), r(b, 4, n, h, w).to(dtype)
+    D = torch.ones(4 * e, device="cuda")
+    bias = r(4 * e) * 0.5 - 3
+    return [x, delta, A, B, C, D, bias]
+
+
+def sec_kernel(args):
+    copy_tbs = RESULTS.get("ceilings", {}).get("copy_TBps")
+    # SS2D shapes of the models at batch 64, fold layout (256x256 image): stage 0 is 64x64, stage 2 16x16
+    cases = [
+        ("tiny_v2 stage0 (E96 N1 64x64)", 64, 96, 1, 64, 64, torch.bfloat16),
+        ("tiny_v2 stage2 (E384 N1 16x16)", 64, 384, 1, 16, 16, torch.bfloat16),
+        ("tiny stage0 (E192 N16 64x64)", 64, 192, 16, 64, 64, torch.bfloat16),
+        ("tiny stage2 (E768 N16 16x16)", 64, 768, 16, 16, 16, torch.bfloat16),
+        ("tiny_v2 stage0 fp32", 64, 96, 1, 64, 64, torch.float32),
+        ("native 10 min stage0 b1 (E96 N1 16x15008)", 1, 96, 1, 16, 15008, torch.bfloat16),
+    ]
+    rows = []
+    for label, b, e, n, h, w, dt in cases:
+        inp = _scan_inputs(b, e, n, h, w, dt)
+        L = h * w
+        sx, sd = inp[0].element_size(), inp[1].element_size()
+        fwd_bytes = b * e * L * 2 * sx + b * 4 * e * L * sd + 2 * b * 4 * n * L * sd
+        row = {"case": label, "B": b, "E": e, "N": n, "H": h, "W": w, "dtype": str(dt), "fwd_bytes": fwd_bytes}
+        with torch.no_grad():
+            y_t = cross_selective_scan(*inp, backend="triton")
+            ms, _ = cuda_time(lambda: cross_selective_scan(*inp, backend="triton"), iters=20)
+            row["triton_fwd_ms"] = ms
+            row["triton_fwd_TBps"] = fwd_bytes / ms / 1e9
+            if copy_tbs:
+                row["fwd_frac_of_copy"] = row["triton_fwd_TBps"] / copy_tbs
+            if b * e * L * n <= 2**31:
+                try:
+                    y_r = cross_selective_scan(*inp, backend="torch")
+                    row["rel_err_vs_torch"] = float((y_t.float() - y_r.float()).norm() / y_r.float().norm())
+                    ms, _ = cuda_time(lambda: cross_selective_scan(*inp, backend="torch"), warmup=1, iters=3)
+                    row["torch_fwd_ms"] = ms
+                    del y_r
+                except torch.OutOfMemoryError:
+                    row["torch_fwd_ms"] = None
+        free()
+        leaves = [t.clone().requires_grad_(True) for t in inp]
+        gy = torch.randn_like(y_t)
+
+        def fb(backend):
+            for t in leaves:
+                t.grad = None
+            cross_selective_scan(*leaves, backend=backend).backward(gy)
+
+        row["triton_fwdbwd_ms"], _ = cuda_time(lambda: fb("triton"), iters=10)
+        row["triton_fwdbwd_peak_GiB"] = peak_mem(lambda: fb("triton"))
+        if b > 1 and b * e * L * n <= 2**30:
+            try:
+                row["torch_fwdbwd_ms"], _ = cuda_time(lambda: fb("torch"), warmup=1, iters=3)
+                row["torch_fwdbwd_peak_GiB"] = peak_mem(lambda: fb("torch"))
+            except torch.OutOfMemoryError:
+                row["torch_fwdbwd_ms"] = None
+        del leaves, inp, y_t
+        free()
+        rows.append(row)
+        log(row)
+    RESULTS["kernel"] = rows
+    log("\n## scan kernel (cross_selective_scan, fused Triton vs PyTorch path)")
+    log(f"| case | dtype | fwd ms | fwd TB/s | % of copy | torch fwd ms | speed-up | fwd+bwd ms | torch fwd+bwd ms |")
+    log("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        tf, tb = r.get("torch_fwd_ms"), r.get("torch_fwdbwd_ms")
+        tfs = "-" if not tf else "%.2f" % tf
+        sp = "-" if not tf else "%.1fx" % (tf / r["triton_fwd_ms"])
+        tbs = "-" if not tb else "%.2f" % tb
+        frac = 100 * r.get("fwd_frac_of_copy", float("nan"))
+        log(f"| {r['case']} | {r['dtype'][6:]} | {r['triton_fwd_ms']:.3f} | {r['triton_fwd_TBps']:.2f} | "
+            f"{frac:.0f}% | {tfs} | {sp} | {r['triton_fwdbwd_ms']:.3f} | {tbs} |")
+
+
+def sec_check(args):
+    """Model-level: logits with the Triton kernel vs the PyTorch path (fp32, eval)."""
+    from audiomamba.ops import scan_triton
+
+    out = {}
+    for name in ["audiomamba_nano", "audiomamba_tiny_v2"]:
+        for layout in ["fold", "native"]:
+            m, fn = build(name, layout)
+            m = m.cuda().eval()
+            spec = torch.randn(2, 777, 64, device="cuda")
+            with torch.no_grad():
+                y1 = fn(spec)
+                s1, s2 = scan_triton.supports_cross_selective_scan, scan_triton.supports_selective_scan
+                scan_triton.supports_cross_selective_scan = scan_triton.supports_selective_scan = lambda *a: False
+                try:
+                    y2 = fn(spec)
+                finally:
+                    scan_triton.supports_cross_selective_scan, scan_triton.supports_selective_scan = s1, s2
+            rel = float((y1 - y2).norm() / y2.norm())
+            out[f"{name}/{layout}"] = rel
+            log(f"model check {name} {layout}: rel diff triton vs torch logits {rel:.2e}")
+            del m
+            free()
+    RESULTS["model_check"] = out
+
+
+def _train_step(m, fn, spec, target, opt):
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = F.binary_cross_entropy_with_logits(fn(spec).float(), target)
+    loss.backward()
+    opt.step()
+
+
+def sec_models(args):
+    batch = args.batch
+    rows = []
+    names = AM_MODELS + ["swin_t_htsat_like", "vit_b_ast_like"]
+    for name in names:
+        row = {"model": name, "batch": batch}
+        try:
+            m, fn = build(name)
+            m = m.cuda()
+            row["params_M"] = sum(p.numel() for p in m.parameters()) / 1e6
+            spec = torch.randn(batch, FRAMES_10S, 64, device="cuda")
+            m.eval()
+
+            def inf():
+                with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                    fn(spec)
+
+            ms, _ = cuda_time(inf, warmup=3, iters=10)
+            row["infer_ms"] = ms
+            row["infer_clips_s"] = batch / ms * 1e3
+            row["infer_peak_GiB"] = peak_mem(inf)
+            m.train()
+            target = torch.rand(batch, 527, device="cuda")
+            opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True)
+            ms, _ = cuda_time(lambda: _train_step(m, fn, spec, target, opt), warmup=3, iters=8)
+            row["train_ms"] = ms
+            row["train_clips_s"] = batch / ms * 1e3
+            row["train_peak_GiB"] = peak_mem(lambda: _train_step(m, fn, spec, target, opt))
+            del m, opt
+        except torch.OutOfMemoryError as exc:
+            row["error"] = f"OOM: {exc}"[:200]
+        free()
+        rows.append(row)
+        log(row)
+    RESULTS["models"] = rows
+    log(f"\n## models, 10 s clips, batch {batch}, bf16 autocast (spectrogram -> logits)")
+    log("| model | params M | inference clips/s | ms/batch | peak GiB | train step clips/s | ms/step | peak GiB |")
+    log("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "error" in r:
+            log(f"| {r['model']} | {r['error']} |")
+            continue
+        log(f"| {r['model']} | {r['params_M']:.1f} | {r['infer_clips_s']:.0f} | {r['infer_ms']:.1f} | "
+            f"{r['infer_peak_GiB']:.2f} | {r['train_clips_s']:.0f} | {r['train_ms']:.1f} | {r['train_peak_GiB']:.2f} |")
+
+
+def sec_frontend(args):
+    m = audiomamba.create_model("audiomamba_nano").cuda().eval()
+    wave = torch.randn(args.batch, 320000, device="cuda")
+    with torch.no_grad():
+        ms, _ = cuda_time(lambda: m.spectrogram(wave), iters=10)
+    RESULTS["frontend"] = {"batch": args.batch, "ms": ms}
+    log(f"\nfront end (log-mel + BatchNorm), batch {args.batch} x 10 s: {ms:.2f} ms")
+    del m
+    free()
+
+
+def sec_length(args):
+    rows = []
+    for name, layout in [("audiomamba_tiny_v2", "native"), ("audiomamba_tiny", "native"), ("vit_b_ast_like", None)]:
+        m, fn = build(name, layout or "fold")
+        m = m.cuda().eval()
+        for secs in [10, 60, 300, 600]:
+            frames = secs * 100 + 1
+            row = {"model": name, "layout": layout, "seconds": secs, "frames": frames}
+            spec = torch.randn(1, frames, 64, device="cuda")
+
+            def inf():
+                with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                    fn(spec)
+
+            try:
+                ms, _ = cuda_time(inf, warmup=2, iters=5)
+                row["ms"] = ms
+                row["clips_s"] = 1e3 / ms
+                row["peak_GiB"] = peak_mem(inf)
+            except torch.OutOfMemoryError:
+                row["error"] = "OOM"
+            free()
+            rows.append(row)
+            log(row)
+        del m
+        free()
+    RESULTS["length"] = rows
+    log("\n## length scaling, batch 1, bf16 (native layout for Audio Mamba; ViT on 12 x (T-16)/10 tokens)")
+    log("| model | audio | ms | clips/s | peak GiB |")
+    log("|---|---|---|---|---|")
+    for r in rows:
+        if "error" in r:
+            log(f"| {r['model']} | {r['seconds']} s | {r['error']} | | |")
+        else:
+            log(f"| {r['model']} | {r['seconds']} s | {r['ms']:.1f} | {r['clips_s']:.1f} | {r['peak_GiB']:.2f} |")
+
+
+def _graphed(fn, spec):
+    static = spec.clone()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s), torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+        for _ in range(3):
+            fn(static)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g), torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+        out = fn(static)
+    return g, static, out
+
+
+def sec_latency(args):
+    rows = []
+    for name, layout in [("audiomamba_tiny_v2", "fold"), ("audiomamba_tiny_v2", "native"),
+                         ("audiomamba_tiny", "fold"), ("audiomamba_nano", "fold"),
+                         ("swin_t_htsat_like", None), ("vit_b_ast_like", None)]:
+        m, fn = build(name, layout or "fold")
+        m = m.cuda().eval()
+        spec = torch.randn(1, FRAMES_10S, 64, device="cuda")
+        row = {"model": name, "layout": layout}
+
+        def inf():
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                fn(spec)
+
+        row["eager_ms"], _ = cuda_time(inf, warmup=5, iters=30)
+        try:
+            g, static, out = _graphed(fn, spec)
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+                ref = fn(static)
+            row["graph_rel_err"] = float((out.float() - ref.float()).norm() / ref.float().norm())
+            row["graph_ms"], _ = cuda_time(g.replay, warmup=5, iters=50)
+            del g
+        except Exception as exc:  # noqa: BLE001 - report, keep going
+            row["graph_error"] = repr(exc)[:300]
+        rows.append(row)
+        log(row)
+        del m
+        free()
+    RESULTS["latency"] = rows
+    log("\n## batch-1 latency, 10 s clip, bf16")
+    log("| model | layout | eager ms | CUDA graph ms |")
+    log("|---|---|---|---|")
+    for r in rows:
+        gm = r.get("graph_ms")
+        gms = "-" if gm is None else "%.2f" % gm
+        log(f"| {r['model']} | {r['layout'] or '-'} | {r['eager_ms']:.2f} | {gms} |")
+
+
+def plot(path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5))
+    if "models" in RESULTS:
+        rows = [r for r in RESULTS["models"] if "error" not in r]
+        names = [r["model"].replace("audiomamba_", "am_") for r in rows]
+        xs = range(len(rows))
+        axes[0].bar([x - 0.2 for x in xs], [r["infer_clips_s"] for r in rows], 0.4, label="inference")
+        axes[0].bar([x + 0.2 for x in xs], [r["train_clips_s"] for r in rows], 0.4, label="train step")
+        axes[0].set_xticks(list(xs), names, rotation=30, ha="right")
+        axes[0].set_ylabel("clips/s (10 s, batch 64, bf16)")
+        axes[0].legend()
+    if "length" in RESULTS:
+        for name in sorted({r["model"] for r in RESULTS["length"]}):
+            pts = [(r["seconds"], r["ms"]) for r in RESULTS["length"] if r["model"] == name and "ms" in r]
+            axes[1].loglog(*zip(*pts), "o-", label=name)
+        axes[1].set_xlabel("audio seconds (batch 1)")
+        axes[1].set_ylabel("ms per clip")
+        axes[1].legend()
+    if "kernel" in RESULTS:
+        rows = RESULTS["kernel"]
+        xs = range(len(rows))
+        axes[2].bar(list(xs), [r["triton_fwd_TBps"] for r in rows])
+        if "ceilings" in RESULTS:
+            axes[2].axhline(RESULTS["ceilings"]["copy_TBps"], color="k", ls="--", label="device copy")
+            axes[2].axhline(RESULTS["ceilings"]["copy_TBps"] / 2, color="r", ls=":", label="50% target")
+        axes[2].set_xticks(list(xs), [r["case"].split(" (")[0] for r in rows], rotation=30, ha="right")
+        axes[2].set_ylabel("scan fwd TB/s (bytes it must move)")
+        axes[2].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="bench_results")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--sections", default="ceil,kernel,check,models,frontend,length,latency")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    RESULTS["meta"] = {
+        "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+        "triton": __import__("triton").__version__, "date": datetime.date.today().isoformat(),
+        "command": " ".join([os.path.basename(sys.executable)] + sys.argv), "host": platform.node(),
+    }
+    log(RESULTS["meta"])
+    for sec in args.sections.split(","):
+        t0 = time.time()
+        try:
+            globals()[f"sec_{sec}"](args)
+        except Exception as exc:  # noqa: BLE001 - keep the other sections
+            import traceback
+
+            traceback.print_exc()
+            RESULTS.setdefault("errors", {})[sec] = repr(exc)[:500]
+        log(f"[{sec}: {time.time() - t0:.0f} s]")
+        with open(os.path.join(args.out, "bench_gpu.json"), "w") as f:
+            json.dump(RESULTS, f, indent=1)
+    try:
+        plot(os.path.join(args.out, "bench_gpu.png"))
+    except Exception as exc:  # noqa: BLE001
+        log("plot failed:", exc)
+
+
+if __name__ == "__main__":
+    main()
