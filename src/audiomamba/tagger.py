@@ -360,8 +360,12 @@ class Tagger:
         out = []
         for a in range(0, frames, step):
             b = min(a + step, frames)
+            if frames - b < self.overlap_frames:  # a tail too short to give this core its right context: absorb it
+                b = frames
             s = min(max(a - self.overlap_frames, 0), frames - self.chunk_frames)
             out.append((s, self.chunk_frames, a, b))
+            if b == frames:
+                break
         return out
 
     @contextlib.contextmanager
