@@ -3,5 +3,20 @@
 __version__ = "0.1.0"
 
 from audiomamba.models import AudioMamba, AudioMambaOutput, VMamba, create_model, list_models  # noqa: E402
+from audiomamba.checkpoint import load, save_model  # noqa: E402
+from audiomamba.tagger import Tagger, TagResult  # noqa: E402
+from audiomamba.events import Event  # noqa: E402
 
-__all__ = ["__version__", "create_model", "list_models", "AudioMamba", "AudioMambaOutput", "VMamba"]
+__all__ = [
+    "__version__",
+    "create_model",
+    "list_models",
+    "load",
+    "save_model",
+    "Tagger",
+    "TagResult",
+    "Event",
+    "AudioMamba",
+    "AudioMambaOutput",
+    "VMamba",
+]

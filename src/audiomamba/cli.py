@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("audiomamba.tasks.models_cmd", "list the registered models and their parameter counts"),
     "demo": ("audiomamba.tasks.demo", "build a model, load a checkpoint and tag a generated waveform"),
     "data": ("audiomamba.data.cli", "build soundscape / ESC-50-style data sets from offline source recordings"),
+    "tag": ("audiomamba.tasks.tag", "tag audio files: clip tags, timestamped events, plots (any length)"),
+    "export": ("audiomamba.tasks.export", "export a checkpoint to ONNX or TorchScript (front end included)"),
 }
 
 
@@ -25,9 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"audiomamba {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:  # a real import error inside an existing command module
+                raise
+            continue  # command listed but its module is not part of this installation (yet)
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+        mod.add_arguments(p)
     return parser
 
 
