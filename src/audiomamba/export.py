@@ -232,7 +232,7 @@ def export_onnx(
     if layout is not None:
         model.layout = layout
     wrapper = ExportableTagger(model, multi_label)
-    example = _example(model, seconds, batch=1)
+    example = _example(model, seconds, batch=2)  # batch 2: torch.export specialises a size-1 dimension to 1
     names = wrapper.output_names()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
