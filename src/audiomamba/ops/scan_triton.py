@@ -400,7 +400,7 @@ _CONFIG_OVERRIDE: tuple[int, int, int] | None = None  # (BLOCK_E, T, num_warps),
 # Cross mode: one direction per program with per-direction fp32 outputs summed by torch (True, measured ~10x
 # faster on an H100), or the four directions in one program accumulating on the grid (False; see
 # docs/triton-notes.md).
-CROSS_SPLIT = True
+CROSS_SPLIT = True  # used for d_state <= 2 only
 
 
 def _config(batch: int, groups_per_launch: int, channels: int, state: int, length: int) -> tuple[int, int, int]:
@@ -411,15 +411,18 @@ def _config(batch: int, groups_per_launch: int, channels: int, state: int, lengt
     # From bench/scan_sweep.py on an H100 (2026-11-24): small tiles, one warp, many programs win; the scan is
     # latency-bound, and more programs in flight hide it.
     np_ = triton.next_power_of_2(max(state, 1))
-    if np_ <= 2:
-        be, t = 2, 128
-    elif np_ <= 4:
-        be, t = 2, 64
-    else:
-        be, t = 4, 32
+    if np_ <= 2:  # measured best for d_state 1 (one direction per program)
+        be, t, warps = 2, 128, 1
+        t = min(t, max(16, triton.next_power_of_2(length)))
+        return min(be, triton.next_power_of_2(channels)), t, warps
+    # larger d_state: the first tuning (4 directions per program), measured faster for N = 16
+    t = 64 if np_ <= 4 else 32
     t = min(t, max(16, triton.next_power_of_2(length)))
-    be = min(be, triton.next_power_of_2(channels))
-    warps = 1
+    be = max(1, 4096 // (t * np_))
+    be = min(be, 64, triton.next_power_of_2(channels))
+    while be > 2 and batch * groups_per_launch * triton.cdiv(channels, be) < 528:
+        be //= 2
+    warps = 4 if be * t * np_ <= 2048 else 8
     return be, t, warps
 
 
@@ -445,7 +448,7 @@ def _launch_fwd(x, delta, A, B, C, D, bias, softplus, cross, E, G, L, H, W, save
     geo = _geometry(batch, cross, E, G, N, L, H, W)
     be, T, warps, HP, WC, coltiles, nc_row, nc_col, NC, n_eb = geo
     f32 = torch.float32
-    split = cross and CROSS_SPLIT
+    split = cross and CROSS_SPLIT and N <= 2
     if split:  # per-direction outputs on the grid, summed below
         out = torch.empty(batch, 4, E, L, device=x.device, dtype=f32)
         acc = out
@@ -477,7 +480,7 @@ def _launch_bwd(dy, x, delta, A, B, C, D, bias, hs, softplus, cross, E, G, L, H,
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
     f32 = torch.float32
-    split = cross and CROSS_SPLIT
+    split = cross and CROSS_SPLIT and N <= 2
     if split:
         dx = torch.empty(batch, 4, E, L, device=x.device, dtype=f32)
         dxacc = dx
