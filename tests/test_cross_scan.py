@@ -71,7 +71,8 @@ def test_fused_cpu_kernel_matches_torch_path():
         A = -torch.rand(4 * e, n, generator=g) * 3
         D, bias = torch.randn(4 * e, generator=g), torch.randn(4 * e, generator=g)
         with torch.no_grad():
-            fused = cross_selective_scan(x, delta, A, B, C, D, bias, backend="cpu")
+            # D as a Parameter, as the model passes it: the kernel must still accept it
+            fused = cross_selective_scan(x, delta, A, B, C, torch.nn.Parameter(D), bias, backend="cpu")
             plain = cross_selective_scan(x, delta, A, B, C, D, bias, backend="torch")
         assert ((fused - plain).norm() / plain.norm()) < 1e-5
     with pytest.raises(ValueError, match="no gradient"):

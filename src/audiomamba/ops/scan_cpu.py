@@ -59,7 +59,7 @@ def supports(x: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
         return False
     all_t = (x,) + tuple(t for t in tensors if t is not None)
     # Tracing, export and compilation see tensor subclasses (fake/functional tensors) a numba call cannot read.
-    if torch.jit.is_tracing() or torch.compiler.is_compiling() or any(type(t) is not torch.Tensor for t in all_t):
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or any(type(t) not in (torch.Tensor, torch.nn.Parameter) for t in all_t):
         return False
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in all_t))
 
