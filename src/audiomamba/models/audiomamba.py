@@ -9,8 +9,8 @@ Layouts (``layout=``):
   folded into a 256 x 256 image whose rows are 4 time chunks x 64 mel bins and whose columns are the 256
   frames of a chunk.  Longer inputs: a random 1024-frame crop in training, and at inference overlapping
   1024-frame windows (hop 512) whose outputs are averaged.
-- ``"native"``: the (64 mel x frames) spectrogram is the image, padded at the end to a multiple of 32
-  frames; any length, no resizing, cost linear in the length.
+- ``"native"``: the (64 mel x frames) spectrogram is the image, padded at the end (last frame repeated) to a
+  multiple of 32 frames; any length, no resizing, cost linear in the length.
 
 Both give clip logits, framewise logits at the input's frame rate (10 ms at 32 kHz) and an embedding.
 """
@@ -140,7 +140,9 @@ class AudioMamba(nn.Module):
         else:
             t = spec.shape[1]
             padded = -(-t // PATCH_STRIDE) * PATCH_STRIDE
-            img = F.pad(spec, (0, 0, 0, padded - t)).transpose(1, 2).unsqueeze(1)  # (B, 1, 64, padded)
+            # Pad by repeating the last frame: a neutral continuation, unlike a constant that the scans would see
+            # as a loud or silent event.
+            img = F.pad(spec.transpose(1, 2), (0, padded - t), mode="replicate").unsqueeze(1)  # (B, 1, 64, padded)
             x = self.backbone.forward_features(img)
             valid = -(-t // PATCH_STRIDE)
         if self.extra_blocks is not None:

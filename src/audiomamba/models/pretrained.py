@@ -124,5 +124,6 @@ def init_backbone_from_imagenet(
         raise CheckpointError(f"{path}: no VMamba backbone tensor matches this model; not an official VMamba checkpoint?")
     model.load_state_dict(new, strict=False)
     report.loaded = sorted(new)
+    report.dropped.sort()
     report.missing = sorted(k for k in target if k not in new and not k.endswith("num_batches_tracked"))
     return report

@@ -211,7 +211,8 @@ class VMamba(nn.Module):
         dims = cfg.dims
         self.num_features = dims[-1]
         rate = cfg.drop_path_rate if drop_path_rate is None else drop_path_rate
-        dpr = torch.linspace(0, rate, sum(cfg.depths)).tolist()
+        total = sum(cfg.depths)
+        dpr = [rate * i / max(total - 1, 1) for i in range(total)]  # linear from 0 to rate
         self.patch_embed = _stem(cfg.version, in_chans, cfg.dim)
         self.layers = nn.ModuleList()
         start = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from audiomamba.ops.selective_scan import selective_scan
+from audiomamba.ops.selective_scan import _triton_module, selective_scan
 
 K = 4  # scan directions
 
@@ -60,9 +60,20 @@ def cross_selective_scan(
     ``x``, so projecting before or after reordering is the same); ``A: (4*E, N)``, ``D, delta_bias: (4*E,)``
     direction-major.  Returns the merged ``(B, E, H, W)`` output in ``x``'s dtype.
 
-    This is the function a fused kernel replaces: it reads each direction by index arithmetic instead of
-    materialising the four copies that this PyTorch version makes.
+    ``backend="auto"`` runs the fused Triton kernel (``ops/scan_triton.py``) on CUDA inputs it supports and
+    this PyTorch composition otherwise; ``"triton"`` insists on the kernel; any other name is passed on to
+    :func:`selective_scan` for the unfused path.
     """
+    if backend in ("auto", "triton"):
+        mod = _triton_module() if x.is_cuda else None
+        ok = mod is not None and mod.supports_cross_selective_scan(x, delta, A, B, C, D, delta_bias)
+        if ok:  # fused kernel: the four orders read by index arithmetic, merged in the same program
+            return mod.cross_selective_scan_triton(x, delta, A, B, C, D, delta_bias, delta_softplus)
+        if backend == "triton":
+            raise ValueError(
+                "backend='triton' needs the triton package and CUDA tensors of float32/float16/bfloat16 with "
+                "d_state 1..16; use backend='auto' to fall back to the PyTorch path"
+            )
     b, e, h, w = x.shape
     xs = cross_scan(x).reshape(b, K * e, h * w)
     ds = cross_scan_k(delta).reshape(b, K * e, h * w)

@@ -33,9 +33,48 @@ def register_backend(name: str, fn: ScanFn, supports: SupportsFn, auto: bool = T
         _AUTO_ORDER.insert(0, name)
 
 
+def _triton_module():
+    """The Triton kernels' module, or None when triton is not installed (imported on first CUDA call)."""
+    global _TRITON
+    if _TRITON is None:
+        try:
+            from audiomamba.ops import scan_triton
+
+            _TRITON = scan_triton
+        except ImportError:  # triton missing: the PyTorch path serves every call
+            _TRITON = False
+    return _TRITON or None
+
+
+_TRITON = None
+
+
+def _triton_supports(u, delta, A, B, C, D=None, delta_bias=None) -> bool:
+    if not u.is_cuda:
+        return False
+    mod = _triton_module()
+    return mod is not None and mod.supports_selective_scan(u, delta, A, B, C, D, delta_bias)
+
+
+def _triton_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True):
+    mod = _triton_module()
+    if mod is None:
+        raise RuntimeError("backend='triton' needs the triton package (pip install 'audiomamba[triton]')")
+    if not mod.supports_selective_scan(u, delta, A, B, C, D, delta_bias):
+        raise ValueError(
+            "backend='triton' takes CUDA tensors of float32/float16/bfloat16 with d_state 1..16; "
+            "use backend='auto' to fall back to the PyTorch scan"
+        )
+    return mod.selective_scan_triton(u, delta, A, B, C, D, delta_bias, delta_softplus)
+
+
 def available_backends() -> list[str]:
     """Names accepted by ``backend=``, besides ``"auto"``."""
     return list(_BACKENDS)
+
+
+# The Triton kernel (ops/scan_triton.py): preferred on CUDA, imported lazily so that triton stays optional.
+register_backend("triton", _triton_scan, _triton_supports)
 
 
 def _check(u, delta, A, B, C, D, delta_bias) -> None:

@@ -1,0 +1,31 @@
+# The two commands of the README:
+#   make demo  - set up, then run the main job
+#   make test  - set up, then run the test suite
+# Both create .venv on first use. TORCH_SPEC picks the torch build (a CPU build by default here).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup sources demo test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+sources: setup
+	PYTHON=$(PY) bash scripts/setup_sources.sh
+
+demo: setup
+	$(VENV)/bin/audiomamba demo --model audiomamba_nano --out runs/demo
+
+test: setup sources
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs
