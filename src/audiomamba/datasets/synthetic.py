@@ -42,6 +42,7 @@ def make_toy_dataset(root: str | Path, sizes: dict[str, int] | None = None, seco
     from audiomamba.labels import write_class_labels
 
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     sizes = sizes or {"train": 8, "validation": 4}
     names = TOY_CLASSES[:num_classes]
     write_class_labels([{"index": i, "mid": f"/toy/{i}", "display_name": n} for i, n in enumerate(names)],

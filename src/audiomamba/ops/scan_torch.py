@@ -41,10 +41,13 @@ def _chunk_step(
         y1, h1 = _chunk_step(u[..., :half], delta[..., :half], A, B[..., :half], C[..., :half], h0)
         y2, h2 = _chunk_step(u[..., half:], delta[..., half:], A, B[..., half:], C[..., half:], h1)
         return torch.cat([y1, y2], dim=-1), h2
-    decay = torch.exp(cd.unsqueeze(-1) * A.unsqueeze(-2))  # exp(E): (b, k, e, t, n), in (0, 1]
+    logdecay = cd.unsqueeze(-1) * A.unsqueeze(-2)  # E: (b, k, e, t, n), in [-_MAX_DECAY, 0]
+    decay = torch.exp(logdecay)  # exp(E), in (0, 1]
     bu = (delta * u).unsqueeze(-1) * B.transpose(-1, -2).unsqueeze(2)
     h0 = h0 * torch.exp(delta[..., 0:1] * A)  # the first step's own decay applies to the carried state only
-    h = decay * (h0.unsqueeze(-2) + torch.cumsum(bu / decay, dim=-2))
+    # exp(-E) rather than 1 / exp(E): the backward of a division squares the divisor, and exp(E)**2 underflows
+    # float32 once E < -52 (NaN gradients); exp(-E) <= exp(_MAX_DECAY) stays finite.
+    h = decay * (h0.unsqueeze(-2) + torch.cumsum(bu * torch.exp(-logdecay), dim=-2))
     y = (h * C.transpose(-1, -2).unsqueeze(2)).sum(-1)
     return y, h[..., -1, :]
 
