@@ -77,6 +77,17 @@ def per_class_table(metrics: dict, labels: list[str]) -> list[dict]:
     return rows
 
 
+def _merge_events(events) -> list[tuple[float, float, str]]:
+    """Join overlapping or touching events of the same class (the reference must not overlap itself)."""
+    out: list[list] = []
+    for a, b, lab in sorted(((float(a), float(b), lab) for a, b, lab in events), key=lambda e: (e[2], e[0])):
+        if out and out[-1][2] == lab and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b, lab])
+    return [tuple(e) for e in out]
+
+
 def event_metrics(framewise: dict[str, np.ndarray], frame_hop: float, ground_truth: dict[str, list],
                   durations: dict[str, float], labels: list[str], threshold: float = 0.5,
                   collar: float = 0.2, psds: bool = True) -> dict:
@@ -105,7 +116,7 @@ def event_metrics(framewise: dict[str, np.ndarray], frame_hop: float, ground_tru
         ts = np.arange(n + 1) * frame_hop
         ts[-1] = max(ts[-1], durations.get(cid, ts[-1]))
         scores[cid] = create_score_dataframe(fw[:, cols].astype(np.float64), ts, classes)
-    gt = {cid: [(float(a), float(b), lab) for a, b, lab in ground_truth.get(cid, [])] for cid in scores}
+    gt = {cid: _merge_events(ground_truth.get(cid, [])) for cid in scores}
     f, p, r, _ = sed_scores_eval.collar_based.fscore(scores, gt, threshold, onset_collar=collar,
                                                       offset_collar=collar, offset_collar_rate=0.2)
     out = {"event_f1_micro": float(f["micro_average"]), "event_f1_macro": float(f["macro_average"]),
