@@ -334,6 +334,7 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
     metrics_log = open(out_dir / "metrics.jsonl", "a") if is_main else None
     stopped = False
     loader_gen = torch.Generator()
+    losses, step_losses = [], []
     while epoch < tc.epochs and not stopped:
         sampler.set_position(epoch, micro)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
@@ -372,6 +373,7 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
                 loss = loss * batch.get("weight", 1.0)
                 scaler.scale(loss / oc.accumulate).backward()
             lv = float(loss.detach())
+            step_losses.append(lv)
             loss_avg = lv if loss_avg is None else 0.9 * loss_avg + 0.1 * lv
             if not last_micro:
                 continue
@@ -386,6 +388,8 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
             if ema is not None:
                 ema.update(raw_model)
             step += 1
+            losses.append(sum(step_losses) / len(step_losses))
+            step_losses = []
             if is_main:
                 if pbar is not None:
                     pbar.update(1)
@@ -451,7 +455,8 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
         skipped_total = sum(D.gather_objects(skipped))
     result = TrainResult(output_dir=str(out_dir), steps=step, epochs_done=epoch, best_mAP=best["mAP"],
                          best_step=best["step"], best=best, final_metrics=final_metrics, skipped_clips=skipped_total,
-                         seconds=round(time.time() - t_start, 1), stopped_early=stopped)
+                         seconds=round(time.time() - t_start, 1), stopped_early=stopped,
+                         losses=losses)
     if is_main:
         if skipped_total:
             log.warning("%d clip(s) could not be decoded and were skipped (see the warnings above)", skipped_total)
