@@ -225,7 +225,7 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
     torch.manual_seed(tc.seed)
     model = build_model(cfg, train_cs.num_classes).to(device)
     if world > 1 and tc.sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = D.convert_sync_batchnorm(model, device)
     raw_model = model
     sr = raw_model.sample_rate
     min_clip = raw_model.frontend.min_samples / sr
