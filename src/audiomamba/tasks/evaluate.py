@@ -134,11 +134,17 @@ def run(args) -> int:
         per_fold[k] = evaluate(ck, args.data, f"fold{k}", out=out, **common)
     summary = {"folds": {k: {m: v.get(m) for m in ("top1_accuracy", "mAP", "mAUC")} for k, v in per_fold.items()}}
     for m in ("top1_accuracy", "mAP", "mAUC"):
-        vals = [v[m] for v in per_fold.values() if v.get(m) is not None]
+        vals = [float(v[m]) for v in per_fold.values() if v.get(m) is not None]
         if vals:
-            summary[m] = {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals) if len(vals) > 1 else 0.0}
+            summary[m] = {"mean": statistics.fmean(vals), "std": _pstdev(vals)}
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "cv_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, default=float))
     return 0
+
+
+def _pstdev(vals: list[float]) -> float:
+    """Population standard deviation (statistics.pstdev trips over some float inputs on Python 3.11)."""
+    m = sum(vals) / len(vals)
+    return (sum((v - m) ** 2 for v in vals) / len(vals)) ** 0.5

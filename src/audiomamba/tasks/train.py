@@ -59,10 +59,16 @@ def run(args) -> int:
         per_fold[k] = {"mAP": best.get("mAP"), "top1_accuracy": best.get("top1_accuracy")}
     summary = {"folds": per_fold}
     for key in ("top1_accuracy", "mAP"):
-        vals = [v[key] for v in per_fold.values() if v.get(key) is not None]
+        vals = [float(v[key]) for v in per_fold.values() if v.get(key) is not None]
         if vals:
-            summary[key] = {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals) if len(vals) > 1 else 0.0}
+            summary[key] = {"mean": statistics.fmean(vals), "std": _pstdev(vals)}
     Path(base).mkdir(parents=True, exist_ok=True)
     (Path(base) / "cv_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
     return 0
+
+
+def _pstdev(vals: list[float]) -> float:
+    """Population standard deviation (statistics.pstdev trips over some float inputs on Python 3.11)."""
+    m = sum(vals) / len(vals)
+    return (sum((v - m) ** 2 for v in vals) / len(vals)) ** 0.5

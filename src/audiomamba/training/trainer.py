@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
-import os
 import time
 from pathlib import Path
 
