@@ -103,7 +103,9 @@ class AudioMamba(nn.Module):
         mix the targets the same way.
         """
         x = self.frontend(wave)
-        x = self.bn0(x.transpose(1, 2).unsqueeze(-1)).squeeze(-1).transpose(1, 2)
+        # .contiguous(): the transposed view looks channels-last to BatchNorm2d, whose CPU backward then returns
+        # wrong weight/bias gradients (torch 2.13; the forward is right).  A contiguous copy avoids that path.
+        x = self.bn0(x.transpose(1, 2).unsqueeze(-1).contiguous()).squeeze(-1).transpose(1, 2)
         x = self.spec_augment(x)
         if mixup_lambda is not None:
             lam = mixup_lambda.to(x.dtype).view(-1, 1, 1)

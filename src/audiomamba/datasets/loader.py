@@ -1,0 +1,207 @@
+"""Opening any supported dataset, decoding clips, and the torch ``Dataset`` used by training and evaluation."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audiomamba.datasets.core import Clip, ClipSet, DatasetError
+
+log = logging.getLogger("audiomamba.datasets")
+
+FORMATS = ("auto", "manifest", "audioset", "esc50", "folder", "shards")
+__all__ = ["detect_format", "open_split", "load_clip", "ClipDataset", "collate", "FORMATS"]
+
+
+def detect_format(data: str | Path) -> str:
+    p = Path(data)
+    if p.is_file():
+        if p.suffix in (".jsonl", ".csv", ".json"):
+            return "manifest"
+        raise DatasetError(f"{p}: cannot tell the dataset format of a {p.suffix or 'suffix-less'} file")
+    if not p.is_dir():
+        raise DatasetError(f"dataset not found: {p}")
+    if (p / "meta" / "esc50.csv").is_file():
+        return "esc50"
+    if any(p.glob("*.index.json")):
+        return "shards"
+    if any(p.glob("*_segments.csv")):
+        return "audioset"
+    if any(p.glob("*.jsonl")) or any(f.name in ("train.csv", "validation.csv", "test.csv") for f in p.glob("*.csv")):
+        return "manifest"
+    return "folder"
+
+
+_AUDIOSET_SPLITS = {"train": "balanced_train_segments.csv", "train_full": "balanced_train_segments.csv,unbalanced_train_segments.csv",
+                    "validation": "eval_segments.csv", "test": "eval_segments.csv", "eval": "eval_segments.csv"}
+
+
+def open_split(data: str | Path, split: str, fmt: str = "auto", labels: str | None = None, fold: int | None = None,
+               val_fraction: float = 0.1, check_files: bool = True) -> ClipSet:
+    """Read one split of a dataset of any format (see docs/training.md for what ``split`` means per format)."""
+    fmt = detect_format(data) if fmt == "auto" else fmt
+    root = Path(data)
+    if fmt == "manifest":
+        from audiomamba.datasets.manifest import find_manifest, read_manifest
+
+        path = root if root.is_file() else find_manifest(root, split)
+        return read_manifest(path, labels, check_files=check_files)
+    if fmt == "audioset":
+        from audiomamba.datasets.audioset import read_audioset
+
+        return read_audioset(root, _AUDIOSET_SPLITS.get(split, split), labels=labels)
+    if fmt == "esc50":
+        from audiomamba.datasets.esc50 import esc50_folds, read_esc50
+
+        all_folds = esc50_folds(root)
+        if split == "all":
+            folds = None
+        elif split.startswith("folds="):
+            folds = [int(f) for f in split[6:].split(",")]
+        elif split.startswith("fold") and split[4:].isdigit():
+            folds = [int(split[4:])]
+        else:
+            if fold is None:
+                raise DatasetError(f"{root}: ESC-50 split {split!r} needs data.fold (the held-out fold, one of {all_folds})")
+            if fold not in all_folds:
+                raise DatasetError(f"{root}: fold {fold} not in the metadata's folds {all_folds}")
+            folds = [f for f in all_folds if f != fold] if split == "train" else [fold]
+        return read_esc50(root, folds, check_files=check_files)
+    if fmt == "folder":
+        from audiomamba.datasets.folder import read_folder
+
+        return read_folder(root, split, val_fraction)
+    if fmt == "shards":
+        from audiomamba.datasets.shards import read_shards
+
+        return read_shards(root, split)
+    raise DatasetError(f"unknown dataset format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+def load_clip(clip: Clip, sample_rate: int, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
+    """Decode ``clip`` (from ``start`` seconds into it, at most ``seconds``) as mono float32 at ``sample_rate``."""
+    from audiomamba.audio import check_waveform, load_audio, resample
+
+    if clip.shard is not None:
+        from audiomamba.datasets.shards import read_member
+
+        x, sr = read_member(clip)
+        a = int(round(start * sr))
+        x = x[a: a + int(round(seconds * sr))] if seconds is not None else x[a:]
+        if sr != sample_rate:
+            x = resample(x, sr, sample_rate)
+    else:
+        dur = seconds
+        if clip.duration is not None:
+            dur = min(dur, clip.duration - start) if dur is not None else clip.duration - start
+        x, _ = load_audio(clip.path, sample_rate, offset_s=clip.offset + start, duration_s=dur)
+    return check_waveform(x, clip.name)
+
+
+def _known_duration(clip: Clip) -> float | None:
+    if clip.duration is not None:
+        return clip.duration
+    if clip.shard is not None:
+        return None
+    from audiomamba.audio import audio_duration
+
+    return max(0.0, audio_duration(clip.path) - clip.offset)
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Clips -> ``{"wave", "target", "index"}`` (or ``{"index", "error"}`` for a clip that cannot be decoded).
+
+    Training (``train=True``): items are requested as ``(clip_index, seed)``; a ``clip_seconds`` crop at a random
+    position (or the start without ``random_crop``), zero-padded at a random position, random gain (+-``gain_db``)
+    and circular time shift (up to ``time_shift`` of the crop), all drawn from ``seed``, so a run is reproducible
+    whatever the number of workers.  With strong labels, a crop's targets are the events that overlap it by at
+    least ``min_event_overlap`` s (labels without events are kept).
+    Evaluation: the whole clip (at most ``eval_seconds``), at least ``min_seconds`` long.
+    """
+
+    def __init__(self, clips: ClipSet, sample_rate: int, train: bool = False, clip_seconds: float = 10.0,
+                 eval_seconds: float | None = None, random_crop: bool = True, gain_db: float = 0.0,
+                 time_shift: float = 0.0, min_seconds: float = 0.1, min_event_overlap: float = 0.05) -> None:
+        self.cs, self.sr, self.train = clips, int(sample_rate), train
+        self.clip_seconds, self.eval_seconds = clip_seconds, eval_seconds
+        self.random_crop, self.gain_db, self.time_shift = random_crop, gain_db, time_shift
+        self.min_seconds, self.min_event_overlap = min_seconds, min_event_overlap
+
+    def __len__(self) -> int:
+        return len(self.cs.clips)
+
+    def _target(self, clip: Clip, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+        y = np.zeros(self.cs.num_classes, dtype=np.float32)
+        with_events = {e[0] for e in clip.events}
+        for t in clip.targets:
+            if t not in with_events or lo is None:
+                y[t] = 1.0
+        if lo is not None:
+            for t, on, off in clip.events:
+                if min(off, hi) - max(on, lo) >= min(self.min_event_overlap, (off - on) / 2):
+                    y[t] = 1.0
+        return y
+
+    def __getitem__(self, item):
+        idx, seed = item if isinstance(item, tuple) else (item, None)
+        clip = self.cs.clips[idx]
+        try:
+            if self.train:
+                return self._train_item(idx, clip, seed or 0)
+            x = load_clip(clip, self.sr, 0.0, self.eval_seconds)
+            n = max(len(x), int(math.ceil(self.min_seconds * self.sr)))
+            if len(x) < n:
+                x = np.pad(x, (0, n - len(x)))
+            return {"wave": x, "target": self._target(clip), "index": idx}
+        except Exception as e:  # noqa: BLE001 - a bad clip is reported and skipped, not fatal
+            return {"index": idx, "error": f"{clip.name} ({clip.source}): {e}"}
+
+    def _train_item(self, idx: int, clip: Clip, seed: int) -> dict:
+        rng = np.random.default_rng(seed)
+        n = int(round(self.clip_seconds * self.sr))
+        dur = _known_duration(clip) if clip.shard is None else None
+        start = 0.0
+        if dur is not None and dur > self.clip_seconds and self.random_crop:
+            start = float(rng.uniform(0.0, dur - self.clip_seconds))
+            x = load_clip(clip, self.sr, start, self.clip_seconds)
+        elif dur is not None:
+            x = load_clip(clip, self.sr, 0.0, self.clip_seconds)
+        else:
+            x = load_clip(clip, self.sr)
+            if len(x) > n:
+                a = int(rng.integers(0, len(x) - n + 1)) if self.random_crop else 0
+                start, x = a / self.sr, x[a: a + n]
+        x = x[:n]
+        pad_at = 0
+        if len(x) < n:
+            pad_at = int(rng.integers(0, n - len(x) + 1)) if self.random_crop else 0
+            x = np.pad(x, (pad_at, n - len(x) - pad_at))
+        if self.gain_db:
+            x = x * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
+        if self.time_shift:
+            x = np.roll(x, int(rng.integers(-int(self.time_shift * n), int(self.time_shift * n) + 1)))
+        target = self._target(clip, start, start + self.clip_seconds) if clip.events else self._target(clip)
+        return {"wave": np.ascontiguousarray(x, dtype=np.float32), "target": target, "index": idx}
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack good items (zero-padding waves to the longest); bad ones go to ``"errors"``."""
+    good = [it for it in items if "error" not in it]
+    errors = [it["error"] for it in items if "error" in it]
+    if not good:
+        return {"wave": None, "target": None, "index": torch.zeros(0, dtype=torch.long), "lengths": None, "errors": errors}
+    n = max(len(it["wave"]) for it in good)
+    wave = torch.zeros(len(good), n)
+    for i, it in enumerate(good):
+        wave[i, : len(it["wave"])] = torch.from_numpy(it["wave"])
+    return {
+        "wave": wave,
+        "target": torch.from_numpy(np.stack([it["target"] for it in good])),
+        "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
+        "lengths": torch.tensor([len(it["wave"]) for it in good], dtype=torch.long),
+        "errors": errors,
+    }

@@ -1,0 +1,1 @@
+"""Training: typed configuration, the training loop, optimiser/schedules, EMA and distributed helpers."""
