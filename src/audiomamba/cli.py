@@ -16,7 +16,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("audiomamba.tasks.demo", "build a model, load a checkpoint and tag a generated waveform"),
     "train": ("audiomamba.tasks.train", "train or fine-tune a tagger from a YAML config (torchrun for multi-GPU)"),
     "evaluate": ("audiomamba.tasks.evaluate", "mAP, mAUC, d', F1, accuracy and event scores of a checkpoint on a dataset"),
-    "pack": ("audiomamba.datasets.shards", "pack a dataset into tar shards for fast reading (to become 'data pack')"),
     "data": ("audiomamba.data.cli", "build soundscape / ESC-50-style data sets from offline source recordings"),
     "tag": ("audiomamba.tasks.tag", "tag audio files: clip tags, timestamped events, plots (any length)"),
     "export": ("audiomamba.tasks.export", "export a checkpoint to ONNX or TorchScript (front end included)"),

@@ -191,7 +191,15 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Cal
                    _add_esc50, _run_esc50),
     "sources": ("list the installed and missing source recordings, and how to install them",
                 _add_sources, _run_sources),
+    "pack": ("pack a dataset into tar shards (FLAC + JSON, WebDataset naming) for fast reading",
+             lambda p: _shards().add_arguments(p), lambda a: _shards().run(a)),
 }
+
+
+def _shards():
+    from audiomamba.datasets import shards
+
+    return shards
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
