@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo  - set up, then run the main job
+#   make demo  - set up, then run the main job (build the built-in data, train, evaluate, tag)
 #   make test  - set up, then run the test suite
 # Both create .venv on first use. TORCH_SPEC picks the torch build (a CPU build by default here).
 PYTHON ?= python3
@@ -21,8 +21,8 @@ setup: $(VENV)/.installed
 sources: setup
 	PYTHON=$(PY) bash scripts/setup_sources.sh
 
-demo: setup
-	$(VENV)/bin/audiomamba demo --model audiomamba_nano --out runs/demo
+demo: setup sources
+	bash scripts/main_job.sh $(VENV)/bin/audiomamba
 
 test: setup sources
 	$(PY) -m pytest -q
