@@ -45,7 +45,8 @@ def run(args) -> int:
         raise SystemExit(f"error: {e}") from None
     if not args.cv_folds:
         result = train(cfg, _resolve_resume(args.resume, cfg.train.output_dir))
-        print(json.dumps(dict(result), default=float))
+        # The per-step losses are in the run's summary.json; the terminal gets the headline figures.
+        print(json.dumps({k: v for k, v in dict(result).items() if k != "losses"}, default=float))
         return 0
     import statistics
 
