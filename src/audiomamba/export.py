@@ -5,7 +5,7 @@ Two pieces are swapped for export-friendly equivalents, with the same weights an
 - the front end's ``torch.stft`` becomes :class:`ConvLogMel`: reflect padding and a ``conv1d`` whose kernels
   are the Hann-windowed DFT basis (cos and -sin rows), stride = hop; power, mel matrix and dB as before.
   Every exporter and runtime has conv1d; not all have STFT.
-- the selective scan becomes :func:`selective_scan_blocked`, a loop-free, data-independent scan (the chunked
+- the selective scan becomes :func:`audiomamba.ops.scan_blocked.selective_scan_blocked`, a loop-free, data-independent scan (the chunked
   torch scan decides at run time, from the data, whether to split a chunk; a trace would freeze those
   decisions).  It solves ``h_t = a_t h_{t-1} + b_t`` hierarchically: blocks of 4 steps in closed form
   (``h = exp(E) * cumsum(exp(-E) * b)``), then the same recurrence over the blocks' end states, recursively,
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiomamba.ops import register_backend
+from audiomamba.ops.scan_blocked import selective_scan_blocked
 
 __all__ = [
     "ExportError",
@@ -43,8 +44,6 @@ __all__ = [
     "export_torchscript",
 ]
 
-_BLOCK = 4
-_MIN_LOG_DECAY = -15.0
 _EXPORTING = False
 
 
@@ -81,63 +80,6 @@ class ConvLogMel(nn.Module):
 
 
 # ---------------------------------------------------------------------- scan
-def _linear_recurrence(log_a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``h_t = exp(log_a_t) h_{t-1} + b_t`` with ``h_{-1} = 0`` along dim -2 of ``(..., T, n)`` tensors."""
-    log_a = torch.clamp(log_a, min=_MIN_LOG_DECAY)
-    length = log_a.shape[-2]
-    if length <= _BLOCK:
-        e = torch.cumsum(log_a, dim=-2)
-        return torch.exp(e) * torch.cumsum(torch.exp(-e) * b, dim=-2)
-    pad = (-length) % _BLOCK
-    if pad:  # decay 0 and input 0 after the end: the earlier outputs do not change
-        log_a = F.pad(log_a, (0, 0, 0, pad))
-        b = F.pad(b, (0, 0, 0, pad))
-    lead, n = log_a.shape[:-2], log_a.shape[-1]
-    blocks = (length + pad) // _BLOCK
-    la = log_a.reshape(*lead, blocks, _BLOCK, n)
-    e = torch.cumsum(la, dim=-2)
-    decay = torch.exp(e)
-    local = decay * torch.cumsum(torch.exp(-e) * b.reshape(*lead, blocks, _BLOCK, n), dim=-2)
-    # (narrow/pad rather than [..., i, :] indexing: the ONNX tracer mis-exports some ellipsis slices)
-    last = len(lead) + 1  # the within-block axis
-    ends = _linear_recurrence(e.narrow(last, _BLOCK - 1, 1).squeeze(last), local.narrow(last, _BLOCK - 1, 1).squeeze(last))
-    incoming = F.pad(ends, (0, 0, 1, 0)).narrow(len(lead), 0, blocks)  # state entering each block
-    h = local + decay * incoming.unsqueeze(last)
-    return h.reshape(*lead, blocks * _BLOCK, n).narrow(len(lead), 0, length)
-
-
-def selective_scan_blocked(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = True,
-) -> torch.Tensor:
-    """Selective scan with the contract of :func:`audiomamba.ops.selective_scan`, loop-free (see module doc)."""
-    batch, channels, length = u.shape
-    groups, state = B.shape[1], A.shape[1]
-    e = channels // groups
-    f32 = torch.float32
-    delta = delta.to(f32)
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(f32)[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
-    uf = u.to(f32)
-    d4 = delta.reshape(batch, groups, e, length)
-    log_a = d4.unsqueeze(-1) * A.to(f32).reshape(1, groups, e, 1, state)  # (b, g, e, T, n)
-    bt = B.to(f32).transpose(-1, -2).unsqueeze(2)  # (b, g, 1, T, n)
-    bu = (d4 * uf.reshape(batch, groups, e, length)).unsqueeze(-1) * bt
-    h = _linear_recurrence(log_a, bu)
-    y = (h * C.to(f32).transpose(-1, -2).unsqueeze(2)).sum(-1).reshape(batch, channels, length)
-    if D is not None:
-        y = y + D.to(f32)[:, None] * uf
-    return y.to(u.dtype)
-
-
 register_backend("blocked", selective_scan_blocked, lambda *a, **k: _EXPORTING, auto=True)
 
 
