@@ -26,6 +26,6 @@ echo "== 3/4 evaluating on the test split (recordings never seen in training)"
 clip=$(ls "$DATA"/audio/test/*.wav | head -n 1)
 echo "== 4/4 tagging $clip; its manifest line (the truth):"
 grep -F "/$(basename "$clip")\"" "$DATA/test.jsonl" | head -n 1
-"$AM" tag "$clip" --checkpoint "$RUN/best.safetensors" --top-k 5 --events --threshold 0.3
+"$AM" tag "$clip" --checkpoint "$RUN/best.safetensors" --top-k 5 --events
 
 echo "== main job finished in $(( $(date +%s) - start )) s; metrics in $RUN/eval_test/summary.json"
