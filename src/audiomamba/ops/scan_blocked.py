@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from audiomamba.ops.scan_torch import effective_delta
+
 _BLOCK = 4
 _MIN_LOG_DECAY = -15.0
 
@@ -60,11 +62,7 @@ def selective_scan_blocked(
     groups, state = B.shape[1], A.shape[1]
     e = channels // groups
     f32 = torch.float32
-    delta = delta.to(f32)
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(f32)[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    delta = effective_delta(delta, delta_bias, delta_softplus)
     uf = u.to(f32)
     d4 = delta.reshape(batch, groups, e, length)
     log_a = d4.unsqueeze(-1) * A.to(f32).reshape(1, groups, e, 1, state)  # (b, g, e, T, n)

@@ -70,6 +70,14 @@ def _solve_chunk(
     return y, h
 
 
+def effective_delta(delta: torch.Tensor, delta_bias: torch.Tensor | None, softplus: bool) -> torch.Tensor:
+    """``softplus(delta + delta_bias)`` (each part optional) in float32: the step sizes the scans use."""
+    dt = delta.to(torch.float32)
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(torch.float32)[:, None]
+    return F.softplus(dt) if softplus else dt
+
+
 def selective_scan_torch(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -92,11 +100,7 @@ def selective_scan_torch(
     e = channels // groups
     f32 = torch.float32
     use_ckpt = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C))
-    dt = delta.to(f32)
-    if delta_bias is not None:
-        dt = dt + delta_bias.to(f32)[:, None]
-    if delta_softplus:
-        dt = F.softplus(dt)
+    dt = effective_delta(delta, delta_bias, delta_softplus)
     # Pad to whole blocks with delta = 0 and u = 0: the state passes through unchanged; outputs are cropped.
     pad = (-length) % block
     uf = F.pad(u.to(f32), (0, pad)).view(batch, groups, e, length + pad)
