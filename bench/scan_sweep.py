@@ -1,67 +1,127 @@
-"""Tuning sweep for the Triton scan: forward time of (BLOCK_E, T, num_warps) configs, cross vs plain mode.
+"""Tuning sweep for the Triton scan (ops/scan_triton.py): (BLOCK_E, T, num_warps) of the forward and backward
+kernels on SS2D's cross scan at the shapes that dominate the models, each config checked against the PyTorch
+path before it is timed.
 
-    PYTHONPATH=src python3 bench/scan_sweep.py
-Plain mode reads every direction contiguously (B, 4E, L); cross mode reads the grid in four orders: the
-difference is the cost of the column-major directions' strided access.
+    PYTHONPATH=src python3 bench/scan_sweep.py [--out DIR] [--cases tiny_v2,tiny] [--budget-s 500]
+
+Prints one line per config and writes ``scan_sweep.json``.  Bandwidth is quoted for the bytes a fully fused
+cross scan must move (x and the merged output once, the four deltas, B and C) against the device's copy
+bandwidth measured in the same run.
 """
 
+from __future__ import annotations
+
+import argparse
+import json
+import os
 import statistics
-import sys
+import time
 
 import torch
 
-from audiomamba.ops import scan_triton
+from audiomamba.ops import cross_selective_scan, scan_triton
+
+CASES = {  # name: (batch, E, N, H, W)
+    "tiny_v2": (64, 96, 1, 64, 64),
+    "tiny_v2_s2": (64, 384, 1, 16, 16),
+    "tiny": (64, 192, 16, 64, 64),
+}
+FWD = {1: [(1, 128, 1), (2, 128, 1), (4, 128, 2), (8, 128, 4), (2, 256, 1), (4, 256, 2), (4, 64, 1), (8, 64, 2),
+           (16, 64, 4)],
+       16: [(2, 64, 1), (4, 64, 2), (4, 32, 1), (8, 32, 2), (16, 32, 4), (8, 64, 4)]}
+BWD = {1: [(4, 2), (8, 2), (8, 4), (16, 4), (32, 4)], 16: [(4, 2), (8, 2), (16, 4)]}
 
 
-def t(fn, iters=10):
+def cuda_ms(fn, iters=10):
     for _ in range(2):
         fn()
     torch.cuda.synchronize()
     ts = []
     for _ in range(iters):
         s, e = torch.cuda.Event(True), torch.cuda.Event(True)
-        s.record(); fn(); e.record(); e.synchronize()
+        s.record()
+        fn()
+        e.record()
+        e.synchronize()
         ts.append(s.elapsed_time(e))
     return statistics.median(ts)
 
 
-def main():
-    cases = [(64, 96, 1, 64, 64), (64, 192, 16, 64, 64)]
-    configs = [None, (8, 64, 4), (4, 64, 2), (2, 128, 1), (4, 32, 1), (16, 64, 4), (4, 128, 2), (2, 64, 1)]
-    dt = torch.bfloat16
-    for b, e, n, h, w in cases:
+def copy_tbps() -> float:
+    a = torch.empty(1 << 29, dtype=torch.uint8, device="cuda")
+    b = torch.empty_like(a)
+    return 2 * a.numel() / cuda_ms(lambda: b.copy_(a)) / 1e9
+
+
+def inputs(b, e, n, h, w, dtype):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    r = lambda *s: torch.randn(*s, device="cuda", generator=g)  # noqa: E731
+    x = r(b, e, h, w).to(dtype)
+    delta = (r(b, 4, e, h, w) * 0.5 - 1).to(dtype)
+    A = -torch.rand(4 * e, n, device="cuda", generator=g) - 0.5
+    B, C = r(b, 4, n, h, w).to(dtype), r(b, 4, n, h, w).to(dtype)
+    D = torch.ones(4 * e, device="cuda")
+    bias = r(4 * e) - 3
+    return x, delta, A, B, C, D, bias
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=".")
+    ap.add_argument("--cases", default="tiny_v2,tiny_v2_s2,tiny")
+    ap.add_argument("--budget-s", type=float, default=500.0, help="stop starting new configs after this")
+    args = ap.parse_args()
+    t_start = time.time()
+    bw = copy_tbps()
+    res = {"device": torch.cuda.get_device_name(), "copy_TBps": bw, "rows": []}
+    print(f"{res['device']}: copy {bw:.2f} TB/s", flush=True)
+    for name in args.cases.split(","):
+        b, e, n, h, w = CASES[name]
         L = h * w
-        x = torch.randn(b, e, h, w, device="cuda", dtype=dt)
-        delta = (torch.randn(b, 4, e, h, w, device="cuda") * 0.5 - 1).to(dt)
-        A = -torch.rand(4 * e, n, device="cuda") - 0.5
-        B = torch.randn(b, 4, n, h, w, device="cuda", dtype=dt)
-        C = torch.randn(b, 4, n, h, w, device="cuda", dtype=dt)
-        D = torch.ones(4 * e, device="cuda")
-        bias = torch.randn(4 * e, device="cuda") - 3
-        u4 = x.flatten(2).repeat(1, 4, 1)
-        d4 = delta.reshape(b, 4 * e, L)
-        B4, C4 = B.flatten(3), C.flatten(3)
-        nbytes = b * e * L * 4 + b * 4 * e * L * 2 + 4 * b * 4 * n * L
-        ref = None
-        for cfg in configs:
-            if cfg is not None and n == 16 and cfg[0] * cfg[1] * 16 > 8192:
-                continue
-            scan_triton._CONFIG_OVERRIDE = cfg
+        ins = inputs(b, e, n, h, w, torch.bfloat16)
+        fused_bytes = b * e * L * (2 + 4 * 2 + 2) + 2 * (b * 4 * n * L * 2)
+        ref = cross_selective_scan(*(t.float() for t in ins), backend="torch").float()
+        leaves = [t.detach().clone().requires_grad_(True) for t in ins]
+        gy = torch.randn(b, e, h, w, device="cuda", dtype=torch.bfloat16)
+
+        def fwdbwd():
+            y = scan_triton.cross_selective_scan_triton(*leaves)
+            y.backward(gy)
+
+        for fcfg in FWD[min(n, 16) if n > 2 else 1]:
+            if time.time() - t_start > args.budget_s:
+                break
+            scan_triton._CONFIG_OVERRIDE = {"fwd": fcfg}
             try:
-                with torch.no_grad():
-                    y = scan_triton.cross_selective_scan_triton(x, delta, A, B, C, D, bias)
-                    if ref is None:
-                        ref = y.float()
-                    err = float((y.float() - ref).norm() / ref.norm())
-                    tc = t(lambda: scan_triton.cross_selective_scan_triton(x, delta, A, B, C, D, bias))
-                    tp = t(lambda: scan_triton.selective_scan_triton(u4, d4, A, B4, C4, D, bias))
-                used = cfg or scan_triton._config(b, 1, e, n, L)
-                print(f"B{b} E{e} N{n} {h}x{w} cfg={used} cross {tc:.3f} ms ({nbytes / tc / 1e9:.2f} TB/s) "
-                      f"plain {tp:.3f} ms  err {err:.1e}", flush=True)
-            except Exception as exc:  # noqa: BLE001
-                print(f"cfg={cfg} failed: {exc!r}"[:300], flush=True)
+                y = scan_triton.cross_selective_scan_triton(*ins)
+                err = float((y.float() - ref).norm() / ref.norm())
+                ms = cuda_ms(lambda: scan_triton.cross_selective_scan_triton(*ins))
+            except Exception as exc:  # a config the compiler rejects (e.g. out of registers): record and go on
+                print(f"{name} fwd {fcfg}: failed: {exc!r}"[:300], flush=True)
+                continue
+            row = dict(case=name, kind="fwd", cfg=fcfg, ms=ms, rel_err=err, frac_of_copy=fused_bytes / ms / 1e9 / bw)
+            res["rows"].append(row)
+            print(f"{name} fwd {fcfg}: {ms:.3f} ms  err {err:.1e}  {row['frac_of_copy']:.1%} of copy", flush=True)
+        best = min((r for r in res["rows"] if r["case"] == name and r["kind"] == "fwd"), key=lambda r: r["ms"], default=None)
+        if best is None:
+            continue
+        for be, warps in BWD[min(n, 16) if n > 2 else 1]:
+            if time.time() - t_start > args.budget_s:
+                break
+            scan_triton._CONFIG_OVERRIDE = {"fwd": tuple(best["cfg"]), "bwd": (be, best["cfg"][1], warps)}
+            try:
+                ms = cuda_ms(fwdbwd, iters=5)
+            except Exception as exc:
+                print(f"{name} bwd {(be, warps)}: failed: {exc!r}"[:300], flush=True)
+                continue
+            res["rows"].append(dict(case=name, kind="fwd+bwd", cfg=scan_triton._CONFIG_OVERRIDE, ms=ms))
+            print(f"{name} fwd+bwd fwd{best['cfg']} bwd{(be, warps)}: {ms:.3f} ms", flush=True)
+        torch.cuda.empty_cache()
     scan_triton._CONFIG_OVERRIDE = None
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "scan_sweep.json"), "w") as f:
+        json.dump(res, f, indent=1)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,27 +1,29 @@
-"""Triton selective-scan kernels: forward and backward, with VMamba's cross-scan and cross-merge fused in.
+"""Triton selective-scan kernels: forward and backward, and VMamba's cross-scan / cross-merge around them.
 
-One kernel pair serves two entry points:
+One kernel pair scans "streams": a stream is one ``(batch, group)`` pair of a ``(B, G, E, L)`` layout, read in
+ascending or, with ``REV``, descending position order by index arithmetic.  Per program: one stream and
+``BLOCK_E`` channels.  Time is cut into chunks of ``T`` steps; for each state ``n`` a chunk is a
+``(BLOCK_E, T)`` register tile solved with ``tl.associative_scan`` on the pairs ``(a, b)`` of
+``h_t = a_t h_{t-1} + b_t`` and joined to the carried state.  The tile's fast axis is the position axis, which
+is contiguous in memory, so every load is coalesced.  State and arithmetic are float32 whatever the input
+dtype; softplus(delta + delta_bias) and the D skip are fused.  The forward saves each chunk's starting state
+(``N`` floats per channel and chunk) when a gradient is needed; the backward walks the chunks in reverse,
+recomputes the chunk's states from the saved start and runs the adjoint ``dh_t = C_t dy_t + a_{t+1} dh_{t+1}``
+as a reverse scan: memory stays linear in the length.  Gradients of B and C (shared by a group's channels) go
+through float32 atomics; those of A, D and delta_bias are summed per program and added once.
 
-- :func:`selective_scan_triton` (plain mode): ``u, delta (B, G*E, L)``, ``B, C (B, G, N, L)``; group ``g`` is
-  scanned in time order and written to its own output rows.
-- :func:`cross_selective_scan_triton` (cross mode): ``x (B, E, H, W)`` shared by the four directions,
-  ``delta (B, 4, E, H, W)``, ``B, C (B, 4, N, H, W)`` on the grid.  Direction ``k`` reads the grid in its own
-  order by index arithmetic (k0 row-major, k1 column-major, k2/k3 reversed) and the four outputs are summed
-  onto the grid by the same program, which handles the four directions one after the other for its block of
-  channels (fp32 accumulation; the last direction writes the output dtype).  Nothing is materialised four
-  times.
+Two entry points:
 
-Per program: one batch element and ``BLOCK_E`` channels.  Time is cut into chunks of ``T`` steps; each chunk
-is a ``(BLOCK_E, T, NP)`` register tile (NP = d_state padded to a power of two) solved with
-``tl.associative_scan`` on the pairs ``(a, b)`` of ``h_t = a_t h_{t-1} + b_t`` and joined to the carried
-state.  State and arithmetic are float32 whatever the input dtype; softplus(delta + delta_bias) and the D skip
-are fused.  The forward saves each chunk's starting state (``N`` floats per channel and chunk) when a
-gradient is needed; the backward walks the chunks in reverse, recomputes the chunk's states from the saved
-start, and runs the adjoint recurrence ``dh_t = C_t dy_t + a_{t+1} dh_{t+1}`` as a reverse scan: memory stays
-linear in the length.  Gradients of B and C (shared by the channels of a group) and of A, D, delta_bias
-(shared over batch and time) are accumulated with float32 atomics.
+- :func:`selective_scan_triton` (plain): ``u, delta (B, G*E, L)``, ``B, C (B, G, N, L)``: one launch, every
+  group scanned forwards.
+- :func:`cross_selective_scan_triton` (SS2D): the map ``x (B, E, H, W)`` is read in place by the two row
+  directions (k0 ascending, k2 descending) and from one transposed copy by the two column directions (k1, k3):
+  two layouts instead of VMamba's four materialised sequences.  Each direction writes its output in the layout
+  it read (no flips); a small merge kernel sums the four onto the grid in float32 (it transposes the column
+  half on the fly) and serves the backward's input gradient too.
 
-Triton is optional: importing this module without it raises ImportError, which the package catches.
+History and measurements: ``docs/triton-notes.md``.  Triton is optional: importing this module without it
+raises ImportError, which the package catches.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ MAX_STATE = 16
 
 @triton.jit
 def _combine(a1, b1, a2, b2):
-    # (a1, b1) then (a2, b2):  h -> a2 * (a1 * h + b1) + b2
+    # (a1, b1) applied first, then (a2, b2):  h -> a2 * (a1 * h + b1) + b2
     return a1 * a2, a2 * b1 + b2
 
 
@@ -50,295 +52,176 @@ def _softplus(x):
 
 
 @triton.jit
-def _tile_times(c, H, W, L, TA: tl.constexpr, TB: tl.constexpr, COLT: tl.constexpr):
-    """Scan steps of chunk c laid out as a (TA, TB) load tile, and their validity.
+def _column(m, sel):
+    """Column ``n`` of a (BLOCK_E, NP) register tile, ``sel = (arange(NP) == n)[None, :]``."""
+    return tl.sum(tl.where(sel, m, 0.0), axis=1)
 
-    Row tiles (TA = 1): TB consecutive steps.  Column tiles (COLT): TB whole columns of TA >= H rows (rows past
-    H are padding), so that the tile's fast axis runs along W, contiguous in memory: coalesced loads for the
-    column-major directions, which a 1D chunk would read with stride W.
-    """
-    ia = tl.arange(0, TA)[:, None]
-    ib = tl.arange(0, TB)[None, :]
-    if COLT:
-        j = c * TB + ib
-        t = j * H + ia
-        valid = (ia < H) & (j < W)
+
+@triton.jit
+def _positions(c, L, T: tl.constexpr, REV: tl.constexpr):
+    """Memory positions of chunk c's scan steps (descending for REV), the next step's, and their validity."""
+    s = c * T + tl.arange(0, T)
+    valid = s < L
+    nvalid = (s + 1) < L
+    if REV:
+        pos = L - 1 - s
+        npos = pos - 1
     else:
-        t = c * (TA * TB) + ia * TB + ib
-        valid = t < L
-    return t, valid
+        pos = s
+        npos = s + 1
+    return tl.where(valid, pos, 0), tl.where(nvalid, npos, 0), valid, nvalid
 
 
 @triton.jit
-def _time_steps(c, H, W, L, TA: tl.constexpr, TB: tl.constexpr, COLT: tl.constexpr):
-    """The same steps in scan order (a 1D vector of TA*TB): tile element (ia, ib) sits at ib * TA + ia for
-    column tiles (columns one after the other), at ib for row tiles."""
-    s = tl.arange(0, TA * TB)
-    if COLT:
-        ia = s % TA
-        j = c * TB + s // TA
-        t = j * H + ia
-        valid = (ia < H) & (j < W)
-    else:
-        t = c * (TA * TB) + s
-        valid = t < L
-    return t, valid
-
-
-@triton.jit
-def _pos(t, L, H, W, K: tl.constexpr, CROSS: tl.constexpr):
-    """Grid position read at scan step t by direction K (plain mode: t itself)."""
-    if CROSS:
-        if K >= 2:
-            tt = tl.maximum(L - 1 - t, 0)  # steps past the end are masked: any valid address
-        else:
-            tt = tl.minimum(t, L - 1)
-        if K % 2 == 1:
-            return (tt % H) * W + tt // H
-        else:
-            return tt
-    else:
-        return t
-
-
-@triton.jit
-def _to_time(x, BE: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr):
-    """(BE, TA, TB) load tile -> (BE, TA*TB) in scan order."""
-    return tl.reshape(tl.permute(x, (0, 2, 1)), (BE, TA * TB))
-
-
-@triton.jit
-def _from_time(y, BE: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr):
-    """(BE, TA*TB) in scan order -> (BE, TA, TB) load tile."""
-    return tl.permute(tl.reshape(y, (BE, TB, TA)), (0, 2, 1))
-
-
-@triton.jit
-def _fwd_direction(
-    x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, acc_ptr, hs_ptr,
-    b, k, e, E, G, L, H, W, NCS, NC,
-    KI: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr,
-    TA: tl.constexpr, TB: tl.constexpr, COLT: tl.constexpr,
-    CROSS: tl.constexpr, NK: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-    SAVE: tl.constexpr, ACC_IS_OUT: tl.constexpr, SPLIT: tl.constexpr,
-):
-    T: tl.constexpr = TA * TB
-    emask = e < E
-    nn = tl.arange(0, NP)
-    nmask = nn < N
-    sr = tl.arange(0, T)
-    if CROSS:
-        u_row = (b * E + e).to(tl.int64) * L  # x and the merged output: (B, E, L)
-    else:
-        u_row = ((b * G + k) * E + e).to(tl.int64) * L
-    d_row = ((b * G + k) * E + e).to(tl.int64) * L  # delta: (B, G, E, L)
-    bc_row = ((b * G + k) * N + nn).to(tl.int64) * L  # B, C: (B, G, N, L)
-    ch = k * E + e  # parameter row
-    A = tl.load(A_ptr + ch[:, None] * N + nn[None, :], mask=emask[:, None] & nmask[None, :], other=0.0)
-    if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=emask, other=0.0)
+def _delta(raw, bias, SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr):
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
-    h = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
-    for c in range(NC):
-        t2, v2 = _tile_times(c, H, W, L, TA, TB, COLT)
-        p2 = _pos(t2, L, H, W, KI, CROSS)  # (TA, TB)
-        ts, vs = _time_steps(c, H, W, L, TA, TB, COLT)  # (T,)
-        m3 = emask[:, None, None] & v2[None, :, :]
-        off3 = u_row[:, None, None] + p2[None, :, :]
-        u = _to_time(tl.load(x_ptr + off3, mask=m3, other=0.0).to(tl.float32), BLOCK_E, TA, TB)
-        dl = tl.load(delta_ptr + d_row[:, None, None] + p2[None, :, :], mask=m3, other=0.0).to(tl.float32)
-        dl = _to_time(dl, BLOCK_E, TA, TB)
-        if HAS_BIAS:
-            dl = dl + bias[:, None]
-        if SOFTPLUS:
-            dl = _softplus(dl)
-        mbc = nmask[:, None, None] & v2[None, :, :]
-        offbc = bc_row[:, None, None] + p2[None, :, :]
-        Bt = tl.trans(_to_time(tl.load(B_ptr + offbc, mask=mbc, other=0.0).to(tl.float32), NP, TA, TB))  # (T, NP)
-        Ct = tl.trans(_to_time(tl.load(C_ptr + offbc, mask=mbc, other=0.0).to(tl.float32), NP, TA, TB))
-        a = tl.exp(dl[:, :, None] * A[:, None, :])  # (BE, T, NP)
-        a = tl.where(vs[None, :, None], a, 1.0)  # padding: identity steps
-        bb = (dl * u)[:, :, None] * Bt[None, :, :]
-        bb = tl.where(vs[None, :, None], bb, 0.0)
-        sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
-        if SAVE:
-            hs_off = ((((b * G + k) * E + e).to(tl.int64) * NCS + c) * N)[:, None] + nn[None, :]
-            tl.store(hs_ptr + hs_off, h, mask=emask[:, None] & nmask[None, :])
-        hh = sa * h[:, None, :] + sb
-        y = tl.sum(hh * Ct[None, :, :], axis=2)  # (BE, T)
-        if HAS_D:
-            y = y + Dv[:, None] * u
-        last = (sr == T - 1)[None, :, None]
-        h = tl.sum(tl.where(last, hh, 0.0), axis=1)
-        y3 = _from_time(y, BLOCK_E, TA, TB)
-        if SPLIT:  # this direction's own output rows, on the grid: (B, 4, E, L)
-            off3 = d_row[:, None, None] + p2[None, :, :]
-        if NK > 1:
-            if KI > 0:
-                y3 = y3 + tl.load(acc_ptr + off3, mask=m3, other=0.0)
-            if KI < NK - 1:
-                tl.store(acc_ptr + off3, y3, mask=m3)
-            else:
-                tl.store(out_ptr + off3, y3.to(out_ptr.dtype.element_ty), mask=m3)
-        else:
-            tl.store(out_ptr + off3, y3.to(out_ptr.dtype.element_ty), mask=m3)
+        raw = raw + bias[:, None]
+    if SOFTPLUS:
+        return _softplus(raw)
+    return raw
 
 
 @triton.jit
 def _scan_fwd_kernel(
-    x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr,
-    out_ptr, acc_ptr, hs_ptr,
-    E, G, L, H, W, NCS, NC_ROW, NC_COL, n_eb,
-    N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HP: tl.constexpr, WC: tl.constexpr,
-    COLTILES: tl.constexpr,
-    CROSS: tl.constexpr, NK: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-    SAVE: tl.constexpr, ACC_IS_OUT: tl.constexpr, SPLIT: tl.constexpr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr, hs_ptr,
+    su_b, su_g, sd_b, sd_g, sbc_b, sbc_g, sy_b, sy_g,
+    E, L, NC, n_eb, p0,
+    N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, REV: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    b = pid // n_eb
+    g = tl.program_id(1)
+    G = tl.num_programs(1)
+    b = (pid // n_eb).to(tl.int64)
     e = (pid % n_eb) * BLOCK_E + tl.arange(0, BLOCK_E)
-    if SPLIT:  # one direction per program (grid axis 1), outputs per direction, summed afterwards
-        k = tl.program_id(1)
-        for KI in tl.static_range(4):
-            if k == KI:
-                if COLTILES and (KI % 2 == 1):
-                    _fwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, acc_ptr, hs_ptr,
-                                   b, KI, e, E, G, L, H, W, NCS, NC_COL, KI, N, NP, BLOCK_E, HP, WC, True,
-                                   True, 1, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, True, True)
-                else:
-                    _fwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, acc_ptr, hs_ptr,
-                                   b, KI, e, E, G, L, H, W, NCS, NC_ROW, KI, N, NP, BLOCK_E, 1, T, False,
-                                   True, 1, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, True, True)
-        return
-    for KI in tl.static_range(NK):
-        if CROSS:
-            k = KI
+    emask = e < E
+    nn = tl.arange(0, NP)
+    ts = tl.arange(0, T)
+    e64 = e.to(tl.int64) * L
+    u_row = b * su_b + g * su_g + e64
+    d_row = b * sd_b + g * sd_g + e64
+    y_row = b * sy_b + g * sy_g + e64
+    bc_base = b * sbc_b + g * sbc_g
+    ch = p0 + g * E + e  # parameter row
+    A = tl.load(A_ptr + ch[:, None] * N + nn[None, :], mask=emask[:, None] & (nn < N)[None, :], other=0.0)
+    if HAS_D:
+        Dv = tl.load(D_ptr + ch, mask=emask, other=0.0)
+    bias = tl.zeros((BLOCK_E,), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
+    hs_row = ((b * G + g) * E + e) * NC * N  # (B, G, E, NC, N)
+    h = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
+    for c in range(NC):
+        pos, _, valid, _ = _positions(c, L, T, REV)
+        m2 = emask[:, None] & valid[None, :]
+        u = tl.load(u_ptr + u_row[:, None] + pos[None, :], mask=m2, other=0.0).to(tl.float32)
+        dl = tl.load(delta_ptr + d_row[:, None] + pos[None, :], mask=m2, other=0.0).to(tl.float32)
+        dl = _delta(dl, bias, SOFTPLUS, HAS_BIAS)
+        dlu = dl * u
+        if SAVE:
+            tl.store(hs_ptr + hs_row[:, None] + c * N + nn[None, :], h, mask=emask[:, None] & (nn < N)[None, :])
+        if HAS_D:
+            y = Dv[:, None] * u
         else:
-            k = tl.program_id(1)
-        if COLTILES and (KI % 2 == 1):
-            _fwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, acc_ptr, hs_ptr,
-                           b, k, e, E, G, L, H, W, NCS, NC_COL, KI, N, NP, BLOCK_E, HP, WC, True,
-                           CROSS, NK, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, ACC_IS_OUT, False)
-        else:
-            _fwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, acc_ptr, hs_ptr,
-                           b, k, e, E, G, L, H, W, NCS, NC_ROW, KI, N, NP, BLOCK_E, 1, T, False,
-                           CROSS, NK, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, ACC_IS_OUT, False)
-        if NK > 1:
-            tl.debug_barrier()  # the next direction reads what this one accumulated, in other threads
+            y = tl.zeros((BLOCK_E, T), dtype=tl.float32)
+        for n in tl.static_range(N):
+            sel = (nn == n)[None, :]
+            Bn = tl.load(B_ptr + bc_base + n * L + pos, mask=valid, other=0.0).to(tl.float32)
+            Cn = tl.load(C_ptr + bc_base + n * L + pos, mask=valid, other=0.0).to(tl.float32)
+            a = tl.where(valid[None, :], tl.exp(dl * _column(A, sel)[:, None]), 1.0)  # padding: identity
+            bb = tl.where(valid[None, :], dlu * Bn[None, :], 0.0)
+            sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+            hh = sa * _column(h, sel)[:, None] + sb
+            y += hh * Cn[None, :]
+            h = tl.where(sel, tl.sum(tl.where((ts == T - 1)[None, :], hh, 0.0), axis=1)[:, None], h)
+        tl.store(y_ptr + y_row[:, None] + pos[None, :], y.to(y_ptr.dtype.element_ty), mask=m2)
 
 
 @triton.jit
-def _bwd_direction(
-    x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
-    dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-    b, k, e, E, G, L, H, W, NCS, NC,
-    KI: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr,
-    TA: tl.constexpr, TB: tl.constexpr, COLT: tl.constexpr,
-    CROSS: tl.constexpr, NK: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ACC_IS_OUT: tl.constexpr, SPLIT: tl.constexpr,
+def _scan_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
+    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    su_b, su_g, sd_b, sd_g, sbc_b, sbc_g, sy_b, sy_g, sdy_b, sdy_g,
+    E, L, NC, n_eb, p0,
+    N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, REV: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
 ):
-    T: tl.constexpr = TA * TB
+    """du is laid out like the forward's y (strides sy_*), dy has its own (sdy_*), ddelta is laid out like
+    delta and dB/dC (float32) like B/C."""
+    pid = tl.program_id(0)
+    g = tl.program_id(1)
+    G = tl.num_programs(1)
+    b = (pid // n_eb).to(tl.int64)
+    e = (pid % n_eb) * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     nn = tl.arange(0, NP)
-    nmask = nn < N
-    sr = tl.arange(0, T)
-    if CROSS:
-        u_row = (b * E + e).to(tl.int64) * L
-    else:
-        u_row = ((b * G + k) * E + e).to(tl.int64) * L
-    d_row = ((b * G + k) * E + e).to(tl.int64) * L
-    bc_row = ((b * G + k) * N + nn).to(tl.int64) * L
-    ch = k * E + e
-    en_mask = emask[:, None] & nmask[None, :]
+    en_mask = emask[:, None] & (nn < N)[None, :]
+    ts = tl.arange(0, T)
+    e64 = e.to(tl.int64) * L
+    u_row = b * su_b + g * su_g + e64
+    d_row = b * sd_b + g * sd_g + e64
+    y_row = b * sy_b + g * sy_g + e64
+    dy_row = b * sdy_b + g * sdy_g + e64
+    bc_base = b * sbc_b + g * sbc_g
+    ch = p0 + g * E + e
     A = tl.load(A_ptr + ch[:, None] * N + nn[None, :], mask=en_mask, other=0.0)
     if HAS_D:
         Dv = tl.load(D_ptr + ch, mask=emask, other=0.0)
+    bias = tl.zeros((BLOCK_E,), dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
-    dh_carry = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
+    hs_row = ((b * G + g) * E + e) * NC * N
+    dh = tl.zeros((BLOCK_E, NP), dtype=tl.float32)  # adjoint state carried from the later chunk
     dA_acc = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
     dD_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
     dbias_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
     for cc in range(NC):
         c = NC - 1 - cc
-        t2, v2 = _tile_times(c, H, W, L, TA, TB, COLT)
-        p2 = _pos(t2, L, H, W, KI, CROSS)
-        ts, vs = _time_steps(c, H, W, L, TA, TB, COLT)
-        m3 = emask[:, None, None] & v2[None, :, :]
-        off3 = u_row[:, None, None] + p2[None, :, :]
-        doff3 = d_row[:, None, None] + p2[None, :, :]
-        u = _to_time(tl.load(x_ptr + off3, mask=m3, other=0.0).to(tl.float32), BLOCK_E, TA, TB)
-        dl_raw = _to_time(tl.load(delta_ptr + doff3, mask=m3, other=0.0).to(tl.float32), BLOCK_E, TA, TB)
-        if HAS_BIAS:
-            dl_raw = dl_raw + bias[:, None]
-        if SOFTPLUS:
-            dl = _softplus(dl_raw)
-        else:
-            dl = dl_raw
-        # the next step's decay a_{t+1}: 0 past the end (no gradient flows in), 1 on padding (pass-through)
-        tn2 = t2 + 1
-        vn2 = v2 & (tn2 < L)
-        pn2 = _pos(tn2, L, H, W, KI, CROSS)
-        dln = tl.load(delta_ptr + d_row[:, None, None] + pn2[None, :, :], mask=emask[:, None, None] & vn2[None, :, :], other=0.0)
-        dln = _to_time(dln.to(tl.float32), BLOCK_E, TA, TB)
-        if HAS_BIAS:
-            dln = dln + bias[:, None]
-        if SOFTPLUS:
-            dln = _softplus(dln)
-        vns = vs & (ts + 1 < L)
-        mbc = nmask[:, None, None] & v2[None, :, :]
-        offbc = bc_row[:, None, None] + p2[None, :, :]
-        Bt = tl.trans(_to_time(tl.load(B_ptr + offbc, mask=mbc, other=0.0).to(tl.float32), NP, TA, TB))
-        Ct = tl.trans(_to_time(tl.load(C_ptr + offbc, mask=mbc, other=0.0).to(tl.float32), NP, TA, TB))
-        dy = _to_time(tl.load(dy_ptr + off3, mask=m3, other=0.0).to(tl.float32), BLOCK_E, TA, TB)
-        # recompute the chunk's states from its saved start
-        a = tl.exp(dl[:, :, None] * A[:, None, :])
-        a = tl.where(vs[None, :, None], a, 1.0)
-        bu = dl * u
-        bb = bu[:, :, None] * Bt[None, :, :]
-        bb = tl.where(vs[None, :, None], bb, 0.0)
-        sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
-        hs_off = ((((b * G + k) * E + e).to(tl.int64) * NCS + c) * N)[:, None] + nn[None, :]
-        h0 = tl.load(hs_ptr + hs_off, mask=en_mask, other=0.0)
-        hh = sa * h0[:, None, :] + sb
-        # adjoint: dh_t = C_t dy_t + a_{t+1} dh_{t+1}
-        an = tl.exp(dln[:, :, None] * A[:, None, :])
-        an = tl.where(vns[None, :, None], an, tl.where(vs[None, :, None], 0.0, 1.0))
-        g = dy[:, :, None] * Ct[None, :, :]
-        ra, rb = tl.associative_scan((an, g), axis=1, combine_fn=_combine, reverse=True)
-        dh = ra * dh_carry[:, None, :] + rb
-        first = (sr == 0)[None, :, None]
-        dh_carry = tl.sum(tl.where(first, dh, 0.0), axis=1)
-        dha = tl.where(vs[None, :, None], dh * (hh - bb), 0.0)  # a_t h_{t-1} = h_t - b_t; padding carries dh
-        dhB = tl.sum(dh * Bt[None, :, :], axis=2)
-        ddl = dhB * u + tl.sum(dha * A[:, None, :], axis=2)
-        dA_acc += tl.sum(dha * dl[:, :, None], axis=1)
-        du = dhB * dl
+        pos, npos, valid, nvalid = _positions(c, L, T, REV)
+        m2 = emask[:, None] & valid[None, :]
+        u = tl.load(u_ptr + u_row[:, None] + pos[None, :], mask=m2, other=0.0).to(tl.float32)
+        dl_raw = tl.load(delta_ptr + d_row[:, None] + pos[None, :], mask=m2, other=0.0).to(tl.float32)
+        dl = _delta(dl_raw, bias, SOFTPLUS, HAS_BIAS)
+        dln = tl.load(delta_ptr + d_row[:, None] + npos[None, :], mask=emask[:, None] & nvalid[None, :], other=0.0)
+        dln = _delta(dln.to(tl.float32), bias, SOFTPLUS, HAS_BIAS)
+        dy = tl.load(dy_ptr + dy_row[:, None] + pos[None, :], mask=m2, other=0.0).to(tl.float32)
+        h0 = tl.load(hs_ptr + hs_row[:, None] + c * N + nn[None, :], mask=en_mask, other=0.0)
+        dlu = dl * u
+        ddl = tl.zeros((BLOCK_E, T), dtype=tl.float32)
+        du = tl.zeros((BLOCK_E, T), dtype=tl.float32)
+        for n in tl.static_range(N):
+            sel = (nn == n)[None, :]
+            An = _column(A, sel)[:, None]
+            Bn = tl.load(B_ptr + bc_base + n * L + pos, mask=valid, other=0.0).to(tl.float32)
+            Cn = tl.load(C_ptr + bc_base + n * L + pos, mask=valid, other=0.0).to(tl.float32)
+            # recompute the chunk's states from its saved start
+            a = tl.where(valid[None, :], tl.exp(dl * An), 1.0)
+            bb = tl.where(valid[None, :], dlu * Bn[None, :], 0.0)
+            sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+            hh = sa * _column(h0, sel)[:, None] + sb
+            # adjoint, in reverse: dh_t = C_t dy_t + a_{t+1} dh_{t+1}; no gradient enters past the end
+            an = tl.where(nvalid[None, :], tl.exp(dln * An), 0.0)
+            ra, rb = tl.associative_scan((an, dy * Cn[None, :]), axis=1, combine_fn=_combine, reverse=True)
+            dhh = ra * _column(dh, sel)[:, None] + rb
+            dh = tl.where(sel, tl.sum(tl.where((ts == 0)[None, :], dhh, 0.0), axis=1)[:, None], dh)
+            dha = tl.where(valid[None, :], dhh * (hh - bb), 0.0)  # dh_t * a_t * h_{t-1}
+            dhB = dhh * Bn[None, :]
+            ddl += dhB * u + dha * An
+            du += dhB * dl
+            dA_acc = tl.where(sel, dA_acc + tl.sum(dha * dl, axis=1)[:, None], dA_acc)
+            dBn = tl.sum(tl.where(m2, dhh * dlu, 0.0), axis=0)
+            dCn = tl.sum(tl.where(m2, hh * dy, 0.0), axis=0)
+            tl.atomic_add(dB_ptr + bc_base + n * L + pos, dBn, mask=valid)
+            tl.atomic_add(dC_ptr + bc_base + n * L + pos, dCn, mask=valid)
         if HAS_D:
-            du = du + Dv[:, None] * dy
+            du += Dv[:, None] * dy
             dD_acc += tl.sum(dy * u, axis=1)
-        dBt = tl.sum(dh * bu[:, :, None], axis=0)  # (T, NP)
-        dCt = tl.sum(hh * dy[:, :, None], axis=0)
-        tl.atomic_add(dB_ptr + offbc, _from_time(tl.trans(dBt), NP, TA, TB), mask=mbc)
-        tl.atomic_add(dC_ptr + offbc, _from_time(tl.trans(dCt), NP, TA, TB), mask=mbc)
         if SOFTPLUS:
-            ddl = ddl / (1.0 + tl.exp(-dl_raw))
-        ddl = tl.where(emask[:, None] & vs[None, :], ddl, 0.0)
+            ddl = ddl / (1.0 + tl.exp(-(dl_raw + bias[:, None])))  # softplus' = sigmoid
+        ddl = tl.where(m2, ddl, 0.0)
         dbias_acc += tl.sum(ddl, axis=1)
-        tl.store(ddelta_ptr + doff3, _from_time(ddl, BLOCK_E, TA, TB).to(ddelta_ptr.dtype.element_ty), mask=m3)
-        du3 = _from_time(du, BLOCK_E, TA, TB)
-        if SPLIT:
-            off3 = doff3
-        if NK > 1:
-            if KI > 0:
-                du3 = du3 + tl.load(dxacc_ptr + off3, mask=m3, other=0.0)
-            if KI < NK - 1:
-                tl.store(dxacc_ptr + off3, du3, mask=m3)
-            else:
-                tl.store(dx_ptr + off3, du3.to(dx_ptr.dtype.element_ty), mask=m3)
-        else:
-            tl.store(dx_ptr + off3, du3.to(dx_ptr.dtype.element_ty), mask=m3)
+        tl.store(ddelta_ptr + d_row[:, None] + pos[None, :], ddl.to(ddelta_ptr.dtype.element_ty), mask=m2)
+        tl.store(du_ptr + y_row[:, None] + pos[None, :], du.to(du_ptr.dtype.element_ty), mask=m2)
     tl.atomic_add(dA_ptr + ch[:, None] * N + nn[None, :], dA_acc, mask=en_mask)
     if HAS_D:
         tl.atomic_add(dD_ptr + ch, dD_acc, mask=emask)
@@ -347,185 +230,212 @@ def _bwd_direction(
 
 
 @triton.jit
-def _scan_bwd_kernel(
-    x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
-    dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-    E, G, L, H, W, NCS, NC_ROW, NC_COL, n_eb,
-    N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HP: tl.constexpr, WC: tl.constexpr,
-    COLTILES: tl.constexpr,
-    CROSS: tl.constexpr, NK: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ACC_IS_OUT: tl.constexpr, SPLIT: tl.constexpr,
-):
+def _merge_kernel(y_ptr, out_ptr, E, H, W, n_tw, TH: tl.constexpr, TW: tl.constexpr):
+    """out[b, e, h, w] = y0[h, w] + y2[h, w] + y1[w, h] + y3[w, h] for y ``(B, 4, E, L)`` (odd k column-major),
+    summed in float32.  One program per (tile of TH x TW grid cells, batch * channel)."""
     pid = tl.program_id(0)
-    b = pid // n_eb
-    e = (pid % n_eb) * BLOCK_E + tl.arange(0, BLOCK_E)
-    if SPLIT:
-        k = tl.program_id(1)
-        for KI in tl.static_range(4):
-            if k == KI:
-                if COLTILES and (KI % 2 == 1):
-                    _bwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
-                                   dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-                                   b, KI, e, E, G, L, H, W, NCS, NC_COL, KI, N, NP, BLOCK_E, HP, WC, True,
-                                   True, 1, SOFTPLUS, HAS_D, HAS_BIAS, True, True)
-                else:
-                    _bwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
-                                   dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-                                   b, KI, e, E, G, L, H, W, NCS, NC_ROW, KI, N, NP, BLOCK_E, 1, T, False,
-                                   True, 1, SOFTPLUS, HAS_D, HAS_BIAS, True, True)
-        return
-    for KI in tl.static_range(NK):
-        if CROSS:
-            k = KI
-        else:
-            k = tl.program_id(1)
-        if COLTILES and (KI % 2 == 1):
-            _bwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
-                           dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-                           b, k, e, E, G, L, H, W, NCS, NC_COL, KI, N, NP, BLOCK_E, HP, WC, True,
-                           CROSS, NK, SOFTPLUS, HAS_D, HAS_BIAS, ACC_IS_OUT, False)
-        else:
-            _bwd_direction(x_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr,
-                           dx_ptr, dxacc_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-                           b, k, e, E, G, L, H, W, NCS, NC_ROW, KI, N, NP, BLOCK_E, 1, T, False,
-                           CROSS, NK, SOFTPLUS, HAS_D, HAS_BIAS, ACC_IS_OUT, False)
-        if NK > 1:
-            tl.debug_barrier()
+    be = tl.program_id(1).to(tl.int64)
+    th = (pid // n_tw) * TH + tl.arange(0, TH)
+    tw = (pid % n_tw) * TW + tl.arange(0, TW)
+    L = H * W
+    k_stride = E * L
+    base = ((be // E) * 4 * E + be % E) * L  # direction 0 of this (batch, channel)
+    m = (th < H)[:, None] & (tw < W)[None, :]
+    rows = th[:, None] * W + tw[None, :]
+    acc = tl.load(y_ptr + base + rows, mask=m, other=0.0).to(tl.float32)
+    acc += tl.load(y_ptr + base + 2 * k_stride + rows, mask=m, other=0.0).to(tl.float32)
+    cols = tw[:, None] * H + th[None, :]  # a (TW, TH) tile: contiguous along h for the column-major directions
+    mt = (tw < W)[:, None] & (th < H)[None, :]
+    ct = tl.load(y_ptr + base + k_stride + cols, mask=mt, other=0.0).to(tl.float32)
+    ct += tl.load(y_ptr + base + 3 * k_stride + cols, mask=mt, other=0.0).to(tl.float32)
+    acc += tl.trans(ct)
+    tl.store(out_ptr + be * L + rows, acc.to(out_ptr.dtype.element_ty), mask=m)
 
 
 # ---------------------------------------------------------------------------------------------- launch
 
 
-_CONFIG_OVERRIDE: tuple[int, int, int] | None = None  # (BLOCK_E, T, num_warps), for tuning sweeps
-# Cross mode: one direction per program with per-direction fp32 outputs summed by torch (True, measured ~10x
-# faster on an H100), or the four directions in one program accumulating on the grid (False; see
-# docs/triton-notes.md).
-CROSS_SPLIT = True  # used for d_state <= 2 only
+_CONFIG_OVERRIDE: dict[str, tuple[int, int, int]] | None = None  # {"fwd"|"bwd": (BLOCK_E, T, warps)}, sweeps
 
 
-def _config(batch: int, groups_per_launch: int, channels: int, state: int, length: int) -> tuple[int, int, int]:
-    """(BLOCK_E, T, num_warps): about 4k float32 per (BE, T, NP) tile, fewer channels per program when the
-    grid would be too small to fill the GPU."""
-    if _CONFIG_OVERRIDE is not None:
-        return _CONFIG_OVERRIDE
-    # From bench/scan_sweep.py on an H100 (2026-11-24): small tiles, one warp, many programs win; the scan is
-    # latency-bound, and more programs in flight hide it.
-    np_ = triton.next_power_of_2(max(state, 1))
-    if np_ <= 2:  # measured best for d_state 1 (one direction per program)
-        be, t, warps = 2, 128, 1
-        t = min(t, max(16, triton.next_power_of_2(length)))
-        return min(be, triton.next_power_of_2(channels)), t, warps
-    # larger d_state: the first tuning (4 directions per program), measured faster for N = 16
-    t = 64 if np_ <= 4 else 32
+def _config(kind: str, state: int, length: int, channels: int) -> tuple[int, int, int]:
+    """(BLOCK_E, T, num_warps) for the forward ("fwd") or backward ("bwd") kernel; the backward takes the
+    forward's T (its saved chunk states fix the chunking), only BLOCK_E and warps are its own."""
+    if _CONFIG_OVERRIDE is not None and kind in _CONFIG_OVERRIDE:
+        be, t, warps = _CONFIG_OVERRIDE[kind]
+    elif kind == "fwd":
+        be, t, warps = (4, 128, 2) if state <= 2 else (4, 64, 2)
+    else:  # larger channel blocks: fewer programs add into the same dB/dC atomically
+        be, t, warps = (8, 64, 2) if state <= 2 else (8, 32, 2)
     t = min(t, max(16, triton.next_power_of_2(length)))
-    be = max(1, 4096 // (t * np_))
-    be = min(be, 64, triton.next_power_of_2(channels))
-    while be > 2 and batch * groups_per_launch * triton.cdiv(channels, be) < 528:
-        be //= 2
-    warps = 4 if be * t * np_ <= 2048 else 8
-    return be, t, warps
+    return min(be, triton.next_power_of_2(channels)), t, warps
 
 
-MAX_COL_TILE_ROWS = 128  # column directions of maps taller than this read with stride W instead of in tiles
+def _sg(t: torch.Tensor) -> tuple[int, int]:
+    """Batch and group strides of a (B, G, rows, L) operand whose rows are contiguous with stride L."""
+    if t.stride(3) != 1 or t.stride(2) != t.shape[3]:
+        raise ValueError(f"internal: rows must be contiguous, got strides {t.stride()} for shape {tuple(t.shape)}")
+    return t.stride(0), t.stride(1)
 
 
-def _geometry(batch, cross, E, G, N, L, H, W):
-    """Launch geometry: (BLOCK_E, T, warps, HP, WC, COLTILES, NC_ROW, NC_COL, NCS, n_eb)."""
-    be, T, warps = _config(batch, 1 if cross else G, E, N, L)
-    HP = triton.next_power_of_2(H)
-    coltiles = bool(cross and HP <= MAX_COL_TILE_ROWS and W > 1)
-    WC = max(1, T // HP) if coltiles else 1
-    WC = min(WC, triton.next_power_of_2(W))
-    nc_row = triton.cdiv(L, T)
-    nc_col = triton.cdiv(W, WC) if coltiles else nc_row
-    return be, T, warps, HP, WC, coltiles, nc_row, nc_col, max(nc_row, nc_col), triton.cdiv(E, be)
+class _Stream:
+    """One launch: ``(B, G, rows, L)`` operands (views with any batch and group strides), the parameter row
+    offset of its first group and its direction (descending positions when ``rev``)."""
+
+    def __init__(self, u, delta, B, C, p0: int, rev: bool):
+        self.u, self.delta, self.B, self.C, self.p0, self.rev = u, delta, B, C, p0, rev
+
+    def flags(self, A, D, bias, softplus):
+        N = A.shape[1]
+        return dict(N=N, NP=triton.next_power_of_2(N), REV=self.rev, SOFTPLUS=softplus,
+                    HAS_D=D is not None, HAS_BIAS=bias is not None)
 
 
-def _launch_fwd(x, delta, A, B, C, D, bias, softplus, cross, E, G, L, H, W, save):
-    batch = x.shape[0]
-    N = A.shape[1]
-    NP = triton.next_power_of_2(N)
-    geo = _geometry(batch, cross, E, G, N, L, H, W)
-    be, T, warps, HP, WC, coltiles, nc_row, nc_col, NC, n_eb = geo
-    f32 = torch.float32
-    split = cross and CROSS_SPLIT and N <= 2
-    if split:  # per-direction outputs on the grid, summed below
-        out = torch.empty(batch, 4, E, L, device=x.device, dtype=f32)
-        acc = out
-    else:
-        out = torch.empty_like(x)
-        if cross:
-            acc = out if x.dtype == f32 else torch.empty(x.shape, device=x.device, dtype=f32)
-        else:
-            acc = out
-    hs = torch.empty(batch, G, E, NC, N, device=x.device, dtype=f32) if save else out
-    dummy = A
-    grid = (batch * n_eb, 4 if split else (1 if cross else G))
-    _scan_fwd_kernel[grid](
-        x, delta, A, B, C, D if D is not None else dummy, bias if bias is not None else dummy,
-        out, acc, hs,
-        E, G, L, H, W, NC, nc_row, nc_col, n_eb,
-        N=N, NP=NP, BLOCK_E=be, T=T, HP=HP, WC=WC, COLTILES=coltiles, CROSS=cross, NK=4 if cross else 1, SOFTPLUS=bool(softplus),
-        HAS_D=D is not None, HAS_BIAS=bias is not None, SAVE=save, ACC_IS_OUT=acc is out, SPLIT=split,
-        num_warps=warps,
-    )
-    if split:
-        out = out.sum(1).to(x.dtype).view(x.shape)
-    return out, (hs if save else None), geo
+def _fwd(streams: list[_Stream], ys: list[torch.Tensor], A, D, bias, softplus: bool, save: bool):
+    """Run each stream's forward into ``ys`` (laid out like its u); returns (saved chunk states, T)."""
+    batch, G, E, L = streams[0].delta.shape
+    be, T, warps = _config("fwd", A.shape[1], L, E)
+    NC, n_eb = triton.cdiv(L, T), triton.cdiv(E, be)
+    hs = torch.empty(len(streams), batch, G, E, NC, A.shape[1], device=A.device, dtype=torch.float32) if save else None
+    for i, (s, y) in enumerate(zip(streams, ys)):
+        _scan_fwd_kernel[(batch * n_eb, G)](
+            s.u, s.delta, A, s.B, s.C, A if D is None else D, A if bias is None else bias, y,
+            hs[i] if save else A,
+            *_sg(s.u), *_sg(s.delta), *_sg(s.B), *_sg(y), E, L, NC, n_eb, s.p0,
+            BLOCK_E=be, T=T, SAVE=save, num_warps=warps, **s.flags(A, D, bias, softplus),
+        )
+    return hs, T
 
 
-def _launch_bwd(dy, x, delta, A, B, C, D, bias, hs, softplus, cross, E, G, L, H, W, cfg):
-    be, T, warps, HP, WC, coltiles, nc_row, nc_col, NC, n_eb = cfg
-    batch = x.shape[0]
-    N = A.shape[1]
-    NP = triton.next_power_of_2(N)
-    f32 = torch.float32
-    split = cross and CROSS_SPLIT and N <= 2
-    if split:
-        dx = torch.empty(batch, 4, E, L, device=x.device, dtype=f32)
-        dxacc = dx
-    else:
-        dx = torch.empty_like(x)
-        dxacc = dx if (not cross or x.dtype == f32) else torch.empty(x.shape, device=x.device, dtype=f32)
-    ddelta = torch.empty_like(delta)
-    dA = torch.zeros(A.shape, device=x.device, dtype=f32)
-    dB = torch.zeros(B.shape, device=x.device, dtype=f32)
-    dC = torch.zeros(C.shape, device=x.device, dtype=f32)
-    dD = torch.zeros(A.shape[0], device=x.device, dtype=f32)
-    dbias = torch.zeros(A.shape[0], device=x.device, dtype=f32)
-    dummy = A
-    grid = (batch * n_eb, 4 if split else (1 if cross else G))
-    _scan_bwd_kernel[grid](
-        x, delta, A, B, C, D if D is not None else dummy, bias if bias is not None else dummy, hs, dy,
-        dx, dxacc, ddelta, dA, dB, dC, dD, dbias,
-        E, G, L, H, W, NC, nc_row, nc_col, n_eb,
-        N=N, NP=NP, BLOCK_E=be, T=T, HP=HP, WC=WC, COLTILES=coltiles, CROSS=cross, NK=4 if cross else 1, SOFTPLUS=bool(softplus),
-        HAS_D=D is not None, HAS_BIAS=bias is not None, ACC_IS_OUT=dxacc is dx, SPLIT=split,
-        num_warps=warps,
-    )
-    if split:
-        dx = dx.sum(1).to(x.dtype).view(x.shape)
-    return dx, ddelta, dA, dB, dC, (dD if D is not None else None), (dbias if bias is not None else None)
+def _bwd(streams, dys, dus, ddeltas, dBs, dCs, A, D, bias, hs, T: int, softplus: bool):
+    """Backward of :func:`_fwd`: per stream, dy and du (any layouts; du where the forward wrote y), ddelta
+    (like delta), dB/dC (float32, like B/C); returns dA, dD, dbias (float32, None where D / bias are absent)."""
+    batch, G, E, L = streams[0].delta.shape
+    be, _, warps = _config("bwd", A.shape[1], L, E)
+    NC, n_eb = triton.cdiv(L, T), triton.cdiv(E, be)
+    dA = torch.zeros_like(A)
+    dD = torch.zeros(A.shape[0], device=A.device, dtype=torch.float32)
+    dbias = torch.zeros_like(dD)
+    for i, s in enumerate(streams):
+        if _sg(ddeltas[i]) != _sg(s.delta) or _sg(dBs[i]) != _sg(s.B) or _sg(dCs[i]) != _sg(s.C):
+            raise ValueError("internal: gradient buffers must be laid out like their inputs")
+        _scan_bwd_kernel[(batch * n_eb, G)](
+            s.u, s.delta, A, s.B, s.C, A if D is None else D, A if bias is None else bias, hs[i], dys[i],
+            dus[i], ddeltas[i], dA, dBs[i], dCs[i], dD, dbias,
+            *_sg(s.u), *_sg(s.delta), *_sg(s.B), *_sg(dus[i]), *_sg(dys[i]), E, L, NC, n_eb, s.p0,
+            BLOCK_E=be, T=T, num_warps=warps, **s.flags(A, D, bias, softplus),
+        )
+    return dA, (dD if D is not None else None), (dbias if bias is not None else None)
 
 
-class _ScanFn(torch.autograd.Function):
+def _merge(y4: torch.Tensor, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 4, E, L) per-direction outputs (odd directions column-major) -> (B, E, H, W) in ``dtype``."""
+    batch, _, E, _ = y4.shape
+    out = torch.empty(batch, E, h, w, device=y4.device, dtype=dtype)
+    TH, TW = min(32, triton.next_power_of_2(h)), min(32, triton.next_power_of_2(w))
+    n_tw = triton.cdiv(w, TW)
+    _merge_kernel[(triton.cdiv(h, TH) * n_tw, batch * E)](y4, out, E, h, w, n_tw, TH=TH, TW=TW, num_warps=4)
+    return out
+
+
+def _t(x: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) -> contiguous (..., W, H)."""
+    return x.transpose(-1, -2).contiguous()
+
+
+def _split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grid (B, 4, R, H, W) -> (B, 4, R, L) with rows in grid order, and the odd directions' (B, 2, R, L)
+    column-major copy."""
+    b, _, r, h, w = t.shape
+    return t.reshape(b, 4, r, h * w), _t(t[:, 1::2]).view(b, 2, r, h * w)
+
+
+def _cross_streams(xr, xc, delta, B, C) -> list[_Stream]:
+    """The four directions: k0 rows ascending, k1 columns ascending, k2 rows descending, k3 columns
+    descending; ``delta, B, C`` are :func:`_split` pairs."""
+    E = xr.shape[2]
+    streams = []
+    for k in range(4):
+        j = k if k % 2 == 0 else k // 2  # slot in the grid (even k) or column-major (odd k) tensor
+        side = 0 if k % 2 == 0 else 1
+        ops = [t[side][:, j : j + 1] for t in (delta, B, C)]
+        streams.append(_Stream(xr if side == 0 else xc, *ops, p0=k * E, rev=k >= 2))
+    return streams
+
+
+class _CrossFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, delta, A, B, C, D, bias, softplus, cross, E, G, L, H, W):
+    def forward(ctx, x, delta, A, B, C, D, bias, softplus):
+        b, E, h, w = x.shape
+        L = h * w
+        xr, xc = x.view(b, 1, E, L), _t(x).view(b, 1, E, L)
+        streams = _cross_streams(xr, xc, _split(delta), _split(B), _split(C))
+        y4 = torch.empty(b, 4, E, L, device=x.device, dtype=x.dtype)
         save = any(ctx.needs_input_grad[:7])
-        out, hs, cfg = _launch_fwd(x, delta, A, B, C, D, bias, softplus, cross, E, G, L, H, W, save)
+        hs, T = _fwd(streams, [y4[:, k : k + 1] for k in range(4)], A, D, bias, softplus, save)
         if save:
             ctx.save_for_backward(x, delta, A, B, C, D, bias, hs)
-            ctx.meta = (softplus, cross, E, G, L, H, W, cfg)
-        return out
+            ctx.meta = (softplus, T)
+        return _merge(y4, h, w, x.dtype)
 
     @staticmethod
     def backward(ctx, dy):
         x, delta, A, B, C, D, bias, hs = ctx.saved_tensors
-        softplus, cross, E, G, L, H, W, cfg = ctx.meta
-        dx, ddelta, dA, dB, dC, dD, dbias = _launch_bwd(
-            dy.contiguous(), x, delta, A, B, C, D, bias, hs, softplus, cross, E, G, L, H, W, cfg
+        softplus, T = ctx.meta
+        b, E, h, w = x.shape
+        N, L = A.shape[1], h * w
+        xr, xc = x.view(b, 1, E, L), _t(x).view(b, 1, E, L)
+        streams = _cross_streams(xr, xc, _split(delta), _split(B), _split(C))
+        dy = dy.to(x.dtype)
+        dyr, dyc = dy.reshape(b, 1, E, L).contiguous(), _t(dy).view(b, 1, E, L)
+        du4 = torch.empty(b, 4, E, L, device=x.device, dtype=x.dtype)
+        new = lambda rows, dt, fill: [  # noqa: E731  (grid-order and column-major gradient buffers)
+            (torch.zeros if fill else torch.empty)(b, k, rows, L, device=x.device, dtype=dt) for k in (4, 2)
+        ]
+        dd, dBp, dCp = new(E, delta.dtype, False), new(N, torch.float32, True), new(N, torch.float32, True)
+        sl = lambda pair, k: pair[k % 2][:, (k if k % 2 == 0 else k // 2) :][:, :1]  # noqa: E731
+        dA, dD, dbias = _bwd(
+            streams, [dyr, dyc, dyr, dyc], [du4[:, k : k + 1] for k in range(4)],
+            [sl(dd, k) for k in range(4)], [sl(dBp, k) for k in range(4)], [sl(dCp, k) for k in range(4)],
+            A, D, bias, hs, T, softplus,
         )
-        return dx, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD, dbias, None, None, None, None, None, None, None
+
+        def to_grid(pair, rows, dtype):  # odd directions back from column-major onto the grid
+            g = pair[0].view(b, 4, rows, h, w)
+            g[:, 1::2] = pair[1].view(b, 2, rows, w, h).transpose(-1, -2)
+            return g.to(dtype)
+
+        return (_merge(du4, h, w, x.dtype), to_grid(dd, E, delta.dtype), dA, to_grid(dBp, N, B.dtype),
+                to_grid(dCp, N, C.dtype), dD, dbias, None)
+
+
+class _PlainFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, bias, softplus):
+        b, channels, L = u.shape
+        G = B.shape[1]
+        v = lambda t: t.view(b, G, channels // G, L)  # noqa: E731
+        y = torch.empty_like(u)
+        save = any(ctx.needs_input_grad[:7])
+        hs, T = _fwd([_Stream(v(u), v(delta), B, C, 0, rev=False)], [v(y)], A, D, bias, softplus, save)
+        if save:
+            ctx.save_for_backward(u, delta, A, B, C, D, bias, hs)
+            ctx.meta = (softplus, T)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        u, delta, A, B, C, D, bias, hs = ctx.saved_tensors
+        softplus, T = ctx.meta
+        b, channels, L = u.shape
+        G = B.shape[1]
+        v = lambda t: t.view(b, G, channels // G, L)  # noqa: E731
+        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+        dB = torch.zeros(B.shape, device=u.device, dtype=torch.float32)
+        dC = torch.zeros_like(dB)
+        dA, dD, dbias = _bwd([_Stream(v(u), v(delta), B, C, 0, rev=False)], [v(dy.to(u.dtype).contiguous())],
+                             [v(du)], [v(ddelta)], [dB], [dC], A, D, bias, hs, T, softplus)
+        return du, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD, dbias, None
 
 
 # ---------------------------------------------------------------------------------------------- entry points
@@ -547,6 +457,11 @@ def _supported(tensors, state: int) -> bool:
     return 1 <= state <= MAX_STATE
 
 
+def _check_state(state: int) -> None:
+    if not (1 <= state <= MAX_STATE):
+        raise ValueError(f"the Triton selective scan takes d_state 1..{MAX_STATE}, got {state}")
+
+
 def supports_selective_scan(u, delta, A, B, C, D=None, delta_bias=None) -> bool:
     """Predicate for the dispatcher: CUDA tensors of float32/16/bf16, d_state 1..16, length >= 1."""
     return _supported((u, delta, A, B, C, D, delta_bias), A.shape[1]) and u.shape[-1] >= 1
@@ -554,16 +469,12 @@ def supports_selective_scan(u, delta, A, B, C, D=None, delta_bias=None) -> bool:
 
 def selective_scan_triton(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True):
     """Plain-mode selective scan on the GPU (contract of :func:`audiomamba.ops.selective_scan`)."""
-    batch, channels, length = u.shape
-    G, N = B.shape[1], A.shape[1]
-    if not (1 <= N <= MAX_STATE):
-        raise ValueError(f"the Triton selective scan takes d_state 1..{MAX_STATE}, got {N}")
-    E = channels // G
-    # Non-contiguous inputs are copied (never read with wrong strides); B and C take u's dtype.
-    u = u.contiguous()
-    delta = delta.contiguous()
-    Bc, Cc = B.contiguous(), C.contiguous()
-    return _ScanFn.apply(u, delta, _f32(A), Bc, Cc, _f32(D), _f32(delta_bias), delta_softplus, False, E, G, length, length, 1)
+    _check_state(A.shape[1])
+    # Non-contiguous inputs are copied (never read with wrong strides); B and C keep their dtype.
+    return _PlainFn.apply(
+        u.contiguous(), delta.contiguous(), _f32(A), B.contiguous(), C.contiguous(), _f32(D), _f32(delta_bias),
+        bool(delta_softplus),
+    )
 
 
 def supports_cross_selective_scan(x, delta, A, B, C, D=None, delta_bias=None) -> bool:
@@ -571,14 +482,10 @@ def supports_cross_selective_scan(x, delta, A, B, C, D=None, delta_bias=None) ->
 
 
 def cross_selective_scan_triton(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True):
-    """Fused cross-scan + selective scan + cross-merge (contract of
+    """Cross-scan + selective scan + cross-merge on the GPU (contract of
     :func:`audiomamba.ops.cross_selective_scan`)."""
-    batch, E, H, W = x.shape
-    N = A.shape[1]
-    if not (1 <= N <= MAX_STATE):
-        raise ValueError(f"the Triton selective scan takes d_state 1..{MAX_STATE}, got {N}")
-    L = H * W
-    return _ScanFn.apply(
+    _check_state(A.shape[1])
+    return _CrossFn.apply(
         x.contiguous(), delta.contiguous(), _f32(A), B.contiguous(), C.contiguous(), _f32(D), _f32(delta_bias),
-        delta_softplus, True, E, 4, L, H, W,
+        bool(delta_softplus),
     )
