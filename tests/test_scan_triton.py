@@ -176,3 +176,13 @@ def test_auto_dispatch_uses_triton_on_cuda():
     u, delta, A, B, C, D, bias = (t.to("cuda", torch.float32) for t in _inputs(2, 4, 3, 16, 50, gen))
     assert _rel(selective_scan(u, delta, A, B, C, D, bias, backend="triton"),
                 selective_scan(u, delta, A, B, C, D, bias, backend="torch").double()) < 1e-5
+
+
+def test_custom_op_is_consistent_for_compile():
+    """The scan is a torch.library custom op (one opaque node for torch.compile / CUDA graphs): its shape
+    function, autograd registration and schema must agree with the kernel."""
+    gen = torch.Generator().manual_seed(9)
+    x, delta, A, B, C, D, bias = (t.to(DEV, torch.float32) for t in _cross_inputs(2, 3, 2, 4, 5, gen))
+    for args in ((x, delta, A, B, C, D, bias, True, True, True), (x, delta, A, B, C, None, None, False, True, False)):
+        torch.library.opcheck(scan_triton._scan_fwd_op, args, test_utils=("test_schema", "test_faketensor",
+                                                                          "test_autograd_registration"))

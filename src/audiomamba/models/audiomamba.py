@@ -160,10 +160,19 @@ class AudioMamba(nn.Module):
     def _steps_to_frames(self, steps: torch.Tensor, frames: int) -> torch.Tensor:
         """(B, classes, steps) -> (B, frames, classes): each step covers 32 frames of the (folded or padded)
         grid; in fold layout the 1024-frame grid is mapped back onto the real frames (inverse of the resize)."""
-        x = steps.repeat_interleave(PATCH_STRIDE, dim=-1)
+        dev = steps.device
         if self.layout == "fold" and frames != FOLD_FRAMES:
-            x = F.interpolate(x, size=frames, mode="linear", align_corners=True)
-        return x[..., :frames].transpose(1, 2)
+            # Linear resize of the 1024-frame grid onto the real frames (align_corners=True) as a gather and a
+            # lerp: F.interpolate's 1D CUDA kernel parallelises over output positions only (13 ms for a batch of
+            # 64 x 527 classes on an H100, a third of the model's time).
+            pos = torch.arange(frames, device=dev, dtype=torch.float64) * ((FOLD_FRAMES - 1) / max(frames - 1, 1))
+            i0 = pos.floor().long().clamp(max=FOLD_FRAMES - 1)
+            i1 = (i0 + 1).clamp(max=FOLD_FRAMES - 1)
+            w = (pos - i0).to(steps.dtype)
+            x = steps[..., i0 // PATCH_STRIDE] * (1 - w) + steps[..., i1 // PATCH_STRIDE] * w
+        else:
+            x = steps[..., torch.arange(frames, device=dev) // PATCH_STRIDE]
+        return x.transpose(1, 2)
 
     def forward(
         self, wave: torch.Tensor, sample_rate: int | None = None, mixup_lambda: torch.Tensor | None = None

@@ -263,10 +263,12 @@ def _config(kind: str, state: int, length: int, channels: int) -> tuple[int, int
     forward's T (its saved chunk states fix the chunking), only BLOCK_E and warps are its own."""
     if _CONFIG_OVERRIDE is not None and kind in _CONFIG_OVERRIDE:
         be, t, warps = _CONFIG_OVERRIDE[kind]
+    # From bench/scan_sweep.py on an H100, 2026-11-24 (docs/triton-notes.md): small tiles and one or two warps
+    # per program; the backward prefers the same channel block for d_state 1 and a larger one for 16.
     elif kind == "fwd":
-        be, t, warps = (4, 128, 2) if state <= 2 else (4, 64, 2)
-    else:  # larger channel blocks: fewer programs add into the same dB/dC atomically
-        be, t, warps = (8, 64, 2) if state <= 2 else (8, 32, 2)
+        be, t, warps = (4, 64, 1) if state <= 2 else (8, 32, 2)
+    else:
+        be, t, warps = (4, 64, 2) if state <= 2 else (8, 32, 2)
     t = min(t, max(16, triton.next_power_of_2(length)))
     return min(be, triton.next_power_of_2(channels)), t, warps
 
@@ -363,79 +365,134 @@ def _cross_streams(xr, xc, delta, B, C) -> list[_Stream]:
     return streams
 
 
-class _CrossFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, delta, A, B, C, D, bias, softplus):
-        b, E, h, w = x.shape
-        L = h * w
-        xr, xc = x.view(b, 1, E, L), _t(x).view(b, 1, E, L)
-        streams = _cross_streams(xr, xc, _split(delta), _split(B), _split(C))
-        y4 = torch.empty(b, 4, E, L, device=x.device, dtype=x.dtype)
-        save = any(ctx.needs_input_grad[:7])
-        hs, T = _fwd(streams, [y4[:, k : k + 1] for k in range(4)], A, D, bias, softplus, save)
-        if save:
-            ctx.save_for_backward(x, delta, A, B, C, D, bias, hs)
-            ctx.meta = (softplus, T)
-        return _merge(y4, h, w, x.dtype)
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, delta, A, B, C, D, bias, hs = ctx.saved_tensors
-        softplus, T = ctx.meta
-        b, E, h, w = x.shape
-        N, L = A.shape[1], h * w
-        xr, xc = x.view(b, 1, E, L), _t(x).view(b, 1, E, L)
-        streams = _cross_streams(xr, xc, _split(delta), _split(B), _split(C))
-        dy = dy.to(x.dtype)
-        dyr, dyc = dy.reshape(b, 1, E, L).contiguous(), _t(dy).view(b, 1, E, L)
-        du4 = torch.empty(b, 4, E, L, device=x.device, dtype=x.dtype)
-        new = lambda rows, dt, fill: [  # noqa: E731  (grid-order and column-major gradient buffers)
-            (torch.zeros if fill else torch.empty)(b, k, rows, L, device=x.device, dtype=dt) for k in (4, 2)
-        ]
-        dd, dBp, dCp = new(E, delta.dtype, False), new(N, torch.float32, True), new(N, torch.float32, True)
-        sl = lambda pair, k: pair[k % 2][:, (k if k % 2 == 0 else k // 2) :][:, :1]  # noqa: E731
-        dA, dD, dbias = _bwd(
-            streams, [dyr, dyc, dyr, dyc], [du4[:, k : k + 1] for k in range(4)],
-            [sl(dd, k) for k in range(4)], [sl(dBp, k) for k in range(4)], [sl(dCp, k) for k in range(4)],
-            A, D, bias, hs, T, softplus,
-        )
-
-        def to_grid(pair, rows, dtype):  # odd directions back from column-major onto the grid
-            g = pair[0].view(b, 4, rows, h, w)
-            g[:, 1::2] = pair[1].view(b, 2, rows, w, h).transpose(-1, -2)
-            return g.to(dtype)
-
-        return (_merge(du4, h, w, x.dtype), to_grid(dd, E, delta.dtype), dA, to_grid(dBp, N, B.dtype),
-                to_grid(dCp, N, C.dtype), dD, dbias, None)
+def _cross_fwd(x, delta, A, B, C, D, bias, softplus: bool, save: bool):
+    b, E, h, w = x.shape
+    L = h * w
+    xr, xc = x.view(b, 1, E, L), _t(x).view(b, 1, E, L)
+    streams = _cross_streams(xr, xc, _split(delta), _split(B), _split(C))
+    y4 = torch.empty(b, 4, E, L, device=x.device, dtype=x.dtype)
+    hs, _ = _fwd(streams, [y4[:, k : k + 1] for k in range(4)], A, D, bias, softplus, save)
+    return _merge(y4, h, w, x.dtype), hs
 
 
-class _PlainFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, bias, softplus):
-        b, channels, L = u.shape
-        G = B.shape[1]
-        v = lambda t: t.view(b, G, channels // G, L)  # noqa: E731
-        y = torch.empty_like(u)
-        save = any(ctx.needs_input_grad[:7])
-        hs, T = _fwd([_Stream(v(u), v(delta), B, C, 0, rev=False)], [v(y)], A, D, bias, softplus, save)
-        if save:
-            ctx.save_for_backward(u, delta, A, B, C, D, bias, hs)
-            ctx.meta = (softplus, T)
-        return y
+def _cross_bwd(dy, x, delta, A, B, C, D, bias, hs, softplus: bool):
+    b, E, h, w = x.shape
+    N, L = A.shape[1], h * w
+    xr, xc = x.view(b, 1, E, L), _t(x).view(b, 1, E, L)
+    streams = _cross_streams(xr, xc, _split(delta), _split(B), _split(C))
+    dy = dy.to(x.dtype)
+    dyr, dyc = dy.reshape(b, 1, E, L).contiguous(), _t(dy).view(b, 1, E, L)
+    du4 = torch.empty(b, 4, E, L, device=x.device, dtype=x.dtype)
+    new = lambda rows, dt, fill: [  # noqa: E731  (grid-order and column-major gradient buffers)
+        (torch.zeros if fill else torch.empty)(b, k, rows, L, device=x.device, dtype=dt) for k in (4, 2)
+    ]
+    dd, dBp, dCp = new(E, delta.dtype, False), new(N, torch.float32, True), new(N, torch.float32, True)
+    sl = lambda pair, k: pair[k % 2][:, (k if k % 2 == 0 else k // 2) :][:, :1]  # noqa: E731
+    dA, dD, dbias = _bwd(
+        streams, [dyr, dyc, dyr, dyc], [du4[:, k : k + 1] for k in range(4)],
+        [sl(dd, k) for k in range(4)], [sl(dBp, k) for k in range(4)], [sl(dCp, k) for k in range(4)],
+        A, D, bias, hs, _config("fwd", N, L, E)[1], softplus,
+    )
 
-    @staticmethod
-    def backward(ctx, dy):
-        u, delta, A, B, C, D, bias, hs = ctx.saved_tensors
-        softplus, T = ctx.meta
-        b, channels, L = u.shape
-        G = B.shape[1]
-        v = lambda t: t.view(b, G, channels // G, L)  # noqa: E731
-        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-        dB = torch.zeros(B.shape, device=u.device, dtype=torch.float32)
-        dC = torch.zeros_like(dB)
-        dA, dD, dbias = _bwd([_Stream(v(u), v(delta), B, C, 0, rev=False)], [v(dy.to(u.dtype).contiguous())],
-                             [v(du)], [v(ddelta)], [dB], [dC], A, D, bias, hs, T, softplus)
-        return du, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD, dbias, None
+    def to_grid(pair, rows, dtype):  # odd directions back from column-major onto the grid
+        g = pair[0].view(b, 4, rows, h, w)
+        g[:, 1::2] = pair[1].view(b, 2, rows, w, h).transpose(-1, -2)
+        return g.to(dtype)
+
+    return (_merge(du4, h, w, x.dtype), to_grid(dd, E, delta.dtype), dA, to_grid(dBp, N, B.dtype),
+            to_grid(dCp, N, C.dtype), dD, dbias)
+
+
+def _plain_stream(u, delta, B, C):
+    b, channels, L = u.shape
+    G = B.shape[1]
+    v = lambda t: t.view(b, G, channels // G, L)  # noqa: E731
+    return _Stream(v(u), v(delta), B, C, 0, rev=False), v
+
+
+def _plain_fwd(u, delta, A, B, C, D, bias, softplus: bool, save: bool):
+    s, v = _plain_stream(u, delta, B, C)
+    y = torch.empty_like(u)
+    hs, _ = _fwd([s], [v(y)], A, D, bias, softplus, save)
+    return y, hs
+
+
+def _plain_bwd(dy, u, delta, A, B, C, D, bias, hs, softplus: bool):
+    s, v = _plain_stream(u, delta, B, C)
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dB = torch.zeros(B.shape, device=u.device, dtype=torch.float32)
+    dC = torch.zeros_like(dB)
+    T = _config("fwd", A.shape[1], u.shape[2], s.u.shape[2])[1]
+    dA, dD, dbias = _bwd([s], [v(dy.to(u.dtype).contiguous())], [v(du)], [v(ddelta)], [dB], [dC],
+                         A, D, bias, hs, T, softplus)
+    return du, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD, dbias
+
+
+# Custom operators, so that torch.compile and CUDA graphs see one opaque node per scan (no graph break) with
+# a shape function, and autograd calls the backward kernel.  ``cross`` picks SS2D's four-direction mode
+# (x: (B, E, H, W)) or the plain grouped scan (u: (B, G*E, L)).  The saved chunk states travel as a second
+# output (empty when no gradient is needed); absent D / delta_bias gradients are empty tensors.
+
+_EMPTY = (0,)
+
+
+@torch.library.custom_op("audiomamba::selective_scan_fwd", mutates_args=())
+def _scan_fwd_op(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+    D: torch.Tensor | None, bias: torch.Tensor | None, softplus: bool, cross: bool, save: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    y, hs = (_cross_fwd if cross else _plain_fwd)(u, delta, A, B, C, D, bias, softplus, save)
+    return y, (hs if save else u.new_empty(_EMPTY, dtype=torch.float32))
+
+
+@_scan_fwd_op.register_fake
+def _(u, delta, A, B, C, D, bias, softplus, cross, save):
+    N = A.shape[1]
+    if cross:
+        b, E, h, w = u.shape
+        n_streams, G, L = 4, 1, h * w
+    else:
+        b, G, L = u.shape[0], B.shape[1], u.shape[2]
+        n_streams, E = 1, u.shape[1] // B.shape[1]
+    nc = triton.cdiv(L, _config("fwd", N, L, E)[1])
+    hs_shape = (n_streams, b, G, E, nc, N) if save else _EMPTY
+    return torch.empty_like(u), u.new_empty(hs_shape, dtype=torch.float32)
+
+
+@torch.library.custom_op("audiomamba::selective_scan_bwd", mutates_args=())
+def _scan_bwd_op(
+    dy: torch.Tensor, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+    D: torch.Tensor | None, bias: torch.Tensor | None, hs: torch.Tensor, softplus: bool, cross: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    grads = (_cross_bwd if cross else _plain_bwd)(dy, u, delta, A, B, C, D, bias, hs, softplus)
+    return tuple(g if g is not None else A.new_empty(_EMPTY) for g in grads)
+
+
+@_scan_bwd_op.register_fake
+def _(dy, u, delta, A, B, C, D, bias, hs, softplus, cross):
+    opt = lambda t: torch.empty_like(t, dtype=torch.float32) if t is not None else A.new_empty(_EMPTY)  # noqa: E731
+    return (torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A), torch.empty_like(B),
+            torch.empty_like(C), opt(D), opt(bias))
+
+
+def _setup_context(ctx, inputs, output):
+    u, delta, A, B, C, D, bias, softplus, cross, save = inputs
+    ctx.save_for_backward(u, delta, A, B, C, D, bias, output[1])
+    ctx.flags = (softplus, cross)
+
+
+def _backward(ctx, dy, _dhs):
+    u, delta, A, B, C, D, bias, hs = ctx.saved_tensors
+    du, ddelta, dA, dB, dC, dD, dbias = _scan_bwd_op(dy, u, delta, A, B, C, D, bias, hs, *ctx.flags)
+    return du, ddelta, dA, dB, dC, (dD if D is not None else None), (dbias if bias is not None else None), None, None, None
+
+
+torch.library.register_autograd("audiomamba::selective_scan_fwd", _backward, setup_context=_setup_context)
+
+
+def _scan(u, delta, A, B, C, D, bias, softplus: bool, cross: bool) -> torch.Tensor:
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C, D, bias))
+    return _scan_fwd_op(u, delta, A, B, C, D, bias, softplus, cross, save)[0]
 
 
 # ---------------------------------------------------------------------------------------------- entry points
@@ -471,9 +528,9 @@ def selective_scan_triton(u, delta, A, B, C, D=None, delta_bias=None, delta_soft
     """Plain-mode selective scan on the GPU (contract of :func:`audiomamba.ops.selective_scan`)."""
     _check_state(A.shape[1])
     # Non-contiguous inputs are copied (never read with wrong strides); B and C keep their dtype.
-    return _PlainFn.apply(
+    return _scan(
         u.contiguous(), delta.contiguous(), _f32(A), B.contiguous(), C.contiguous(), _f32(D), _f32(delta_bias),
-        bool(delta_softplus),
+        bool(delta_softplus), cross=False,
     )
 
 
@@ -485,7 +542,7 @@ def cross_selective_scan_triton(x, delta, A, B, C, D=None, delta_bias=None, delt
     """Cross-scan + selective scan + cross-merge on the GPU (contract of
     :func:`audiomamba.ops.cross_selective_scan`)."""
     _check_state(A.shape[1])
-    return _CrossFn.apply(
+    return _scan(
         x.contiguous(), delta.contiguous(), _f32(A), B.contiguous(), C.contiguous(), _f32(D), _f32(delta_bias),
-        bool(delta_softplus),
+        bool(delta_softplus), cross=True,
     )
