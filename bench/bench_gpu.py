@@ -279,7 +279,7 @@ def _train_step(m, fn, spec, target, opt):
 def sec_models(args):
     batch = args.batch
     rows = []
-    names = AM_MODELS + ["swin_t_htsat_like", "vit_b_ast_like"]
+    names = [n for n in args.models.split(",") if n]
     compiled = [n for n in args.compile.split(",") if n]
     for name, comp in [(n, False) for n in names] + [(n, True) for n in compiled]:
         row = {"model": name + (" +compile" if comp else ""), "batch": batch}
@@ -471,6 +471,8 @@ def main():
     ap.add_argument("--out", default="bench_results")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--sections", default="ceil,kernel,check,models,frontend,length,latency")
+    ap.add_argument("--models", default=",".join(AM_MODELS + ["swin_t_htsat_like", "vit_b_ast_like"]),
+                    help="models section: eager models to time (comma-separated; empty for none)")
     ap.add_argument("--compile", default="", help="models section: also time these models under torch.compile "
                     "(comma-separated names, e.g. audiomamba_tiny_v2,swin_t_htsat_like)")
     args = ap.parse_args()

@@ -232,9 +232,9 @@ def _scan_bwd_kernel(
 @triton.jit
 def _merge_kernel(y_ptr, out_ptr, E, H, W, n_tw, TH: tl.constexpr, TW: tl.constexpr):
     """out[b, e, h, w] = y0[h, w] + y2[h, w] + y1[w, h] + y3[w, h] for y ``(B, 4, E, L)`` (odd k column-major),
-    summed in float32.  One program per (tile of TH x TW grid cells, batch * channel)."""
-    pid = tl.program_id(0)
-    be = tl.program_id(1).to(tl.int64)
+    summed in float32.  One program per (batch * channel, tile of TH x TW grid cells)."""
+    be = tl.program_id(0).to(tl.int64)
+    pid = tl.program_id(1)
     th = (pid // n_tw) * TH + tl.arange(0, TH)
     tw = (pid % n_tw) * TW + tl.arange(0, TW)
     L = H * W
@@ -258,7 +258,7 @@ def _merge_kernel(y_ptr, out_ptr, E, H, W, n_tw, TH: tl.constexpr, TW: tl.conste
 _CONFIG_OVERRIDE: dict[str, tuple[int, int, int]] | None = None  # {"fwd"|"bwd": (BLOCK_E, T, warps)}, sweeps
 
 
-def _config(kind: str, state: int, length: int, channels: int) -> tuple[int, int, int]:
+def _config(kind: str, state: int, length: int, channels: int, programs_per_block: int = 1 << 20) -> tuple[int, int, int]:
     """(BLOCK_E, T, num_warps) for the forward ("fwd") or backward ("bwd") kernel; the backward takes the
     forward's T (its saved chunk states fix the chunking), only BLOCK_E and warps are its own."""
     if _CONFIG_OVERRIDE is not None and kind in _CONFIG_OVERRIDE:
@@ -270,7 +270,10 @@ def _config(kind: str, state: int, length: int, channels: int) -> tuple[int, int
     else:
         be, t, warps = (4, 64, 2) if state <= 2 else (8, 32, 2)
     t = min(t, max(16, triton.next_power_of_2(length)))
-    return min(be, triton.next_power_of_2(channels)), t, warps
+    be = min(be, triton.next_power_of_2(channels))
+    while be > 1 and programs_per_block * triton.cdiv(channels, be) < 2048:  # small batches: more programs
+        be //= 2
+    return be, t, warps
 
 
 def _sg(t: torch.Tensor) -> tuple[int, int]:
@@ -296,7 +299,7 @@ class _Stream:
 def _fwd(streams: list[_Stream], ys: list[torch.Tensor], A, D, bias, softplus: bool, save: bool):
     """Run each stream's forward into ``ys`` (laid out like its u); returns (saved chunk states, T)."""
     batch, G, E, L = streams[0].delta.shape
-    be, T, warps = _config("fwd", A.shape[1], L, E)
+    be, T, warps = _config("fwd", A.shape[1], L, E, batch * G * len(streams))
     NC, n_eb = triton.cdiv(L, T), triton.cdiv(E, be)
     hs = torch.empty(len(streams), batch, G, E, NC, A.shape[1], device=A.device, dtype=torch.float32) if save else None
     for i, (s, y) in enumerate(zip(streams, ys)):
@@ -313,7 +316,7 @@ def _bwd(streams, dys, dus, ddeltas, dBs, dCs, A, D, bias, hs, T: int, softplus:
     """Backward of :func:`_fwd`: per stream, dy and du (any layouts; du where the forward wrote y), ddelta
     (like delta), dB/dC (float32, like B/C); returns dA, dD, dbias (float32, None where D / bias are absent)."""
     batch, G, E, L = streams[0].delta.shape
-    be, _, warps = _config("bwd", A.shape[1], L, E)
+    be, _, warps = _config("bwd", A.shape[1], L, E, batch * G * len(streams))
     NC, n_eb = triton.cdiv(L, T), triton.cdiv(E, be)
     dA = torch.zeros_like(A)
     dD = torch.zeros(A.shape[0], device=A.device, dtype=torch.float32)
@@ -336,7 +339,7 @@ def _merge(y4: torch.Tensor, h: int, w: int, dtype: torch.dtype) -> torch.Tensor
     out = torch.empty(batch, E, h, w, device=y4.device, dtype=dtype)
     TH, TW = min(32, triton.next_power_of_2(h)), min(32, triton.next_power_of_2(w))
     n_tw = triton.cdiv(w, TW)
-    _merge_kernel[(triton.cdiv(h, TH) * n_tw, batch * E)](y4, out, E, h, w, n_tw, TH=TH, TW=TW, num_warps=4)
+    _merge_kernel[(batch * E, triton.cdiv(h, TH) * n_tw)](y4, out, E, h, w, n_tw, TH=TH, TW=TW, num_warps=4)
     return out
 
 
