@@ -61,8 +61,8 @@ def _column(m, sel):
 def _positions(c, L, T: tl.constexpr, REV: tl.constexpr):
     """Memory positions of chunk c's scan steps (descending for REV), the next step's, and their validity."""
     s = c * T + tl.arange(0, T)
-    valid = s < L
-    nvalid = (s + 1) < L
+    valid = (s >= 0) & (s < L)  # chunks -1 and NC (the prefetches past either end) are fully masked
+    nvalid = valid & ((s + 1) < L)
     if REV:
         pos = L - 1 - s
         npos = pos - 1
@@ -111,11 +111,23 @@ def _scan_fwd_kernel(
         bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
     hs_row = ((b * G + g) * E + e) * NC * N  # (B, G, E, NC, N)
     h = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
+    # Software pipelining by hand: each iteration issues the next chunk's loads before it computes on the
+    # current chunk, so the load latency overlaps the scan (chunk NC is fully masked: no memory access).
+    nxt_pos, _, nxt_valid, _ = _positions(0, L, T, REV)
+    nxt_m = emask[:, None] & nxt_valid[None, :]
+    nxt_u = tl.load(u_ptr + u_row[:, None] + nxt_pos[None, :], mask=nxt_m, other=0.0)
+    nxt_d = tl.load(delta_ptr + d_row[:, None] + nxt_pos[None, :], mask=nxt_m, other=0.0)
+    nxt_B = tl.load(B_ptr + bc_base + nxt_pos, mask=nxt_valid, other=0.0)  # state 0's B and C
+    nxt_C = tl.load(C_ptr + bc_base + nxt_pos, mask=nxt_valid, other=0.0)
     for c in range(NC):
-        pos, _, valid, _ = _positions(c, L, T, REV)
-        m2 = emask[:, None] & valid[None, :]
-        u = tl.load(u_ptr + u_row[:, None] + pos[None, :], mask=m2, other=0.0).to(tl.float32)
-        dl = tl.load(delta_ptr + d_row[:, None] + pos[None, :], mask=m2, other=0.0).to(tl.float32)
+        pos, valid, m2 = nxt_pos, nxt_valid, nxt_m
+        u, dl, B0, C0 = nxt_u.to(tl.float32), nxt_d.to(tl.float32), nxt_B.to(tl.float32), nxt_C.to(tl.float32)
+        nxt_pos, _, nxt_valid, _ = _positions(c + 1, L, T, REV)
+        nxt_m = emask[:, None] & nxt_valid[None, :]
+        nxt_u = tl.load(u_ptr + u_row[:, None] + nxt_pos[None, :], mask=nxt_m, other=0.0)
+        nxt_d = tl.load(delta_ptr + d_row[:, None] + nxt_pos[None, :], mask=nxt_m, other=0.0)
+        nxt_B = tl.load(B_ptr + bc_base + nxt_pos, mask=nxt_valid, other=0.0)
+        nxt_C = tl.load(C_ptr + bc_base + nxt_pos, mask=nxt_valid, other=0.0)
         dl = _delta(dl, bias, SOFTPLUS, HAS_BIAS)
         dlu = dl * u
         if SAVE:
@@ -126,8 +138,11 @@ def _scan_fwd_kernel(
             y = tl.zeros((BLOCK_E, T), dtype=tl.float32)
         for n in tl.static_range(N):
             sel = (nn == n)[None, :]
-            Bn = tl.load(B_ptr + bc_base + n * L + pos, mask=valid, other=0.0).to(tl.float32)
-            Cn = tl.load(C_ptr + bc_base + n * L + pos, mask=valid, other=0.0).to(tl.float32)
+            if n == 0:
+                Bn, Cn = B0, C0
+            else:
+                Bn = tl.load(B_ptr + bc_base + n * L + pos, mask=valid, other=0.0).to(tl.float32)
+                Cn = tl.load(C_ptr + bc_base + n * L + pos, mask=valid, other=0.0).to(tl.float32)
             a = tl.where(valid[None, :], tl.exp(dl * _column(A, sel)[:, None]), 1.0)  # padding: identity
             bb = tl.where(valid[None, :], dlu * Bn[None, :], 0.0)
             sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
@@ -175,16 +190,25 @@ def _scan_bwd_kernel(
     dA_acc = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
     dD_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
     dbias_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
+    # chunks in reverse; the next one's tiles are loaded before this one is computed (as in the forward)
+    n_pos, n_npos, n_valid, n_nvalid = _positions(NC - 1, L, T, REV)
+    n_m = emask[:, None] & n_valid[None, :]
+    n_u = tl.load(u_ptr + u_row[:, None] + n_pos[None, :], mask=n_m, other=0.0)
+    n_d = tl.load(delta_ptr + d_row[:, None] + n_pos[None, :], mask=n_m, other=0.0)
+    n_dn = tl.load(delta_ptr + d_row[:, None] + n_npos[None, :], mask=emask[:, None] & n_nvalid[None, :], other=0.0)
+    n_dy = tl.load(dy_ptr + dy_row[:, None] + n_pos[None, :], mask=n_m, other=0.0)
     for cc in range(NC):
         c = NC - 1 - cc
-        pos, npos, valid, nvalid = _positions(c, L, T, REV)
-        m2 = emask[:, None] & valid[None, :]
-        u = tl.load(u_ptr + u_row[:, None] + pos[None, :], mask=m2, other=0.0).to(tl.float32)
-        dl_raw = tl.load(delta_ptr + d_row[:, None] + pos[None, :], mask=m2, other=0.0).to(tl.float32)
+        pos, valid, nvalid, m2 = n_pos, n_valid, n_nvalid, n_m
+        u, dl_raw, dln, dy = n_u.to(tl.float32), n_d.to(tl.float32), n_dn.to(tl.float32), n_dy.to(tl.float32)
+        n_pos, n_npos, n_valid, n_nvalid = _positions(c - 1, L, T, REV)
+        n_m = emask[:, None] & n_valid[None, :]
+        n_u = tl.load(u_ptr + u_row[:, None] + n_pos[None, :], mask=n_m, other=0.0)
+        n_d = tl.load(delta_ptr + d_row[:, None] + n_pos[None, :], mask=n_m, other=0.0)
+        n_dn = tl.load(delta_ptr + d_row[:, None] + n_npos[None, :], mask=emask[:, None] & n_nvalid[None, :], other=0.0)
+        n_dy = tl.load(dy_ptr + dy_row[:, None] + n_pos[None, :], mask=n_m, other=0.0)
         dl = _delta(dl_raw, bias, SOFTPLUS, HAS_BIAS)
-        dln = tl.load(delta_ptr + d_row[:, None] + npos[None, :], mask=emask[:, None] & nvalid[None, :], other=0.0)
-        dln = _delta(dln.to(tl.float32), bias, SOFTPLUS, HAS_BIAS)
-        dy = tl.load(dy_ptr + dy_row[:, None] + pos[None, :], mask=m2, other=0.0).to(tl.float32)
+        dln = _delta(dln, bias, SOFTPLUS, HAS_BIAS)
         h0 = tl.load(hs_ptr + hs_row[:, None] + c * N + nn[None, :], mask=en_mask, other=0.0)
         dlu = dl * u
         ddl = tl.zeros((BLOCK_E, T), dtype=tl.float32)
