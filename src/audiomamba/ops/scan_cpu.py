@@ -100,41 +100,42 @@ if numba is not None:
     _U = np.uint64  # unsigned flat indices: numba adds no negative-index wraparound, so loads stay vector loads
 
     @numba.njit(inline="always", **_JIT)
-    def _step(x, proj, out, xb, pd, pbc, k, n, rank, softplus, first, a_l, w_l, d_l, b_l, dt, du, y, h):  # pragma: no cover
+    def _step(x, proj, out, xb, pd, pbc, k, cb, n, rank, softplus, first, a_l, w_l, d_l, b_l, dt, du, y, h):  # pragma: no cover
         """One token of direction ``k`` for one channel block: delta, softplus, state update, output.  ``xb``:
         the block in x / out; ``pd``: dt in proj; ``pbc``: B and C in proj."""
         if rank > 0:  # low-rank dt projection: dt = bias + W_k @ proj[pd : pd + rank]
-            for c in range(BLOCK):
+            for c in range(cb):
                 dt[c] = b_l[k, c]
             for i in range(rank):
                 f = proj[pd + _U(i)]
-                for c in range(BLOCK):
+                for c in range(cb):
                     dt[c] += f * w_l[k, i, c]
         else:  # full delta, this block's channels at proj[pd :]
-            for c in range(BLOCK):
+            for c in range(cb):
                 dt[c] = proj[pd + _U(c)] + b_l[k, c]
-        for c in range(BLOCK):
-            d = _softplus(dt[c]) if softplus else dt[c]
+        if softplus:  # (separate simple loops vectorise; a select inside one does not)
+            for c in range(cb):
+                dt[c] = _softplus(dt[c])
+        for c in range(cb):
             u = x[xb + _U(c)]
-            dt[c] = d
-            du[c] = d * u
+            du[c] = dt[c] * u
             y[c] = d_l[k, c] * u
         for j in range(n):
             bj = proj[pbc + _U(j)]
             cj = proj[pbc + _U(n + j)]
-            for c in range(BLOCK):
+            for c in range(cb):
                 hn = _exp(dt[c] * a_l[k, j, c]) * h[j, c] + du[c] * bj
                 h[j, c] = hn
                 y[c] += cj * hn
         if first:
-            for c in range(BLOCK):
+            for c in range(cb):
                 out[xb + _U(c)] = y[c]
         else:
-            for c in range(BLOCK):
+            for c in range(cb):
                 out[xb + _U(c)] += y[c]
 
     @numba.njit(parallel=True, cache=True, **_JIT)
-    def _kernel(x, proj, ps, pk, dtw, A, D, bias, softplus, height, width, out):  # pragma: no cover - compiled
+    def _kernel(x, proj, ps, pk, dtw, A, D, bias, softplus, height, width, cb, out):  # pragma: no cover - compiled
         """x, out: flat (B, H*W, E) channels-last.  proj: flat, token t / direction k's row starts at
         ``t * ps + k * pk`` and holds [dt (rank values, or E with rank 0) | B (n) | C (n)], pk - 2n values of dt.  dtw: (4, rank, E);
         A: (4, n, E); D, bias: (4, E).  E is a multiple of BLOCK."""
@@ -143,27 +144,27 @@ if numba is not None:
         rank = dtw.shape[1]
         length = height * width
         batch = x.shape[0] // (length * e)
-        nblk = e // BLOCK
+        nblk = e // cb
         for job in numba.prange(batch * nblk):
             b = job // nblk
-            c0 = (job % nblk) * BLOCK
+            c0 = (job % nblk) * cb
             # This block's parameters, copied so that every index in the inner loops is a loop counter.
-            a_l = np.empty((4, n, BLOCK), np.float32)
-            w_l = np.empty((4, rank, BLOCK), np.float32)
-            d_l = np.empty((4, BLOCK), np.float32)
-            b_l = np.empty((4, BLOCK), np.float32)
+            a_l = np.empty((4, n, cb), np.float32)
+            w_l = np.empty((4, rank, cb), np.float32)
+            d_l = np.empty((4, cb), np.float32)
+            b_l = np.empty((4, cb), np.float32)
             for k in range(4):
-                for c in range(BLOCK):
+                for c in range(cb):
                     d_l[k, c] = D[k, c0 + c]
                     b_l[k, c] = bias[k, c0 + c]
                     for j in range(n):
                         a_l[k, j, c] = A[k, j, c0 + c]
                     for i in range(rank):
                         w_l[k, i, c] = dtw[k, i, c0 + c]
-            h = np.empty((n, BLOCK), np.float32)
-            dt = np.empty(BLOCK, np.float32)
-            du = np.empty(BLOCK, np.float32)
-            y = np.empty(BLOCK, np.float32)
+            h = np.empty((n, cb), np.float32)
+            dt = np.empty(cb, np.float32)
+            du = np.empty(cb, np.float32)
+            y = np.empty(cb, np.float32)
             skip = 0 if rank > 0 else c0  # full delta: this block's channels within the row
             bc = pk - 2 * n
             for k in range(4):
@@ -177,8 +178,8 @@ if numba is not None:
                     for i in range(n_in):
                         tok = _U(b * length + p0 + a * s_out + i * s_in)
                         row = tok * _U(ps) + _U(k * pk)
-                        _step(x, proj, out, tok * _U(e) + _U(c0), row + _U(skip), row + _U(bc), k, n, rank, softplus,
-                              k == 0, a_l, w_l, d_l, b_l, dt, du, y, h)
+                        _step(x, proj, out, tok * _U(e) + _U(c0), row + _U(skip), row + _U(bc), k, cb, n, rank,
+                              softplus, k == 0, a_l, w_l, d_l, b_l, dt, du, y, h)
 
 
 def supports(x: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
@@ -211,7 +212,7 @@ def _run(x: torch.Tensor, proj: np.ndarray, ps: int, pk: int, dtw: np.ndarray, A
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
     _kernel(xs.reshape(-1), proj.reshape(-1), ps, pk, per_channel(dtw), per_channel(A), per_channel(D),
-            per_channel(bias), bool(softplus), hgt, wid, out.reshape(-1))
+            per_channel(bias), bool(softplus), hgt, wid, BLOCK, out.reshape(-1))
     return torch.from_numpy(out[..., :e] if pad else out)
 
 
