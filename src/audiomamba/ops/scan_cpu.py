@@ -4,7 +4,7 @@ The PyTorch scan materialises ``(channels, steps, state)`` tensors and is bound 
 kernel works channels-last: one job owns a block of :data:`BLOCK` consecutive channels of one example and walks
 the grid in each of the four directions' orders (index arithmetic, no reordered copies), keeping the block's
 ``(state, BLOCK)`` state in L1 and updating it with SIMD instructions across the channels.  The exponential is
-a polynomial (see :func:`_exp`) so that LLVM vectorises it; the softplus of ``delta`` and, in SS2D, the low-rank
+a polynomial (see :func:`_exp2`) so that LLVM vectorises it; the softplus of ``delta`` and, in SS2D, the low-rank
 ``dt`` projection happen inside the kernel, so the ``(B, 4, E, H, W)`` delta tensor is never built; the four
 directions are summed into the output as they finish.
 
@@ -32,6 +32,7 @@ except ImportError:  # optional: the PyTorch path covers everything
 __all__ = ["BLOCK", "available", "supports", "cross_selective_scan_cpu", "ss2d_scan_cpu"]
 
 BLOCK = 32  # channels per job: four AVX2 vectors; the state of a block (16 x 32 floats) stays in L1
+TILE = 8  # tokens per stage of the kernel: its decays (8 x 16 x 32 floats) stay in L1 too
 
 
 def available() -> bool:
@@ -41,12 +42,15 @@ def available() -> bool:
 if numba is not None:
     # float32 constants: numba keeps float32 arithmetic in float32 only when every operand is float32.
     _F = np.float32
-    _EXP_LO, _EXP_HI = _F(-87.0), _F(88.0)  # 2**n stays a normal float32 for n in [-126, 127]
-    _LOG2E, _HALF, _ONE, _TWO, _ZERO = _F(1 / math.log(2)), _F(0.5), _F(1), _F(2), _F(0)
-    _LN2_HI, _LN2_LO = _F(0.693359375), _F(math.log(2) - 0.693359375)  # ln 2 split: n * _LN2_HI is exact
-    _INV_FACT = tuple(_F(1 / math.factorial(i)) for i in range(8))  # Taylor coefficients of exp
+    _LOG2E, _MIN_EXP, _ONE, _TWO, _ZERO = _F(1 / math.log(2)), _F(-126.0), _F(1), _F(2), _F(0)
+    # 2**f on [-1/2, 1/2]: its degree-6 Chebyshev interpolant in the power basis (relative error 1e-7 in float32).
+    _EXP2_POLY = tuple(
+        _F(c)
+        for c in np.polynomial.Chebyshev.interpolate(lambda f: 2.0**f, 6, domain=[-0.5, 0.5])
+        .convert(kind=np.polynomial.Polynomial)
+        .coef
+    )
     _INV_ODD = tuple(_F(1 / i) for i in range(1, 16, 2))  # atanh series: 1, 1/3, ..., 1/15
-    # No "reassoc": it would let LLVM merge the two halves of the ln 2 split.
     _FASTMATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
     _JIT = dict(fastmath=_FASTMATH, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
 
@@ -64,27 +68,26 @@ if numba is not None:
         return types.float32(types.float32), codegen
 
     @numba.njit(inline="always", **_JIT)
-    def _exp(x):  # pragma: no cover - compiled
-        """float32 exp, relative error < 1e-7 on [-87, 88] (clamped outside): x = n ln2 + r, |r| <= ln2 / 2,
-        exp(r) by its degree-7 Taylor polynomial (truncation < 6e-9), times 2**n.  Vectorises (no libm call)."""
-        x = min(max(x, _EXP_LO), _EXP_HI)
-        n = np.floor(x * _LOG2E + _HALF)
-        r = x - n * _LN2_HI - n * _LN2_LO
-        p = _INV_FACT[7]
-        p = p * r + _INV_FACT[6]
-        p = p * r + _INV_FACT[5]
-        p = p * r + _INV_FACT[4]
-        p = p * r + _INV_FACT[3]
-        p = p * r + _INV_FACT[2]
-        p = p * r + _ONE
-        p = p * r + _ONE
+    def _exp2(z):  # pragma: no cover - compiled
+        """2**z for float32 z <= 0 (2**-126 below -126): 2**round(z) from the exponent bits times the polynomial of
+        the remainder in [-1/2, 1/2].  Relative error < 2e-7; vectorises (no libm call)."""
+        z = max(z, _MIN_EXP)
+        n = np.floor(z + _F(0.5))
+        f = z - n
+        p = _EXP2_POLY[6]
+        p = p * f + _EXP2_POLY[5]
+        p = p * f + _EXP2_POLY[4]
+        p = p * f + _EXP2_POLY[3]
+        p = p * f + _EXP2_POLY[2]
+        p = p * f + _EXP2_POLY[1]
+        p = p * f + _EXP2_POLY[0]
         return p * _pow2(n)
 
     @numba.njit(inline="always", **_JIT)
     def _softplus(x):  # pragma: no cover - compiled
         """log(1 + e^x) = max(x, 0) + log1p(w), w = e^-|x| in (0, 1]; log1p(w) = 2 atanh(s), s = w / (2 + w)
         <= 1/3, by its odd series to s^15 (truncation < 2e-9 relative)."""
-        w = _exp(-abs(x))
+        w = _exp2(-abs(x) * _LOG2E)
         s = w / (_TWO + w)
         s2 = s * s
         q = _INV_ODD[7]
@@ -99,46 +102,62 @@ if numba is not None:
 
     _U = np.uint64  # unsigned flat indices: numba adds no negative-index wraparound, so loads stay vector loads
 
-    @numba.njit(inline="always", **_JIT)
-    def _step(x, proj, out, xb, pd, pbc, k, cb, n, rank, softplus, first, a_l, w_l, d_l, b_l, dt, du, y, h):  # pragma: no cover
-        """One token of direction ``k`` for one channel block: delta, softplus, state update, output.  ``xb``:
-        the block in x / out; ``pd``: dt in proj; ``pbc``: B and C in proj."""
-        if rank > 0:  # low-rank dt projection: dt = bias + W_k @ proj[pd : pd + rank]
-            for c in range(cb):
-                dt[c] = b_l[k, c]
-            for i in range(rank):
-                f = proj[pd + _U(i)]
+    @numba.njit(**_JIT)
+    def _tile(x, proj, out, toks, m, k, cb, n, rank, ps, pk, e, c0, softplus, a_l, w_l, d_l, b_l, dt, du, y, dA, h):  # pragma: no cover
+        """``m`` consecutive tokens ``toks`` of direction ``k`` for the channel block at ``c0``.  Each stage is its own
+        simple loop nest over (token, channel) so that LLVM vectorises it: dt, softplus, the decays exp(dt A) of
+        the whole tile, then the sequential state update."""
+        bc = _U(pk - 2 * n)  # B and C within a direction's row, after the dt values
+        for t in range(m):
+            row = toks[t] * _U(ps) + _U(k * pk)
+            if rank > 0:  # low-rank dt projection: dt = bias + W_k @ proj[row : row + rank]
                 for c in range(cb):
-                    dt[c] += f * w_l[k, i, c]
-        else:  # full delta, this block's channels at proj[pd :]
+                    dt[t, c] = b_l[k, c]
+                for i in range(rank):
+                    f = proj[row + _U(i)]
+                    for c in range(cb):
+                        dt[t, c] += f * w_l[k, i, c]
+            else:  # full delta: this block's channels of the row
+                for c in range(cb):
+                    dt[t, c] = proj[row + _U(c0 + c)] + b_l[k, c]
+        if softplus:
+            for t in range(m):
+                for c in range(cb):
+                    dt[t, c] = _softplus(dt[t, c])
+        for t in range(m):
+            xb = toks[t] * _U(e) + _U(c0)
             for c in range(cb):
-                dt[c] = proj[pd + _U(c)] + b_l[k, c]
-        if softplus:  # (separate simple loops vectorise; a select inside one does not)
-            for c in range(cb):
-                dt[c] = _softplus(dt[c])
-        for c in range(cb):
-            u = x[xb + _U(c)]
-            du[c] = dt[c] * u
-            y[c] = d_l[k, c] * u
-        for j in range(n):
-            bj = proj[pbc + _U(j)]
-            cj = proj[pbc + _U(n + j)]
-            for c in range(cb):
-                hn = _exp(dt[c] * a_l[k, j, c]) * h[j, c] + du[c] * bj
-                h[j, c] = hn
-                y[c] += cj * hn
-        if first:
-            for c in range(cb):
-                out[xb + _U(c)] = y[c]
-        else:
-            for c in range(cb):
-                out[xb + _U(c)] += y[c]
+                u = x[xb + _U(c)]
+                du[t, c] = dt[t, c] * u
+                y[t, c] = d_l[k, c] * u
+        for t in range(m):
+            for j in range(n):
+                for c in range(cb):
+                    dA[t, j, c] = _exp2(dt[t, c] * a_l[k, j, c])  # a_l holds A log2(e): exp(dt A)
+        for t in range(m):
+            row = toks[t] * _U(ps) + _U(k * pk) + bc
+            for j in range(n):
+                bj = proj[row + _U(j)]
+                cj = proj[row + _U(n + j)]
+                for c in range(cb):
+                    hn = dA[t, j, c] * h[j, c] + du[t, c] * bj
+                    h[j, c] = hn
+                    y[t, c] += cj * hn
+        for t in range(m):
+            xb = toks[t] * _U(e) + _U(c0)
+            if k == 0:
+                for c in range(cb):
+                    out[xb + _U(c)] = y[t, c]
+            else:
+                for c in range(cb):
+                    out[xb + _U(c)] += y[t, c]
 
     @numba.njit(parallel=True, cache=True, **_JIT)
-    def _kernel(x, proj, ps, pk, dtw, A, D, bias, softplus, height, width, cb, out):  # pragma: no cover - compiled
-        """x, out: flat (B, H*W, E) channels-last.  proj: flat, token t / direction k's row starts at
-        ``t * ps + k * pk`` and holds [dt (rank values, or E with rank 0) | B (n) | C (n)], pk - 2n values of dt.  dtw: (4, rank, E);
-        A: (4, n, E); D, bias: (4, E).  E is a multiple of BLOCK."""
+    def _kernel(x, proj, ps, pk, dtw, A, D, bias, softplus, height, width, cb, tile, out):  # pragma: no cover - compiled
+        """x, out: flat (B, H*W, E) channels-last.  proj: flat; token t / direction k's row starts at
+        ``t * ps + k * pk`` and holds [dt | B (n) | C (n)], dt being ``rank`` values, or all E channels when rank
+        is 0.  dtw: (4, rank, E); A: (4, n, E); D, bias: (4, E).  E is a multiple of ``cb`` (channels per job);
+        tokens go through :func:`_tile` ``tile`` at a time."""
         e = D.shape[1]
         n = A.shape[1]
         rank = dtw.shape[1]
@@ -162,11 +181,11 @@ if numba is not None:
                     for i in range(rank):
                         w_l[k, i, c] = dtw[k, i, c0 + c]
             h = np.empty((n, cb), np.float32)
-            dt = np.empty(cb, np.float32)
-            du = np.empty(cb, np.float32)
-            y = np.empty(cb, np.float32)
-            skip = 0 if rank > 0 else c0  # full delta: this block's channels within the row
-            bc = pk - 2 * n
+            dt = np.empty((tile, cb), np.float32)
+            du = np.empty((tile, cb), np.float32)
+            y = np.empty((tile, cb), np.float32)
+            dA = np.empty((tile, n, cb), np.float32)
+            toks = np.empty(tile, np.uint64)
             for k in range(4):
                 h[:] = 0
                 # k0 rows (W fastest), k1 columns (H fastest), k2 / k3 their reverses: lines of a nested loop.
@@ -174,12 +193,18 @@ if numba is not None:
                 p0 = 0
                 if k >= 2:
                     p0, s_out, s_in = length - 1, -s_out, -s_in
+                m = 0
                 for a in range(n_out):
                     for i in range(n_in):
-                        tok = _U(b * length + p0 + a * s_out + i * s_in)
-                        row = tok * _U(ps) + _U(k * pk)
-                        _step(x, proj, out, tok * _U(e) + _U(c0), row + _U(skip), row + _U(bc), k, cb, n, rank,
-                              softplus, k == 0, a_l, w_l, d_l, b_l, dt, du, y, h)
+                        toks[m] = _U(b * length + p0 + a * s_out + i * s_in)
+                        m += 1
+                        if m == tile:
+                            _tile(x, proj, out, toks, m, k, cb, n, rank, ps, pk, e, c0, softplus, a_l, w_l, d_l, b_l,
+                                  dt, du, y, dA, h)
+                            m = 0
+                if m > 0:
+                    _tile(x, proj, out, toks, m, k, cb, n, rank, ps, pk, e, c0, softplus, a_l, w_l, d_l, b_l, dt, du,
+                          y, dA, h)
 
 
 def supports(x: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
@@ -211,8 +236,8 @@ def _run(x: torch.Tensor, proj: np.ndarray, ps: int, pk: int, dtw: np.ndarray, A
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
-    _kernel(xs.reshape(-1), proj.reshape(-1), ps, pk, per_channel(dtw), per_channel(A), per_channel(D),
-            per_channel(bias), bool(softplus), hgt, wid, BLOCK, out.reshape(-1))
+    _kernel(xs.reshape(-1), proj.reshape(-1), ps, pk, per_channel(dtw), per_channel(A / np.float32(math.log(2))), per_channel(D),
+            per_channel(bias), bool(softplus), hgt, wid, BLOCK, TILE, out.reshape(-1))
     return torch.from_numpy(out[..., :e] if pad else out)
 
 
