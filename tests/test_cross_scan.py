@@ -110,10 +110,13 @@ def test_cpu_kernel_exp_and_softplus_are_float32_accurate():
     assert np.max(err / want) < 1e-5
 
 
-@pytest.mark.parametrize("d_model, d_state, use_z, hw", [(48, 16, True, (4, 9)), (40, 16, True, (3, 5)), (32, 1, False, (2, 7))])
+@pytest.mark.parametrize(
+    "d_model, d_state, use_z, hw",
+    [(64, 16, True, (3, 4)), (48, 16, True, (4, 9)), (40, 16, True, (3, 5)), (32, 1, False, (2, 7))],
+)
 def test_ss2d_fused_cpu_path_matches_torch_path(d_model, d_state, use_z, hw):
-    """SS2D's CPU inference path (channels-last, dt projection inside the numba kernel) against the plain path;
-    d_model 40 gives 80 channels, padded to the kernel's channel block."""
+    """SS2D's CPU inference path (channels-last, dt projection inside the numba kernel) against the plain path.
+    With batch 2 the kernel's channel blocks are 128, 96, 32 (80 channels padded to 96) and 64."""
     pytest.importorskip("numba")
     from audiomamba.models.vmamba import SS2D
 

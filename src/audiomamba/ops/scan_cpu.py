@@ -1,9 +1,10 @@
 """Fused CPU kernel for SS2D's cross-scan + selective scan + cross-merge (inference only), with numba.
 
 The PyTorch scan materialises ``(channels, steps, state)`` tensors and is bound by memory traffic on a CPU.  This
-kernel works channels-last: one job owns a block of :data:`BLOCK` consecutive channels of one example and walks
-the grid in each of the four directions' orders (index arithmetic, no reordered copies), keeping the block's
-``(state, BLOCK)`` state in L1 and updating it with SIMD instructions across the channels.  The exponential is
+kernel works channels-last: one job owns a block of 32 to 128 consecutive channels of one example (see
+:func:`_blocking`) and walks the grid in each of the four directions' orders (index arithmetic, no reordered
+copies), keeping the block's ``(state, channels)`` state in L1 and updating it with SIMD instructions across the
+channels, a tile of tokens at a time.  The exponential is
 a polynomial (see :func:`_exp2`) so that LLVM vectorises it; the softplus of ``delta`` and, in SS2D, the low-rank
 ``dt`` projection happen inside the kernel, so the ``(B, 4, E, H, W)`` delta tensor is never built; the four
 directions are summed into the output as they finish.
@@ -29,10 +30,11 @@ try:
 except ImportError:  # optional: the PyTorch path covers everything
     numba = None
 
-__all__ = ["BLOCK", "available", "supports", "cross_selective_scan_cpu", "ss2d_scan_cpu"]
+__all__ = ["available", "supports", "cross_selective_scan_cpu", "ss2d_scan_cpu"]
 
-BLOCK = 32  # channels per job: four AVX2 vectors; the state of a block (16 x 32 floats) stays in L1
-TILE = 8  # tokens per stage of the kernel: its decays (8 x 16 x 32 floats) stay in L1 too
+# Channels per job, largest first (longer vector loops run faster), and tokens per tile for each: a tile's decays
+# (tile x 16 states x channels floats) stay in L1.
+_BLOCKS = ((128, 4), (96, 4), (64, 8), (48, 8), (32, 8))
 
 
 def available() -> bool:
@@ -222,22 +224,38 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to(torch.float32).numpy())
 
 
+def _threads() -> int:
+    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
+def _blocking(e: int, batch: int) -> tuple[int, int, int]:
+    """(channels per job, tokens per tile, channel padding): the largest block that divides ``e`` into jobs that
+    share out evenly over the threads (or are many); else blocks of 32 with ``e`` padded."""
+    threads = _threads()
+    for cb, tile in _BLOCKS:
+        jobs = batch * (e // cb)
+        if e % cb == 0 and (jobs % threads == 0 or jobs >= 8 * threads):
+            return cb, tile, 0
+    cb, tile = _BLOCKS[-1]
+    return cb, tile, -e % cb
+
+
 def _run(x: torch.Tensor, proj: np.ndarray, ps: int, pk: int, dtw: np.ndarray, A, D, bias, softplus: bool) -> torch.Tensor:
-    """Pads the channels of ``x (B, H, W, E)`` and the per-channel parameters to a multiple of BLOCK, runs the
+    """Pads the channels of ``x (B, H, W, E)`` and the per-channel parameters as :func:`_blocking` says, runs the
     kernel, returns ``(B, H, W, E)`` float32."""
     b, hgt, wid, e = x.shape
-    pad = -e % BLOCK
+    cb, tile, pad = _blocking(e, b)
 
     def per_channel(t: np.ndarray) -> np.ndarray:  # (..., E) -> (..., E + pad)
         return np.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, pad)]) if pad else t
 
     xs = per_channel(_np(x))
     out = np.empty_like(xs)
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    threads = _threads()
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
     _kernel(xs.reshape(-1), proj.reshape(-1), ps, pk, per_channel(dtw), per_channel(A / np.float32(math.log(2))), per_channel(D),
-            per_channel(bias), bool(softplus), hgt, wid, BLOCK, TILE, out.reshape(-1))
+            per_channel(bias), bool(softplus), hgt, wid, cb, tile, out.reshape(-1))
     return torch.from_numpy(out[..., :e] if pad else out)
 
 
@@ -277,7 +295,7 @@ def cross_selective_scan_cpu(
     b, e, hgt, wid = x.shape
     k, n = delta.shape[1], A.shape[1]
     # Per token and direction one row [delta (E, padded) | B (N) | C (N)], channels-last.
-    pad = -e % BLOCK
+    pad = _blocking(e, b)[2]
     delta = torch.nn.functional.pad(delta, (0, 0, 0, 0, 0, pad))
     rows = torch.cat([delta, B, C], dim=2).permute(0, 3, 4, 1, 2)  # (B, H, W, 4, E + pad + 2N)
     pk = e + pad + 2 * n
