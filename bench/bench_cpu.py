@@ -5,8 +5,8 @@
 RTF = seconds of audio / seconds of wall time (higher is faster; 30x = 10 min tagged in 20 s).  Random
 weights (speed does not depend on them); 527 classes; clip-level tagging (Tagger.tag).  Windowed runs on
 the long file are timed on their first ``--window-sample`` windows and extrapolated (every window costs the
-same); such rows say so.  ``--profile`` also reports the share of time spent in the selective scan and the
-time of the loop-free "blocked" scan (audiomamba.export) on the same model for comparison.
+same); such rows say so.  ``--profile`` also reports the share of time spent in the scan (the numba kernel on
+CPU) and the time of the loop-free "blocked" scan (audiomamba.export) on the same model for comparison.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import audiomamba
 from audiomamba import Tagger
 import audiomamba.ops.cross_scan  # noqa: F401
 import sys
+from audiomamba.ops import scan_cpu
 
 cross_scan_mod = sys.modules["audiomamba.ops.cross_scan"]  # (audiomamba.ops.cross_scan is also a function name)
 
@@ -38,25 +39,32 @@ def timed(fn, repeats: int = 1) -> float:
 
 
 class ScanTimer:
-    """Wraps the selective scan that cross_selective_scan calls and sums its wall time."""
+    """Wraps the scans (the numba SS2D kernel of CPU inference, and the selective scan that
+    cross_selective_scan calls otherwise) and sums their wall time."""
 
     def __init__(self) -> None:
         self.total = 0.0
-        self._orig = cross_scan_mod.selective_scan
+        self._orig = [(cross_scan_mod, "selective_scan"), (scan_cpu, "ss2d_scan_cpu")]
+        self._orig = [(mod, name, getattr(mod, name)) for mod, name in self._orig]
 
     def __enter__(self):
-        def wrapped(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return self._orig(*a, **k)
-            finally:
-                self.total += time.perf_counter() - t0
+        def timed_call(fn):
+            def wrapped(*a, **k):
+                t0 = time.perf_counter()
+                try:
+                    return fn(*a, **k)
+                finally:
+                    self.total += time.perf_counter() - t0
 
-        cross_scan_mod.selective_scan = wrapped
+            return wrapped
+
+        for mod, name, fn in self._orig:
+            setattr(mod, name, timed_call(fn))
         return self
 
     def __exit__(self, *exc):
-        cross_scan_mod.selective_scan = self._orig
+        for mod, name, fn in self._orig:
+            setattr(mod, name, fn)
 
 
 def main() -> None:
@@ -76,8 +84,10 @@ def main() -> None:
     short = (rng.standard_normal(10 * sr) * 0.1).astype(np.float32)
     long_s = args.long_minutes * 60
     longw = (rng.standard_normal(int(long_s * sr)) * 0.1).astype(np.float32)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"affinity {len(os.sched_getaffinity(0))} cores", flush=True)
+    machine = (f"{_cpu_model()} ({platform.machine()}), {len(os.sched_getaffinity(0))} cores, torch {torch.__version__}, "
+               f"numba {numba_version()}, threads {torch.get_num_threads()}")
+    load_start = os.getloadavg()
+    print(f"# {machine}, load average {load_start[0]:.2f}", flush=True)
     rows = []
 
     def report(row):
@@ -116,8 +126,26 @@ def main() -> None:
                 sec = timed(lambda: native.tag(short, sample_rate=sr), repeats=2)
             report({"model": name, "audio_s": 10, "mode": "native, blocked scan (export backend)", "wall_s": round(sec, 3), "rtf": round(10 / sec, 2)})
     if args.json:
+        meta = {"date": time.strftime("%Y-%m-%d"), "command": "python " + " ".join(sys.argv), "machine": machine,
+                "load_average_1min": {"start": round(load_start[0], 2), "end": round(os.getloadavg()[0], 2)}}
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({**meta, "rows": rows}, f, indent=1)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def numba_version() -> str:
+    try:
+        import numba
+    except ImportError:
+        return "absent"
+    return numba.__version__
 
 
 if __name__ == "__main__":

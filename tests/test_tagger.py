@@ -185,3 +185,15 @@ def test_cuda_request_without_cuda_is_clear(nano_ckpt):
         pytest.skip("CUDA present")
     with pytest.raises(ValueError, match="CUDA is not available"):
         Tagger.from_checkpoint(nano_ckpt, device="cuda")
+
+
+def test_keep_freed_memory_context_allocates_and_restores():
+    from audiomamba.tagger import keep_freed_memory
+
+    for enabled in (True, False):
+        with keep_freed_memory(enabled):
+            big = torch.ones(50_000_000 // 4)  # above glibc's largest mmap threshold (32 MB)
+            assert float(big.sum()) == big.numel()
+            del big
+    after = torch.ones(50_000_000 // 4)  # malloc works as before once the context is left
+    assert float(after.sum()) == after.numel()

@@ -96,6 +96,11 @@ class SS2D(nn.Module):
         self.Ds.fill_(1.0)
 
     def forward(self, x: torch.Tensor, scan_backend: str = "auto") -> torch.Tensor:
+        if scan_backend in ("auto", "cpu") and x.dtype == torch.float32 and not x.is_cuda:
+            from audiomamba.ops import scan_cpu
+
+            if scan_cpu.supports(x, *self.parameters()):  # float32 CPU inference: the fused numba path
+                return self.dropout(self._forward_cpu(x, scan_cpu))
         b, h, w, _ = x.shape
         x = self.in_proj(x)
         if self.use_z:
@@ -121,6 +126,23 @@ class SS2D(nn.Module):
         if self.use_z:
             y = y * z
         return self.dropout(self.out_proj(y))
+
+    def _forward_cpu(self, x: torch.Tensor, scan_cpu) -> torch.Tensor:
+        """CPU inference, channels-last throughout: the numba kernel takes the low-rank dt projection, the four
+        scans and the merge (``ops/scan_cpu.py``), so no per-direction tensor is built."""
+        x = self.in_proj(x)
+        if self.use_z:
+            x, z = x.chunk(2, dim=-1)
+            z = F.silu(z, inplace=True)  # in place: no autograd here, and fewer large allocations
+        x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        x = F.silu(self.conv2d(x), inplace=True).permute(0, 2, 3, 1)  # (B, H, W, E)
+        x_dbl = F.linear(x, self.x_proj_weight.flatten(0, 1))  # (B, H, W, 4 * (R + 2N))
+        A = -torch.exp(self.A_logs.float())
+        y = scan_cpu.ss2d_scan_cpu(x, x_dbl, self.dt_projs_weight, self.dt_projs_bias, A, self.Ds).to(x.dtype)
+        y = self.out_norm(y)
+        if self.use_z:
+            y.mul_(z)
+        return self.out_proj(y)
 
 
 class VSSBlock(nn.Module):
