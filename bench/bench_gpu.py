@@ -388,6 +388,8 @@ def _graphed(fn, spec):
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g), torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
         out = fn(static)
+    g.replay()  # the captured output holds values only after a replay
+    torch.cuda.synchronize()
     return g, static, out
 
 
