@@ -92,6 +92,7 @@ class TrainConfig:
     batch_size: int = 32  # global batch (all ranks, per optimiser step = batch_size * accumulate examples)
     loss: str = "auto"  # auto | bce | ce
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only)
+    compile: str = "off"  # off | inductor (torch.compile of the training forward) | aot_eager (capture check only)
     ema_decay: float | None = None
     eval_with_ema: bool = True
     seed: int = 0
@@ -121,6 +122,7 @@ class Config:
                    ("sampling", "mode"): ("shuffle", "balanced"), ("augment", "mixup"): ("none", "spec", "wave"),
                    ("augment", "mixup_targets"): ("mix", "max"), ("optim", "schedule"): ("htsat", "cosine", "constant"),
                    ("train", "loss"): ("auto", "bce", "ce"), ("train", "precision"): ("fp32", "bf16", "fp16"),
+                   ("train", "compile"): ("off", "inductor", "aot_eager"),
                    ("data", "format"): ("auto", "manifest", "audioset", "esc50", "folder", "shards")}
         for (sec, key), allowed in choices.items():
             v = getattr(getattr(self, sec), key)

