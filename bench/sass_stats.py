@@ -1,0 +1,71 @@
+"""Static cost of the Triton scan kernels without a GPU: compile for sm_90 (H100) with Triton's bundled ptxas and
+report registers, local-memory spills, SASS instructions per element, shuffles and the blocked layout chosen.
+
+    TRITON_INTERPRET= PYTHONPATH=src python bench/sass_stats.py [--configs 2x64x1,4x64x1] [--state 1]
+
+The v4 forward was measured issue-bound on the H100 (~150 SASS instructions per (channel, step) element, about
+its measured time at 528 warp-instructions per cycle), so instructions per element is the proxy this reports;
+the loop body dominates the static count.  Timing still needs the GPU (bench/scan_sweep.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import re
+import subprocess
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+
+from audiomamba.ops import scan_triton
+
+BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+PTRS = {"u_ptr": "*bf16", "delta_ptr": "*bf16", "B_ptr": "*bf16", "C_ptr": "*bf16", "y_ptr": "*bf16",
+        "dy_ptr": "*bf16", "du_ptr": "*bf16", "ddelta_ptr": "*bf16"}
+
+
+def compile_stats(fn, const: dict, warps: int) -> dict:
+    names = list(inspect.signature(fn.fn).parameters)
+    sig = {n: ("constexpr" if n in const else PTRS.get(n, "*fp32" if n.endswith("_ptr") else "i32")) for n in names}
+    # as at a real launch with 16-divisible sizes and strides (64 x 64 maps): every pointer and integer argument
+    # specialised as divisible by 16, which is what lets Triton prove contiguity and vectorise
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n not in const}
+    k = triton.compile(triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs),
+                       target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(k.asm["cubin"])
+        f.flush()
+        res = subprocess.run([f"{BIN}/cuobjdump", "-res-usage", f.name], capture_output=True, text=True).stdout
+        sass = subprocess.run([f"{BIN}/nvdisasm", "-c", f.name], capture_output=True, text=True).stdout
+    layout = re.search(r"sizePerThread = \[[^\]]*\], threadsPerWarp = \[[^\]]*\]", k.asm["ttgir"])
+    return {"regs": int(re.search(r"REG:(\d+)", res).group(1)), "local": int(re.search(r"LOCAL:(\d+)", res).group(1)),
+            "sass": len(re.findall(r"/\*[0-9a-f]{4}\*/", sass)), "shfl": sass.count("SHFL"),
+            "layout": layout.group(0) if layout else "?"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", default="1x64x1,2x64x1,4x64x1,2x128x1,2x256x1,4x256x2")
+    ap.add_argument("--state", type=int, default=1)
+    args = ap.parse_args()
+    n = args.state
+    for kernel, name in ((scan_triton._scan_fwd_kernel, "fwd"), (scan_triton._scan_bwd_kernel, "bwd")):
+        for rev in (False, True):
+            for cfg in args.configs.split(","):
+                be, t, warps = (int(v) for v in cfg.split("x"))
+                const = dict(N=n, NP=triton.next_power_of_2(n), BLOCK_E=be, T=t, REV=rev, SOFTPLUS=True, HAS_D=True,
+                             HAS_BIAS=True)
+                if name == "fwd":
+                    const["SAVE"] = False
+                st = compile_stats(kernel, const, warps)
+                per_thread = be * t / (32 * warps)
+                print(f"{name} rev={rev!s:5} BLOCK_E {be} T {t} warps {warps}: regs {st['regs']} local {st['local']} "
+                      f"sass {st['sass']} shfl {st['shfl']} -> {st['sass'] / per_thread:.0f} instr/element; "
+                      f"{st['layout']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
