@@ -82,6 +82,28 @@ def _delta(raw, bias, SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr):
 
 
 @triton.jit
+def _program(A_ptr, D_ptr, bias_ptr, E, n_eb, p0, N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr,
+             HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """This program's batch b (int64), group g, group count G, channel block e, its mask and parameter rows,
+    and the block's parameters: A (BLOCK_E, NP), D and delta_bias (BLOCK_E,; zeros where absent)."""
+    pid = tl.program_id(0)
+    g = tl.program_id(1)
+    b = (pid // n_eb).to(tl.int64)
+    e = (pid % n_eb) * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = e < E
+    nn = tl.arange(0, NP)
+    ch = p0 + g * E + e
+    A = tl.load(A_ptr + ch[:, None] * N + nn[None, :], mask=emask[:, None] & (nn < N)[None, :], other=0.0)
+    Dv = tl.zeros((BLOCK_E,), dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + ch, mask=emask, other=0.0)
+    bias = tl.zeros((BLOCK_E,), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
+    return b, g, tl.num_programs(1), e, emask, ch, A, Dv, bias
+
+
+@triton.jit
 def _scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr, hs_ptr,
     su_b, su_g, sd_b, sd_g, sbc_b, sbc_g, sy_b, sy_g,
@@ -89,12 +111,7 @@ def _scan_fwd_kernel(
     N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, REV: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    g = tl.program_id(1)
-    G = tl.num_programs(1)
-    b = (pid // n_eb).to(tl.int64)
-    e = (pid % n_eb) * BLOCK_E + tl.arange(0, BLOCK_E)
-    emask = e < E
+    b, g, G, e, emask, ch, A, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, n_eb, p0, N, NP, BLOCK_E, HAS_D, HAS_BIAS)
     nn = tl.arange(0, NP)
     ts = tl.arange(0, T)
     e64 = e.to(tl.int64) * L
@@ -102,13 +119,6 @@ def _scan_fwd_kernel(
     d_row = b * sd_b + g * sd_g + e64
     y_row = b * sy_b + g * sy_g + e64
     bc_base = b * sbc_b + g * sbc_g
-    ch = p0 + g * E + e  # parameter row
-    A = tl.load(A_ptr + ch[:, None] * N + nn[None, :], mask=emask[:, None] & (nn < N)[None, :], other=0.0)
-    if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=emask, other=0.0)
-    bias = tl.zeros((BLOCK_E,), dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
     hs_row = ((b * G + g) * E + e) * NC * N  # (B, G, E, NC, N)
     h = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
     # Software pipelining by hand: each iteration issues the next chunk's loads before it computes on the
@@ -163,12 +173,7 @@ def _scan_bwd_kernel(
 ):
     """du is laid out like the forward's y (strides sy_*), dy has its own (sdy_*), ddelta is laid out like
     delta and dB/dC (float32) like B/C."""
-    pid = tl.program_id(0)
-    g = tl.program_id(1)
-    G = tl.num_programs(1)
-    b = (pid // n_eb).to(tl.int64)
-    e = (pid % n_eb) * BLOCK_E + tl.arange(0, BLOCK_E)
-    emask = e < E
+    b, g, G, e, emask, ch, A, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, n_eb, p0, N, NP, BLOCK_E, HAS_D, HAS_BIAS)
     nn = tl.arange(0, NP)
     en_mask = emask[:, None] & (nn < N)[None, :]
     ts = tl.arange(0, T)
@@ -178,13 +183,6 @@ def _scan_bwd_kernel(
     y_row = b * sy_b + g * sy_g + e64
     dy_row = b * sdy_b + g * sdy_g + e64
     bc_base = b * sbc_b + g * sbc_g
-    ch = p0 + g * E + e
-    A = tl.load(A_ptr + ch[:, None] * N + nn[None, :], mask=en_mask, other=0.0)
-    if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=emask, other=0.0)
-    bias = tl.zeros((BLOCK_E,), dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
     hs_row = ((b * G + g) * E + e) * NC * N
     dh = tl.zeros((BLOCK_E, NP), dtype=tl.float32)  # adjoint state carried from the later chunk
     dA_acc = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
