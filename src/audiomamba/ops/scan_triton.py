@@ -1,7 +1,10 @@
 """Triton selective-scan kernels: forward and backward, and VMamba's cross-scan / cross-merge around them.
 
-One kernel pair scans "streams": a stream is one ``(batch, group)`` pair of a ``(B, G, E, L)`` layout, read in
-ascending or, with ``REV``, descending position order by index arithmetic.  Per program: one stream and
+One kernel pair scans "streams": a stream is one ``(batch, group)`` pair of a ``(B, G, E, L)`` layout, scanned
+forwards or, with ``REV``, backwards.  Chunks are always loaded at ascending addresses (``REV`` takes them from the
+end and scans each with ``reverse=True``), so Triton can prove contiguity and vectorise the loads and the
+in-thread part of the scan (``bench/sass_stats.py``: ~1.5x fewer SASS instructions per element than descending
+addresses).  Per program: one stream and
 ``BLOCK_E`` channels.  Time is cut into chunks of ``T`` steps; for each state ``n`` a chunk is a
 ``(BLOCK_E, T)`` register tile solved with ``tl.associative_scan`` on the pairs ``(a, b)`` of
 ``h_t = a_t h_{t-1} + b_t`` and joined to the carried state.  The tile's fast axis is the position axis, which
@@ -17,7 +20,7 @@ Two entry points:
 - :func:`selective_scan_triton` (plain): ``u, delta (B, G*E, L)``, ``B, C (B, G, N, L)``: one launch, every
   group scanned forwards.
 - :func:`cross_selective_scan_triton` (SS2D): the map ``x (B, E, H, W)`` is read in place by the two row
-  directions (k0 ascending, k2 descending) and from one transposed copy by the two column directions (k1, k3):
+  directions (k0 forwards, k2 backwards) and from one transposed copy by the two column directions (k1, k3):
   two layouts instead of VMamba's four materialised sequences.  Each direction writes its output in the layout
   it read (no flips); a small merge kernel sums the four onto the grid in float32 (it transposes the column
   half on the fly) and serves the backward's input gradient too.
@@ -58,18 +61,22 @@ def _column(m, sel):
 
 
 @triton.jit
-def _positions(c, L, T: tl.constexpr, REV: tl.constexpr):
-    """Memory positions of chunk c's scan steps (descending for REV), the next step's, and their validity."""
-    s = c * T + tl.arange(0, T)
-    valid = (s >= 0) & (s < L)  # chunks -1 and NC (the prefetches past either end) are fully masked
-    nvalid = valid & ((s + 1) < L)
+def _chunk(c, L, T: tl.constexpr, REV: tl.constexpr):
+    """Memory positions of scan chunk c, always ascending (so loads vectorise); for REV the chunks are taken
+    from the end and scanned with ``reverse=True``.  Positions outside [0, L) are masked."""
     if REV:
-        pos = L - 1 - s
-        npos = pos - 1
+        pos = L - (c + 1) * T + tl.arange(0, T)
     else:
-        pos = s
-        npos = s + 1
-    return tl.where(valid, pos, 0), tl.where(nvalid, npos, 0), valid, nvalid
+        pos = c * T + tl.arange(0, T)
+    return pos, (pos >= 0) & (pos < L)
+
+
+@triton.jit
+def _next(pos, valid, L, REV: tl.constexpr):
+    """Positions of the next scan step (one lower for REV) and their validity."""
+    if REV:
+        return pos - 1, valid & (pos >= 1)
+    return pos + 1, valid & (pos + 1 < L)
 
 
 @triton.jit
@@ -123,16 +130,17 @@ def _scan_fwd_kernel(
     h = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
     # Software pipelining by hand: each iteration issues the next chunk's loads before it computes on the
     # current chunk, so the load latency overlaps the scan (chunk NC is fully masked: no memory access).
-    nxt_pos, _, nxt_valid, _ = _positions(0, L, T, REV)
+    nxt_pos, nxt_valid = _chunk(0, L, T, REV)
     nxt_m = emask[:, None] & nxt_valid[None, :]
     nxt_u = tl.load(u_ptr + u_row[:, None] + nxt_pos[None, :], mask=nxt_m, other=0.0)
     nxt_d = tl.load(delta_ptr + d_row[:, None] + nxt_pos[None, :], mask=nxt_m, other=0.0)
     nxt_B = tl.load(B_ptr + bc_base + nxt_pos, mask=nxt_valid, other=0.0)  # state 0's B and C
     nxt_C = tl.load(C_ptr + bc_base + nxt_pos, mask=nxt_valid, other=0.0)
+    LAST: tl.constexpr = 0 if REV else T - 1  # where a chunk's final state sits
     for c in range(NC):
         pos, valid, m2 = nxt_pos, nxt_valid, nxt_m
         u, dl, B0, C0 = nxt_u.to(tl.float32), nxt_d.to(tl.float32), nxt_B.to(tl.float32), nxt_C.to(tl.float32)
-        nxt_pos, _, nxt_valid, _ = _positions(c + 1, L, T, REV)
+        nxt_pos, nxt_valid = _chunk(c + 1, L, T, REV)
         nxt_m = emask[:, None] & nxt_valid[None, :]
         nxt_u = tl.load(u_ptr + u_row[:, None] + nxt_pos[None, :], mask=nxt_m, other=0.0)
         nxt_d = tl.load(delta_ptr + d_row[:, None] + nxt_pos[None, :], mask=nxt_m, other=0.0)
@@ -155,10 +163,10 @@ def _scan_fwd_kernel(
                 Cn = tl.load(C_ptr + bc_base + n * L + pos, mask=valid, other=0.0).to(tl.float32)
             a = tl.where(valid[None, :], tl.exp(dl * _column(A, sel)[:, None]), 1.0)  # padding: identity
             bb = tl.where(valid[None, :], dlu * Bn[None, :], 0.0)
-            sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+            sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine, reverse=REV)
             hh = sa * _column(h, sel)[:, None] + sb
             y += hh * Cn[None, :]
-            h = tl.where(sel, tl.sum(tl.where((ts == T - 1)[None, :], hh, 0.0), axis=1)[:, None], h)
+            h = tl.where(sel, tl.sum(tl.where((ts == LAST)[None, :], hh, 0.0), axis=1)[:, None], h)
         tl.store(y_ptr + y_row[:, None] + pos[None, :], y.to(y_ptr.dtype.element_ty), mask=m2)
 
 
@@ -188,8 +196,10 @@ def _scan_bwd_kernel(
     dA_acc = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
     dD_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
     dbias_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
-    # chunks in reverse; the next one's tiles are loaded before this one is computed (as in the forward)
-    n_pos, n_npos, n_valid, n_nvalid = _positions(NC - 1, L, T, REV)
+    # chunks in reverse scan order; the next one's tiles are loaded before this one is computed (as in the forward)
+    FIRST: tl.constexpr = T - 1 if REV else 0  # where a chunk's first scan step sits
+    n_pos, n_valid = _chunk(NC - 1, L, T, REV)
+    n_npos, n_nvalid = _next(n_pos, n_valid, L, REV)
     n_m = emask[:, None] & n_valid[None, :]
     n_u = tl.load(u_ptr + u_row[:, None] + n_pos[None, :], mask=n_m, other=0.0)
     n_d = tl.load(delta_ptr + d_row[:, None] + n_pos[None, :], mask=n_m, other=0.0)
@@ -199,7 +209,8 @@ def _scan_bwd_kernel(
         c = NC - 1 - cc
         pos, valid, nvalid, m2 = n_pos, n_valid, n_nvalid, n_m
         u, dl_raw, dln, dy = n_u.to(tl.float32), n_d.to(tl.float32), n_dn.to(tl.float32), n_dy.to(tl.float32)
-        n_pos, n_npos, n_valid, n_nvalid = _positions(c - 1, L, T, REV)
+        n_pos, n_valid = _chunk(c - 1, L, T, REV)
+        n_npos, n_nvalid = _next(n_pos, n_valid, L, REV)
         n_m = emask[:, None] & n_valid[None, :]
         n_u = tl.load(u_ptr + u_row[:, None] + n_pos[None, :], mask=n_m, other=0.0)
         n_d = tl.load(delta_ptr + d_row[:, None] + n_pos[None, :], mask=n_m, other=0.0)
@@ -219,13 +230,13 @@ def _scan_bwd_kernel(
             # recompute the chunk's states from its saved start
             a = tl.where(valid[None, :], tl.exp(dl * An), 1.0)
             bb = tl.where(valid[None, :], dlu * Bn[None, :], 0.0)
-            sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine)
+            sa, sb = tl.associative_scan((a, bb), axis=1, combine_fn=_combine, reverse=REV)
             hh = sa * _column(h0, sel)[:, None] + sb
-            # adjoint, in reverse: dh_t = C_t dy_t + a_{t+1} dh_{t+1}; no gradient enters past the end
+            # adjoint, against the scan order: dh_t = C_t dy_t + a_{t+1} dh_{t+1}; nothing enters past the end
             an = tl.where(nvalid[None, :], tl.exp(dln * An), 0.0)
-            ra, rb = tl.associative_scan((an, dy * Cn[None, :]), axis=1, combine_fn=_combine, reverse=True)
+            ra, rb = tl.associative_scan((an, dy * Cn[None, :]), axis=1, combine_fn=_combine, reverse=not REV)
             dhh = ra * _column(dh, sel)[:, None] + rb
-            dh = tl.where(sel, tl.sum(tl.where((ts == 0)[None, :], dhh, 0.0), axis=1)[:, None], dh)
+            dh = tl.where(sel, tl.sum(tl.where((ts == FIRST)[None, :], dhh, 0.0), axis=1)[:, None], dh)
             dha = tl.where(valid[None, :], dhh * (hh - bb), 0.0)  # dh_t * a_t * h_{t-1}
             dhB = dhh * Bn[None, :]
             ddl += dhB * u + dha * An
@@ -287,8 +298,8 @@ def _config(kind: str, state: int, length: int, channels: int, programs_per_bloc
         be, t, warps = _CONFIG_OVERRIDE[kind]
     # From bench/scan_sweep.py on an H100, 2026-11-24 (docs/triton-notes.md): small tiles and one or two warps
     # per program; the backward prefers the same channel block for d_state 1 and a larger one for 16.
-    elif kind == "fwd":
-        be, t, warps = (2, 64, 1) if state <= 2 else (4, 32, 1)
+    elif kind == "fwd":  # v5 (vectorised layout): 95 SASS instructions per element at (4, 64, 1) vs 122 at (2, 64, 1)
+        be, t, warps = (4, 64, 1) if state <= 2 else (4, 32, 1)
     else:
         be, t, warps = (4, 64, 2) if state <= 2 else (8, 32, 2)
     t = min(t, max(16, triton.next_power_of_2(length)))
