@@ -2,7 +2,7 @@
 kernels on SS2D's cross scan at the shapes that dominate the models, each config checked against the PyTorch
 path before it is timed.
 
-    PYTHONPATH=src python3 bench/scan_sweep.py [--out DIR] [--cases tiny_v2,tiny] [--budget-s 500]
+    PYTHONPATH=src python3 bench/scan_sweep.py [--out DIR] [--cases tiny_v2,tiny] [--budget-s 500] [--fwd 4x64x1] [--bwd 4x2]
 
 Prints one line per config and writes ``scan_sweep.json``.  Bandwidth is quoted for the bytes a fully fused
 cross scan must move (x and the merged output once, the four deltas, B and C) against the device's copy
@@ -69,7 +69,10 @@ def main() -> None:
     ap.add_argument("--out", default=".")
     ap.add_argument("--cases", default="tiny_v2,tiny_v2_s2,tiny")
     ap.add_argument("--budget-s", type=float, default=500.0, help="stop starting new configs after this")
+    ap.add_argument("--fwd", default="", help="forward configs to try instead of the built-in lists, e.g. 4x64x1,2x64x1")
+    ap.add_argument("--bwd", default="", help="backward (BLOCK_E x warps) configs, e.g. 4x2,8x2")
     args = ap.parse_args()
+    parse = lambda text: [tuple(int(v) for v in c.split("x")) for c in text.split(",")]  # noqa: E731
     t_start = time.time()
     bw = copy_tbps()
     res = {"device": torch.cuda.get_device_name(), "copy_TBps": bw, "rows": []}
@@ -87,7 +90,7 @@ def main() -> None:
             y = scan_triton.cross_selective_scan_triton(*leaves)
             y.backward(gy)
 
-        for fcfg in FWD[min(n, 16) if n > 2 else 1]:
+        for fcfg in parse(args.fwd) if args.fwd else FWD[min(n, 16) if n > 2 else 1]:
             if time.time() - t_start > args.budget_s:
                 break
             scan_triton._CONFIG_OVERRIDE = {"fwd": fcfg}
@@ -104,7 +107,7 @@ def main() -> None:
         best = min((r for r in res["rows"] if r["case"] == name and r["kind"] == "fwd"), key=lambda r: r["ms"], default=None)
         if best is None:
             continue
-        for be, warps in BWD[min(n, 16) if n > 2 else 1]:
+        for be, warps in parse(args.bwd) if args.bwd else BWD[min(n, 16) if n > 2 else 1]:
             if time.time() - t_start > args.budget_s:
                 break
             scan_triton._CONFIG_OVERRIDE = {"fwd": tuple(best["cfg"]), "bwd": (be, best["cfg"][1], warps)}
