@@ -1,7 +1,7 @@
 """Static cost of the Triton scan kernels without a GPU: compile for sm_90 (H100) with Triton's bundled ptxas and
 report registers, local-memory spills, SASS instructions per element, shuffles and the blocked layout chosen.
 
-    TRITON_INTERPRET= PYTHONPATH=src python bench/sass_stats.py [--configs 2x64x1,4x64x1] [--state 1]
+    TRITON_INTERPRET= PYTHONPATH=src python bench/sass_stats.py [--warps 1,2] [--state 1] [--save]
 
 The v4 forward was measured issue-bound on the H100 (~150 SASS instructions per (channel, step) element, about
 its measured time at 528 warp-instructions per cycle), so instructions per element is the proxy this reports;
@@ -23,8 +23,7 @@ from triton.backends.compiler import GPUTarget
 from audiomamba.ops import scan_triton
 
 BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-PTRS = {"u_ptr": "*bf16", "delta_ptr": "*bf16", "B_ptr": "*bf16", "C_ptr": "*bf16", "y_ptr": "*bf16",
-        "dy_ptr": "*bf16", "du_ptr": "*bf16", "ddelta_ptr": "*bf16"}
+PTRS = {f"{n}_ptr": "*bf16" for n in ("u", "u2", "d", "d2", "B", "B2", "C", "C2", "y", "dy", "dy2", "du", "dd", "dd2")}
 
 
 def compile_stats(fn, const: dict, warps: int) -> dict:
@@ -48,23 +47,24 @@ def compile_stats(fn, const: dict, warps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--configs", default="1x64x1,2x64x1,4x64x1,2x128x1,2x256x1,4x256x2")
+    ap.add_argument("--warps", default="1,2")
     ap.add_argument("--state", type=int, default=1)
+    ap.add_argument("--save", action="store_true", help="forward with the chunk states saved (training)")
     args = ap.parse_args()
     n = args.state
     for kernel, name in ((scan_triton._scan_fwd_kernel, "fwd"), (scan_triton._scan_bwd_kernel, "bwd")):
-        for rev in (False, True):
-            for cfg in args.configs.split(","):
-                be, t, warps = (int(v) for v in cfg.split("x"))
-                const = dict(N=n, NP=triton.next_power_of_2(n), BLOCK_E=be, T=t, REV=rev, SOFTPLUS=True, HAS_D=True,
-                             HAS_BIAS=True)
-                if name == "fwd":
-                    const["SAVE"] = False
-                st = compile_stats(kernel, const, warps)
-                per_thread = be * t / (32 * warps)
-                print(f"{name} rev={rev!s:5} BLOCK_E {be} T {t} warps {warps}: regs {st['regs']} local {st['local']} "
-                      f"sass {st['sass']} shfl {st['shfl']} -> {st['sass'] / per_thread:.0f} instr/element; "
-                      f"{st['layout']}", flush=True)
+        for warps in (int(w) for w in args.warps.split(",")):
+            be = 32 * warps
+            const = dict(N=n, NP=triton.next_power_of_2(n), BLOCK_E=be, CROSS=True, SOFTPLUS=True, HAS_D=True,
+                         HAS_BIAS=True)
+            if name == "fwd":
+                const["SAVE"] = args.save
+            st = compile_stats(kernel, const, warps)
+            # both directions' loop bodies are in the binary (one runs per program): half the count per element
+            per_thread = 2 * scan_triton.CHUNK
+            print(f"{name} N {n} warps {warps}: regs {st['regs']} local {st['local']} sass {st['sass']} "
+                  f"shfl {st['shfl']} -> {st['sass'] / per_thread:.0f} instr/element (upper bound); {st['layout']}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""Tuning sweep for the Triton scan (ops/scan_triton.py): (BLOCK_E, T, num_warps) of the forward and backward
+"""Tuning sweep for the Triton scan (ops/scan_triton.py): num_warps (32 channels per warp) of the forward and backward
 kernels on SS2D's cross scan at the shapes that dominate the models, each config checked against the PyTorch
 path before it is timed.
 
-    PYTHONPATH=src python3 bench/scan_sweep.py [--out DIR] [--cases tiny_v2,tiny] [--budget-s 500] [--fwd 4x64x1] [--bwd 4x2]
+    PYTHONPATH=src python3 bench/scan_sweep.py [--out DIR] [--cases tiny_v2,tiny] [--budget-s 500] [--fwd 1,2] [--bwd 1,2]
 
 Prints one line per config and writes ``scan_sweep.json``.  Bandwidth is quoted for the bytes a fully fused
 cross scan must move (x and the merged output once, the four deltas, B and C) against the device's copy
@@ -26,11 +26,6 @@ CASES = {  # name: (batch, E, N, H, W)
     "tiny_v2_s2": (64, 384, 1, 16, 16),
     "tiny": (64, 192, 16, 64, 64),
 }
-FWD = {1: [(4, 64, 1), (2, 64, 1), (4, 32, 1), (4, 128, 1), (8, 64, 2), (2, 128, 1), (8, 128, 2)],
-       16: [(8, 32, 2), (4, 32, 1), (4, 64, 2)]}
-BWD = {1: [(4, 2), (4, 1), (8, 2), (2, 1)], 16: [(8, 2), (4, 2)]}
-
-
 def cuda_ms(fn, iters=10):
     for _ in range(2):
         fn()
@@ -44,6 +39,17 @@ def cuda_ms(fn, iters=10):
         e.synchronize()
         ts.append(s.elapsed_time(e))
     return statistics.median(ts)
+
+
+def kernel_table(fn, rows: int = 8) -> str:
+    """Per-kernel CUDA time of ``fn`` (5 calls) from torch.profiler: where the time goes (scan, merge, copies)."""
+    fn()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            fn()
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60)
 
 
 def copy_tbps() -> float:
@@ -69,10 +75,10 @@ def main() -> None:
     ap.add_argument("--out", default=".")
     ap.add_argument("--cases", default="tiny_v2,tiny_v2_s2,tiny")
     ap.add_argument("--budget-s", type=float, default=500.0, help="stop starting new configs after this")
-    ap.add_argument("--fwd", default="", help="forward configs to try instead of the built-in lists, e.g. 4x64x1,2x64x1")
-    ap.add_argument("--bwd", default="", help="backward (BLOCK_E x warps) configs, e.g. 4x2,8x2")
+    ap.add_argument("--fwd", default="1,2,4", help="forward num_warps to try")
+    ap.add_argument("--bwd", default="1,2,4", help="backward num_warps to try")
     args = ap.parse_args()
-    parse = lambda text: [tuple(int(v) for v in c.split("x")) for c in text.split(",")]  # noqa: E731
+    parse = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
     t_start = time.time()
     bw = copy_tbps()
     res = {"device": torch.cuda.get_device_name(), "copy_TBps": bw, "rows": []}
@@ -90,7 +96,7 @@ def main() -> None:
             y = scan_triton.cross_selective_scan_triton(*leaves)
             y.backward(gy)
 
-        for fcfg in parse(args.fwd) if args.fwd else FWD[min(n, 16) if n > 2 else 1]:
+        for fcfg in parse(args.fwd):
             if time.time() - t_start > args.budget_s:
                 break
             scan_triton._CONFIG_OVERRIDE = {"fwd": fcfg}
@@ -107,17 +113,19 @@ def main() -> None:
         best = min((r for r in res["rows"] if r["case"] == name and r["kind"] == "fwd"), key=lambda r: r["ms"], default=None)
         if best is None:
             continue
-        for be, warps in parse(args.bwd) if args.bwd else BWD[min(n, 16) if n > 2 else 1]:
+        scan_triton._CONFIG_OVERRIDE = {"fwd": best["cfg"]}
+        print(kernel_table(lambda: scan_triton.cross_selective_scan_triton(*ins)), flush=True)
+        for warps in parse(args.bwd):
             if time.time() - t_start > args.budget_s:
                 break
-            scan_triton._CONFIG_OVERRIDE = {"fwd": tuple(best["cfg"]), "bwd": (be, best["cfg"][1], warps)}
+            scan_triton._CONFIG_OVERRIDE = {"fwd": best["cfg"], "bwd": warps}
             try:
                 ms = cuda_ms(fwdbwd, iters=5)
             except Exception as exc:
-                print(f"{name} bwd {(be, warps)}: failed: {exc!r}"[:300], flush=True)
+                print(f"{name} bwd {warps}: failed: {exc!r}"[:300], flush=True)
                 continue
             res["rows"].append(dict(case=name, kind="fwd+bwd", cfg=scan_triton._CONFIG_OVERRIDE, ms=ms))
-            print(f"{name} fwd+bwd fwd{best['cfg']} bwd{(be, warps)}: {ms:.3f} ms", flush=True)
+            print(f"{name} fwd+bwd fwd warps {best['cfg']} bwd warps {warps}: {ms:.3f} ms", flush=True)
         torch.cuda.empty_cache()
     scan_triton._CONFIG_OVERRIDE = None
     os.makedirs(args.out, exist_ok=True)
