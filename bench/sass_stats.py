@@ -23,7 +23,7 @@ from triton.backends.compiler import GPUTarget
 from audiomamba.ops import scan_triton
 
 BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-PTRS = {f"{n}_ptr": "*bf16" for n in ("u", "u2", "d", "d2", "B", "B2", "C", "C2", "y", "dy", "dy2", "du", "dd", "dd2")}
+PTRS = {f"{n}_ptr": "*bf16" for n in ("x", "d", "B", "C", "y", "dy", "du", "dd")}
 
 
 def compile_stats(fn, const: dict, warps: int) -> dict:
@@ -31,7 +31,9 @@ def compile_stats(fn, const: dict, warps: int) -> dict:
     sig = {n: ("constexpr" if n in const else PTRS.get(n, "*fp32" if n.endswith("_ptr") else "i32")) for n in names}
     # as at a real launch with 16-divisible sizes and strides (64 x 64 maps): every pointer and integer argument
     # specialised as divisible by 16, which is what lets Triton prove contiguity and vectorise
-    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n not in const}
+    free = set(getattr(fn, "do_not_specialize", ()) or ())
+    free |= {names[i] for i in free if isinstance(i, int)}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n not in const and n not in free}
     k = triton.compile(triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=const, attrs=attrs),
                        target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
@@ -41,7 +43,7 @@ def compile_stats(fn, const: dict, warps: int) -> dict:
         sass = subprocess.run([f"{BIN}/nvdisasm", "-c", f.name], capture_output=True, text=True).stdout
     layout = re.search(r"sizePerThread = \[[^\]]*\], threadsPerWarp = \[[^\]]*\]", k.asm["ttgir"])
     return {"regs": int(re.search(r"REG:(\d+)", res).group(1)), "local": int(re.search(r"LOCAL:(\d+)", res).group(1)),
-            "sass": len(re.findall(r"/\*[0-9a-f]{4}\*/", sass)), "shfl": sass.count("SHFL"),
+            "sass": len(re.findall(r"/\*[0-9a-f]{4,}\*/", sass)), "shfl": sass.count("SHFL"),
             "layout": layout.group(0) if layout else "?"}
 
 
@@ -55,8 +57,7 @@ def main() -> None:
     for kernel, name in ((scan_triton._scan_fwd_kernel, "fwd"), (scan_triton._scan_bwd_kernel, "bwd")):
         for warps in (int(w) for w in args.warps.split(",")):
             be = 32 * warps
-            const = dict(N=n, NP=triton.next_power_of_2(n), BLOCK_E=be, CROSS=True, SOFTPLUS=True, HAS_D=True,
-                         HAS_BIAS=True)
+            const = dict(N=n, BLOCK_E=be, CROSS=True, SOFTPLUS=True, HAS_D=True, HAS_BIAS=True, EVEN=True, I64=False)
             if name == "fwd":
                 const["SAVE"] = args.save
             st = compile_stats(kernel, const, warps)

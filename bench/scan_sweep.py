@@ -58,11 +58,16 @@ def copy_tbps() -> float:
     return 2 * a.numel() / cuda_ms(lambda: b.copy_(a)) / 1e9
 
 
-def inputs(b, e, n, h, w, dtype):
+def inputs(b, e, n, h, w, dtype, channels_last=False):
+    """Random SS2D scan inputs; ``channels_last``: x and delta with unit channel stride, as the model makes them."""
     g = torch.Generator(device="cuda").manual_seed(0)
     r = lambda *s: torch.randn(*s, device="cuda", generator=g)  # noqa: E731
-    x = r(b, e, h, w).to(dtype)
-    delta = (r(b, 4, e, h, w) * 0.5 - 1).to(dtype)
+    if channels_last:
+        x = r(b, h, w, e).to(dtype).permute(0, 3, 1, 2)
+        delta = (r(b, 4, h, w, e) * 0.5 - 1).to(dtype).permute(0, 1, 4, 2, 3)
+    else:
+        x = r(b, e, h, w).to(dtype)
+        delta = (r(b, 4, e, h, w) * 0.5 - 1).to(dtype)
     A = -torch.rand(4 * e, n, device="cuda", generator=g) - 0.5
     B, C = r(b, 4, n, h, w).to(dtype), r(b, 4, n, h, w).to(dtype)
     D = torch.ones(4 * e, device="cuda")
@@ -75,6 +80,7 @@ def main() -> None:
     ap.add_argument("--out", default=".")
     ap.add_argument("--cases", default="tiny_v2,tiny_v2_s2,tiny")
     ap.add_argument("--budget-s", type=float, default=500.0, help="stop starting new configs after this")
+    ap.add_argument("--channels-last", action="store_true", help="x and delta channels-last, as in the model")
     ap.add_argument("--fwd", default="1,2,4", help="forward num_warps to try")
     ap.add_argument("--bwd", default="1,2,4", help="backward num_warps to try")
     args = ap.parse_args()
@@ -86,11 +92,12 @@ def main() -> None:
     for name in args.cases.split(","):
         b, e, n, h, w = CASES[name]
         L = h * w
-        ins = inputs(b, e, n, h, w, torch.bfloat16)
+        ins = inputs(b, e, n, h, w, torch.bfloat16, args.channels_last)
         fused_bytes = b * e * L * (2 + 4 * 2 + 2) + 2 * (b * 4 * n * L * 2)
         ref = cross_selective_scan(*(t.float() for t in ins), backend="torch").float()
         leaves = [t.detach().clone().requires_grad_(True) for t in ins]
-        gy = torch.randn(b, e, h, w, device="cuda", dtype=torch.bfloat16)
+        gy = torch.randn(b, h, w, e, device="cuda", dtype=torch.bfloat16).permute(0, 3, 1, 2)
+        gy = gy if args.channels_last else gy.contiguous()
 
         def fwdbwd():
             y = scan_triton.cross_selective_scan_triton(*leaves)

@@ -140,6 +140,35 @@ def test_non_contiguous_inputs_are_right():
     assert _rel(y, ref) < 1e-5
 
 
+@pytest.mark.parametrize("wide_offsets", [False, True])
+def test_channels_last_model_layout(monkeypatch, wide_offsets):
+    """The layout SS2D passes on the GPU: x channels-last, delta a (B, 4, E, H, W) view with unit channel stride,
+    B and C strided slices of one projection output; whole channel blocks and chunks (the unmasked kernel
+    variant).  ``wide_offsets`` forces the 64-bit offset variant used for tensors past 2^31 elements."""
+    if wide_offsets:
+        monkeypatch.setattr(scan_triton, "_I64_SPAN", 0)
+    gen = torch.Generator().manual_seed(13)
+    b, e, n, h, w = 1, 64, 2, 8, 8
+    x, delta, A, B, C, D, bias = _cross_inputs(b, e, n, h, w, gen)
+    gy = torch.randn(b, e, h, w, generator=gen, dtype=torch.float64)
+    ref_y, ref_g = _grads(_cross_ref, (x, delta, A, B, C, D, bias), gy)
+
+    def run(x, delta, A, B, C, D, bias):
+        xl = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # channels-last
+        dl = delta.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        dbl = torch.cat([B, C], dim=2).permute(0, 3, 4, 1, 2).contiguous()  # (B, H, W, 4, 2N), as F.linear makes
+        Bs, Cs = dbl[..., :n].permute(0, 3, 4, 1, 2), dbl[..., n:].permute(0, 3, 4, 1, 2)
+        assert xl.stride(1) == 1 and dl.stride(2) == 1 and not Bs.is_contiguous()
+        return scan_triton.cross_selective_scan_triton(xl, dl, A, Bs, Cs, D, bias)
+
+    dev = [t.to(DEV, torch.float32) for t in (x, delta, A, B, C, D, bias)]
+    y, gr = _grads(run, dev, gy.to(DEV))
+    assert y.stride(1) == 1  # the output keeps x's channels-last layout (no copy for the next layer)
+    assert _rel(y, ref_y) < TOL_FWD[torch.float32]
+    for name, a, r in zip("x delta A B C D bias".split(), gr, ref_g):
+        assert _rel(a, r) < TOL_BWD[torch.float32], name
+
+
 def test_optional_D_and_bias():
     gen = torch.Generator().manual_seed(5)
     u, delta, A, B, C, _, _ = _inputs(2, 2, 3, 4, 19, gen)

@@ -101,22 +101,27 @@ class SS2D(nn.Module):
 
             if scan_cpu.supports(x, *self.parameters()):  # float32 CPU inference: the fused numba path
                 return self.dropout(self._forward_cpu(x, scan_cpu))
-        b, h, w, _ = x.shape
         x = self.in_proj(x)
         if self.use_z:
             x, z = x.chunk(2, dim=-1)
             z = self.act(z)
-        x = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))  # (B, E, H, W)
-        # The projections are pointwise, so they are computed once on the grid, per direction.
-        x_dbl = torch.einsum("kce,behw->bkchw", self.x_proj_weight.to(x.dtype), x)
-        dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum("ker,bkrhw->bkehw", self.dt_projs_weight.to(x.dtype), dts)
+        # Channels-last throughout: the depthwise conv runs on a channels_last map, the projections are GEMMs on
+        # (B, H, W, E) rows, and the scan takes every operand through its strides (one coalesced row of
+        # channels per scan step on the GPU), so no (B, E, H, W) copy is made.
+        x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        x = self.act(self.conv2d(x))  # (B, E, H, W) logical, channels_last in memory
+        xl = x.permute(0, 2, 3, 1)  # (B, H, W, E) view
+        b, h, w, _ = xl.shape
+        r, n = self.dt_rank, self.d_state
+        x_dbl = F.linear(xl, self.x_proj_weight.flatten(0, 1).to(x.dtype)).view(b, h, w, K, r + 2 * n)
+        dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=-1)
+        delta = torch.einsum("bhwkr,ker->bhwke", dts, self.dt_projs_weight.to(x.dtype))
         y = cross_selective_scan(
             x,
-            dts.contiguous(),
+            delta.permute(0, 3, 4, 1, 2),  # (B, 4, E, H, W) logical
             -torch.exp(self.A_logs.float()),
-            Bs.contiguous(),
-            Cs.contiguous(),
+            Bs.permute(0, 3, 4, 1, 2),
+            Cs.permute(0, 3, 4, 1, 2),
             self.Ds.float(),
             self.dt_projs_bias.float().reshape(-1),
             delta_softplus=True,

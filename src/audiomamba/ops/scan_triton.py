@@ -1,29 +1,27 @@
 """Triton selective-scan kernels: forward and backward, and VMamba's cross-scan / cross-merge around them.
 
-One kernel pair scans "streams": a stream is one ``(batch, group)`` pair of a ``(B, G, E, L)`` layout, scanned
-forwards or, with ``REV``, backwards.  Chunks are always loaded at ascending addresses (``REV`` takes them from the
-end and scans each with ``reverse=True``), so Triton can prove contiguity and vectorise the loads and the
-in-thread part of the scan (``bench/sass_stats.py``: ~1.5x fewer SASS instructions per element than descending
-addresses).  Per program: one stream and
-``BLOCK_E`` channels.  Time is cut into chunks of ``T`` steps; for each state ``n`` a chunk is a
-``(BLOCK_E, T)`` register tile solved with ``tl.associative_scan`` on the pairs ``(a, b)`` of
-``h_t = a_t h_{t-1} + b_t`` and joined to the carried state.  The tile's fast axis is the position axis, which
-is contiguous in memory, so every load is coalesced.  State and arithmetic are float32 whatever the input
-dtype; softplus(delta + delta_bias) and the D skip are fused.  The forward saves each chunk's starting state
-(``N`` floats per channel and chunk) when a gradient is needed; the backward walks the chunks in reverse,
-recomputes the chunk's states from the saved start and runs the adjoint ``dh_t = C_t dy_t + a_{t+1} dh_{t+1}``
-as a reverse scan: memory stays linear in the length.  Gradients of B and C (shared by a group's channels) go
-through float32 atomics; those of A, D and delta_bias are summed per program and added once.
+One kernel pair scans "streams".  Each thread owns one channel of one stream and walks it sequentially (the
+recurrence ``h_t = exp(delta_t A) h_{t-1} + delta_t u_t B_t`` is one FMA per step and state), so the scan needs
+no cross-thread combine; T = 8 steps form a chunk, unrolled, with the next two chunks' loads in flight while one
+is computed.  A warp covers 32 channels: with channels-last operands (unit channel stride), each step's loads
+are one coalesced row.  Every operand is read through its strides as a ``(batch, stream, channel, h, w)``
+view, so no layout copy is needed:
 
-Two entry points:
+- :func:`cross_selective_scan_triton` (SS2D): the four directions of a ``(B, E, H, W)`` map in one launch:
+  k0 walks rows, k1 columns (by index arithmetic on the same map, no transposed copy), k2 and k3 the same
+  backwards.  A chunk never spans two lines (the last chunk of a line is padded with identity steps).  Each
+  direction writes its output on the grid; a small kernel sums the four in float32.
+- :func:`selective_scan_triton` (plain): ``u, delta (B, G*E, L)``, ``B, C (B, G, N, L)``, every group forwards.
 
-- :func:`selective_scan_triton` (plain): ``u, delta (B, G*E, L)``, ``B, C (B, G, N, L)``: one launch, every
-  group scanned forwards.
-- :func:`cross_selective_scan_triton` (SS2D): the map ``x (B, E, H, W)`` is read in place by the two row
-  directions (k0 forwards, k2 backwards) and from one transposed copy by the two column directions (k1, k3):
-  two layouts instead of VMamba's four materialised sequences.  Each direction writes its output in the layout
-  it read (no flips); a small merge kernel sums the four onto the grid in float32 (it transposes the column
-  half on the fly) and serves the backward's input gradient too.
+State and arithmetic are float32 whatever the input dtype; softplus(delta + delta_bias) (a cheap log1p series,
+relative error < 1e-6) and the D skip are fused.  The forward saves each chunk's starting state (N floats per
+channel and chunk) when a gradient is needed; the backward walks the chunks in reverse, recomputes the chunk's
+states from the saved start and runs the adjoint ``dh_t = C_t dy_t + a_{t+1} dh_{t+1}`` back through them:
+memory stays linear in the length.  Gradients of B and C (shared by a stream's channels) are summed across the
+warp and added with relaxed float32 atomics (the default acquire-release ones put a memory fence and an L1
+flush around every add, which serialised the backward's loads); those of A, D and delta_bias are summed per
+program and added once.
+Launches with whole channel blocks and chunks (the models' maps) compile without masks.
 
 History and measurements: ``docs/triton-notes.md``.  Triton is optional: importing this module without it
 raises ImportError, which the package catches.
@@ -40,7 +38,7 @@ MAX_STATE = 16
 
 
 LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = exp2(x LOG2E): A is scaled once per program, not per element
-CHUNK = 8  # steps per chunk: one 16-byte vector of a 16-bit input per thread
+CHUNK = 8  # scan steps per chunk (unrolled; the next chunks' loads are in flight while one is computed)
 T = tl.constexpr(CHUNK)
 
 
@@ -63,503 +61,551 @@ def _softplus(x):
 
 
 @triton.jit
-def _delta(raw, bias, valid, SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """Step sizes of a (BLOCK_E, T) chunk, 0 at padding positions (so that a padding step is the identity)."""
+def _delta(raw, bias, valid, SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN: tl.constexpr):
+    """One step's step sizes (BLOCK_E,), 0 at a padding step (so that it is the identity)."""
     if HAS_BIAS:
-        raw = raw + bias[:, None]
+        raw = raw + bias
     if SOFTPLUS:
         raw = _softplus(raw)
-    return tl.where(valid[None, :], raw, 0.0)
+    if EVEN:
+        return raw
+    return tl.where(valid, raw, 0.0)
 
 
 @triton.jit
-def _chunk(c, L, REV: tl.constexpr):
-    """Memory positions of scan chunk c, always ascending (so loads vectorise); for REV the chunks are taken
-    from the end and walked backwards.  Positions outside [0, L) are masked."""
-    if REV:
-        pos = L - (c + 1) * T + tl.arange(0, T)
-    else:
-        pos = c * T + tl.arange(0, T)
-    return pos, (pos >= 0) & (pos < L)
-
-
-@triton.jit
-def _unpack(x):
-    """The T = 8 columns of an (R, 8) tile (free when the 8 sit in one thread: register renaming)."""
-    R: tl.constexpr = x.shape[0]
-    ev, od = tl.split(tl.reshape(x, (R, 4, 2)))
-    e0, e1 = tl.split(tl.reshape(ev, (R, 2, 2)))
-    o0, o1 = tl.split(tl.reshape(od, (R, 2, 2)))
-    c0, c4 = tl.split(e0)
-    c2, c6 = tl.split(e1)
-    c1, c5 = tl.split(o0)
-    c3, c7 = tl.split(o1)
-    return c0, c1, c2, c3, c4, c5, c6, c7
-
-
-@triton.jit
-def _pack(c0, c1, c2, c3, c4, c5, c6, c7):
-    """Inverse of :func:`_unpack`: eight (R,) columns -> an (R, 8) tile."""
-    ev = tl.join(tl.join(c0, c4), tl.join(c2, c6))
-    od = tl.join(tl.join(c1, c5), tl.join(c3, c7))
-    t = tl.join(ev, od)  # (R, 2, 2, 2): t[r, i, j, l] = column 4i + 2j + l, so row-major order is column order
-    return tl.reshape(t, (t.shape[0], 8))
-
-
-@triton.jit
-def _base(p0, p1, s0b, s0g, s1b, s1g, b, k, CROSS: tl.constexpr):
-    """Address of stream k's operand for batch b: side 0 (grid order, slot k) or, for SS2D's column directions
-    (odd k), side 1 (the column-major copy, slot k // 2)."""
-    p = p0 + b * s0b + k * s0g
-    if CROSS:
-        if k % 2 == 1:
-            p = p1 + b * s1b + (k // 2) * s1g
-    return p
-
-
-@triton.jit
-def _program(A_ptr, D_ptr, bias_ptr, E, n_eb, N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr,
+def _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N: tl.constexpr, BLOCK_E: tl.constexpr, CROSS: tl.constexpr,
              HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """This program's batch b (int64), stream k, stream count K, channel block e and its mask, parameter rows,
-    and the block's parameters: A * log2(e) (BLOCK_E, NP), D and delta_bias (BLOCK_E,; zeros where absent)."""
+    """This program's batch b (int64), stream k, stream count K, channel block e and mask, parameter rows ch,
+    scan geometry (col: the stream walks columns; O lines of I steps each) and parameters: A * log2(e) as a
+    tuple of N (BLOCK_E,) columns, D and delta_bias (zeros where absent)."""
     pid = tl.program_id(0)
     k = tl.program_id(1)
     b = (pid // n_eb).to(tl.int64)
     e = (pid % n_eb) * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
-    nn = tl.arange(0, NP)
     ch = k * E + e
-    A = tl.load(A_ptr + ch[:, None] * N + nn[None, :], mask=emask[:, None] & (nn < N)[None, :], other=0.0)
+    A2 = ()
+    for n in tl.static_range(N):
+        A2 = A2 + (tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E,)
     Dv = tl.zeros((BLOCK_E,), dtype=tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + ch, mask=emask, other=0.0)
     bias = tl.zeros((BLOCK_E,), dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
-    return b, k, tl.num_programs(1), e, emask, ch, A * LOG2E, Dv, bias
+    col = (k % 2 == 1) & CROSS
+    O = tl.where(col, W, H)
+    I = tl.where(col, H, W)
+    return b, k, tl.num_programs(1), e, emask, ch, col, O, I, A2, Dv, bias
 
 
 @triton.jit
-def _load(u_p, d_p, B_p, C_p, rows, emask, c, L, NP: tl.constexpr, N: tl.constexpr, REV: tl.constexpr):
-    """Chunk c's tiles: u and raw delta (BLOCK_E, T), B and C (NP, T), their positions and validity."""
-    pos, valid = _chunk(c, L, REV)
-    m2 = emask[:, None] & valid[None, :]
-    nn = tl.arange(0, NP)
-    mn = (nn < N)[:, None] & valid[None, :]
-    u = tl.load(u_p + rows[:, None] + pos[None, :], mask=m2, other=0.0)
-    dl = tl.load(d_p + rows[:, None] + pos[None, :], mask=m2, other=0.0)
-    Bt = tl.load(B_p + nn[:, None] * L + pos[None, :], mask=mn, other=0.0)
-    Ct = tl.load(C_p + nn[:, None] * L + pos[None, :], mask=mn, other=0.0)
-    return u, dl, Bt, Ct, pos, valid, m2
+def _lines(sh, sw, col, I64: tl.constexpr):
+    """(line stride, step stride) of an operand with grid strides (sh, sw) for a row or column stream."""
+    lo, st = tl.where(col, sw, sh), tl.where(col, sh, sw)
+    if I64:
+        return lo.to(tl.int64), st.to(tl.int64)
+    return lo, st
 
 
 @triton.jit
-def _step(h, u, dl, Bc, Cc, A2, Dv, HAS_D: tl.constexpr):
-    """One scan step for a block of channels: h <- exp(dl A) h + dl u B;  y = C . h (+ D u)."""
-    h = tl.exp2(dl[:, None] * A2) * h + (dl * u)[:, None] * Bc[None, :]
-    y = tl.sum(h * Cc[None, :], axis=1)
-    if HAS_D:
-        y += Dv * u
-    return h, y
+def _operand(ptr, sb, sk, se, sh, sw, b, k, e, col, I64: tl.constexpr):
+    """Stream k of batch b of a (B, K, channels, H, W) operand: its scalar base pointer, the per-channel offset
+    vector (32-bit unless a tensor spans 2^31 elements: one integer add and one wide multiply-add per load) and
+    the (line, step) strides of the stream."""
+    lo, st = _lines(sh, sw, col, I64)
+    ee = e.to(tl.int64) if I64 else e
+    return ptr + b * sb + k * sk, ee * se, lo, st
 
 
 @triton.jit
-def _fwd_body(u_p, d_p, B_p, C_p, y_p, hs_p, rows, emask, A2, Dv, bias, L, NC,
-              N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, REV: tl.constexpr,
-              SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE: tl.constexpr):
-    nn = tl.arange(0, NP)
-    h = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
-    # software pipelining by hand: the next chunk's loads are issued before this chunk is computed (chunk NC
-    # is fully masked, so the last prefetch touches no memory)
-    nxt = _load(u_p, d_p, B_p, C_p, rows, emask, 0, L, NP, N, REV)
-    for c in range(NC):
-        u, dl, Bt, Ct, pos, valid, m2 = nxt
-        nxt = _load(u_p, d_p, B_p, C_p, rows, emask, c + 1, L, NP, N, REV)
-        u = u.to(tl.float32)
-        dl = _delta(dl.to(tl.float32), bias, valid, SOFTPLUS, HAS_BIAS)
-        if SAVE:  # the chunk's starting state, for the backward
-            tl.store(hs_p + c * N + nn[None, :], h, mask=emask[:, None] & (nn < N)[None, :])
-        u0, u1, u2, u3, u4, u5, u6, u7 = _unpack(u)
-        d0, d1, d2, d3, d4, d5, d6, d7 = _unpack(dl)
-        B0, B1, B2, B3, B4, B5, B6, B7 = _unpack(Bt.to(tl.float32))
-        C0, C1, C2, C3, C4, C5, C6, C7 = _unpack(Ct.to(tl.float32))
+def _chunk(c, NC, nci, REV: tl.constexpr, I64: tl.constexpr):
+    """Scan chunk c -> (line o, first step i0 in the line, chunk exists).  A chunk never spans two lines (the
+    last one of a line is padded), so that its positions are o * line_stride + (i0 + t) * step_stride; REV
+    streams take the chunks from the end and walk each backwards."""
+    cc = tl.minimum(tl.maximum(c, 0), NC - 1)  # a prefetch past either end reloads a real chunk (no mask needed)
+    m = NC - 1 - cc if REV else cc
+    o = m // nci
+    i0 = (m - o * nci) * T
+    if I64:
+        return o.to(tl.int64), i0.to(tl.int64), (c < NC) & (c >= 0)
+    return o, i0, (c < NC) & (c >= 0)
+
+
+@triton.jit
+def _rows(e, E, ok):
+    """Channel mask of a step that exists when ``ok``: one vector compare (``vector & scalar`` masks come out
+    as integers in Triton's CPU interpreter)."""
+    return e < tl.where(ok, E, 0)
+
+
+@triton.jit
+def _ld(p, m, EVEN: tl.constexpr):
+    """Load, masked unless the launch has no padding (EVEN: whole channel blocks and chunks)."""
+    if EVEN:
+        return tl.load(p)
+    return tl.load(p, mask=m, other=0.0)
+
+
+@triton.jit
+def _st(p, v, m, EVEN: tl.constexpr):
+    if EVEN:
+        tl.store(p, v)
+    else:
+        tl.store(p, v, mask=m)
+
+
+@triton.jit
+def _rows_of(p, eo, lo, st, e, E, o, i0, ok, I, REV: tl.constexpr, EVEN: tl.constexpr):
+    """A chunk's T (BLOCK_E,) rows of one per-channel operand (line stride lo, step stride st), in scan order
+    (reversed for REV), 0 outside the map."""
+    rs = ()
+    for t in tl.static_range(T):
+        r = _ld(p + (eo + (o * lo + (i0 + t) * st)), _rows(e, E, ok & (i0 + t < I)), EVEN)
         if REV:
-            h, y7 = _step(h, u7, d7, B7, C7, A2, Dv, HAS_D)
-            h, y6 = _step(h, u6, d6, B6, C6, A2, Dv, HAS_D)
-            h, y5 = _step(h, u5, d5, B5, C5, A2, Dv, HAS_D)
-            h, y4 = _step(h, u4, d4, B4, C4, A2, Dv, HAS_D)
-            h, y3 = _step(h, u3, d3, B3, C3, A2, Dv, HAS_D)
-            h, y2 = _step(h, u2, d2, B2, C2, A2, Dv, HAS_D)
-            h, y1 = _step(h, u1, d1, B1, C1, A2, Dv, HAS_D)
-            h, y0 = _step(h, u0, d0, B0, C0, A2, Dv, HAS_D)
+            rs = (r,) + rs
         else:
-            h, y0 = _step(h, u0, d0, B0, C0, A2, Dv, HAS_D)
-            h, y1 = _step(h, u1, d1, B1, C1, A2, Dv, HAS_D)
-            h, y2 = _step(h, u2, d2, B2, C2, A2, Dv, HAS_D)
-            h, y3 = _step(h, u3, d3, B3, C3, A2, Dv, HAS_D)
-            h, y4 = _step(h, u4, d4, B4, C4, A2, Dv, HAS_D)
-            h, y5 = _step(h, u5, d5, B5, C5, A2, Dv, HAS_D)
-            h, y6 = _step(h, u6, d6, B6, C6, A2, Dv, HAS_D)
-            h, y7 = _step(h, u7, d7, B7, C7, A2, Dv, HAS_D)
-        y = _pack(y0, y1, y2, y3, y4, y5, y6, y7)
-        tl.store(y_p + rows[:, None] + pos[None, :], y.to(y_p.dtype.element_ty), mask=m2)
+            rs = rs + (r,)
+    return rs
 
 
 @triton.jit
+def _states_of(p, s_n, lo, st, o, i0, ok, I, N: tl.constexpr, REV: tl.constexpr, EVEN: tl.constexpr):
+    """A chunk's B or C: T tuples (scan order) of N float32 scalars, 0 outside the map."""
+    rs = ()
+    for t in tl.static_range(T):
+        v = ()
+        for n in tl.static_range(N):
+            v = v + (_ld(p + (n * s_n + o * lo + (i0 + t) * st), ok & (i0 + t < I), EVEN).to(tl.float32),)
+        if REV:
+            rs = (v,) + rs
+        else:
+            rs = rs + (v,)
+    return rs
+
+
+@triton.jit
+def _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c, NC, nci, I, N: tl.constexpr,
+          REV: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
+    """Chunk c's inputs: u and raw-delta rows and, for N <= 4, the B and C scalars (all in scan order), its line
+    and first step (memory order).  Loading B and C here, ahead of the chunk's stores and atomics, keeps
+    their latency off the per-step path (a load cannot move above a store that might alias it)."""
+    o, i0, ok = _chunk(c, NC, nci, REV, I64)
+    us = _rows_of(x_p, ex, xo, xi, e, E, o, i0, ok, I, REV, EVEN)
+    ds = _rows_of(d_p, ed, do_, di, e, E, o, i0, ok, I, REV, EVEN)
+    bs = ()
+    cs = ()
+    if N <= 4:
+        bs = _states_of(B_p, s_n, bo, bi, o, i0, ok, I, N, REV, EVEN)
+        cs = _states_of(C_p, s_n, bo, bi, o, i0, ok, I, N, REV, EVEN)
+    return us, ds, bs, cs, o, i0, ok
+
+
+@triton.jit
+def _state(p, bs, j, n, s_n, lo, st, o, i, valid, N: tl.constexpr, EVEN: tl.constexpr):
+    """B or C of state n at the chunk's j-th scan step: preloaded (N <= 4) or loaded now."""
+    if N <= 4:
+        return bs[j][n]
+    return _ld(p + (n * s_n + o * lo + i * st), valid, EVEN).to(tl.float32)
+
+
+@triton.jit
+def _pos(i0, j, REV: tl.constexpr):
+    """Step index in its line of the chunk's j-th step in scan order."""
+    if REV:
+        return i0 + (T - 1 - j)
+    return i0 + j
+
+
+@triton.jit
+def _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, s_n, e, E, emask, O, I,
+              A2, Dv, bias, N: tl.constexpr, REV: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
+              HAS_BIAS: tl.constexpr, SAVE: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
+    nci = (I + T - 1) // T
+    NC = O * nci
+    h = ()
+    for n in tl.static_range(N):
+        h = h + (tl.zeros(Dv.shape, dtype=tl.float32),)
+    # software pipelining by hand: two chunks' loads are in flight while one is computed (the scan is
+    # latency-bound: one thread per channel, so there are few threads for the bytes in flight)
+    c0 = NC * 0  # chunk indices are tensors (a Python 0 would turn the chunk masks into integers)
+    nxt = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c0, NC, nci, I, N, REV, EVEN, I64)
+    nxt2 = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c0 + 1, NC, nci, I, N, REV, EVEN, I64)
+    for c in range(NC):
+        us, ds, bs, cs, o, i0, ok = nxt
+        nxt = nxt2
+        nxt2 = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c + 2, NC, nci, I, N, REV, EVEN,
+                     I64)
+        if SAVE:  # the chunk's starting state, for the backward
+            for n in tl.static_range(N):
+                _st(hs_p + c * N + n, h[n], emask, EVEN)
+        for j in tl.static_range(T):  # scan order
+            i = _pos(i0, j, REV)
+            valid = i < I
+            u = us[j].to(tl.float32)
+            dl = _delta(ds[j].to(tl.float32), bias, valid, SOFTPLUS, HAS_BIAS, EVEN)
+            dlu = dl * u
+            y = Dv * u
+            hn = ()
+            for n in tl.static_range(N):
+                Bn = _state(B_p, bs, j, n, s_n, bo, bi, o, i, valid, N, EVEN)
+                Cn = _state(C_p, cs, j, n, s_n, bo, bi, o, i, valid, N, EVEN)
+                s = tl.exp2(dl * A2[n]) * h[n] + dlu * Bn
+                y += s * Cn
+                hn = hn + (s,)
+            h = hn
+            _st(y_p + (ey + (o * yo + i * yi)), y.to(y_p.dtype.element_ty), _rows(e, E, valid), EVEN)
+
+
+@triton.jit(do_not_specialize=["sx_e", "sd_e", "sy_e"])
 def _scan_fwd_kernel(
-    u_ptr, u2_ptr, d_ptr, d2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, A_ptr, D_ptr, bias_ptr, y_ptr, hs_ptr,
-    su_b, su_g, su2_b, su2_g, sd_b, sd_g, sd2_b, sd2_g, sbc_b, sbc_g, sbc2_b, sbc2_g, sy_b, sy_g,
-    E, L, NC, n_eb,
-    N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, CROSS: tl.constexpr,
-    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE: tl.constexpr,
+    x_ptr, d_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr, hs_ptr,
+    sx_b, sx_k, sx_e, sx_h, sx_w, sd_b, sd_k, sd_e, sd_h, sd_w, sbc_b, sbc_k, sbc_n, sbc_h, sbc_w,
+    sy_b, sy_k, sy_e, sy_h, sy_w,
+    E, H, W, NCMAX, n_eb,
+    N: tl.constexpr, BLOCK_E: tl.constexpr, CROSS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE: tl.constexpr, EVEN: tl.constexpr,
+    I64: tl.constexpr,
 ):
-    """Grid (batch x channel blocks, streams).  Each thread owns one channel and walks its stream sequentially,
-    T steps per chunk; SS2D's four directions (CROSS) run in the same launch: k >= 2 backwards."""
-    b, k, K, e, emask, ch, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, n_eb, N, NP, BLOCK_E, HAS_D, HAS_BIAS)
-    rows = e.to(tl.int64) * L
-    u_p = _base(u_ptr, u2_ptr, su_b, su_g, su2_b, su2_g, b, k, CROSS)
-    d_p = _base(d_ptr, d2_ptr, sd_b, sd_g, sd2_b, sd2_g, b, k, CROSS)
-    B_p = _base(B_ptr, B2_ptr, sbc_b, sbc_g, sbc2_b, sbc2_g, b, k, CROSS)
-    C_p = _base(C_ptr, C2_ptr, sbc_b, sbc_g, sbc2_b, sbc2_g, b, k, CROSS)
-    y_p = y_ptr + b * sy_b + k * sy_g
-    hs_p = hs_ptr + (((b * K + k) * E + e) * NC * N)[:, None]  # (B, K, E, NC, N)
+    """Grid (batch x channel blocks, streams).  Each thread owns one channel of one stream and walks it
+    sequentially; every operand is read through its strides ((b, k, channel, h, w); channels-last inputs make
+    each step's loads one coalesced row).  SS2D's four directions (CROSS) run in one launch: k0 rows, k1
+    columns, k2/k3 the same backwards."""
+    b, k, K, e, emask, ch, col, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N, BLOCK_E,
+                                                               CROSS, HAS_D, HAS_BIAS)
+    x_p, ex, xo, xi = _operand(x_ptr, sx_b, sx_k, sx_e, sx_h, sx_w, b, k, e, col, I64)
+    d_p, ed, do_, di = _operand(d_ptr, sd_b, sd_k, sd_e, sd_h, sd_w, b, k, e, col, I64)
+    y_p, ey, yo, yi = _operand(y_ptr, sy_b, sy_k, sy_e, sy_h, sy_w, b, k, e, col, I64)
+    B_p, _, bo, bi = _operand(B_ptr, sbc_b, sbc_k, 0, sbc_h, sbc_w, b, k, e, col, I64)
+    C_p = C_ptr + b * sbc_b + k * sbc_k
+    hs_p = hs_ptr + ((b * K + k) * E + e) * NCMAX * N  # (B, K, E, NCMAX, N)
     if CROSS:
         if k >= 2:
-            _fwd_body(u_p, d_p, B_p, C_p, y_p, hs_p, rows, emask, A2, Dv, bias, L, NC, N, NP, BLOCK_E, True,
-                      SOFTPLUS, HAS_D, HAS_BIAS, SAVE)
+            _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, sbc_n, e, E, emask, O,
+                      I, A2, Dv, bias, N, True, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, EVEN, I64)
         else:
-            _fwd_body(u_p, d_p, B_p, C_p, y_p, hs_p, rows, emask, A2, Dv, bias, L, NC, N, NP, BLOCK_E, False,
-                      SOFTPLUS, HAS_D, HAS_BIAS, SAVE)
+            _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, sbc_n, e, E, emask, O,
+                      I, A2, Dv, bias, N, False, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, EVEN, I64)
     else:
-        _fwd_body(u_p, d_p, B_p, C_p, y_p, hs_p, rows, emask, A2, Dv, bias, L, NC, N, NP, BLOCK_E, False,
-                  SOFTPLUS, HAS_D, HAS_BIAS, SAVE)
+        _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, sbc_n, e, E, emask, O, I,
+                  A2, Dv, bias, N, False, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, EVEN, I64)
 
 
 @triton.jit
-def _advance(h, u, dl, Bc, A2):
-    return tl.exp2(dl[:, None] * A2) * h + (dl * u)[:, None] * Bc[None, :]
-
-
-@triton.jit
-def _bstep(q, dA, hp, u, dl, dy, Bc, Cc, A2):
-    """Adjoint of one step, walked against the scan order.  ``q = a_{t+1} dh_{t+1}`` enters from the later
-    step and leaves as ``a_t dh_t``; ``hp`` is the state before the step.  Returns the new q and dA
-    accumulator, this step's d(delta) (before softplus'), du (without the D term) and dB, dC (summed over the
-    block's channels)."""
-    a = tl.exp2(dl[:, None] * A2)
-    dlu = (dl * u)[:, None]
-    h = a * hp + dlu * Bc[None, :]
-    dh = dy[:, None] * Cc[None, :] + q
-    q = a * dh
-    qh = q * hp  # dh_t a_t h_{t-1}
-    dA += qh * dl[:, None]
-    s = tl.sum(dh * Bc[None, :], axis=1)
-    ddl = u * s + tl.sum(qh * (A2 / LOG2E), axis=1)
-    return q, dA, ddl, dl * s, tl.sum(dh * dlu, axis=0), tl.sum(h * dy[:, None], axis=0)
-
-
-@triton.jit
-def _bwd_body(u_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, rows, emask, A2, Dv, bias, L, NC,
-              N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, REV: tl.constexpr,
-              SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """Chunks in reverse scan order; each recomputes its states from the saved start, then walks the adjoint
-    back through them.  Returns the block's dA (BLOCK_E, NP), dD and dbias (BLOCK_E,) sums."""
-    nn = tl.arange(0, NP)
-    nmask = nn < N
-    q = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
-    dA = tl.zeros((BLOCK_E, NP), dtype=tl.float32)
-    dD = tl.zeros((BLOCK_E,), dtype=tl.float32)
-    dbias = tl.zeros((BLOCK_E,), dtype=tl.float32)
-    nxt = _load(u_p, d_p, B_p, C_p, rows, emask, NC - 1, L, NP, N, REV)
-    nxt_dy = tl.load(dy_p + rows[:, None] + nxt[4][None, :], mask=nxt[6], other=0.0)
+def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg, eu, xo, xi, do_, di, bo, bi, go,
+              gi, uo, ui,
+              s_n, e, E, emask, O, I, A2, Dv, bias, N: tl.constexpr, REV: tl.constexpr, SOFTPLUS: tl.constexpr,
+              HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
+    """Chunks in reverse scan order: each recomputes its states from the saved start, then walks the adjoint
+    back through them.  ``q = a_{t+1} dh_{t+1}`` carries the adjoint from the later step; d(delta) is laid out
+    like delta (strides do_, di), du like y (uo, ui), dy has its own (go, gi).  Returns the block's dA (a
+    tuple of N), dD and dbias sums."""
+    nci = (I + T - 1) // T
+    NC = O * nci
+    zero = tl.zeros(Dv.shape, dtype=tl.float32)
+    q = ()
+    dA = ()
+    for n in tl.static_range(N):
+        q = q + (zero,)
+        dA = dA + (zero,)
+    dD = zero
+    dbias = zero
+    nxt = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, NC - 1, NC, nci, I, N, REV, EVEN, I64)
+    nxt_dy = _rows_of(dy_p, eg, go, gi, e, E, nxt[4], nxt[5], nxt[6], I, REV, EVEN)
     for cc in range(NC):
         c = NC - 1 - cc
-        u, dl_raw, Bt, Ct, pos, valid, m2 = nxt
-        dy = nxt_dy
-        nxt = _load(u_p, d_p, B_p, C_p, rows, emask, c - 1, L, NP, N, REV)
-        nxt_dy = tl.load(dy_p + rows[:, None] + nxt[4][None, :], mask=nxt[6], other=0.0)
-        u, dy, dl_raw = u.to(tl.float32), dy.to(tl.float32), dl_raw.to(tl.float32)
-        dl = _delta(dl_raw, bias, valid, SOFTPLUS, HAS_BIAS)
-        h0 = tl.load(hs_p + c * N + nn[None, :], mask=emask[:, None] & nmask[None, :], other=0.0)
-        u0, u1, u2, u3, u4, u5, u6, u7 = _unpack(u)
-        d0, d1, d2, d3, d4, d5, d6, d7 = _unpack(dl)
-        g0, g1, g2, g3, g4, g5, g6, g7 = _unpack(dy)
-        B0, B1, B2, B3, B4, B5, B6, B7 = _unpack(Bt.to(tl.float32))
-        C0, C1, C2, C3, C4, C5, C6, C7 = _unpack(Ct.to(tl.float32))
-        if REV:  # scan order 7 -> 0: recompute the states before each step, then the adjoint 0 -> 7
-            p7 = h0
-            p6 = _advance(p7, u7, d7, B7, A2)
-            p5 = _advance(p6, u6, d6, B6, A2)
-            p4 = _advance(p5, u5, d5, B5, A2)
-            p3 = _advance(p4, u4, d4, B4, A2)
-            p2 = _advance(p3, u3, d3, B3, A2)
-            p1 = _advance(p2, u2, d2, B2, A2)
-            p0 = _advance(p1, u1, d1, B1, A2)
-            q, dA, e0, f0, b0, k0 = _bstep(q, dA, p0, u0, d0, g0, B0, C0, A2)
-            q, dA, e1, f1, b1, k1 = _bstep(q, dA, p1, u1, d1, g1, B1, C1, A2)
-            q, dA, e2, f2, b2, k2 = _bstep(q, dA, p2, u2, d2, g2, B2, C2, A2)
-            q, dA, e3, f3, b3, k3 = _bstep(q, dA, p3, u3, d3, g3, B3, C3, A2)
-            q, dA, e4, f4, b4, k4 = _bstep(q, dA, p4, u4, d4, g4, B4, C4, A2)
-            q, dA, e5, f5, b5, k5 = _bstep(q, dA, p5, u5, d5, g5, B5, C5, A2)
-            q, dA, e6, f6, b6, k6 = _bstep(q, dA, p6, u6, d6, g6, B6, C6, A2)
-            q, dA, e7, f7, b7, k7 = _bstep(q, dA, p7, u7, d7, g7, B7, C7, A2)
-        else:
-            p0 = h0
-            p1 = _advance(p0, u0, d0, B0, A2)
-            p2 = _advance(p1, u1, d1, B1, A2)
-            p3 = _advance(p2, u2, d2, B2, A2)
-            p4 = _advance(p3, u3, d3, B3, A2)
-            p5 = _advance(p4, u4, d4, B4, A2)
-            p6 = _advance(p5, u5, d5, B5, A2)
-            p7 = _advance(p6, u6, d6, B6, A2)
-            q, dA, e7, f7, b7, k7 = _bstep(q, dA, p7, u7, d7, g7, B7, C7, A2)
-            q, dA, e6, f6, b6, k6 = _bstep(q, dA, p6, u6, d6, g6, B6, C6, A2)
-            q, dA, e5, f5, b5, k5 = _bstep(q, dA, p5, u5, d5, g5, B5, C5, A2)
-            q, dA, e4, f4, b4, k4 = _bstep(q, dA, p4, u4, d4, g4, B4, C4, A2)
-            q, dA, e3, f3, b3, k3 = _bstep(q, dA, p3, u3, d3, g3, B3, C3, A2)
-            q, dA, e2, f2, b2, k2 = _bstep(q, dA, p2, u2, d2, g2, B2, C2, A2)
-            q, dA, e1, f1, b1, k1 = _bstep(q, dA, p1, u1, d1, g1, B1, C1, A2)
-            q, dA, e0, f0, b0, k0 = _bstep(q, dA, p0, u0, d0, g0, B0, C0, A2)
-        ddl = _pack(e0, e1, e2, e3, e4, e5, e6, e7)
-        du = _pack(f0, f1, f2, f3, f4, f5, f6, f7)
-        if HAS_D:
-            du += Dv[:, None] * dy
-            dD += tl.sum(dy * u, axis=1)
-        if SOFTPLUS:  # softplus' = sigmoid
-            ddl = tl.fdiv(ddl, 1.0 + tl.exp2(-(dl_raw + bias[:, None]) * LOG2E))
-        ddl = tl.where(m2, ddl, 0.0)
-        dbias += tl.sum(ddl, axis=1)
-        tl.store(dd_p + rows[:, None] + pos[None, :], ddl.to(dd_p.dtype.element_ty), mask=m2)
-        tl.store(du_p + rows[:, None] + pos[None, :], du.to(du_p.dtype.element_ty), mask=m2)
-        mn = nmask[:, None] & valid[None, :]
-        tl.atomic_add(dB_p + nn[:, None] * L + pos[None, :], _pack(b0, b1, b2, b3, b4, b5, b6, b7), mask=mn)
-        tl.atomic_add(dC_p + nn[:, None] * L + pos[None, :], _pack(k0, k1, k2, k3, k4, k5, k6, k7), mask=mn)
+        us, ds, bs, cs, o, i0, ok = nxt
+        dys = nxt_dy
+        nxt = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c - 1, NC, nci, I, N, REV, EVEN,
+                    I64)
+        nxt_dy = _rows_of(dy_p, eg, go, gi, e, E, nxt[4], nxt[5], nxt[6], I, REV, EVEN)
+        # recompute the states before each step (scan order), from the chunk's saved start
+        h = ()
+        for n in tl.static_range(N):
+            h = h + (_ld(hs_p + c * N + n, emask, EVEN),)
+        hp = ()
+        for j in tl.static_range(T):  # scan order
+            i = _pos(i0, j, REV)
+            valid = i < I
+            hp = hp + (h,)
+            dl = _delta(ds[j].to(tl.float32), bias, valid, SOFTPLUS, HAS_BIAS, EVEN)
+            dlu = dl * us[j].to(tl.float32)
+            hn = ()
+            for n in tl.static_range(N):
+                Bn = _state(B_p, bs, j, n, s_n, bo, bi, o, i, valid, N, EVEN)
+                hn = hn + (tl.exp2(dl * A2[n]) * h[n] + dlu * Bn,)
+            h = hn
+        # the adjoint, against the scan order; for N <= 4 the B / C gradient atomics wait for the chunk's end
+        red = ()
+        for jj in tl.static_range(T):  # reverse scan order: scan-order index T - 1 - jj
+            i = _pos(i0, T - 1 - jj, REV)
+            valid = i < I
+            m = _rows(e, E, valid)
+            u = us[T - 1 - jj].to(tl.float32)
+            raw = ds[T - 1 - jj].to(tl.float32)
+            if HAS_BIAS:
+                raw = raw + bias
+            dl = _delta(raw, bias, valid, SOFTPLUS, False, EVEN)
+            dlu = dl * u
+            dy = dys[T - 1 - jj].to(tl.float32)
+            sB = zero
+            sA = zero
+            qn = ()
+            dAn = ()
+            for n in tl.static_range(N):
+                off = n * s_n + o * bo + i * bi
+                Bn = _state(B_p, bs, T - 1 - jj, n, s_n, bo, bi, o, i, valid, N, EVEN)
+                Cn = _state(C_p, cs, T - 1 - jj, n, s_n, bo, bi, o, i, valid, N, EVEN)
+                a = tl.exp2(dl * A2[n])
+                h = a * hp[T - 1 - jj][n] + dlu * Bn
+                dh = dy * Cn + q[n]
+                qq = a * dh
+                qh = qq * hp[T - 1 - jj][n]  # dh_t a_t h_{t-1}
+                dAn = dAn + (dA[n] + qh * dl,)
+                qn = qn + (qq,)
+                sB += dh * Bn
+                sA += qh * A2[n]
+                # padding channels and steps hold zeros (u, dy and delta are 0 there), so the sums need no mask
+                gB, gC = tl.sum(dh * dlu, axis=0), tl.sum(h * dy, axis=0)
+                if N <= 4:
+                    red = red + ((off, valid, gB, gC),)
+                else:
+                    tl.atomic_add(dB_p + off, gB, mask=valid, sem="relaxed")
+                    tl.atomic_add(dC_p + off, gC, mask=valid, sem="relaxed")
+            q = qn
+            dA = dAn
+            ddl = u * sB + sA / LOG2E
+            if SOFTPLUS:  # softplus' = sigmoid
+                ddl = tl.fdiv(ddl, 1.0 + tl.exp2(-raw * LOG2E))
+            if not EVEN:
+                ddl = tl.where(m, ddl, 0.0)
+            du = dl * sB + Dv * dy
+            dD += dy * u
+            dbias += ddl
+            _st(dd_p + (ed + (o * do_ + i * di)), ddl.to(dd_p.dtype.element_ty), m, EVEN)
+            _st(du_p + (eu + (o * uo + i * ui)), du.to(du_p.dtype.element_ty), m, EVEN)
+        if N <= 4:
+            for r in tl.static_range(T * N):
+                tl.atomic_add(dB_p + red[r][0], red[r][2], mask=red[r][1], sem="relaxed")
+                tl.atomic_add(dC_p + red[r][0], red[r][3], mask=red[r][1], sem="relaxed")
     return dA, dD, dbias
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["sx_e", "sd_e", "sy_e", "sg_e"])
 def _scan_bwd_kernel(
-    u_ptr, u2_ptr, d_ptr, d2_ptr, B_ptr, B2_ptr, C_ptr, C2_ptr, A_ptr, D_ptr, bias_ptr, hs_ptr,
-    dy_ptr, dy2_ptr, du_ptr, dd_ptr, dd2_ptr, dA_ptr, dB_ptr, dB2_ptr, dC_ptr, dC2_ptr, dD_ptr, dbias_ptr,
-    su_b, su_g, su2_b, su2_g, sd_b, sd_g, sd2_b, sd2_g, sbc_b, sbc_g, sbc2_b, sbc2_g, sy_b, sy_g,
-    sdy_b, sdy_g, sdy2_b, sdy2_g,
-    E, L, NC, n_eb,
-    N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, CROSS: tl.constexpr,
-    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+    x_ptr, d_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr, du_ptr, dd_ptr, dA_ptr, dB_ptr, dC_ptr,
+    dD_ptr, dbias_ptr,
+    sx_b, sx_k, sx_e, sx_h, sx_w, sd_b, sd_k, sd_e, sd_h, sd_w, sbc_b, sbc_k, sbc_n, sbc_h, sbc_w,
+    sy_b, sy_k, sy_e, sy_h, sy_w, sg_b, sg_k, sg_e, sg_h, sg_w,
+    E, H, W, NCMAX, n_eb,
+    N: tl.constexpr, BLOCK_E: tl.constexpr, CROSS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr,
 ):
-    """Backward of :func:`_scan_fwd_kernel`, same grid.  du is laid out like y, ddelta like delta and dB/dC
-    (float32) like B/C; dA, dD and dbias are summed per program and added once."""
-    b, k, K, e, emask, ch, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, n_eb, N, NP, BLOCK_E, HAS_D, HAS_BIAS)
-    rows = e.to(tl.int64) * L
-    u_p = _base(u_ptr, u2_ptr, su_b, su_g, su2_b, su2_g, b, k, CROSS)
-    d_p = _base(d_ptr, d2_ptr, sd_b, sd_g, sd2_b, sd2_g, b, k, CROSS)
-    dd_p = _base(dd_ptr, dd2_ptr, sd_b, sd_g, sd2_b, sd2_g, b, k, CROSS)
-    B_p = _base(B_ptr, B2_ptr, sbc_b, sbc_g, sbc2_b, sbc2_g, b, k, CROSS)
-    C_p = _base(C_ptr, C2_ptr, sbc_b, sbc_g, sbc2_b, sbc2_g, b, k, CROSS)
-    dB_p = _base(dB_ptr, dB2_ptr, sbc_b, sbc_g, sbc2_b, sbc2_g, b, k, CROSS)
-    dC_p = _base(dC_ptr, dC2_ptr, sbc_b, sbc_g, sbc2_b, sbc2_g, b, k, CROSS)
-    dy_p = _base(dy_ptr, dy2_ptr, sdy_b, sdy_g, sdy2_b, sdy2_g, b, k, CROSS)
-    du_p = du_ptr + b * sy_b + k * sy_g
-    hs_p = hs_ptr + (((b * K + k) * E + e) * NC * N)[:, None]
+    """Backward of :func:`_scan_fwd_kernel`, same grid.  du is laid out like y (strides sy_*), ddelta like
+    delta, dB/dC (float32) like B/C and dy has its own strides (sg_*); dA, dD and dbias are summed per program
+    and added once."""
+    b, k, K, e, emask, ch, col, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N, BLOCK_E,
+                                                               CROSS, HAS_D, HAS_BIAS)
+    x_p, ex, xo, xi = _operand(x_ptr, sx_b, sx_k, sx_e, sx_h, sx_w, b, k, e, col, I64)
+    d_p, ed, do_, di = _operand(d_ptr, sd_b, sd_k, sd_e, sd_h, sd_w, b, k, e, col, I64)
+    dd_p = dd_ptr + b * sd_b + k * sd_k  # laid out like delta
+    du_p, eu, uo, ui = _operand(du_ptr, sy_b, sy_k, sy_e, sy_h, sy_w, b, k, e, col, I64)
+    dy_p, eg, go, gi = _operand(dy_ptr, sg_b, sg_k, sg_e, sg_h, sg_w, b, k, e, col, I64)
+    B_p, _, bo, bi = _operand(B_ptr, sbc_b, sbc_k, 0, sbc_h, sbc_w, b, k, e, col, I64)
+    C_p = C_ptr + b * sbc_b + k * sbc_k  # B, C and their gradients share B's layout
+    dB_p = dB_ptr + b * sbc_b + k * sbc_k
+    dC_p = dC_ptr + b * sbc_b + k * sbc_k
+    hs_p = hs_ptr + ((b * K + k) * E + e) * NCMAX * N
     if CROSS:
         if k >= 2:
-            dA, dD, dbias = _bwd_body(u_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, rows, emask, A2, Dv,
-                                      bias, L, NC, N, NP, BLOCK_E, True, SOFTPLUS, HAS_D, HAS_BIAS)
+            dA, dD, dbias = _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg, eu, xo, xi,
+                                      do_, di, bo, bi, go, gi, uo, ui, sbc_n, e, E, emask, O, I, A2, Dv, bias, N, True,
+                                      SOFTPLUS, HAS_D, HAS_BIAS, EVEN, I64)
         else:
-            dA, dD, dbias = _bwd_body(u_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, rows, emask, A2, Dv,
-                                      bias, L, NC, N, NP, BLOCK_E, False, SOFTPLUS, HAS_D, HAS_BIAS)
+            dA, dD, dbias = _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg, eu, xo, xi,
+                                      do_, di, bo, bi, go, gi, uo, ui, sbc_n, e, E, emask, O, I, A2, Dv, bias, N, False,
+                                      SOFTPLUS, HAS_D, HAS_BIAS, EVEN, I64)
     else:
-        dA, dD, dbias = _bwd_body(u_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, rows, emask, A2, Dv,
-                                  bias, L, NC, N, NP, BLOCK_E, False, SOFTPLUS, HAS_D, HAS_BIAS)
-    nn = tl.arange(0, NP)
-    tl.atomic_add(dA_ptr + ch[:, None] * N + nn[None, :], dA, mask=emask[:, None] & (nn < N)[None, :])
+        dA, dD, dbias = _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg, eu, xo, xi, do_,
+                                  di, bo, bi, go, gi, uo, ui, sbc_n, e, E, emask, O, I, A2, Dv, bias, N, False,
+                                  SOFTPLUS, HAS_D, HAS_BIAS, EVEN, I64)
+    for n in tl.static_range(N):
+        tl.atomic_add(dA_ptr + ch * N + n, dA[n], mask=emask, sem="relaxed")
     if HAS_D:
-        tl.atomic_add(dD_ptr + ch, dD, mask=emask)
+        tl.atomic_add(dD_ptr + ch, dD, mask=emask, sem="relaxed")
     if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + ch, dbias, mask=emask)
+        tl.atomic_add(dbias_ptr + ch, dbias, mask=emask, sem="relaxed")
 
 
 @triton.jit
-def _merge_kernel(y_ptr, out_ptr, E, H, W, n_tw, TH: tl.constexpr, TW: tl.constexpr):
-    """out[b, e, h, w] = y0[h, w] + y2[h, w] + y1[w, h] + y3[w, h] for y ``(B, 4, E, L)`` (odd k column-major),
-    summed in float32.  One program per (batch * channel, tile of TH x TW grid cells)."""
-    be = tl.program_id(0).to(tl.int64)
-    pid = tl.program_id(1)
-    th = (pid // n_tw) * TH + tl.arange(0, TH)
-    tw = (pid % n_tw) * TW + tl.arange(0, TW)
-    L = H * W
-    k_stride = E * L
-    base = ((be // E) * 4 * E + be % E) * L  # direction 0 of this (batch, channel)
-    m = (th < H)[:, None] & (tw < W)[None, :]
-    rows = th[:, None] * W + tw[None, :]
-    acc = tl.load(y_ptr + base + rows, mask=m, other=0.0).to(tl.float32)
-    acc += tl.load(y_ptr + base + 2 * k_stride + rows, mask=m, other=0.0).to(tl.float32)
-    cols = tw[:, None] * H + th[None, :]  # a (TW, TH) tile: contiguous along h for the column-major directions
-    mt = (tw < W)[:, None] & (th < H)[None, :]
-    ct = tl.load(y_ptr + base + k_stride + cols, mask=mt, other=0.0).to(tl.float32)
-    ct += tl.load(y_ptr + base + 3 * k_stride + cols, mask=mt, other=0.0).to(tl.float32)
-    acc += tl.trans(ct)
-    tl.store(out_ptr + be * L + rows, acc.to(out_ptr.dtype.element_ty), mask=m)
+def _sum4_kernel(y_ptr, out_ptr, E, H, W, total, so_b, so_e, so_h, so_w, BLOCK: tl.constexpr):
+    """out (any strides) = the sum over k of y (4, B, H, W, E) in float32: the four directions' outputs, all
+    written in grid order, merged."""
+    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = idx < total
+    acc = tl.load(y_ptr + idx, mask=m, other=0.0).to(tl.float32)
+    for kk in tl.static_range(1, 4):
+        acc += tl.load(y_ptr + kk * total + idx, mask=m, other=0.0).to(tl.float32)
+    e = idx % E
+    p = idx // E
+    w = p % W
+    p = p // W
+    h = p % H
+    b = p // H
+    tl.store(out_ptr + b * so_b + e * so_e + h * so_h + w * so_w, acc.to(out_ptr.dtype.element_ty), mask=m)
+
 
 
 # ---------------------------------------------------------------------------------------------- launch
 
 
 _CONFIG_OVERRIDE: dict[str, int] | None = None  # {"fwd"|"bwd": num_warps}, for sweeps
+_I64_SPAN = 2**31  # tensors spanning this many elements switch the kernels to 64-bit offsets (tests lower it)
 
 
-def _config(kind: str, state: int, channels: int) -> tuple[int, int]:
+def _config(kind: str) -> tuple[int, int]:
     """(BLOCK_E, num_warps): one channel per thread, so a program covers 32 channels per warp."""
-    if _CONFIG_OVERRIDE is not None and kind in _CONFIG_OVERRIDE:
-        warps = _CONFIG_OVERRIDE[kind]
-    else:
-        warps = 1  # the most programs, for the few channels of a small batch
+    # bench/scan_sweep.py --channels-last on an H100 (2026-11-24, tiny_v2 stage 0): forward 2 warps 0.85 ms vs 1 warp
+    # 0.93; backward 1 warp (the most programs: the backward is the more latency-bound)
+    warps = (_CONFIG_OVERRIDE or {}).get(kind, 2 if kind == "fwd" else 1)
     return 32 * warps, warps
 
 
-def _sg(t: torch.Tensor) -> tuple[int, int]:
-    """Batch and group strides of a (B, G, rows, L) operand whose rows are contiguous with stride L."""
-    if t.stride(3) != 1 or t.stride(2) != t.shape[3]:
-        raise ValueError(f"internal: rows must be contiguous, got strides {t.stride()} for shape {tuple(t.shape)}")
-    return t.stride(0), t.stride(1)
+def _n_chunks(h: int, w: int, cross: bool) -> int:
+    """Chunks of the longest stream: rows of w steps, and with ``cross`` columns of h steps (each line padded
+    to whole chunks)."""
+    rows = h * triton.cdiv(w, CHUNK)
+    return max(rows, w * triton.cdiv(h, CHUNK)) if cross else rows
 
 
-def _pair(p: tuple[torch.Tensor, torch.Tensor]) -> tuple:
-    """A kernel operand: side 0 and side 1 tensors, then their (batch, group) strides."""
-    return (*p, *_sg(p[0]), *_sg(p[1]))
+def _s5(t: torch.Tensor) -> tuple[int, ...]:
+    """The five strides of a (B, K, rows, H, W) operand view."""
+    if t.dim() != 5:
+        raise ValueError(f"internal: expected a 5-d view, got {tuple(t.shape)}")
+    return tuple(t.stride())
 
 
-class _Streams:
-    """The operands of one launch, each a pair (side 0, side 1) of ``(B, G, rows, L)`` views: plain mode scans
-    the G groups of side 0 forwards (side 1 repeats side 0); cross mode scans SS2D's four directions, k0/k2
-    (rows) from side 0 slot k and k1/k3 (columns) from side 1 slot k // 2, with k >= 2 backwards."""
-
-    def __init__(self, u, delta, B, C, cross: bool, n_streams: int):
-        self.u, self.delta, self.B, self.C, self.cross, self.K = u, delta, B, C, cross, n_streams
-
-    def flags(self, A, D, bias, softplus):
-        N = A.shape[1]
-        return dict(N=N, NP=triton.next_power_of_2(N), CROSS=self.cross, SOFTPLUS=softplus,
-                    HAS_D=D is not None, HAS_BIAS=bias is not None)
+def _flags(A, D, bias, softplus: bool, cross: bool, shape, block_e: int, tensors) -> dict:
+    """Compile-time flags.  EVEN: no padding channel or step anywhere (whole channel blocks, lines of whole
+    chunks), so the kernels drop every mask; I64: 64-bit offsets, only when a tensor spans 2^31 elements."""
+    _, _, E, H, W = shape
+    even = E % block_e == 0 and W % CHUNK == 0 and (H % CHUNK == 0 or not cross)
+    span = max(sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride())) + 1 for t in tensors if t is not None)
+    return dict(N=A.shape[1], CROSS=cross, SOFTPLUS=softplus, HAS_D=D is not None, HAS_BIAS=bias is not None,
+                EVEN=even, I64=span >= _I64_SPAN)
 
 
-def _fwd(s: _Streams, y: torch.Tensor, A, D, bias, softplus: bool, save: bool):
-    """Run the forward into ``y`` ((B, K, E, L), stream-major); returns the saved chunk states (or None)."""
-    batch, _, E, L = s.delta[0].shape
-    be, warps = _config("fwd", A.shape[1], E)
-    NC, n_eb = triton.cdiv(L, CHUNK), triton.cdiv(E, be)
-    hs = torch.empty(batch, s.K, E, NC, A.shape[1], device=A.device, dtype=torch.float32) if save else None
-    _scan_fwd_kernel[(batch * n_eb, s.K)](
-        s.u[0], s.u[1], s.delta[0], s.delta[1], s.B[0], s.B[1], s.C[0], s.C[1],
-        A, A if D is None else D, A if bias is None else bias, y, hs if save else A,
-        *_sg(s.u[0]), *_sg(s.u[1]), *_sg(s.delta[0]), *_sg(s.delta[1]), *_sg(s.B[0]), *_sg(s.B[1]), *_sg(y),
-        E, L, NC, n_eb, BLOCK_E=be, SAVE=save, num_warps=warps, **s.flags(A, D, bias, softplus),
+def _fwd(x5, d5, B5, C5, y5, A, D, bias, softplus: bool, save: bool, cross: bool):
+    """Run the forward on (B, K, rows, H, W) views (x5 may have a zero K stride); returns the saved chunk states."""
+    batch, K, E, H, W = d5.shape
+    be, warps = _config("fwd")
+    n_eb, ncmax = triton.cdiv(E, be), _n_chunks(H, W, cross)
+    hs = torch.empty(batch, K, E, ncmax, A.shape[1], device=A.device, dtype=torch.float32) if save else None
+    _scan_fwd_kernel[(batch * n_eb, K)](
+        x5, d5, A, B5, C5, A if D is None else D, A if bias is None else bias, y5, hs if save else A,
+        *_s5(x5), *_s5(d5), *_s5(B5), *_s5(y5), E, H, W, ncmax, n_eb,
+        BLOCK_E=be, SAVE=save, num_warps=warps, **_flags(A, D, bias, softplus, cross, d5.shape, be, (x5, d5, y5, hs)),
     )
     return hs
 
 
-def _bwd(s: _Streams, dy, du, ddelta, dB, dC, A, D, bias, hs, softplus: bool):
-    """Backward of :func:`_fwd`: dy a pair like u (any batch/group strides), du like y, ddelta a pair laid out
-    like delta, dB/dC (float32) pairs like B/C; returns dA, dD, dbias (float32, None where D / bias are absent)."""
-    batch, _, E, L = s.delta[0].shape
-    be, warps = _config("bwd", A.shape[1], E)
-    NC, n_eb = triton.cdiv(L, CHUNK), triton.cdiv(E, be)
-    for g, ref in ((ddelta, s.delta), (dB, s.B), (dC, s.C)):
-        if any(_sg(g[i]) != _sg(ref[i]) for i in (0, 1)):
-            raise ValueError("internal: gradient buffers must be laid out like their inputs")
+def _bwd(x5, d5, B5, C5, dy5, du5, dd5, dB5, dC5, A, D, bias, hs, softplus: bool, cross: bool):
+    """Backward of :func:`_fwd`: du5 laid out like y, dd5 like d5, dB5/dC5 (float32, zeroed) like B5; returns
+    dA, dD, dbias (float32, None where D / bias are absent)."""
+    batch, K, E, H, W = d5.shape
+    if dd5.stride() != d5.stride() or dB5.stride() != B5.stride() or dC5.stride() != B5.stride():
+        raise ValueError("internal: gradient buffers must be laid out like their inputs")
+    be, warps = _config("bwd")
+    n_eb = triton.cdiv(E, be)
     dA = torch.zeros_like(A)
     dD = torch.zeros(A.shape[0], device=A.device, dtype=torch.float32)
     dbias = torch.zeros_like(dD)
-    _scan_bwd_kernel[(batch * n_eb, s.K)](
-        s.u[0], s.u[1], s.delta[0], s.delta[1], s.B[0], s.B[1], s.C[0], s.C[1],
-        A, A if D is None else D, A if bias is None else bias, hs,
-        dy[0], dy[1], du, ddelta[0], ddelta[1], dA, dB[0], dB[1], dC[0], dC[1], dD, dbias,
-        *_sg(s.u[0]), *_sg(s.u[1]), *_sg(s.delta[0]), *_sg(s.delta[1]), *_sg(s.B[0]), *_sg(s.B[1]), *_sg(du),
-        *_sg(dy[0]), *_sg(dy[1]),
-        E, L, NC, n_eb, BLOCK_E=be, num_warps=warps, **s.flags(A, D, bias, softplus),
+    _scan_bwd_kernel[(batch * n_eb, K)](
+        x5, d5, A, B5, C5, A if D is None else D, A if bias is None else bias, hs, dy5, du5, dd5, dA, dB5, dC5,
+        dD, dbias, *_s5(x5), *_s5(d5), *_s5(B5), *_s5(du5), *_s5(dy5), E, H, W, hs.shape[3], n_eb,
+        BLOCK_E=be, num_warps=warps, **_flags(A, D, bias, softplus, cross, d5.shape, be, (x5, d5, du5, dy5, hs)),
     )
     return dA, (dD if D is not None else None), (dbias if bias is not None else None)
 
 
-def _merge(y4: torch.Tensor, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
-    """(B, 4, E, L) per-direction outputs (odd directions column-major) -> (B, E, H, W) in ``dtype``."""
-    batch, _, E, _ = y4.shape
-    out = torch.empty(batch, E, h, w, device=y4.device, dtype=dtype)
-    TH, TW = min(32, triton.next_power_of_2(h)), min(32, triton.next_power_of_2(w))
-    n_tw = triton.cdiv(w, TW)
-    _merge_kernel[(batch * E, triton.cdiv(h, TH) * n_tw)](y4, out, E, h, w, n_tw, TH=TH, TW=TW, num_warps=4)
+def _sum4(y4: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out (B, E, H, W) <- the sum of y4 (4, B, H, W, E) over its first axis, in float32."""
+    _, b, h, w, E = y4.shape
+    total, BLOCK = b * h * w * E, 1024
+    _sum4_kernel[(triton.cdiv(total, BLOCK),)](y4, out, E, h, w, total, out.stride(0), out.stride(1), out.stride(2),
+                                               out.stride(3), BLOCK=BLOCK, num_warps=4)
     return out
 
 
-def _t(x: torch.Tensor) -> torch.Tensor:
-    """(..., H, W) -> contiguous (..., W, H)."""
-    return x.transpose(-1, -2).contiguous()
+def _dense(t: torch.Tensor) -> bool:
+    """Whether t's elements fill its storage span exactly (a permutation of a contiguous layout)."""
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride()), key=lambda p: p[1]):
+        if size > 1 and stride != expected:
+            return False
+        expected *= size
+    return True
 
 
-def _split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grid (B, 4, R, H, W) -> (B, 4, R, L) with rows in grid order, and the odd directions' (B, 2, R, L)
-    column-major copy."""
-    b, _, r, h, w = t.shape
-    return t.reshape(b, 4, r, h * w), _t(t[:, 1::2]).view(b, 2, r, h * w)
+def _channels_last(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``t`` dense with unit stride on ``dim`` (a copy in that memory order when it is not), so that a scan
+    step's loads are one coalesced row of channels."""
+    if t.stride(dim) == 1 and _dense(t):
+        return t
+    order = [i for i in range(t.dim()) if i != dim] + [dim]
+    inverse = sorted(range(t.dim()), key=order.__getitem__)
+    return t.permute(order).contiguous().permute(inverse)
 
 
-def _shared(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x (B, E, H, W), read by all four directions: in place (rows) and one transposed copy (columns), as
-    (B, 4, E, L) / (B, 2, E, L) views with a zero group stride."""
+def _cross_views(x, delta, B, C):
     b, E, h, w = x.shape
-    L = h * w
-    return x.reshape(b, 1, E, L).expand(b, 4, E, L), _t(x).view(b, 1, E, L).expand(b, 2, E, L)
+    x5 = _channels_last(x, 1).unsqueeze(1).expand(b, 4, E, h, w)
+    return x5, _channels_last(delta, 2), B.contiguous(), C.contiguous()
 
 
 def _cross_fwd(x, delta, A, B, C, D, bias, softplus: bool, save: bool):
     b, E, h, w = x.shape
-    s = _Streams(_shared(x), _split(delta), _split(B), _split(C), cross=True, n_streams=4)
-    y4 = torch.empty(b, 4, E, h * w, device=x.device, dtype=x.dtype)
-    hs = _fwd(s, y4, A, D, bias, softplus, save)
-    return _merge(y4, h, w, x.dtype), hs
+    x5, d5, B5, C5 = _cross_views(x, delta, B, C)
+    y4 = torch.empty(4, b, h, w, E, device=x.device, dtype=x.dtype)
+    hs = _fwd(x5, d5, B5, C5, y4.permute(1, 0, 4, 2, 3), A, D, bias, softplus, save, cross=True)
+    return _sum4(y4, torch.empty_like(x)), hs
 
 
 def _cross_bwd(dy, x, delta, A, B, C, D, bias, hs, softplus: bool):
     b, E, h, w = x.shape
-    N, L = A.shape[1], h * w
-    s = _Streams(_shared(x), _split(delta), _split(B), _split(C), cross=True, n_streams=4)
-    du4 = torch.empty(b, 4, E, L, device=x.device, dtype=x.dtype)
-    new = lambda rows, dt, fill: tuple(  # noqa: E731  (grid-order and column-major gradient buffers)
-        (torch.zeros if fill else torch.empty)(b, k, rows, L, device=x.device, dtype=dt) for k in (4, 2)
-    )
-    dd, dBp, dCp = new(E, delta.dtype, False), new(N, torch.float32, True), new(N, torch.float32, True)
-    dA, dD, dbias = _bwd(s, _shared(dy.to(x.dtype).contiguous()), du4, dd, dBp, dCp, A, D, bias, hs, softplus)
-
-    def to_grid(pair, rows, dtype):  # odd directions back from column-major onto the grid
-        g = pair[0].view(b, 4, rows, h, w)
-        g[:, 1::2] = pair[1].view(b, 2, rows, w, h).transpose(-1, -2)
-        return g.to(dtype)
-
-    return (_merge(du4, h, w, x.dtype), to_grid(dd, E, delta.dtype), dA, to_grid(dBp, N, B.dtype),
-            to_grid(dCp, N, C.dtype), dD, dbias)
+    x5, d5, B5, C5 = _cross_views(x, delta, B, C)
+    dy5 = _channels_last(dy.to(x.dtype), 1).unsqueeze(1).expand(b, 4, E, h, w)
+    du4 = torch.empty(4, b, h, w, E, device=x.device, dtype=x.dtype)
+    dd5 = torch.empty_like(d5)
+    dB5, dC5 = torch.zeros_like(B5, dtype=torch.float32), torch.zeros_like(C5, dtype=torch.float32)
+    dA, dD, dbias = _bwd(x5, d5, B5, C5, dy5, du4.permute(1, 0, 4, 2, 3), dd5, dB5, dC5, A, D, bias, hs, softplus,
+                         cross=True)
+    ddelta = dd5 if dd5.stride() == delta.stride() else torch.empty_like(delta).copy_(dd5)
+    return (_sum4(du4, torch.empty_like(x)), ddelta, dA, dB5.to(B.dtype), dC5.to(C.dtype), dD, dbias)
 
 
-def _plain_streams(u, delta, B, C) -> tuple[_Streams, object]:
+def _plain_views(u, delta, B, C):
+    """(B, G*E, L) / (B, G, N, L) -> (B, G, rows, 1, L) views."""
     b, channels, L = u.shape
     G = B.shape[1]
-    v = lambda t: t.view(b, G, channels // G, L)  # noqa: E731
-    return _Streams((v(u), v(u)), (v(delta), v(delta)), (B, B), (C, C), cross=False, n_streams=G), v
+    v = lambda t: t.view(b, G, t.shape[1] // G if t.dim() == 3 else t.shape[2], 1, L)  # noqa: E731
+    return v, v(u), v(delta), v(B), v(C)
 
 
 def _plain_fwd(u, delta, A, B, C, D, bias, softplus: bool, save: bool):
-    s, v = _plain_streams(u, delta, B, C)
+    v, u5, d5, B5, C5 = _plain_views(u, delta, B, C)
     y = torch.empty_like(u)
-    hs = _fwd(s, v(y), A, D, bias, softplus, save)
+    hs = _fwd(u5, d5, B5, C5, v(y), A, D, bias, softplus, save, cross=False)
     return y, hs
 
 
 def _plain_bwd(dy, u, delta, A, B, C, D, bias, hs, softplus: bool):
-    s, v = _plain_streams(u, delta, B, C)
+    v, u5, d5, B5, C5 = _plain_views(u, delta, B, C)
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dB = torch.zeros(B.shape, device=u.device, dtype=torch.float32)
     dC = torch.zeros_like(dB)
-    dyv = v(dy.to(u.dtype).contiguous())
-    dA, dD, dbias = _bwd(s, (dyv, dyv), v(du), (v(ddelta), v(ddelta)), (dB, dB), (dC, dC), A, D, bias, hs, softplus)
+    dA, dD, dbias = _bwd(u5, d5, B5, C5, v(dy.to(u.dtype).contiguous()), v(du), v(ddelta), v(dB), v(dC), A, D, bias,
+                         hs, softplus, cross=False)
     return du, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD, dbias
 
 
@@ -584,11 +630,11 @@ def _scan_fwd_op(
 def _(u, delta, A, B, C, D, bias, softplus, cross, save):
     if cross:
         b, E, h, w = u.shape
-        K, L = 4, h * w
+        K, nc = 4, _n_chunks(h, w, True)
     else:
         b, K, L = u.shape[0], B.shape[1], u.shape[2]
-        E = u.shape[1] // K
-    hs_shape = (b, K, E, triton.cdiv(L, CHUNK), A.shape[1]) if save else _EMPTY
+        E, nc = u.shape[1] // K, _n_chunks(1, L, False)
+    hs_shape = (b, K, E, nc, A.shape[1]) if save else _EMPTY
     return torch.empty_like(u), u.new_empty(hs_shape, dtype=torch.float32)
 
 
@@ -617,7 +663,8 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, dy, _dhs):
     u, delta, A, B, C, D, bias, hs = ctx.saved_tensors
     du, ddelta, dA, dB, dC, dD, dbias = _scan_bwd_op(dy, u, delta, A, B, C, D, bias, hs, *ctx.flags)
-    return du, ddelta, dA, dB, dC, (dD if D is not None else None), (dbias if bias is not None else None), None, None, None
+    return (du, ddelta, dA, dB, dC, (dD if D is not None else None), (dbias if bias is not None else None),
+            None, None, None)
 
 
 torch.library.register_autograd("audiomamba::selective_scan_fwd", _backward, setup_context=_setup_context)
@@ -675,7 +722,7 @@ def cross_selective_scan_triton(x, delta, A, B, C, D=None, delta_bias=None, delt
     """Cross-scan + selective scan + cross-merge on the GPU (contract of
     :func:`audiomamba.ops.cross_selective_scan`)."""
     _check_state(A.shape[1])
+    # x and delta keep their layout (channels-last is the fast one; others are copied to it inside)
     return _scan(
-        x.contiguous(), delta.contiguous(), _f32(A), B.contiguous(), C.contiguous(), _f32(D), _f32(delta_bias),
-        bool(delta_softplus), cross=True,
+        x, delta, _f32(A), B.contiguous(), C.contiguous(), _f32(D), _f32(delta_bias), bool(delta_softplus), cross=True,
     )
