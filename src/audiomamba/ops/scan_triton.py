@@ -324,11 +324,13 @@ def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg
         for n in tl.static_range(N):
             h = h + (_ld(hs_p + c * N + n, emask, EVEN),)
         hp = ()
+        dls = ()  # step sizes, kept for the adjoint (softplus once per step)
         for j in tl.static_range(T):  # scan order
             i = _pos(i0, j, REV)
             valid = i < I
             hp = hp + (h,)
             dl = _delta(ds[j].to(tl.float32), bias, valid, SOFTPLUS, HAS_BIAS, EVEN)
+            dls = dls + (dl,)
             dlu = dl * us[j].to(tl.float32)
             hn = ()
             for n in tl.static_range(N):
@@ -345,7 +347,7 @@ def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg
             raw = ds[T - 1 - jj].to(tl.float32)
             if HAS_BIAS:
                 raw = raw + bias
-            dl = _delta(raw, bias, valid, SOFTPLUS, False, EVEN)
+            dl = dls[T - 1 - jj]
             dlu = dl * u
             dy = dys[T - 1 - jj].to(tl.float32)
             sB = zero
