@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-
-import audiomamba  # noqa: E402
-from audiomamba.models.audiomamba import AudioMamba  # noqa: E402
-from audiomamba.ops import cross_selective_scan  # noqa: E402
+# audiomamba is imported from PYTHONPATH / the installed package, never from a path fixed here: A/B runs
+# (bench/ab_models.sh) point PYTHONPATH at different source trees, and the JSON records which one ran.
+import audiomamba
+from audiomamba.models.audiomamba import AudioMamba
+from audiomamba.ops import cross_selective_scan
 
 FRAMES_10S = 1001  # 10 s at 32 kHz, hop 320, centred STFT
 AM_MODELS = ["audiomamba_nano", "audiomamba_micro", "audiomamba_tiny", "audiomamba_tiny_v2"]
@@ -496,6 +496,7 @@ def main():
         "device": torch.cuda.get_device_name(), "torch": torch.__version__,
         "triton": __import__("triton").__version__, "date": datetime.date.today().isoformat(),
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv), "host": platform.node(),
+        "audiomamba_from": os.path.dirname(audiomamba.__file__),
     }
     log(RESULTS["meta"])
     for sec in args.sections.split(","):

@@ -142,9 +142,10 @@ def test_non_contiguous_inputs_are_right():
 
 @pytest.mark.parametrize("wide_offsets", [False, True])
 def test_channels_last_model_layout(monkeypatch, wide_offsets):
-    """The layout SS2D passes on the GPU: x channels-last, delta a (B, 4, E, H, W) view with unit channel stride,
-    B and C strided slices of one projection output; whole channel blocks and chunks (the unmasked kernel
-    variant).  ``wide_offsets`` forces the 64-bit offset variant used for tensors past 2^31 elements."""
+    """The layout SS2D passes on the GPU: x channels-last; delta, B and C strided slices of one projection output
+    (B, H, W, 4 * E + 4 * 2N), so delta has unit channel stride and gaps between rows; whole channel blocks and
+    chunks (the unmasked kernel variant).  ``wide_offsets`` forces the 64-bit offset variant used for tensors
+    past 2^31 elements."""
     if wide_offsets:
         monkeypatch.setattr(scan_triton, "_I64_SPAN", 0)
     gen = torch.Generator().manual_seed(13)
@@ -155,15 +156,22 @@ def test_channels_last_model_layout(monkeypatch, wide_offsets):
 
     def run(x, delta, A, B, C, D, bias):
         xl = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # channels-last
-        dl = delta.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-        dbl = torch.cat([B, C], dim=2).permute(0, 3, 4, 1, 2).contiguous()  # (B, H, W, 4, 2N), as F.linear makes
-        Bs, Cs = dbl[..., :n].permute(0, 3, 4, 1, 2), dbl[..., n:].permute(0, 3, 4, 1, 2)
-        assert xl.stride(1) == 1 and dl.stride(2) == 1 and not Bs.is_contiguous()
-        return scan_triton.cross_selective_scan_triton(xl, dl, A, Bs, Cs, D, bias)
+        bc = torch.cat([B, C], dim=2).permute(0, 3, 4, 1, 2)  # (B, H, W, 4, 2N)
+        out = torch.cat([delta.permute(0, 3, 4, 1, 2).flatten(3), bc.flatten(3)], dim=-1)  # as F.linear makes it
+        dl = out[..., : 4 * e].unflatten(-1, (4, e)).permute(0, 3, 4, 1, 2)
+        bc = out[..., 4 * e:].unflatten(-1, (4, 2 * n))
+        Bs, Cs = bc[..., :n].permute(0, 3, 4, 1, 2), bc[..., n:].permute(0, 3, 4, 1, 2)
+        assert xl.stride(1) == 1 and dl.stride(2) == 1 and dl.stride(4) == 4 * (e + 2 * n) and not Bs.is_contiguous()
+        y = scan_triton.cross_selective_scan_triton(xl, dl, A, Bs, Cs, D, bias)
+        dl.register_hook(lambda g: strides.append(g.stride()))
+        return y
+
+    strides = []
 
     dev = [t.to(DEV, torch.float32) for t in (x, delta, A, B, C, D, bias)]
     y, gr = _grads(run, dev, gy.to(DEV))
     assert y.stride(1) == 1  # the output keeps x's channels-last layout (no copy for the next layer)
+    assert strides == [(h * w * 4 * (e + 2 * n), e, 1, w * 4 * (e + 2 * n), 4 * (e + 2 * n))]  # written in place
     assert _rel(y, ref_y) < TOL_FWD[torch.float32]
     for name, a, r in zip("x delta A B C D bias".split(), gr, ref_g):
         assert _rel(a, r) < TOL_BWD[torch.float32], name
@@ -215,3 +223,10 @@ def test_custom_op_is_consistent_for_compile():
     for args in ((x, delta, A, B, C, D, bias, True, True, True), (x, delta, A, B, C, None, None, False, True, False)):
         torch.library.opcheck(scan_triton._scan_fwd_op, args, test_utils=("test_schema", "test_faketensor",
                                                                           "test_autograd_registration"))
+    # the backward's shape function gives delta's gradient the strides of a gapped delta, as the kernel does
+    gapped = torch.cat([delta, delta], dim=2)[:, :, :3]
+    _, hs = scan_triton._scan_fwd_op(x, gapped, A, B, C, D, bias, True, True, True)
+    dy = torch.randn(x.shape, generator=gen).to(DEV)
+    torch.library.opcheck(scan_triton._scan_bwd_op, (dy, x, gapped, A, B, C, D, bias, hs, True, True),
+                          test_utils=("test_schema", "test_faketensor"))
+    assert scan_triton._scan_bwd_op(dy, x, gapped, A, B, C, D, bias, hs, True, True)[1].stride() == gapped.stride()

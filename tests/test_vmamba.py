@@ -127,3 +127,28 @@ def test_bad_input_and_names():
         audiomamba.create_model("vmamba_huge")
     with pytest.raises(TypeError, match="unknown argument"):
         audiomamba.create_model("vmamba_tiny_v0", colour="red")
+
+
+@pytest.mark.parametrize("d_state", [1, 16])
+def test_composed_dt_projection_is_the_low_rank_one(d_state):
+    """The GPU computes delta with the composed weight dt_projs @ x_proj[:, :r] in one GEMM; it must be the same
+    map as the CPU's rank-r form, with the same gradients for every projection weight (float64)."""
+    from audiomamba.models.vmamba import SS2D
+
+    torch.manual_seed(0)
+    op = SS2D(24, d_state=d_state, ssm_ratio=2.0).double()
+    xl = torch.randn(2, 5, 7, op.d_inner, dtype=torch.float64, requires_grad=True)
+    results = []
+    for composed in (False, True):
+        outs = op._scan_inputs(xl, composed=composed)
+        loss = sum((o * torch.randn(o.shape, generator=torch.Generator().manual_seed(i), dtype=o.dtype)).sum()
+                   for i, o in enumerate(outs))
+        grads = torch.autograd.grad(loss, (xl, op.x_proj_weight, op.dt_projs_weight))
+        results.append(([o.detach() for o in outs], grads))
+    (outs_lr, g_lr), (outs_c, g_c) = results
+    for a, b in zip(outs_lr, outs_c):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert outs_c[0].stride(-1) == 1 and outs_c[0].stride(-3) == 4 * (op.d_inner + 2 * d_state)  # views of one row
+    for a, b in zip(g_lr, g_c):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from audiomamba.models.layers import LayerNorm
+
 
 class TokenSemanticHead(nn.Module):
     """HTS-AT's token-semantic CAM head: LayerNorm, then a ``(freq_rows x 3)`` convolution that collapses the
@@ -17,7 +19,7 @@ class TokenSemanticHead(nn.Module):
 
     def __init__(self, dim: int, num_classes: int, freq_rows: int = 2) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)
         self.tscam_conv = nn.Conv2d(dim, num_classes, kernel_size=(freq_rows, 3), padding=(0, 1))
         self.freq_rows = freq_rows
 
@@ -36,7 +38,7 @@ class LinearHead(nn.Module):
 
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor, valid_steps: int | None = None) -> tuple[torch.Tensor, None, torch.Tensor]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from audiomamba.ops.layer_norm import layer_norm
+
 
 class Permute(nn.Module):
     """``x.permute(*dims)`` as a module (keeps the official ``nn.Sequential`` indices of the stems)."""
@@ -50,3 +52,25 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` over the last axis (same parameters and state-dict names) that runs the fused Triton
+    kernel on CUDA tensors.  Under autocast the output is float32, as PyTorch's, unless ``cast_output``: then it
+    is the autocast dtype, for norms whose consumer is a matmul that would cast a float32 output anyway (half
+    the bytes written, and no separate cast)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, cast_output: bool = False) -> None:
+        super().__init__(dim, eps=eps)
+        self.cast_output = cast_output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_cuda:
+            return super().forward(x)
+        out_dtype = x.dtype
+        if torch.is_autocast_enabled(x.device.type):
+            out_dtype = torch.get_autocast_dtype(x.device.type) if self.cast_output else torch.float32
+        return layer_norm(x, self.weight, self.bias, self.eps, out_dtype)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", cast_output=True" if self.cast_output else "")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiomamba.models.layers import DropPath, Mlp, Permute
+from audiomamba.models.layers import DropPath, LayerNorm, Mlp, Permute
 from audiomamba.ops import cross_selective_scan
 
 K = 4  # scan directions
@@ -76,7 +76,7 @@ class SS2D(nn.Module):
         self.dt_projs_bias = nn.Parameter(torch.empty(K, e))
         self.A_logs = nn.Parameter(torch.empty(K * e, d_state))
         self.Ds = nn.Parameter(torch.empty(K * e))
-        self.out_norm = nn.LayerNorm(e)
+        self.out_norm = LayerNorm(e, cast_output=True)  # -> out_proj (after the z gate in v0)
         self.out_proj = nn.Linear(e, d_model, bias=False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self._dt_range = (dt_min, dt_max, dt_init_floor)
@@ -110,12 +110,7 @@ class SS2D(nn.Module):
         # channels per scan step on the GPU), so no (B, E, H, W) copy is made.
         x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
         x = self.act(self.conv2d(x))  # (B, E, H, W) logical, channels_last in memory
-        xl = x.permute(0, 2, 3, 1)  # (B, H, W, E) view
-        b, h, w, _ = xl.shape
-        r, n = self.dt_rank, self.d_state
-        x_dbl = F.linear(xl, self.x_proj_weight.flatten(0, 1).to(x.dtype)).view(b, h, w, K, r + 2 * n)
-        dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=-1)
-        delta = torch.einsum("bhwkr,ker->bhwke", dts, self.dt_projs_weight.to(x.dtype))
+        delta, Bs, Cs = self._scan_inputs(x.permute(0, 2, 3, 1), composed=x.is_cuda)  # from (B, H, W, E) rows
         y = cross_selective_scan(
             x,
             delta.permute(0, 3, 4, 1, 2),  # (B, 4, E, H, W) logical
@@ -131,6 +126,27 @@ class SS2D(nn.Module):
         if self.use_z:
             y = y * z
         return self.dropout(self.out_proj(y))
+
+    def _scan_inputs(self, xl: torch.Tensor, composed: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """delta ``(B, H, W, K, E)`` (before bias and softplus) and B, C ``(B, H, W, K, N)`` from the conv
+        output rows ``xl`` ``(B, H, W, E)``, as views of one projection's output (``composed``, the GPU's
+        choice) or through the rank-``dt_rank`` intermediate (CPU)."""
+        b, h, w, e = xl.shape
+        r, n = self.dt_rank, self.d_state
+        if composed:
+            # One GEMM with the composed weight dt_projs @ x_proj[:, :r] (the same map; no rank-r intermediate
+            # is rounded).  GPU FLOPs are cheap, while the low-rank form's batched matmuls reduce over every token
+            # in the backward: 35 of 275 ms of device time in 3 tiny_v2 training steps at batch 64 on an H100
+            # (bench/results/gpu_2026-11-24_v7/profile_v7_tiny_v2_train.txt, cutlass bmm).
+            w_dt = torch.einsum("ker,krd->ked", self.dt_projs_weight, self.x_proj_weight[:, :r]).flatten(0, 1)
+            w_all = torch.cat([w_dt, self.x_proj_weight[:, r:].flatten(0, 1)]).to(xl.dtype)
+            out = F.linear(xl, w_all)
+            bc = out[..., K * e:].unflatten(-1, (K, 2 * n))
+            return out[..., : K * e].unflatten(-1, (K, e)), bc[..., :n], bc[..., n:]
+        # CPU: the low-rank form (a quarter to a tenth of the multiply-adds at these widths)
+        x_dbl = F.linear(xl, self.x_proj_weight.flatten(0, 1).to(xl.dtype)).view(b, h, w, K, r + 2 * n)
+        dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=-1)
+        return torch.einsum("bhwkr,ker->bhwke", dts, self.dt_projs_weight.to(xl.dtype)), Bs, Cs
 
     def _forward_cpu(self, x: torch.Tensor, scan_cpu) -> torch.Tensor:
         """CPU inference, channels-last throughout: the numba kernel takes the low-rank dt projection, the four
@@ -156,11 +172,11 @@ class VSSBlock(nn.Module):
     def __init__(self, dim: int, cfg: VMambaConfig, drop_path: float = 0.0) -> None:
         super().__init__()
         v0 = cfg.version == "v0"
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim, cast_output=True)  # -> in_proj
         self.op = SS2D(dim, cfg.d_state, cfg.ssm_ratio, use_z=v0, conv_bias=v0)
         self.drop_path = DropPath(drop_path)
         if cfg.mlp_ratio > 0:
-            self.norm2 = nn.LayerNorm(dim)
+            self.norm2 = LayerNorm(dim, cast_output=True)  # -> fc1
             self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio))
         else:
             self.norm2 = self.mlp = None
@@ -177,7 +193,7 @@ class PatchMerging2D(nn.Module):
 
     def __init__(self, dim: int, out_dim: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(4 * dim)
+        self.norm = LayerNorm(4 * dim, cast_output=True)  # -> reduction
         self.reduction = nn.Linear(4 * dim, out_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -191,24 +207,24 @@ class PatchMerging2D(nn.Module):
 def _stem(version: str, in_chans: int, dim: int) -> nn.Sequential:
     """Patch embedding to a stride-4 token grid, channels-last out (indices as in the official modules)."""
     if version == "v0":
-        return nn.Sequential(nn.Conv2d(in_chans, dim, 4, 4), Permute(0, 2, 3, 1), nn.LayerNorm(dim))
+        return nn.Sequential(nn.Conv2d(in_chans, dim, 4, 4), Permute(0, 2, 3, 1), LayerNorm(dim))
     half = dim // 2
     return nn.Sequential(
         nn.Conv2d(in_chans, half, 3, 2, 1),
         Permute(0, 2, 3, 1),
-        nn.LayerNorm(half),
+        LayerNorm(half),
         Permute(0, 3, 1, 2),
         nn.GELU(),
         nn.Conv2d(half, dim, 3, 2, 1),
         Permute(0, 2, 3, 1),
-        nn.LayerNorm(dim),
+        LayerNorm(dim),
     )
 
 
 def _downsample(version: str, dim: int, out_dim: int) -> nn.Module:
     if version == "v0":
         return PatchMerging2D(dim, out_dim)
-    return nn.Sequential(Permute(0, 3, 1, 2), nn.Conv2d(dim, out_dim, 3, 2, 1), Permute(0, 2, 3, 1), nn.LayerNorm(out_dim))
+    return nn.Sequential(Permute(0, 3, 1, 2), nn.Conv2d(dim, out_dim, 3, 2, 1), Permute(0, 2, 3, 1), LayerNorm(out_dim))
 
 
 class ClassifierHead(nn.Module):
@@ -216,7 +232,7 @@ class ClassifierHead(nn.Module):
 
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

@@ -539,24 +539,34 @@ def _sum4(y4: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _dense(t: torch.Tensor) -> bool:
-    """Whether t's elements fill its storage span exactly (a permutation of a contiguous layout)."""
-    expected = 1
+def _non_overlapping(t: torch.Tensor) -> bool:
+    """Whether no two elements of t share memory (a permutation of a contiguous layout, possibly with gaps, as
+    for a slice of a wider row)."""
+    reach = 1
     for size, stride in sorted(zip(t.shape, t.stride()), key=lambda p: p[1]):
-        if size > 1 and stride != expected:
-            return False
-        expected *= size
+        if size > 1:
+            if stride < reach:
+                return False
+            reach = stride * size
     return True
 
 
 def _channels_last(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """``t`` dense with unit stride on ``dim`` (a copy in that memory order when it is not), so that a scan
-    step's loads are one coalesced row of channels."""
-    if t.stride(dim) == 1 and _dense(t):
+    """``t`` non-overlapping with unit stride on ``dim`` (a copy in that memory order when it is not), so that a
+    scan step's loads are one coalesced row of channels."""
+    if t.stride(dim) == 1 and _non_overlapping(t):
         return t
     order = [i for i in range(t.dim()) if i != dim] + [dim]
     inverse = sorted(range(t.dim()), key=order.__getitem__)
     return t.permute(order).contiguous().permute(inverse)
+
+
+def _like(t: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor with t's shape and strides (contiguous when t's elements overlap); unlike
+    ``empty_like``, it keeps the strides of a slice of wider rows (delta, a view of the projection output)."""
+    if _non_overlapping(t):
+        return torch.empty_strided(t.shape, t.stride(), device=t.device, dtype=t.dtype)
+    return torch.empty(t.shape, device=t.device, dtype=t.dtype)
 
 
 def _cross_views(x, delta, B, C):
@@ -578,11 +588,11 @@ def _cross_bwd(dy, x, delta, A, B, C, D, bias, hs, softplus: bool):
     x5, d5, B5, C5 = _cross_views(x, delta, B, C)
     dy5 = _channels_last(dy.to(x.dtype), 1).unsqueeze(1).expand(b, 4, E, h, w)
     du4 = torch.empty(4, b, h, w, E, device=x.device, dtype=x.dtype)
-    dd5 = torch.empty_like(d5)
+    dd5 = _like(d5)
     dB5, dC5 = torch.zeros_like(B5, dtype=torch.float32), torch.zeros_like(C5, dtype=torch.float32)
     dA, dD, dbias = _bwd(x5, d5, B5, C5, dy5, du4.permute(1, 0, 4, 2, 3), dd5, dB5, dC5, A, D, bias, hs, softplus,
                          cross=True)
-    ddelta = dd5 if dd5.stride() == delta.stride() else torch.empty_like(delta).copy_(dd5)
+    ddelta = dd5 if dd5.stride() == delta.stride() else _like(delta).copy_(dd5)
     return (_sum4(du4, torch.empty_like(x)), ddelta, dA, dB5.to(B.dtype), dC5.to(C.dtype), dD, dbias)
 
 
@@ -652,8 +662,8 @@ def _scan_bwd_op(
 @_scan_bwd_op.register_fake
 def _(dy, u, delta, A, B, C, D, bias, hs, softplus, cross):
     opt = lambda t: torch.empty_like(t, dtype=torch.float32) if t is not None else A.new_empty(_EMPTY)  # noqa: E731
-    return (torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A), torch.empty_like(B),
-            torch.empty_like(C), opt(D), opt(bias))
+    return (torch.empty_like(u), _like(delta) if cross else torch.empty_like(delta), torch.empty_like(A),
+            torch.empty_like(B), torch.empty_like(C), opt(D), opt(bias))
 
 
 def _setup_context(ctx, inputs, output):
