@@ -3,14 +3,19 @@
 # replayed from a CUDA graph, which removes Python's launch cost) run from several source trees (this checkout's
 # src/ and other checkouts' src/ directories), plus, per tree, the host time to enqueue one eager forward
 # against its device time (equal: the eager number is host-bound).
-#   TREES="wt_v4/src src" bash bench/ab_models.sh [models]
+# bench_gpu.py imports audiomamba from PYTHONPATH (before 2026-11-25 it put its own checkout's src first, so
+# every tree ran the same code).  PEERS (e.g. swin_t_htsat_like) run once, with the last tree.
+#   TREES="wt_v4/src src" PEERS=swin_t_htsat_like bash bench/ab_models.sh [models]
 set -u
 MODELS=${1:-audiomamba_tiny_v2}
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-for tree in ${TREES:-src}; do
+TREES=${TREES:-src}
+for tree in $TREES; do
   echo "== $tree"
-  PYTHONPATH=/tmp/site:$PWD/$tree timeout 150 python3 bench/bench_gpu.py --out "$OUT/ab_${tree//\//_}" \
-    --sections models --models "$MODELS" 2>&1 | grep "^| [as]"
+  models=$MODELS
+  [ "$tree" = "${TREES##* }" ] && models="$MODELS${PEERS:+,$PEERS}"
+  PYTHONPATH=/tmp/site:$PWD/$tree timeout 200 python3 bench/bench_gpu.py --out "$OUT/ab_${tree//\//_}" \
+    --sections models --models "$models" 2>&1 | grep "^| [as]\|audiomamba_from"
   PYTHONPATH=/tmp/site:$PWD/$tree python3 - "$MODELS" "$tree" <<'PY'
 import sys, time, torch, audiomamba
 m = audiomamba.create_model(sys.argv[1].split(",")[0], num_classes=527).cuda().eval()

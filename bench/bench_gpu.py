@@ -2,7 +2,7 @@
 
 One command prints a table per section and writes JSON + a PNG plot::
 
-    PYTHONPATH=src python3 bench/bench_gpu.py --out results/   [--sections ceil,kernel,check,models,frontend,length,latency]
+    PYTHONPATH=src python3 bench/bench_gpu.py --out results/   [--sections ceil,kernel,check,models,norm,frontend,length,latency]
 
 Everything is timed with CUDA events after warm-up (median of the repeats); inputs are random, never zeros.
 Models are timed from the log-mel spectrogram ``(B, frames, 64)`` to clip logits (the mel front end, the same
@@ -337,6 +337,41 @@ def sec_models(args):
         graph = f"{r['graph_clips_s']:.0f}" if "graph_clips_s" in r else "-"
         log(f"| {r['model']} | {r['params_M']:.1f} | {r['infer_clips_s']:.0f} | {r['infer_ms']:.1f} | {graph} | "
             f"{r['infer_peak_GiB']:.2f} | {r['train_clips_s']:.0f} | {r['train_ms']:.1f} | {r['train_peak_GiB']:.2f} |")
+
+
+def sec_norm(args):
+    """LayerNorm at VMamba's stage shapes (batch 64, 10 s): the Triton kernel (float32 residual in, bf16 out, as
+    the blocks' norms run under autocast) against PyTorch's under autocast (float32 out) plus the cast the next
+    matmul makes; forward and forward + backward; bandwidth of the bytes each must move."""
+    from audiomamba.ops.layer_norm_triton import layer_norm_triton
+
+    rows = []
+    for tokens, c in [(64 * 64 * 64, 96), (64 * 32 * 32, 192), (64 * 16 * 16, 384), (64 * 8 * 8, 768)]:
+        x = torch.randn(tokens, c, device="cuda", requires_grad=True)
+        w = torch.randn(c, device="cuda", requires_grad=True)
+        b = torch.randn(c, device="cuda", requires_grad=True)
+        dy = torch.randn(tokens, c, device="cuda", dtype=torch.bfloat16)
+        torch_fwd = lambda: F.layer_norm(x, (c,), w, b).to(torch.bfloat16)  # noqa: E731
+        ours_fwd = lambda: layer_norm_triton(x, w, b, 1e-5, torch.bfloat16)  # noqa: E731
+        err = float((ours_fwd().float() - torch_fwd().float()).norm() / torch_fwd().float().norm())
+        row = {"tokens": tokens, "C": c, "rel_err": err}
+        for name, fn in (("torch", torch_fwd), ("triton", ours_fwd)):
+            with torch.no_grad():
+                row[f"{name}_fwd_ms"], _ = cuda_time(fn, warmup=3, iters=20)
+            row[f"{name}_fwdbwd_ms"], _ = cuda_time(lambda: torch.autograd.grad(fn(), (x, w, b), dy), warmup=3, iters=20)
+        row["fwd_GBps_triton"] = tokens * c * (4 + 2) / row["triton_fwd_ms"] / 1e6  # read f32, write bf16
+        rows.append(row)
+        log(row)
+        del x, w, b, dy
+        free()
+    RESULTS["norm"] = rows
+    log("\n## LayerNorm, float32 in, bf16 out (ms; speed-up = torch / triton)")
+    log("| tokens x C | torch fwd | triton fwd | speed-up | triton GB/s | torch fwd+bwd | triton fwd+bwd | speed-up |")
+    log("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        log(f"| {r['tokens']} x {r['C']} | {r['torch_fwd_ms']:.3f} | {r['triton_fwd_ms']:.3f} | "
+            f"{r['torch_fwd_ms'] / r['triton_fwd_ms']:.2f}x | {r['fwd_GBps_triton']:.0f} | {r['torch_fwdbwd_ms']:.3f} | "
+            f"{r['triton_fwdbwd_ms']:.3f} | {r['torch_fwdbwd_ms'] / r['triton_fwdbwd_ms']:.2f}x |")
 
 
 def sec_frontend(args):

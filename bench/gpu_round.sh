@@ -1,12 +1,35 @@
 #!/usr/bin/env bash
-# One device call: the scan sweep on channels-last inputs (the model's layout), the model A/B (eager, CUDA graph,
-# training) against the checkout in BASE, and the kernel's GPU tests.  Carry .whl and BASE.
+# One device call.  STAGES (default "tests norm ab") picks, in order:
+#   tests  the Triton kernels' GPU tests (LayerNorm, and the scan tests matching TESTS)
+#   norm   bench_gpu.py's LayerNorm section (Triton vs PyTorch at the stage shapes)
+#   sweep  the scan sweep on channels-last inputs (the model's layout)
+#   ab     the model A/B (eager, CUDA graph, training) of the checkout in BASE against this one, peers once
+#   prof   torch.profiler tables of tiny_v2 inference and training
+#   host   host cost per call of the norm / scan paths, and cProfile of tiny_v2's eager forward and training step
+# Carry .whl, and BASE (e.g. wt_base/src) for "ab".
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null
-mkdir -p "$OUT/sweep"
-PYTHONPATH=/tmp/site:$PWD/src timeout 200 python3 bench/scan_sweep.py --channels-last --out "$OUT/sweep" \
-  --cases "${CASES:-tiny_v2,tiny}" --fwd ${FWD:-1,2} --bwd ${BWD:-1,2} --budget-s 170 2>&1 | grep -v Warn | grep -v "^  \|^---\|Activity\|cuda\|Self" \
-  | tee "$OUT/sweep/sweep.log"
-TREES="$BASE src" bash bench/ab_models.sh audiomamba_tiny_v2,swin_t_htsat_like 2>&1 | grep -v "Warn\|WARN"
-PYTHONPATH=/tmp/site:$PWD/src timeout 150 python3 -m pytest -q -n 12 -p no:cacheprovider tests/test_scan_triton.py -k "${TESTS:-cross_scan_forward_and_grads or half or plain}" \
-  2>&1 | tail -3 | tee "$OUT/pytest.log"
+export PYTHONPATH=/tmp/site:$PWD/src
+for stage in ${STAGES:-tests norm ab}; do
+  echo "=== $stage $(date +%T)"
+  case $stage in
+    tests)
+      timeout 200 python3 -m pytest -q -rf -n 12 -p no:cacheprovider tests/test_layer_norm.py tests/test_scan_triton.py \
+        -k "layer_norm or ${TESTS:-model_layout or compile or half}" > "$OUT/pytest.log" 2>&1; grep -v "^  \|^$" "$OUT/pytest.log" | tail -15 ;;
+    norm)
+      timeout 120 python3 bench/bench_gpu.py --out "$OUT/norm" --sections norm 2>&1 | grep "^|\|Error\|error" ;;
+    sweep)
+      mkdir -p "$OUT/sweep"
+      timeout 200 python3 bench/scan_sweep.py --channels-last --out "$OUT/sweep" --cases "${CASES:-tiny_v2,tiny}" \
+        --fwd "${FWD:-1,2}" --bwd "${BWD:-1,2}" --budget-s 170 2>&1 | grep -v "Warn\|^  \|^---\|Activity\|cuda\|Self" \
+        | tee "$OUT/sweep/sweep.log" ;;
+    ab)
+      TREES="${BASE:+$BASE }src" PEERS=${PEERS:-swin_t_htsat_like} bash bench/ab_models.sh audiomamba_tiny_v2 2>&1 \
+        | grep -v "Warn\|WARN" ;;
+    prof)
+      timeout 150 python3 bench/profile_gpu.py --out "$OUT/prof" --models audiomamba_tiny_v2 2>&1 | tail -3 ;;
+    host)
+      timeout 60 python3 bench/launch_overhead.py 2>&1 | grep "^|" | tee "$OUT/launch_overhead.txt"
+      timeout 150 python3 bench/host_profile.py > "$OUT/host_profile.txt" 2>&1 ;;
+  esac
+done

@@ -78,7 +78,7 @@ def test_backward_sums_across_programs():
     """More row blocks than programs: each program loops over several blocks and the column sums of dweight and
     dbias are folded across programs."""
     gen = torch.Generator().manual_seed(3)
-    rows = lnt._blocks(96)[0] * (lnt._programs(10**6, torch.device(DEV)) * 2 + 3)
+    rows = lnt._blocks(96)[0] * (lnt._programs_cap(torch.device(DEV)) * 2 + 3)
     x, w, b, dy = _case((rows, 96), True, gen)
     ref_y, ref_g = _run(lambda x, w, b: F.layer_norm(x, (96,), w, b, 1e-5), x, w, b, dy)
     y, g = _run(lambda x, w, b: lnt.layer_norm_triton(x, w, b, 1e-5, torch.float32),
@@ -95,16 +95,6 @@ def test_strided_rows_are_read_in_place_and_permuted_inputs_copied():
     for x in (wide[..., :48], wide[..., :48].transpose(0, 1)):  # gapped rows; rows that cannot be flattened
         y = lnt.layer_norm_triton(x, w, b, 1e-6, torch.float32)
         assert _rel(y, F.layer_norm(x.double(), (48,), w.double(), b.double(), 1e-6)) < 2e-6
-
-
-def test_custom_ops_are_consistent_for_compile():
-    gen = torch.Generator().manual_seed(5)
-    x, w, b, dy = (t.to(DEV, torch.float32) for t in _case((9, 40), True, gen))
-    for args in ((x, w, b, 1e-5, torch.bfloat16), (x, None, None, 1e-5, torch.float32)):
-        torch.library.opcheck(lnt._ln_fwd_op, args, test_utils=("test_schema", "test_faketensor",
-                                                              "test_autograd_registration"))
-    _, mean, rstd = lnt._ln_fwd_op(x, w, b, 1e-5, torch.float32)
-    torch.library.opcheck(lnt._ln_bwd_op, (dy, x, w, mean, rstd), test_utils=("test_schema", "test_faketensor"))
 
 
 def test_unsupported_inputs_fall_back():

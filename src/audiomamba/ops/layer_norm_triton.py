@@ -14,6 +14,8 @@ buffer that one reduction folds (no atomics: the column sums are deterministic).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -89,77 +91,67 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t2 if t2.stride(-1) == 1 else t2.contiguous()
 
 
-def _programs(n_blocks: int, device: torch.device) -> int:
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-    return max(1, min(n_blocks, 4 * sms))
+@functools.cache
+def _programs_cap(device: torch.device) -> int:
+    """Backward programs: 4 per SM (on the interpreter's CPU tensors, 4)."""
+    return 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
 
 
-@torch.library.custom_op("audiomamba::layer_norm_fwd", mutates_args=())
-def _ln_fwd_op(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
-               out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _forward(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+             out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y, mean, rstd): y in out_dtype with x's shape (contiguous), float32 per-row statistics."""
     C = x.shape[-1]
     x2 = _rows(x)
     M = x2.shape[0]
     y = torch.empty(x.shape, device=x.device, dtype=out_dtype)
-    mean = torch.empty(M, device=x.device, dtype=torch.float32)
-    rstd = torch.empty_like(mean)
+    stats = torch.empty(2, M, device=x.device, dtype=torch.float32)
     block_m, block_c, warps = _blocks(C)
-    dummy = mean
     _ln_fwd_kernel[(triton.cdiv(M, block_m),)](
-        x2, dummy if weight is None else weight, dummy if bias is None else bias, y, mean, rstd, M, C,
+        x2, stats if weight is None else weight, stats if bias is None else bias, y, stats[0], stats[1], M, C,
         x2.stride(0), C, eps, BLOCK_M=block_m, BLOCK_C=block_c, HAS_W=weight is not None, HAS_B=bias is not None,
         num_warps=warps,
     )
-    return y, mean, rstd
+    return y, stats[0], stats[1]
 
 
-@_ln_fwd_op.register_fake
-def _(x, weight, bias, eps, out_dtype):
-    M = x.numel() // x.shape[-1] if x.shape[-1] else 0
-    stats = x.new_empty(M, dtype=torch.float32)
-    return x.new_empty(x.shape, dtype=out_dtype), stats, stats.clone()
-
-
-@torch.library.custom_op("audiomamba::layer_norm_bwd", mutates_args=())
-def _ln_bwd_op(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, mean: torch.Tensor,
-               rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, mean: torch.Tensor,
+              rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx in x's dtype, dweight, dbias in float32)."""
     C = x.shape[-1]
     x2, dy2 = _rows(x), _rows(dy)
     M = x2.shape[0]
     dx = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     block_m, block_c, warps = _blocks(C)
     n_blocks = triton.cdiv(M, block_m)
-    grid = _programs(n_blocks, x.device)
-    dw = torch.empty(grid, C, device=x.device, dtype=torch.float32)
-    db = torch.empty_like(dw)
+    grid = min(n_blocks, _programs_cap(x.device))
+    partial = torch.empty(2, grid, C, device=x.device, dtype=torch.float32)  # per-program dweight, dbias
     _ln_bwd_kernel[(grid,)](
-        dy2, x2, mean if weight is None else weight, mean, rstd, dx, dw, db, M, C, dy2.stride(0), x2.stride(0), C,
-        n_blocks, BLOCK_M=block_m, BLOCK_C=block_c, HAS_W=weight is not None, num_warps=warps,
+        dy2, x2, mean if weight is None else weight, mean, rstd, dx, partial[0], partial[1], M, C, dy2.stride(0),
+        x2.stride(0), C, n_blocks, BLOCK_M=block_m, BLOCK_C=block_c, HAS_W=weight is not None, num_warps=warps,
     )
-    return dx, dw.sum(0), db.sum(0)
+    dw, db = partial.sum(1)
+    return dx, dw, db
 
 
-@_ln_bwd_op.register_fake
-def _(dy, x, weight, mean, rstd):
-    C = x.shape[-1]
-    return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty(C, dtype=torch.float32), \
-        x.new_empty(C, dtype=torch.float32)
+class _LayerNormFunction(torch.autograd.Function):
+    """Autograd around the two kernels.  A plain ``autograd.Function`` rather than a ``torch.library`` custom op:
+    the custom op's dispatch cost ~80-150 us of host time per call on the H100 host (``bench/launch_overhead.py``),
+    and eager batch-64 inference is host-bound; ``torch.compile`` takes PyTorch's LayerNorm instead
+    (``ops/layer_norm.py``), which inductor fuses itself."""
 
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, out_dtype):
+        y, mean, rstd = _forward(x, weight, bias, eps, out_dtype)
+        ctx.save_for_backward(x, weight, mean, rstd)
+        ctx.param_dtypes = tuple(None if p is None else p.dtype for p in (weight, bias))
+        return y
 
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, _, _ = inputs
-    ctx.save_for_backward(x, weight, output[1], output[2])
-    ctx.param_dtypes = tuple(None if p is None else p.dtype for p in (weight, bias))
-
-
-def _backward(ctx, dy, _dmean, _drstd):
-    x, weight, mean, rstd = ctx.saved_tensors
-    dx, dw, db = _ln_bwd_op(dy, x, weight, mean, rstd)
-    w_dtype, b_dtype = ctx.param_dtypes
-    return dx, None if w_dtype is None else dw.to(w_dtype), None if b_dtype is None else db.to(b_dtype), None, None
-
-
-torch.library.register_autograd("audiomamba::layer_norm_fwd", _backward, setup_context=_setup_context)
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, mean, rstd = ctx.saved_tensors
+        dx, dw, db = _backward(dy, x, weight, mean, rstd)
+        w_dtype, b_dtype = ctx.param_dtypes
+        return dx, None if w_dtype is None else dw.to(w_dtype), None if b_dtype is None else db.to(b_dtype), None, None
 
 
 def supports(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> bool:
@@ -172,4 +164,4 @@ def supports(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | 
 def layer_norm_triton(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
                       out_dtype: torch.dtype) -> torch.Tensor:
     """LayerNorm of x over its last axis with float32 statistics, written in ``out_dtype``; differentiable."""
-    return _ln_fwd_op(x, weight, bias, float(eps), out_dtype)[0]
+    return _LayerNormFunction.apply(x, weight, bias, float(eps), out_dtype)

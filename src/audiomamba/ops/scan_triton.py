@@ -621,8 +621,8 @@ def _plain_bwd(dy, u, delta, A, B, C, D, bias, hs, softplus: bool):
     return du, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD, dbias
 
 
-# Custom operators, so that torch.compile and CUDA graphs see one opaque node per scan (no graph break) with
-# a shape function, and autograd calls the backward kernel.  ``cross`` picks SS2D's four-direction mode
+# Custom operators, so that torch.compile sees one opaque node per scan (no graph break) with a shape function,
+# and autograd calls the backward kernel (eager calls take _ScanFunction below: less host time per call).  ``cross`` picks SS2D's four-direction mode
 # (x: (B, E, H, W)) or the plain grouped scan (u: (B, G*E, L)).  The saved chunk states travel as a second
 # output (empty when no gradient is needed); absent D / delta_bias gradients are empty tensors.
 
@@ -682,9 +682,31 @@ def _backward(ctx, dy, _dhs):
 torch.library.register_autograd("audiomamba::selective_scan_fwd", _backward, setup_context=_setup_context)
 
 
+class _ScanFunction(torch.autograd.Function):
+    """Eager autograd around the same forward and backward as the custom ops.  The custom op's dispatch costs
+    ~80-150 us of host time per call on the H100 host (``bench/launch_overhead.py``) and eager batch-64
+    inference is host-bound, so eager calls take this path and ``torch.compile`` the custom op."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, bias, softplus, cross, save):
+        y, hs = (_cross_fwd if cross else _plain_fwd)(u, delta, A, B, C, D, bias, softplus, save)
+        if save:
+            ctx.save_for_backward(u, delta, A, B, C, D, bias, hs)
+        ctx.flags = (softplus, cross)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        softplus, cross = ctx.flags
+        grads = (_cross_bwd if cross else _plain_bwd)(dy, *ctx.saved_tensors, softplus)
+        return (*grads, None, None, None)
+
+
 def _scan(u, delta, A, B, C, D, bias, softplus: bool, cross: bool) -> torch.Tensor:
     save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C, D, bias))
-    return _scan_fwd_op(u, delta, A, B, C, D, bias, softplus, cross, save)[0]
+    if torch.compiler.is_compiling():
+        return _scan_fwd_op(u, delta, A, B, C, D, bias, softplus, cross, save)[0]
+    return _ScanFunction.apply(u, delta, A, B, C, D, bias, softplus, cross, save)
 
 
 # ---------------------------------------------------------------------------------------------- entry points
