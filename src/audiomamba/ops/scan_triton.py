@@ -561,18 +561,20 @@ def _channels_last(t: torch.Tensor, dim: int) -> torch.Tensor:
     return t.permute(order).contiguous().permute(inverse)
 
 
-def _like(t: torch.Tensor) -> torch.Tensor:
+def _like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """An uninitialised tensor with t's shape and strides (contiguous when t's elements overlap); unlike
-    ``empty_like``, it keeps the strides of a slice of wider rows (delta, a view of the projection output)."""
+    ``empty_like``, it keeps the strides of a slice of wider rows (delta, B, C: views of the projection output)."""
     if _non_overlapping(t):
-        return torch.empty_strided(t.shape, t.stride(), device=t.device, dtype=t.dtype)
-    return torch.empty(t.shape, device=t.device, dtype=t.dtype)
+        return torch.empty_strided(t.shape, t.stride(), device=t.device, dtype=dtype or t.dtype)
+    return torch.empty(t.shape, device=t.device, dtype=dtype or t.dtype)
 
 
 def _cross_views(x, delta, B, C):
     b, E, h, w = x.shape
     x5 = _channels_last(x, 1).unsqueeze(1).expand(b, 4, E, h, w)
-    return x5, _channels_last(delta, 2), B.contiguous(), C.contiguous()
+    if B.stride() != C.stride() or not (_non_overlapping(B) and _non_overlapping(C)):  # one set of strides for both
+        B, C = B.contiguous(), C.contiguous()
+    return x5, _channels_last(delta, 2), B, C
 
 
 def _cross_fwd(x, delta, A, B, C, D, bias, softplus: bool, save: bool):
@@ -589,11 +591,13 @@ def _cross_bwd(dy, x, delta, A, B, C, D, bias, hs, softplus: bool):
     dy5 = _channels_last(dy.to(x.dtype), 1).unsqueeze(1).expand(b, 4, E, h, w)
     du4 = torch.empty(4, b, h, w, E, device=x.device, dtype=x.dtype)
     dd5 = _like(d5)
-    dB5, dC5 = torch.zeros_like(B5, dtype=torch.float32), torch.zeros_like(C5, dtype=torch.float32)
+    dB5, dC5 = _like(B5, torch.float32).zero_(), _like(C5, torch.float32).zero_()
     dA, dD, dbias = _bwd(x5, d5, B5, C5, dy5, du4.permute(1, 0, 4, 2, 3), dd5, dB5, dC5, A, D, bias, hs, softplus,
                          cross=True)
     ddelta = dd5 if dd5.stride() == delta.stride() else _like(delta).copy_(dd5)
-    return (_sum4(du4, torch.empty_like(x)), ddelta, dA, dB5.to(B.dtype), dC5.to(C.dtype), dD, dbias)
+    # dB, dC as empty_like(B / C) (the shape function's strides), cast from the float32 sums
+    return (_sum4(du4, torch.empty_like(x)), ddelta, dA, torch.empty_like(B).copy_(dB5), torch.empty_like(C).copy_(dC5),
+            dD, dbias)
 
 
 def _plain_views(u, delta, B, C):
@@ -756,7 +760,5 @@ def cross_selective_scan_triton(x, delta, A, B, C, D=None, delta_bias=None, delt
     """Cross-scan + selective scan + cross-merge on the GPU (contract of
     :func:`audiomamba.ops.cross_selective_scan`)."""
     _check_state(A.shape[1])
-    # x and delta keep their layout (channels-last is the fast one; others are copied to it inside)
-    return _scan(
-        x, delta, _f32(A), B.contiguous(), C.contiguous(), _f32(D), _f32(delta_bias), bool(delta_softplus), cross=True,
-    )
+    # x, delta, B and C keep their layout (channels-last x and delta are the fast ones; others are copied inside)
+    return _scan(x, delta, _f32(A), B, C, _f32(D), _f32(delta_bias), bool(delta_softplus), cross=True)
