@@ -14,8 +14,11 @@ for stage in ${STAGES:-tests norm ab}; do
   echo "=== $stage $(date +%T)"
   case $stage in
     tests)
-      timeout 200 python3 -m pytest -q -rf -n 12 -p no:cacheprovider tests/test_layer_norm.py tests/test_scan_triton.py \
-        -k "layer_norm or ${TESTS:-model_layout or compile or half}" > "$OUT/pytest.log" 2>&1; grep -v "^  \|^$" "$OUT/pytest.log" | tail -15 ;;
+      timeout 120 python3 -m pytest -q -x -rf -p no:cacheprovider tests/test_layer_norm.py > "$OUT/pytest_ln.log" 2>&1
+      grep -v "^$\|Benchmark\|warner" "$OUT/pytest_ln.log" | tail -25
+      timeout 240 python3 -m pytest -q -rf -p no:cacheprovider tests/test_scan_triton.py \
+        -k "${TESTS:-model_layout or compile or half}" > "$OUT/pytest.log" 2>&1
+      grep -v "^$\|Benchmark\|warner" "$OUT/pytest.log" | tail -25 ;;
     norm)
       timeout 120 python3 bench/bench_gpu.py --out "$OUT/norm" --sections norm 2>&1 | grep "^|\|Error\|error" ;;
     sweep)
@@ -27,7 +30,7 @@ for stage in ${STAGES:-tests norm ab}; do
       TREES="${BASE:+$BASE }src" PEERS=${PEERS:-swin_t_htsat_like} bash bench/ab_models.sh audiomamba_tiny_v2 2>&1 \
         | grep -v "Warn\|WARN" ;;
     prof)
-      timeout 150 python3 bench/profile_gpu.py --out "$OUT/prof" --models audiomamba_tiny_v2 2>&1 | tail -3 ;;
+      timeout 150 python3 bench/profile_gpu.py --out "$OUT/prof" --models audiomamba_tiny_v2 --no-scan > /dev/null 2>&1 ;;
     host)
       timeout 60 python3 bench/launch_overhead.py 2>&1 | grep "^|" | tee "$OUT/launch_overhead.txt"
       timeout 150 python3 bench/host_profile.py > "$OUT/host_profile.txt" 2>&1 ;;
