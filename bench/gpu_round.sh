@@ -5,6 +5,7 @@
 #   sweep  the scan sweep on channels-last inputs (the model's layout)
 #   ab     the model A/B (eager, CUDA graph, training) of the checkout in BASE against this one, peers once
 #   prof   torch.profiler tables of tiny_v2 inference and training
+#   compile  the models section under torch.compile (default mode): tiny_v2 and the Swin-T peer
 #   host   host cost per call of the norm / scan paths, and cProfile of tiny_v2's eager forward and training step
 # Carry .whl, and BASE (e.g. wt_base/src) for "ab".
 set -u
@@ -16,7 +17,7 @@ for stage in ${STAGES:-tests norm ab}; do
     tests)
       timeout 120 python3 -m pytest -q -x -rf -p no:cacheprovider tests/test_layer_norm.py > "$OUT/pytest_ln.log" 2>&1
       grep -v "^$\|Benchmark\|warner" "$OUT/pytest_ln.log" | tail -25
-      timeout 240 python3 -m pytest -q -rf -p no:cacheprovider tests/test_scan_triton.py \
+      timeout ${TEST_S:-240} python3 -m pytest -q -x -rf --tb=short -n 12 -p no:cacheprovider tests/test_scan_triton.py \
         -k "${TESTS:-model_layout or compile or half}" > "$OUT/pytest.log" 2>&1
       grep -v "^$\|Benchmark\|warner" "$OUT/pytest.log" | tail -25 ;;
     norm)
@@ -31,6 +32,9 @@ for stage in ${STAGES:-tests norm ab}; do
         | grep -v "Warn\|WARN" ;;
     prof)
       timeout 150 python3 bench/profile_gpu.py --out "$OUT/prof" --models audiomamba_tiny_v2 --no-scan > /dev/null 2>&1 ;;
+    compile)
+      timeout ${COMPILE_S:-450} python3 bench/bench_gpu.py --out "$OUT/compile" --sections models --models "" \
+        --compile audiomamba_tiny_v2,swin_t_htsat_like 2>&1 | grep "^|\|{'model" ;;
     host)
       timeout 60 python3 bench/launch_overhead.py 2>&1 | grep "^|" | tee "$OUT/launch_overhead.txt"
       timeout 150 python3 bench/host_profile.py > "$OUT/host_profile.txt" 2>&1 ;;
