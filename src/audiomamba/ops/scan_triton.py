@@ -103,8 +103,8 @@ def _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N: tl.constexpr, BLOCK_E: tl
 def _lines(sh, sw, col, I64: tl.constexpr):
     """(line stride, step stride) of an operand with grid strides (sh, sw) for a row or column stream."""
     lo, st = tl.where(col, sw, sh), tl.where(col, sh, sw)
-    if I64:
-        return lo.to(tl.int64), st.to(tl.int64)
+    if I64:  # one return for both variants: compiled Triton rejects returns of different types (the interpreter not)
+        lo, st = lo.to(tl.int64), st.to(tl.int64)
     return lo, st
 
 
@@ -128,7 +128,7 @@ def _chunk(c, NC, nci, REV: tl.constexpr, I64: tl.constexpr):
     o = m // nci
     i0 = (m - o * nci) * T
     if I64:
-        return o.to(tl.int64), i0.to(tl.int64), (c < NC) & (c >= 0)
+        o, i0 = o.to(tl.int64), i0.to(tl.int64)
     return o, i0, (c < NC) & (c >= 0)
 
 
