@@ -561,12 +561,12 @@ def _channels_last(t: torch.Tensor, dim: int) -> torch.Tensor:
     return t.permute(order).contiguous().permute(inverse)
 
 
-def _like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+def _like(t: torch.Tensor) -> torch.Tensor:
     """An uninitialised tensor with t's shape and strides (contiguous when t's elements overlap); unlike
-    ``empty_like``, it keeps the strides of a slice of wider rows (delta, B, C: views of the projection output)."""
+    ``empty_like``, it keeps the strides of a slice of wider rows (delta, a view of the projection output)."""
     if _non_overlapping(t):
-        return torch.empty_strided(t.shape, t.stride(), device=t.device, dtype=dtype or t.dtype)
-    return torch.empty(t.shape, device=t.device, dtype=dtype or t.dtype)
+        return torch.empty_strided(t.shape, t.stride(), device=t.device, dtype=t.dtype)
+    return torch.empty(t.shape, device=t.device, dtype=t.dtype)
 
 
 def _cross_views(x, delta, B, C):
@@ -587,11 +587,13 @@ def _cross_fwd(x, delta, A, B, C, D, bias, softplus: bool, save: bool):
 
 def _cross_bwd(dy, x, delta, A, B, C, D, bias, hs, softplus: bool):
     b, E, h, w = x.shape
-    x5, d5, B5, C5 = _cross_views(x, delta, B, C)
+    # B and C compact here: their float32 gradient buffers take B's strides, and B's strides as a slice of the
+    # projection's rows would span the whole rows (~400 MB each for tiny_v2's stage 0 at batch 64)
+    x5, d5, B5, C5 = _cross_views(x, delta, B.contiguous(), C.contiguous())
     dy5 = _channels_last(dy.to(x.dtype), 1).unsqueeze(1).expand(b, 4, E, h, w)
     du4 = torch.empty(4, b, h, w, E, device=x.device, dtype=x.dtype)
     dd5 = _like(d5)
-    dB5, dC5 = _like(B5, torch.float32).zero_(), _like(C5, torch.float32).zero_()
+    dB5, dC5 = torch.zeros_like(B5, dtype=torch.float32), torch.zeros_like(C5, dtype=torch.float32)
     dA, dD, dbias = _bwd(x5, d5, B5, C5, dy5, du4.permute(1, 0, 4, 2, 3), dd5, dB5, dC5, A, D, bias, hs, softplus,
                          cross=True)
     ddelta = dd5 if dd5.stride() == delta.stride() else _like(delta).copy_(dd5)
@@ -626,8 +628,8 @@ def _plain_bwd(dy, u, delta, A, B, C, D, bias, hs, softplus: bool):
 
 
 # Custom operators, so that torch.compile sees one opaque node per scan (no graph break) with a shape function,
-# and autograd calls the backward kernel (eager calls take _ScanFunction below: less host time per call).  ``cross`` picks SS2D's four-direction mode
-# (x: (B, E, H, W)) or the plain grouped scan (u: (B, G*E, L)).  The saved chunk states travel as a second
+# and autograd calls the backward kernel (eager calls take _ScanFunction below: less host time per call).
+# ``cross`` picks SS2D's four-direction mode (x: (B, E, H, W)) or the plain grouped scan (u: (B, G*E, L)).  The saved chunk states travel as a second
 # output (empty when no gradient is needed); absent D / delta_bias gradients are empty tensors.
 
 _EMPTY = (0,)
@@ -688,7 +690,7 @@ torch.library.register_autograd("audiomamba::selective_scan_fwd", _backward, set
 
 class _ScanFunction(torch.autograd.Function):
     """Eager autograd around the same forward and backward as the custom ops.  The custom op's dispatch costs
-    ~80-150 us of host time per call on the H100 host (``bench/launch_overhead.py``) and eager batch-64
+    80-190 us of host time per call on the H100 host (``bench/launch_overhead.py``) and eager batch-64
     inference is host-bound, so eager calls take this path and ``torch.compile`` the custom op."""
 
     @staticmethod
