@@ -7,6 +7,10 @@
 #   prof   torch.profiler tables of tiny_v2 inference and training
 #   compile  the models section under torch.compile (default mode): tiny_v2 and the Swin-T peer
 #   host   host cost per call of the norm / scan paths, and cProfile of tiny_v2's eager forward and training step
+#   graph  the CUDA-graph training tests (tests/test_cuda_graph.py)
+#   models bench_gpu.py's models section (eager, CUDA-graph inference, training eager and CUDA-graph) for MODELS
+#   loop   the real trainer's step time, eager vs train.cuda_graph (bench/bench_train_loop.py)
+#   explain  graph breaks and device vs wall time of the compiled tiny_v2 forward (bench/compile_explain.py)
 # Carry .whl, and BASE (e.g. wt_base/src) for "ab".
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null
@@ -35,6 +39,20 @@ for stage in ${STAGES:-tests norm ab}; do
     compile)
       timeout ${COMPILE_S:-450} python3 bench/bench_gpu.py --out "$OUT/compile" --sections models --models "" \
         --compile audiomamba_tiny_v2,swin_t_htsat_like 2>&1 | grep "^|\|{'model" ;;
+    graph)
+      timeout ${GRAPH_S:-400} python3 -u -m pytest -v -rf --tb=short -p no:cacheprovider tests/test_cuda_graph.py \
+        > "$OUT/pytest_graph.log" 2>&1
+      grep -v "^$\|Benchmark\|warner" "$OUT/pytest_graph.log" | tail -30 ;;
+    models)
+      timeout ${MODELS_S:-200} python3 bench/bench_gpu.py --out "$OUT/models" --sections models \
+        --models "${MODELS:-audiomamba_tiny_v2,swin_t_htsat_like}" 2>&1 | grep "^|\|Error\|error" ;;
+    loop)
+      timeout ${LOOP_S:-200} python3 bench/bench_train_loop.py --out "$OUT/loop" 2>&1 | grep -v "Warn\|WARN" | tail -12 ;;
+    explain)
+      for mode in ${EXPLAIN_MODES:-default}; do
+        timeout ${EXPLAIN_S:-150} python3 bench/compile_explain.py --mode $mode > "$OUT/compile_explain_$mode.txt" 2>&1
+        grep "graphs\|compiled\|device time\|first call\|Error" "$OUT/compile_explain_$mode.txt"
+      done ;;
     host)
       timeout 60 python3 bench/launch_overhead.py 2>&1 | grep "^|" | tee "$OUT/launch_overhead.txt"
       timeout 150 python3 bench/host_profile.py > "$OUT/host_profile.txt" 2>&1 ;;

@@ -96,6 +96,8 @@ def test_config_errors(toy, tmp_path):
         load_config(raw={"data": {"root": "x"}}, overrides=["train.batch_size=big"])
     with pytest.raises(ConfigError, match="optim.schedule"):
         load_config(raw={"data": {"root": "x"}}, overrides=["optim.schedule=linear"])
+    with pytest.raises(ConfigError, match="train.cuda_graph and train.compile='inductor' exclude"):
+        load_config(raw={"data": {"root": "x"}, "train": {"cuda_graph": True, "compile": "inductor"}})
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
     y = tmp_path / "c.yaml"
@@ -199,3 +201,50 @@ def test_compiled_training_forward_matches_eager(toy, tmp_path):
         assert torch.allclose(a[k], b[k], rtol=0, atol=1e-4), k
     with pytest.raises(ConfigError, match="train.compile"):
         cfg_for(toy, tmp_path / "x", train__compile="max-speed")
+
+
+def test_ema_update_matches_the_formula():
+    """EMA.update: shadow = decay * shadow + (1 - decay) * weight for float tensors (the float32 ones in one
+    multi-tensor lerp, others one by one), integer buffers copied; checked in float64."""
+    from audiomamba.training.optim import EMA
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4))
+    m[0].bias.data = m[0].bias.data.to(torch.bfloat16)  # a non-float32 float tensor takes the other path
+    ema = EMA(m, 0.9)
+    before = {k: v.double() if v.is_floating_point() else v.clone() for k, v in ema.shadow.items()}
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p))
+        m[1].num_batches_tracked += 7
+    ema.update(m)
+    for k, v in m.state_dict().items():
+        if v.is_floating_point():
+            want = 0.9 * before[k] + 0.1 * v.double()
+            torch.testing.assert_close(ema.shadow[k].double(), want, rtol=1e-6, atol=1e-6)
+        else:
+            assert torch.equal(ema.shadow[k], v), k
+    assert int(ema.shadow["1.num_batches_tracked"]) == 7
+
+
+def test_loss_log_reads_one_step_late_and_flushes():
+    from audiomamba.training.trainer import LossLog
+
+    log = LossLog()
+    for v in (1.0, 3.0):  # two micro-batches of one step
+        log.add(torch.tensor(v))
+    log.end_step()
+    assert log.losses == [] and log.average is None  # pending until the next step or a flush
+    log.add(torch.tensor(4.0))
+    log.end_step()
+    assert log.losses == [2.0] and log.average == 2.0
+    log.flush()
+    assert log.losses == [2.0, 4.0] and log.average == pytest.approx(0.9 * 2.0 + 0.1 * 4.0)
+    log.flush()
+    assert log.losses == [2.0, 4.0]
+
+
+def test_cuda_graph_without_cuda_trains_eagerly(toy, tmp_path, caplog):
+    caplog.set_level("WARNING", logger="audiomamba.train")
+    res = train(cfg_for(toy, tmp_path / "g", train__cuda_graph=True, train__device="cpu"))
+    assert res["steps"] == 2 and "train.cuda_graph needs CUDA" in caplog.text

@@ -79,7 +79,7 @@ class AudioMamba(nn.Module):
         self.head = TokenSemanticHead(dim, num_classes) if head == "tscam" else LinearHead(dim, num_classes)
 
     # ---------------------------------------------------------------- input checks and spectrogram
-    def _check_waveform(self, wave: torch.Tensor, sample_rate: int | None) -> None:
+    def _check_waveform(self, wave: torch.Tensor, sample_rate: int | None, check_finite: bool = True) -> None:
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
             raise ValueError(
                 f"waveform sample rate {sample_rate} Hz differs from the model's {self.sample_rate} Hz; resample it first "
@@ -93,7 +93,7 @@ class AudioMamba(nn.Module):
                 f"waveform too short: {wave.shape[1]} samples, need at least {self.frontend.min_samples} "
                 f"({self.frontend.min_samples / self.sample_rate * 1000:.0f} ms at {self.sample_rate} Hz)"
             )
-        if not torch.isfinite(wave).all():
+        if check_finite and not torch.isfinite(wave).all():
             raise ValueError("waveform contains NaN or infinite samples")
 
     def spectrogram(self, wave: torch.Tensor, mixup_lambda: torch.Tensor | None = None) -> torch.Tensor:
@@ -175,10 +175,14 @@ class AudioMamba(nn.Module):
         return x.transpose(1, 2)
 
     def forward(
-        self, wave: torch.Tensor, sample_rate: int | None = None, mixup_lambda: torch.Tensor | None = None
+        self, wave: torch.Tensor, sample_rate: int | None = None, mixup_lambda: torch.Tensor | None = None,
+        check_finite: bool = True,
     ) -> AudioMambaOutput:
-        """Waveform ``(B, samples)`` at ``self.sample_rate`` -> :class:`AudioMambaOutput`."""
-        self._check_waveform(wave, sample_rate)
+        """Waveform ``(B, samples)`` at ``self.sample_rate`` -> :class:`AudioMambaOutput`.
+
+        ``check_finite=False`` skips the NaN/inf check, which waits for the device: for callers whose audio is
+        already checked (the data loaders check every decoded clip) and for CUDA-graph capture."""
+        self._check_waveform(wave, sample_rate, check_finite)
         spec = self.spectrogram(wave, mixup_lambda)
         frames = spec.shape[1]
         if self.layout == "native" or frames <= FOLD_FRAMES:

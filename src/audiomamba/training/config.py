@@ -93,6 +93,7 @@ class TrainConfig:
     loss: str = "auto"  # auto | bce | ce
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only)
     compile: str = "off"  # off | inductor (torch.compile of the training forward) | aot_eager (capture check only)
+    cuda_graph: bool = False  # replay forward + backward from CUDA graphs (one GPU; training/cuda_graph.py)
     ema_decay: float | None = None
     eval_with_ema: bool = True
     seed: int = 0
@@ -132,6 +133,8 @@ class Config:
         for sec, key in positive:
             if getattr(getattr(self, sec), key) < 1:
                 raise ConfigError(f"{sec}.{key} must be >= 1")
+        if self.train.cuda_graph and self.train.compile != "off":
+            raise ConfigError(f"train.cuda_graph and train.compile={self.train.compile!r} exclude each other; choose one")
         if not self.data.root:
             raise ConfigError("data.root is required (the dataset folder or manifest)")
         return self

@@ -27,6 +27,7 @@ from audiomamba.datasets.sampler import BatchSampler
 from audiomamba.metrics import tagging_metrics
 from audiomamba.training import distributed as D
 from audiomamba.training.config import Config, config_to_dict
+from audiomamba.training.cuda_graph import AudioMambaLogits, GraphedTraining, check_graphable
 from audiomamba.training.optim import EMA, lr_factor, param_groups
 
 log = logging.getLogger("audiomamba.train")
@@ -173,6 +174,36 @@ def _set_rng_state(st: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(st["cuda"], device)
 
 
+class LossLog:
+    """Training losses per optimiser step, read from the device one step late: reading a loss waits for the
+    kernels that computed it, and reading it at once would leave the GPU idle while the host prepares the next
+    step.  :meth:`flush` reads everything (before a checkpoint, a log line that must be exact, or the end)."""
+
+    def __init__(self) -> None:
+        self._micro: list[torch.Tensor] = []
+        self._pending: torch.Tensor | None = None
+        self.losses: list[float] = []  # one mean per completed optimiser step
+        self.average: float | None = None  # exponential moving average of ``losses``
+
+    def add(self, loss: torch.Tensor) -> None:
+        """One micro-batch's loss (a 0-d tensor)."""
+        self._micro.append(loss.detach().float())
+
+    def end_step(self) -> None:
+        """Close an optimiser step: its mean becomes pending; the previous step's is read."""
+        mean = self._micro[0] if len(self._micro) == 1 else torch.stack(self._micro).mean()
+        self._micro = []
+        self.flush()
+        self._pending = mean
+
+    def flush(self) -> None:
+        if self._pending is not None:
+            v = float(self._pending)
+            self._pending = None
+            self.losses.append(v)
+            self.average = v if self.average is None else 0.9 * self.average + 0.1 * v
+
+
 class TrainResult(dict):
     """``{"output_dir", "steps", "best_mAP", "best_step", "final_metrics", "skipped_clips", "seconds"}``."""
 
@@ -238,7 +269,9 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
     dataset = ClipDataset(train_cs, sr, train=True, clip_seconds=dc.clip_seconds, random_crop=ac.random_crop,
                           gain_db=ac.gain_db, time_shift=ac.time_shift)
 
-    optimizer = torch.optim.AdamW(param_groups(raw_model, oc.weight_decay), lr=oc.lr, betas=tuple(oc.betas), eps=oc.eps)
+    # fused: one kernel for the whole update on CUDA instead of a dozen multi-tensor launches (host time)
+    optimizer = torch.optim.AdamW(param_groups(raw_model, oc.weight_decay), lr=oc.lr, betas=tuple(oc.betas), eps=oc.eps,
+                                  fused=device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and tc.precision == "fp16")
     ema = EMA(raw_model, tc.ema_decay) if tc.ema_decay else None
     if world > 1:
@@ -246,6 +279,15 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
     # torch.compile of the training forward (evaluation stays eager: its clip lengths vary); the Triton scan is a
     # custom op, so the graph has no breaks around it.  On an H100 it takes tiny_v2's step from 107 to 95 ms.
     train_forward = model if tc.compile == "off" else torch.compile(model, backend=tc.compile)
+    use_graph = tc.cuda_graph
+    if use_graph and device.type != "cuda":
+        log.warning("train.cuda_graph needs CUDA; training eagerly on %s", device)
+        use_graph = False
+    if use_graph:
+        if world > 1:
+            raise ValueError("train.cuda_graph: CUDA-graph training runs in one process only; set it false with torchrun")
+        check_graphable(raw_model, int(round(dc.clip_seconds * sr)))
+    graphed = None  # GraphedTraining, captured on the first full batch
 
     step, epoch, micro = 0, 0, 0
     best = {"mAP": -1.0, "step": -1}
@@ -331,15 +373,16 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
         pbar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     model.train()
     last_map = None
-    loss_avg = None
     metrics_log = open(out_dir / "metrics.jsonl", "a") if is_main else None
     stopped = False
     loader_gen = torch.Generator()
-    losses, step_losses = [], []
+    loss_log = LossLog()
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision) if device.type == "cuda" else None
     while epoch < tc.epochs and not stopped:
         sampler.set_position(epoch, micro)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                             num_workers=dc.num_workers, generator=loader_gen)
+                                             num_workers=dc.num_workers, generator=loader_gen,
+                                             pin_memory=device.type == "cuda")
         for batch in loader:
             micro += 1
             for e in batch["errors"]:
@@ -348,7 +391,7 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
             if batch["wave"] is None:  # every clip of this rank's batch failed: a zero-weight dummy keeps ranks in step
                 n = int(round(dc.clip_seconds * sr))
                 batch = {"wave": torch.zeros(1, n), "target": torch.zeros(1, train_cs.num_classes), "weight": 0.0}
-            wave, target = batch["wave"].to(device), batch["target"].to(device)
+            wave, target = batch["wave"].to(device, non_blocking=True), batch["target"].to(device, non_blocking=True)
             gen = torch.Generator().manual_seed(int(np.random.default_rng([tc.seed, step, micro, rank]).integers(0, 2**62)))
             mix_lam = None
             if ac.cutmix_prob > 0:
@@ -363,19 +406,24 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
                     mix_lam = lam
             last_micro = micro % oc.accumulate == 0
             sync = contextlib.nullcontext() if (last_micro or world == 1) else model.no_sync()
+            inputs = (wave,) if mix_lam is None else (wave, mix_lam)
+            if use_graph and graphed is None and wave.shape[0] == per_rank:
+                graphed = GraphedTraining(AudioMambaLogits(raw_model), inputs, autocast_dtype)
+                log.info("train.cuda_graph: forward and backward captured for batches of %s", tuple(wave.shape))
             with sync:
-                with _autocast(device, tc.precision):
-                    out = train_forward(wave, mixup_lambda=mix_lam)
-                logits = out.logits.float()
+                if graphed is not None and graphed.accepts(*inputs):
+                    logits = graphed(*inputs).float()
+                else:  # eager: no graph, or a batch of another shape; the loader has checked every clip's samples
+                    with _autocast(device, tc.precision):
+                        out = train_forward(wave, mixup_lambda=mix_lam, check_finite=False)
+                    logits = out.logits.float()
                 if multi_label:
                     loss = F.binary_cross_entropy_with_logits(logits, target)
                 else:
                     loss = F.cross_entropy(logits, target / target.sum(1, keepdim=True).clamp_min(1e-8))
                 loss = loss * batch.get("weight", 1.0)
                 scaler.scale(loss / oc.accumulate).backward()
-            lv = float(loss.detach())
-            step_losses.append(lv)
-            loss_avg = lv if loss_avg is None else 0.9 * loss_avg + 0.1 * lv
+            loss_log.add(loss)
             if not last_micro:
                 continue
             for g in optimizer.param_groups:
@@ -385,28 +433,31 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
                 torch.nn.utils.clip_grad_norm_(raw_model.parameters(), oc.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=graphed is None)  # a graph needs gradients of the parameters' own
             if ema is not None:
                 ema.update(raw_model)
             step += 1
-            losses.append(sum(step_losses) / len(step_losses))
-            step_losses = []
+            loss_log.end_step()
+            if tc.log_every and step % tc.log_every == 0:
+                loss_log.flush()
             if is_main:
                 if pbar is not None:
                     pbar.update(1)
-                    post = {"loss": f"{loss_avg:.4f}", "lr": f"{optimizer.param_groups[0]['lr']:.2e}", "ep": epoch}
+                    post = {"loss": f"{loss_log.average or float('nan'):.4f}", "lr": f"{optimizer.param_groups[0]['lr']:.2e}", "ep": epoch}
                     if last_map is not None:
                         post["mAP"] = f"{last_map:.3f}"
                     pbar.set_postfix(post)
                 if writer is not None and step % tc.log_every == 0:
-                    writer.add_scalar("train/loss", lv, step)
+                    writer.add_scalar("train/loss", loss_log.losses[-1], step)
                     writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
                 if step % tc.log_every == 0 and pbar is None:
-                    log.info("step %d/%d epoch %d loss %.4f lr %.2e", step, total_steps, epoch, loss_avg,
+                    log.info("step %d/%d epoch %d loss %.4f lr %.2e", step, total_steps, epoch, loss_log.average,
                              optimizer.param_groups[0]["lr"])
             if step % tc.checkpoint_every == 0:
+                loss_log.flush()
                 save_state()
             if tc.stop_after_steps and step >= tc.stop_after_steps:
+                loss_log.flush()
                 if step % tc.checkpoint_every:
                     save_state()
                 stopped = True
@@ -416,12 +467,13 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
         if stopped:
             break
         epoch, micro = epoch + 1, 0
+        loss_log.flush()
         if val_cs is not None and (epoch % tc.eval_every_epochs == 0 or epoch == tc.epochs):
             res = run_validation()
             m = res["metrics"]
             last_map = m["mAP"]
             if is_main:
-                rec = {"epoch": epoch, "step": step, "train_loss": loss_avg, **m}
+                rec = {"epoch": epoch, "step": step, "train_loss": loss_log.average, **m}
                 metrics_log.write(json.dumps(rec) + "\n")
                 metrics_log.flush()
                 if writer is not None:
@@ -457,7 +509,7 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
     result = TrainResult(output_dir=str(out_dir), steps=step, epochs_done=epoch, best_mAP=best["mAP"],
                          best_step=best["step"], best=best, final_metrics=final_metrics, skipped_clips=skipped_total,
                          seconds=round(time.time() - t_start, 1), stopped_early=stopped,
-                         losses=losses)
+                         losses=loss_log.losses)
     if is_main:
         if skipped_total:
             log.warning("%d clip(s) could not be decoded and were skipped (see the warnings above)", skipped_total)
