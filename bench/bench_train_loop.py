@@ -25,7 +25,17 @@ from audiomamba.training.config import load_config
 from audiomamba.training.trainer import train
 
 
-def run(root: str, out: str, args, graph: bool, steps: int) -> float:
+# mode name -> config overrides ("section.key=value"), on top of the base run (spectrogram mixup, EMA, grad clip)
+MODES = {
+    "eager": [],
+    "cuda_graph": ["train.cuda_graph=true"],
+    "cuda_graph-no_ema": ["train.cuda_graph=true", "train.ema_decay=null"],
+    "cuda_graph-no_mixup": ["train.cuda_graph=true", "augment.mixup=none"],
+    "cuda_graph-no_clip": ["train.cuda_graph=true", "optim.grad_clip=null"],
+}
+
+
+def run(root: str, out: str, args, overrides: list[str], steps: int) -> float:
     cfg = load_config(raw={
         "model": {"name": args.model, "layout": "fold"},
         "data": {"root": root, "validation": None, "clip_seconds": 10.0, "num_workers": args.workers},
@@ -33,8 +43,8 @@ def run(root: str, out: str, args, graph: bool, steps: int) -> float:
         "augment": {"random_crop": False, "mixup": "spec"},
         "optim": {"lr": 1e-4, "schedule": "constant"},
         "train": {"output_dir": out, "epochs": 1, "batch_size": args.batch, "precision": "bf16", "progress": False,
-                  "tensorboard": False, "device": "cuda", "cuda_graph": graph, "ema_decay": 0.999,
-                  "stop_after_steps": steps, "checkpoint_every": 10_000}})
+                  "tensorboard": False, "device": "cuda", "ema_decay": 0.999,
+                  "stop_after_steps": steps, "checkpoint_every": 10_000}}, overrides=overrides)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     res = train(cfg)
@@ -52,6 +62,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--short", type=int, default=5)
     ap.add_argument("--long", type=int, default=35)
+    ap.add_argument("--modes", default="eager,cuda_graph", help=f"comma-separated, of: {', '.join(MODES)}")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -59,12 +70,12 @@ def main() -> None:
     t0 = time.perf_counter()
     root = str(make_toy_dataset(os.path.join(tmp, "data"), {"train": args.clips}, seconds=10.0, sample_rate=32000))
     print(f"data: {args.clips} clips of 10 s in {time.perf_counter() - t0:.0f} s", flush=True)
-    run(root, os.path.join(tmp, "warmup"), args, False, 2)  # Triton compilation, cuDNN autotuning, page cache
+    run(root, os.path.join(tmp, "warmup"), args, [], 2)  # Triton compilation, cuDNN autotuning, page cache
     rows = []
-    for graph in (False, True):
-        walls = {n: run(root, os.path.join(tmp, f"run_{graph}_{n}"), args, graph, n) for n in (args.short, args.long)}
+    for k, mode in enumerate(args.modes.split(",")):
+        walls = {n: run(root, os.path.join(tmp, f"run_{k}_{n}"), args, MODES[mode], n) for n in (args.short, args.long)}
         ms = (walls[args.long] - walls[args.short]) / (args.long - args.short) * 1e3
-        row = {"mode": "cuda_graph" if graph else "eager", "ms_per_step": ms, "clips_per_s": args.batch / ms * 1e3,
+        row = {"mode": mode, "ms_per_step": ms, "clips_per_s": args.batch / ms * 1e3,
                "wall_s": walls, "peak_GiB": torch.cuda.max_memory_reserved() / 2**30}
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()

@@ -47,10 +47,10 @@ for stage in ${STAGES:-tests norm ab}; do
       timeout ${MODELS_S:-200} python3 bench/bench_gpu.py --out "$OUT/models" --sections models \
         --models "${MODELS:-audiomamba_tiny_v2,swin_t_htsat_like}" 2>&1 | grep "^|\|Error\|error" ;;
     loop)
-      timeout ${LOOP_S:-200} python3 bench/bench_train_loop.py --out "$OUT/loop" 2>&1 | grep -v "Warn\|WARN" | tail -12 ;;
+      timeout ${LOOP_S:-200} python3 -u bench/bench_train_loop.py --out "$OUT/loop" --modes "${LOOP_MODES:-eager,cuda_graph}" 2>&1 | grep -v "Warn\|WARN" | tail -12 ;;
     explain)
       for mode in ${EXPLAIN_MODES:-default}; do
-        timeout ${EXPLAIN_S:-150} python3 bench/compile_explain.py --mode $mode > "$OUT/compile_explain_$mode.txt" 2>&1
+        timeout ${EXPLAIN_S:-150} python3 -u bench/compile_explain.py --mode $mode > "$OUT/compile_explain_$mode.txt" 2>&1
         grep "graphs\|compiled\|device time\|first call\|Error" "$OUT/compile_explain_$mode.txt"
       done ;;
     host)

@@ -22,6 +22,7 @@ What a graph cannot do, and how this module keeps it from giving wrong numbers:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -80,6 +81,10 @@ class GraphedTraining:
         self._params = params
         static = tuple(t.detach().clone() for t in example)  # the graph's own input buffers
         saved = {name: b.detach().clone() for name, b in module.named_buffers()}
+        # The captured outputs keep the parameters' gradient accumulators alive, recorded on the capture stream; the
+        # autograd engine then adds an event wait per parameter and warns at every backward.  The waits cost
+        # microseconds, and the engine syncs those streams with the caller's at the end of each backward.
+        warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
         with self._autocast(autocast_dtype):
             self._graphed = torch.cuda.make_graphed_callables(module, static, num_warmup_iters=warmup_iters,
                                                               allow_unused_input=True)
@@ -87,6 +92,7 @@ class GraphedTraining:
             for name, b in module.named_buffers():
                 b.copy_(saved[name])
         torch.cuda.synchronize()
+        torch.cuda.empty_cache()  # the warm-up ran on a side stream, whose cached blocks no other stream reuses
 
     @staticmethod
     def _autocast(dtype: torch.dtype | None):

@@ -396,9 +396,10 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
             mix_lam = None
             if ac.cutmix_prob > 0:
                 wave, lam = cutmix(wave, ac.cutmix_alpha, ac.cutmix_prob, gen)
-                target = mix_targets(target, lam.to(device), "mix")
+                target = mix_targets(target, lam.to(device, non_blocking=True), "mix")
+            # lam lives in pageable host memory: non_blocking keeps its copy from waiting for the queued GPU work
             if ac.mixup != "none" and wave.shape[0] > 1:
-                lam = sample_lambda(wave.shape[0], ac.mixup_alpha, ac.mixup_prob, gen).to(device)
+                lam = sample_lambda(wave.shape[0], ac.mixup_alpha, ac.mixup_prob, gen).to(device, non_blocking=True)
                 target = mix_targets(target, lam, ac.mixup_targets)
                 if ac.mixup == "wave":
                     wave = mix_waves(wave, lam)
