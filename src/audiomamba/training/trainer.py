@@ -287,7 +287,7 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
         if world > 1:
             raise ValueError("train.cuda_graph: CUDA-graph training runs in one process only; set it false with torchrun")
         check_graphable(raw_model, int(round(dc.clip_seconds * sr)))
-    graphed = None  # GraphedTraining, captured on the first full batch
+    graphed = None  # GraphedTraining, captured below before any data loader thread exists
 
     step, epoch, micro = 0, 0, 0
     best = {"mAP": -1.0, "step": -1}
@@ -378,6 +378,17 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
     loader_gen = torch.Generator()
     loss_log = LossLog()
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision) if device.type == "cuda" else None
+    if use_graph:
+        # Captured here, on example inputs of the batches' shape, because a capture fails when another thread
+        # calls CUDA meanwhile, as the data loader's memory-pinning thread does.
+        n = int(round(dc.clip_seconds * sr))
+        example = (torch.randn(per_rank, n, generator=torch.Generator().manual_seed(0)).mul_(0.1).to(device),)
+        if ac.mixup == "spec" and per_rank > 1:
+            example += (torch.full((per_rank,), 0.5, device=device),)
+        graphed = GraphedTraining(AudioMambaLogits(raw_model), example, autocast_dtype)
+        if is_main:
+            log.info("train.cuda_graph: forward and backward captured for batches of %s", tuple(example[0].shape))
+    eager_batches = 0
     while epoch < tc.epochs and not stopped:
         sampler.set_position(epoch, micro)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
@@ -408,13 +419,14 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
             last_micro = micro % oc.accumulate == 0
             sync = contextlib.nullcontext() if (last_micro or world == 1) else model.no_sync()
             inputs = (wave,) if mix_lam is None else (wave, mix_lam)
-            if use_graph and graphed is None and wave.shape[0] == per_rank:
-                graphed = GraphedTraining(AudioMambaLogits(raw_model), inputs, autocast_dtype)
-                log.info("train.cuda_graph: forward and backward captured for batches of %s", tuple(wave.shape))
             with sync:
                 if graphed is not None and graphed.accepts(*inputs):
                     logits = graphed(*inputs).float()
                 else:  # eager: no graph, or a batch of another shape; the loader has checked every clip's samples
+                    if graphed is not None and not eager_batches:
+                        log.info("train.cuda_graph: a batch of shape %s runs eagerly (the graph takes %s)",
+                                 tuple(wave.shape), tuple(example[0].shape))
+                    eager_batches += graphed is not None
                     with _autocast(device, tc.precision):
                         out = train_forward(wave, mixup_lambda=mix_lam, check_finite=False)
                     logits = out.logits.float()
@@ -511,6 +523,8 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
                          best_step=best["step"], best=best, final_metrics=final_metrics, skipped_clips=skipped_total,
                          seconds=round(time.time() - t_start, 1), stopped_early=stopped,
                          losses=loss_log.losses)
+    if eager_batches:
+        log.info("train.cuda_graph: %d batch(es) of another shape ran eagerly", eager_batches)
     if is_main:
         if skipped_total:
             log.warning("%d clip(s) could not be decoded and were skipped (see the warnings above)", skipped_total)
