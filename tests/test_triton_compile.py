@@ -1,10 +1,11 @@
-"""Every compile-time variant of the Triton kernels passes Triton's compiler front end for an H100 (sm_90).
+"""Every compile-time variant of the Triton kernels passes Triton's compiler front end for an H100 (sm_90), and
+the variants the models launch compile all the way to machine code (ptxas included).
 
 The interpreter (which runs the kernels' numerics on CPU in the other tests) accepts code the compiler rejects:
 a helper returning 32-bit offsets on one constexpr branch and 64-bit ones on the other ran under the
-interpreter but failed to compile on the GPU (found 2026-11-25).  The front end needs no GPU, so this test runs
-it for each variant in a subprocess (``@triton.jit`` picks interpreter or compiler once per process, and the
-other test modules turn the interpreter on).
+interpreter but failed to compile on the GPU (found 2026-11-25).  Neither stage needs a GPU, so these tests run
+them in a subprocess (``@triton.jit`` picks interpreter or compiler once per process, and the other test modules
+turn the interpreter on).
 """
 
 import itertools
@@ -38,10 +39,24 @@ def _variants():
     return out
 
 
-def _compile_all() -> None:
-    """Triton's front end (Python AST -> TTIR, where type errors such as inconsistent returns are raised) for
-    every variant, for sm_90.  The backend passes (TTGIR, LLVM, ptxas) are left out: they take minutes per
-    variant on a 2-core CI machine, and the kernels' launches on the GPU exercise them."""
+def _model_variants():
+    """The scan variants a d_state-1 model (tiny_v2) launches: forward (inference, training) and backward, with
+    and without masks."""
+    from audiomamba.ops import scan_triton as st
+
+    out = []
+    for even in (False, True):
+        flags = dict(N=1, CROSS=True, SOFTPLUS=True, HAS_D=True, HAS_BIAS=True, EVEN=even, I64=False)
+        out += [(st._scan_fwd_kernel, dict(flags, BLOCK_E=64, SAVE=save), 2) for save in (False, True)]
+        out.append((st._scan_bwd_kernel, dict(flags, BLOCK_E=32), 1))
+    return out
+
+
+def _compile_all(full: bool) -> None:
+    """For sm_90: Triton's front end (Python AST -> TTIR, where type errors such as inconsistent returns are
+    raised) for every variant, or (``full``) the whole pipeline to a cubin for the models' variants.  The full
+    pipeline of a d_state-16 backward takes about a minute on a 2-core machine (its unrolled states make
+    Triton's coalescing pass slow), so d_state 16 gets the front end only."""
     import inspect
 
     import triton
@@ -56,28 +71,56 @@ def _compile_all() -> None:
     except (ImportError, AttributeError) as exc:
         print(f"skip: {exc!r}")
         return
-    for fn, const, warps in _variants():
+    for fn, const, warps in _model_variants() if full else _variants():
         names = list(inspect.signature(fn.fn).parameters)
         ptr = lambda n: "*bf16" if n in ("x_ptr", "d_ptr", "y_ptr", "dy_ptr") else "*fp32"  # noqa: E731
         sig = {n: "constexpr" if n in const else ptr(n) if n.endswith("_ptr") else ("fp32" if n == "eps" else "i32")
                for n in names}
-        options = backend.parse_options({"num_warps": warps})
-        context = ir.context()
-        ir.load_dialects(context)
-        backend.load_dialects(context)
         src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=const)
-        src.make_ir(target, options, backend.get_codegen_implementation(options), backend.get_module_map(), context)
+        if full:
+            kernel = triton.compile(src, target=target, options={"num_warps": warps})
+            assert kernel.asm["cubin"], "no machine code"
+        else:
+            options = backend.parse_options({"num_warps": warps})
+            context = ir.context()
+            ir.load_dialects(context)
+            backend.load_dialects(context)
+            src.make_ir(target, options, backend.get_codegen_implementation(options), backend.get_module_map(),
+                        context)
         print(f"ok {fn.fn.__name__} {const}", flush=True)
 
 
-def test_every_kernel_variant_compiles_for_sm90():
+def _run(full: bool, expected: int, tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=900)
+    env["TRITON_CACHE_DIR"] = str(tmp_path)  # compile afresh, and leave the user's cache alone
+    args = [sys.executable, __file__] + (["--full"] if full else [])
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     if proc.stdout.startswith("skip: "):
         pytest.skip(f"this Triton's internal compile stages differ: {proc.stdout.strip()}")
-    assert proc.stdout.count("ok ") == len(_variants())
+    assert proc.stdout.count("ok ") == expected
+
+
+def test_every_kernel_variant_compiles_for_sm90(tmp_path):
+    _run(False, len(_variants()), tmp_path)
+
+
+def test_model_variants_compile_to_machine_code_for_sm90(tmp_path):
+    _run(True, len(_model_variants()), tmp_path)
+
+
+def test_scan_kernels_specialise_no_integer_argument():
+    """Sizes and strides are runtime values: otherwise each stage of a model (a stride of 1 or divisible by 16)
+    compiles its own variant, seconds each, for the same code (bench/compile_time.py)."""
+    import inspect
+
+    from audiomamba.ops import scan_triton as st
+
+    for fn in (st._scan_fwd_kernel, st._scan_bwd_kernel):
+        params = inspect.signature(fn.fn).parameters
+        ints = {n for n, p in params.items() if not n.endswith("_ptr") and p.annotation is inspect.Parameter.empty}
+        assert ints and ints <= set(fn.do_not_specialize), sorted(ints - set(fn.do_not_specialize))
 
 
 if __name__ == "__main__":
-    _compile_all()
+    _compile_all(full="--full" in sys.argv)

@@ -9,7 +9,7 @@ view, so no layout copy is needed:
 
 - :func:`cross_selective_scan_triton` (SS2D): the four directions of a ``(B, E, H, W)`` map in one launch:
   k0 walks rows, k1 columns (by index arithmetic on the same map, no transposed copy), k2 and k3 the same
-  backwards.  A chunk never spans two lines (the last chunk of a line is padded with identity steps).  Each
+  backwards (from the last position with negated strides, so one loop body serves all four).  A chunk never spans two lines (the last chunk of a line is padded with identity steps).  Each
   direction writes its output on the grid; a small kernel sums the four in float32.
 - :func:`selective_scan_triton` (plain): ``u, delta (B, G*E, L)``, ``B, C (B, G, N, L)``, every group forwards.
 
@@ -40,6 +40,15 @@ MAX_STATE = 16
 LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = exp2(x LOG2E): A is scaled once per program, not per element
 CHUNK = 8  # scan steps per chunk (unrolled; the next chunks' loads are in flight while one is computed)
 T = tl.constexpr(CHUNK)
+
+
+# Integer arguments are not specialised: Triton would otherwise compile one variant per stage of a model (a size
+# or stride of 1, or divisible by 16, is a separate variant), each taking seconds to compile, for no better code:
+# every load is one element per thread, so divisibility cannot widen it.  A model then compiles one forward and one
+# backward per flag set (bench/compile_time.py).
+_FWD_INTS = ["sx_b", "sx_k", "sx_e", "sx_h", "sx_w", "sd_b", "sd_k", "sd_e", "sd_h", "sd_w", "sbc_b", "sbc_k", "sbc_n",
+             "sbc_h", "sbc_w", "sy_b", "sy_k", "sy_e", "sy_h", "sy_w", "E", "H", "W", "NCMAX", "n_eb"]
+_BWD_INTS = ["sg_b", "sg_k", "sg_e", "sg_h", "sg_w"]
 
 
 @triton.jit
@@ -76,8 +85,8 @@ def _delta(raw, bias, valid, SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr, EVE
 def _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N: tl.constexpr, BLOCK_E: tl.constexpr, CROSS: tl.constexpr,
              HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
     """This program's batch b (int64), stream k, stream count K, channel block e and mask, parameter rows ch,
-    scan geometry (col: the stream walks columns; O lines of I steps each) and parameters: A * log2(e) as a
-    tuple of N (BLOCK_E,) columns, D and delta_bias (zeros where absent)."""
+    scan geometry (col: the stream walks columns; rev: it walks backwards; O lines of I steps each) and
+    parameters: A * log2(e) as a tuple of N (BLOCK_E,) columns, D and delta_bias (zeros where absent)."""
     pid = tl.program_id(0)
     k = tl.program_id(1)
     b = (pid // n_eb).to(tl.int64)
@@ -94,39 +103,50 @@ def _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N: tl.constexpr, BLOCK_E: tl
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=emask, other=0.0)
     col = (k % 2 == 1) & CROSS
+    rev = (k >= 2) & CROSS
     O = tl.where(col, W, H)
     I = tl.where(col, H, W)
-    return b, k, tl.num_programs(1), e, emask, ch, col, O, I, A2, Dv, bias
+    return b, k, tl.num_programs(1), e, emask, ch, col, rev, O, I, A2, Dv, bias
 
 
 @triton.jit
-def _lines(sh, sw, col, I64: tl.constexpr):
-    """(line stride, step stride) of an operand with grid strides (sh, sw) for a row or column stream."""
+def _stream(sb, sk, sh, sw, b, k, col, rev, O, I, I64: tl.constexpr):
+    """Stream k of batch b of an operand with strides (sb, sk, ., sh, sw): the offset of its first step and its
+    (line, step) strides.  A backward stream (k2, k3) is its forward twin (k0, k1) started at the last position
+    with both strides negated, so one loop body serves all four directions (two bodies, one per direction,
+    doubled the kernel's code and made Triton's coalescing pass, quadratic in it, take seconds per variant)."""
     lo, st = tl.where(col, sw, sh), tl.where(col, sh, sw)
     if I64:  # one return for both variants: compiled Triton rejects returns of different types (the interpreter not)
         lo, st = lo.to(tl.int64), st.to(tl.int64)
-    return lo, st
+    start = b * sb + k * sk + tl.where(rev, (O - 1) * lo + (I - 1) * st, 0)
+    sign = tl.where(rev, -1, 1)
+    return start, lo * sign, st * sign
 
 
 @triton.jit
-def _operand(ptr, sb, sk, se, sh, sw, b, k, e, col, I64: tl.constexpr):
-    """Stream k of batch b of a (B, K, channels, H, W) operand: its scalar base pointer, the per-channel offset
-    vector (32-bit unless a tensor spans 2^31 elements: one integer add and one wide multiply-add per load) and
-    the (line, step) strides of the stream."""
-    lo, st = _lines(sh, sw, col, I64)
-    ee = e.to(tl.int64) if I64 else e
-    return ptr + b * sb + k * sk, ee * se, lo, st
+def _chan(e, se, I64: tl.constexpr):
+    """Per-channel offsets (32-bit unless a tensor spans 2^31 elements: one integer add and one wide multiply-add
+    per load)."""
+    if I64:  # one return for both variants (see _stream)
+        e = e.to(tl.int64)
+    return e * se
 
 
 @triton.jit
-def _chunk(c, NC, nci, REV: tl.constexpr, I64: tl.constexpr):
+def _operand(ptr, sb, sk, se, sh, sw, b, k, e, col, rev, O, I, I64: tl.constexpr):
+    """Stream k of batch b of a (B, K, channels, H, W) operand: its pointer to the first step, the per-channel
+    offset vector and the (line, step) strides."""
+    start, lo, st = _stream(sb, sk, sh, sw, b, k, col, rev, O, I, I64)
+    return ptr + start, _chan(e, se, I64), lo, st
+
+
+@triton.jit
+def _chunk(c, NC, nci, I64: tl.constexpr):
     """Scan chunk c -> (line o, first step i0 in the line, chunk exists).  A chunk never spans two lines (the
-    last one of a line is padded), so that its positions are o * line_stride + (i0 + t) * step_stride; REV
-    streams take the chunks from the end and walk each backwards."""
+    last one of a line is padded), so that its positions are o * line_stride + (i0 + t) * step_stride."""
     cc = tl.minimum(tl.maximum(c, 0), NC - 1)  # a prefetch past either end reloads a real chunk (no mask needed)
-    m = NC - 1 - cc if REV else cc
-    o = m // nci
-    i0 = (m - o * nci) * T
+    o = cc // nci
+    i0 = (cc - o * nci) * T
     if I64:
         o, i0 = o.to(tl.int64), i0.to(tl.int64)
     return o, i0, (c < NC) & (c >= 0)
@@ -156,48 +176,40 @@ def _st(p, v, m, EVEN: tl.constexpr):
 
 
 @triton.jit
-def _rows_of(p, eo, lo, st, e, E, o, i0, ok, I, REV: tl.constexpr, EVEN: tl.constexpr):
-    """A chunk's T (BLOCK_E,) rows of one per-channel operand (line stride lo, step stride st), in scan order
-    (reversed for REV), 0 outside the map."""
+def _rows_of(p, eo, lo, st, e, E, o, i0, ok, I, EVEN: tl.constexpr):
+    """A chunk's T (BLOCK_E,) rows of one per-channel operand (line stride lo, step stride st), 0 outside the
+    map."""
     rs = ()
     for t in tl.static_range(T):
-        r = _ld(p + (eo + (o * lo + (i0 + t) * st)), _rows(e, E, ok & (i0 + t < I)), EVEN)
-        if REV:
-            rs = (r,) + rs
-        else:
-            rs = rs + (r,)
+        rs = rs + (_ld(p + (eo + (o * lo + (i0 + t) * st)), _rows(e, E, ok & (i0 + t < I)), EVEN),)
     return rs
 
 
 @triton.jit
-def _states_of(p, s_n, lo, st, o, i0, ok, I, N: tl.constexpr, REV: tl.constexpr, EVEN: tl.constexpr):
-    """A chunk's B or C: T tuples (scan order) of N float32 scalars, 0 outside the map."""
+def _states_of(p, s_n, lo, st, o, i0, ok, I, N: tl.constexpr, EVEN: tl.constexpr):
+    """A chunk's B or C: T tuples of N float32 scalars, 0 outside the map."""
     rs = ()
     for t in tl.static_range(T):
         v = ()
         for n in tl.static_range(N):
             v = v + (_ld(p + (n * s_n + o * lo + (i0 + t) * st), ok & (i0 + t < I), EVEN).to(tl.float32),)
-        if REV:
-            rs = (v,) + rs
-        else:
-            rs = rs + (v,)
+        rs = rs + (v,)
     return rs
 
 
 @triton.jit
 def _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c, NC, nci, I, N: tl.constexpr,
-          REV: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
-    """Chunk c's inputs: u and raw-delta rows and, for N <= 4, the B and C scalars (all in scan order), its line
-    and first step (memory order).  Loading B and C here, ahead of the chunk's stores and atomics, keeps
+          EVEN: tl.constexpr, I64: tl.constexpr):
+    """Chunk c's inputs: u and raw-delta rows and, for N <= 4, the B and C scalars, its line and first step.  Loading B and C here, ahead of the chunk's stores and atomics, keeps
     their latency off the per-step path (a load cannot move above a store that might alias it)."""
-    o, i0, ok = _chunk(c, NC, nci, REV, I64)
-    us = _rows_of(x_p, ex, xo, xi, e, E, o, i0, ok, I, REV, EVEN)
-    ds = _rows_of(d_p, ed, do_, di, e, E, o, i0, ok, I, REV, EVEN)
+    o, i0, ok = _chunk(c, NC, nci, I64)
+    us = _rows_of(x_p, ex, xo, xi, e, E, o, i0, ok, I, EVEN)
+    ds = _rows_of(d_p, ed, do_, di, e, E, o, i0, ok, I, EVEN)
     bs = ()
     cs = ()
     if N <= 4:
-        bs = _states_of(B_p, s_n, bo, bi, o, i0, ok, I, N, REV, EVEN)
-        cs = _states_of(C_p, s_n, bo, bi, o, i0, ok, I, N, REV, EVEN)
+        bs = _states_of(B_p, s_n, bo, bi, o, i0, ok, I, N, EVEN)
+        cs = _states_of(C_p, s_n, bo, bi, o, i0, ok, I, N, EVEN)
     return us, ds, bs, cs, o, i0, ok
 
 
@@ -210,17 +222,9 @@ def _state(p, bs, j, n, s_n, lo, st, o, i, valid, N: tl.constexpr, EVEN: tl.cons
 
 
 @triton.jit
-def _pos(i0, j, REV: tl.constexpr):
-    """Step index in its line of the chunk's j-th step in scan order."""
-    if REV:
-        return i0 + (T - 1 - j)
-    return i0 + j
-
-
-@triton.jit
 def _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, s_n, e, E, emask, O, I,
-              A2, Dv, bias, N: tl.constexpr, REV: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
-              HAS_BIAS: tl.constexpr, SAVE: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
+              A2, Dv, bias, N: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+              SAVE: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
     nci = (I + T - 1) // T
     NC = O * nci
     h = ()
@@ -229,18 +233,17 @@ def _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi
     # software pipelining by hand: two chunks' loads are in flight while one is computed (the scan is
     # latency-bound: one thread per channel, so there are few threads for the bytes in flight)
     c0 = NC * 0  # chunk indices are tensors (a Python 0 would turn the chunk masks into integers)
-    nxt = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c0, NC, nci, I, N, REV, EVEN, I64)
-    nxt2 = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c0 + 1, NC, nci, I, N, REV, EVEN, I64)
+    nxt = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c0, NC, nci, I, N, EVEN, I64)
+    nxt2 = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c0 + 1, NC, nci, I, N, EVEN, I64)
     for c in range(NC):
         us, ds, bs, cs, o, i0, ok = nxt
         nxt = nxt2
-        nxt2 = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c + 2, NC, nci, I, N, REV, EVEN,
-                     I64)
+        nxt2 = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c + 2, NC, nci, I, N, EVEN, I64)
         if SAVE:  # the chunk's starting state, for the backward
             for n in tl.static_range(N):
                 _st(hs_p + c * N + n, h[n], emask, EVEN)
-        for j in tl.static_range(T):  # scan order
-            i = _pos(i0, j, REV)
+        for j in tl.static_range(T):
+            i = i0 + j
             valid = i < I
             u = us[j].to(tl.float32)
             dl = _delta(ds[j].to(tl.float32), bias, valid, SOFTPLUS, HAS_BIAS, EVEN)
@@ -257,7 +260,7 @@ def _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi
             _st(y_p + (ey + (o * yo + i * yi)), y.to(y_p.dtype.element_ty), _rows(e, E, valid), EVEN)
 
 
-@triton.jit(do_not_specialize=["sx_e", "sd_e", "sy_e"])
+@triton.jit(do_not_specialize=_FWD_INTS)
 def _scan_fwd_kernel(
     x_ptr, d_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr, hs_ptr,
     sx_b, sx_k, sx_e, sx_h, sx_w, sd_b, sd_k, sd_e, sd_h, sd_w, sbc_b, sbc_k, sbc_n, sbc_h, sbc_w,
@@ -271,31 +274,22 @@ def _scan_fwd_kernel(
     sequentially; every operand is read through its strides ((b, k, channel, h, w); channels-last inputs make
     each step's loads one coalesced row).  SS2D's four directions (CROSS) run in one launch: k0 rows, k1
     columns, k2/k3 the same backwards."""
-    b, k, K, e, emask, ch, col, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N, BLOCK_E,
-                                                               CROSS, HAS_D, HAS_BIAS)
-    x_p, ex, xo, xi = _operand(x_ptr, sx_b, sx_k, sx_e, sx_h, sx_w, b, k, e, col, I64)
-    d_p, ed, do_, di = _operand(d_ptr, sd_b, sd_k, sd_e, sd_h, sd_w, b, k, e, col, I64)
-    y_p, ey, yo, yi = _operand(y_ptr, sy_b, sy_k, sy_e, sy_h, sy_w, b, k, e, col, I64)
-    B_p, _, bo, bi = _operand(B_ptr, sbc_b, sbc_k, 0, sbc_h, sbc_w, b, k, e, col, I64)
-    C_p = C_ptr + b * sbc_b + k * sbc_k
+    b, k, K, e, emask, ch, col, rev, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N, BLOCK_E,
+                                                                    CROSS, HAS_D, HAS_BIAS)
+    x_p, ex, xo, xi = _operand(x_ptr, sx_b, sx_k, sx_e, sx_h, sx_w, b, k, e, col, rev, O, I, I64)
+    d_p, ed, do_, di = _operand(d_ptr, sd_b, sd_k, sd_e, sd_h, sd_w, b, k, e, col, rev, O, I, I64)
+    y_p, ey, yo, yi = _operand(y_ptr, sy_b, sy_k, sy_e, sy_h, sy_w, b, k, e, col, rev, O, I, I64)
+    bc, bo, bi = _stream(sbc_b, sbc_k, sbc_h, sbc_w, b, k, col, rev, O, I, I64)  # B and C share strides
     hs_p = hs_ptr + ((b * K + k) * E + e) * NCMAX * N  # (B, K, E, NCMAX, N)
-    if CROSS:
-        if k >= 2:
-            _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, sbc_n, e, E, emask, O,
-                      I, A2, Dv, bias, N, True, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, EVEN, I64)
-        else:
-            _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, sbc_n, e, E, emask, O,
-                      I, A2, Dv, bias, N, False, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, EVEN, I64)
-    else:
-        _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, sbc_n, e, E, emask, O, I,
-                  A2, Dv, bias, N, False, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, EVEN, I64)
+    _fwd_body(x_p, d_p, B_ptr + bc, C_ptr + bc, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, sbc_n, e, E,
+              emask, O, I, A2, Dv, bias, N, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, EVEN, I64)
 
 
 @triton.jit
 def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg, eu, xo, xi, do_, di, bo, bi, go,
               gi, uo, ui,
-              s_n, e, E, emask, O, I, A2, Dv, bias, N: tl.constexpr, REV: tl.constexpr, SOFTPLUS: tl.constexpr,
-              HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
+              s_n, e, E, emask, O, I, A2, Dv, bias, N: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
+              HAS_BIAS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
     """Chunks in reverse scan order: each recomputes its states from the saved start, then walks the adjoint
     back through them.  ``q = a_{t+1} dh_{t+1}`` carries the adjoint from the later step; d(delta) is laid out
     like delta (strides do_, di), du like y (uo, ui), dy has its own (go, gi).  Returns the block's dA (a
@@ -310,23 +304,22 @@ def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg
         dA = dA + (zero,)
     dD = zero
     dbias = zero
-    nxt = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, NC - 1, NC, nci, I, N, REV, EVEN, I64)
-    nxt_dy = _rows_of(dy_p, eg, go, gi, e, E, nxt[4], nxt[5], nxt[6], I, REV, EVEN)
+    nxt = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, NC - 1, NC, nci, I, N, EVEN, I64)
+    nxt_dy = _rows_of(dy_p, eg, go, gi, e, E, nxt[4], nxt[5], nxt[6], I, EVEN)
     for cc in range(NC):
         c = NC - 1 - cc
         us, ds, bs, cs, o, i0, ok = nxt
         dys = nxt_dy
-        nxt = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c - 1, NC, nci, I, N, REV, EVEN,
-                    I64)
-        nxt_dy = _rows_of(dy_p, eg, go, gi, e, E, nxt[4], nxt[5], nxt[6], I, REV, EVEN)
+        nxt = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c - 1, NC, nci, I, N, EVEN, I64)
+        nxt_dy = _rows_of(dy_p, eg, go, gi, e, E, nxt[4], nxt[5], nxt[6], I, EVEN)
         # recompute the states before each step (scan order), from the chunk's saved start
         h = ()
         for n in tl.static_range(N):
             h = h + (_ld(hs_p + c * N + n, emask, EVEN),)
         hp = ()
         dls = ()  # step sizes, kept for the adjoint (softplus once per step)
-        for j in tl.static_range(T):  # scan order
-            i = _pos(i0, j, REV)
+        for j in tl.static_range(T):
+            i = i0 + j
             valid = i < I
             hp = hp + (h,)
             dl = _delta(ds[j].to(tl.float32), bias, valid, SOFTPLUS, HAS_BIAS, EVEN)
@@ -340,7 +333,7 @@ def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg
         # the adjoint, against the scan order; for N <= 4 the B / C gradient atomics wait for the chunk's end
         red = ()
         for jj in tl.static_range(T):  # reverse scan order: scan-order index T - 1 - jj
-            i = _pos(i0, T - 1 - jj, REV)
+            i = i0 + (T - 1 - jj)
             valid = i < I
             m = _rows(e, E, valid)
             u = us[T - 1 - jj].to(tl.float32)
@@ -393,7 +386,7 @@ def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg
     return dA, dD, dbias
 
 
-@triton.jit(do_not_specialize=["sx_e", "sd_e", "sy_e", "sg_e"])
+@triton.jit(do_not_specialize=_FWD_INTS + _BWD_INTS)
 def _scan_bwd_kernel(
     x_ptr, d_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr, du_ptr, dd_ptr, dA_ptr, dB_ptr, dC_ptr,
     dD_ptr, dbias_ptr,
@@ -406,31 +399,17 @@ def _scan_bwd_kernel(
     """Backward of :func:`_scan_fwd_kernel`, same grid.  du is laid out like y (strides sy_*), ddelta like
     delta, dB/dC (float32) like B/C and dy has its own strides (sg_*); dA, dD and dbias are summed per program
     and added once."""
-    b, k, K, e, emask, ch, col, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N, BLOCK_E,
-                                                               CROSS, HAS_D, HAS_BIAS)
-    x_p, ex, xo, xi = _operand(x_ptr, sx_b, sx_k, sx_e, sx_h, sx_w, b, k, e, col, I64)
-    d_p, ed, do_, di = _operand(d_ptr, sd_b, sd_k, sd_e, sd_h, sd_w, b, k, e, col, I64)
-    dd_p = dd_ptr + b * sd_b + k * sd_k  # laid out like delta
-    du_p, eu, uo, ui = _operand(du_ptr, sy_b, sy_k, sy_e, sy_h, sy_w, b, k, e, col, I64)
-    dy_p, eg, go, gi = _operand(dy_ptr, sg_b, sg_k, sg_e, sg_h, sg_w, b, k, e, col, I64)
-    B_p, _, bo, bi = _operand(B_ptr, sbc_b, sbc_k, 0, sbc_h, sbc_w, b, k, e, col, I64)
-    C_p = C_ptr + b * sbc_b + k * sbc_k  # B, C and their gradients share B's layout
-    dB_p = dB_ptr + b * sbc_b + k * sbc_k
-    dC_p = dC_ptr + b * sbc_b + k * sbc_k
+    b, k, K, e, emask, ch, col, rev, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N, BLOCK_E,
+                                                                    CROSS, HAS_D, HAS_BIAS)
+    x_p, ex, xo, xi = _operand(x_ptr, sx_b, sx_k, sx_e, sx_h, sx_w, b, k, e, col, rev, O, I, I64)
+    d0, do_, di = _stream(sd_b, sd_k, sd_h, sd_w, b, k, col, rev, O, I, I64)  # delta and its gradient
+    du_p, eu, uo, ui = _operand(du_ptr, sy_b, sy_k, sy_e, sy_h, sy_w, b, k, e, col, rev, O, I, I64)
+    dy_p, eg, go, gi = _operand(dy_ptr, sg_b, sg_k, sg_e, sg_h, sg_w, b, k, e, col, rev, O, I, I64)
+    bc, bo, bi = _stream(sbc_b, sbc_k, sbc_h, sbc_w, b, k, col, rev, O, I, I64)  # B, C and their gradients
     hs_p = hs_ptr + ((b * K + k) * E + e) * NCMAX * N
-    if CROSS:
-        if k >= 2:
-            dA, dD, dbias = _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg, eu, xo, xi,
-                                      do_, di, bo, bi, go, gi, uo, ui, sbc_n, e, E, emask, O, I, A2, Dv, bias, N, True,
-                                      SOFTPLUS, HAS_D, HAS_BIAS, EVEN, I64)
-        else:
-            dA, dD, dbias = _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg, eu, xo, xi,
-                                      do_, di, bo, bi, go, gi, uo, ui, sbc_n, e, E, emask, O, I, A2, Dv, bias, N, False,
-                                      SOFTPLUS, HAS_D, HAS_BIAS, EVEN, I64)
-    else:
-        dA, dD, dbias = _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg, eu, xo, xi, do_,
-                                  di, bo, bi, go, gi, uo, ui, sbc_n, e, E, emask, O, I, A2, Dv, bias, N, False,
-                                  SOFTPLUS, HAS_D, HAS_BIAS, EVEN, I64)
+    dA, dD, dbias = _bwd_body(x_p, d_ptr + d0, B_ptr + bc, C_ptr + bc, dy_p, du_p, dd_ptr + d0, dB_ptr + bc,
+                              dC_ptr + bc, hs_p, ex, _chan(e, sd_e, I64), eg, eu, xo, xi, do_, di, bo, bi, go, gi, uo,
+                              ui, sbc_n, e, E, emask, O, I, A2, Dv, bias, N, SOFTPLUS, HAS_D, HAS_BIAS, EVEN, I64)
     for n in tl.static_range(N):
         tl.atomic_add(dA_ptr + ch * N + n, dA[n], mask=emask, sem="relaxed")
     if HAS_D:

@@ -1,0 +1,140 @@
+"""Triton's compile time for the scan kernels a model launches, for an H100/H200 (sm_90), on any machine.
+
+A model's first GPU forward and backward compile every scan-kernel variant its stages need (each stage's shape
+picks the masked or unmasked variant, and Triton specialises on the strides' divisibility).  On a fresh machine
+that is the user's first-call wait, and on the device tool it is time the lease pays for.  This script needs no
+GPU: it replays the launchers of ``ops/scan_triton.py`` on CPU tensors laid out as SS2D lays them out on the GPU
+(channels-last map, delta/B/C as slices of one projection output), with a stand-in Triton driver for sm_90, and
+the launches compile (ptxas included) without running.  Each distinct variant is timed once, with an empty
+cache::
+
+    PYTHONPATH=src python3 bench/compile_time.py --model audiomamba_tiny_v2 [--batch 64] [--dtype bf16] [--json out.json]
+
+Shapes come from one CPU forward of the model at batch 1 (hooks on SS2D record each stage's map).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import torch
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+class _Sm90Driver:
+    """The few driver calls a Triton launch makes before it compiles, answered for an sm_90 device."""
+
+    def __init__(self) -> None:
+        from triton.backends.compiler import GPUTarget
+
+        self.target = GPUTarget("cuda", 90, 32)
+
+    def get_current_device(self) -> int:
+        return 0
+
+    def get_current_stream(self, device: int | None = None) -> int:
+        return 0
+
+    def get_current_target(self):
+        return self.target
+
+    def get_active_torch_device(self) -> torch.device:
+        return torch.device("cpu")
+
+
+def stage_shapes(model_name: str) -> list[tuple[int, int, int, int]]:
+    """(E, H, W, d_state) of each distinct SS2D call in a 10 s forward of the model (native layout)."""
+    from audiomamba import create_model
+    from audiomamba.models.vmamba import SS2D
+
+    model = create_model(model_name, num_classes=527).eval()
+    seen: list[tuple[int, int, int, int]] = []
+
+    def hook(mod, inputs):
+        _, h, w, _ = inputs[0].shape
+        key = (mod.x_proj_weight.shape[2], h, w, mod.d_state)
+        if key not in seen:
+            seen.append(key)
+
+    for m in model.modules():
+        if isinstance(m, SS2D):
+            m.register_forward_pre_hook(hook)
+    with torch.no_grad():
+        model(torch.randn(1, 10 * model.sample_rate) * 0.1)
+    return seen
+
+
+def scan_operands(batch: int, e: int, h: int, w: int, n: int, dtype: torch.dtype):
+    """x (B, E, H, W) channels-last, delta (B, 4, E, H, W), B and C (B, 4, N, H, W) as views of one
+    (B, H, W, 4E + 8N) projection output, as ``SS2D._scan_inputs(composed=True)`` returns them."""
+    x = torch.empty(batch, h, w, e, dtype=dtype).permute(0, 3, 1, 2)
+    out = torch.empty(batch, h, w, 4 * e + 8 * n, dtype=dtype)
+    delta = out[..., : 4 * e].unflatten(-1, (4, e)).permute(0, 3, 4, 1, 2)
+    bc = out[..., 4 * e:].unflatten(-1, (4, 2 * n))
+    B, C = bc[..., :n].permute(0, 3, 4, 1, 2), bc[..., n:].permute(0, 3, 4, 1, 2)
+    A = torch.empty(4 * e, n)
+    D, bias = torch.empty(4 * e), torch.empty(4 * e)
+    return x, delta, A, B, C, D, bias
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="audiomamba_tiny_v2")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    ap.add_argument("--json", default=None, help="write the rows here")
+    args = ap.parse_args()
+    os.environ.pop("TRITON_INTERPRET", None)
+    os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="triton-cache-")  # every variant compiles afresh
+    import triton
+    from triton.runtime import driver
+    from triton.runtime.jit import JITFunction
+
+    from audiomamba.ops import scan_triton as st
+
+    driver.set_active(_Sm90Driver())
+    rows: list[dict] = []
+    current: dict = {}
+
+    def timed_run(self, *a, grid, warmup, **kw):  # compile only, never launch; time each new variant
+        before = len(self.device_caches[0][0])
+        t0 = time.perf_counter()
+        JITFunction.run(self, *a, grid=grid, warmup=True, **kw)
+        if len(self.device_caches[0][0]) > before:
+            flags = {k: v for k, v in kw.items() if k.isupper()}
+            row = dict(current, kernel=self.fn.__name__, seconds=round(time.perf_counter() - t0, 2),
+                       num_warps=kw.get("num_warps"), **flags)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+    for kern in (st._scan_fwd_kernel, st._scan_bwd_kernel, st._sum4_kernel):
+        kern.run = timed_run.__get__(kern)
+    shapes = stage_shapes(args.model)
+    t_all = time.perf_counter()
+    for e, h, w, n in shapes:
+        current.clear()
+        current.update(stage=f"E{e} N{n} {h}x{w}")
+        x, delta, A, B, C, D, bias = scan_operands(args.batch, e, h, w, n, DTYPES[args.dtype])
+        _, hs = st._cross_fwd(x, delta, A, B, C, D, bias, True, True)  # the training forward (saves states)
+        st._cross_fwd(x, delta, A, B, C, D, bias, True, False)  # inference
+        st._cross_bwd(torch.empty_like(x), x, delta, A, B, C, D, bias, hs, True)
+    total = time.perf_counter() - t_all
+    print(f"\n## Triton compile for sm_90, {args.model}, batch {args.batch}, {args.dtype} (triton {triton.__version__})")
+    print("| stage | kernel | EVEN | SAVE | seconds |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['stage']} | {r['kernel']} | {r.get('EVEN', '-')} | {r.get('SAVE', '-')} | {r['seconds']:.1f} |")
+    print(f"| all | {len(rows)} variants | | | {total:.1f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": args.model, "batch": args.batch, "dtype": args.dtype, "triton": triton.__version__,
+                       "rows": rows, "total_s": total}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
