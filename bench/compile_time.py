@@ -8,7 +8,7 @@ GPU: it replays the launchers of ``ops/scan_triton.py`` on CPU tensors laid out 
 the launches compile (ptxas included) without running.  Each distinct variant is timed once, with an empty
 cache::
 
-    PYTHONPATH=src python3 bench/compile_time.py --model audiomamba_tiny_v2 [--batch 64] [--dtype bf16] [--json out.json]
+    PYTHONPATH=src python3 bench/compile_time.py --model audiomamba_tiny_v2 [--batch 64] [--dtype bf16] [--json F]
 
 Shapes come from one CPU forward of the model at batch 1 (hooks on SS2D record each stage's map).
 """
@@ -124,7 +124,8 @@ def main() -> None:
         st._cross_fwd(x, delta, A, B, C, D, bias, True, False)  # inference
         st._cross_bwd(torch.empty_like(x), x, delta, A, B, C, D, bias, hs, True)
     total = time.perf_counter() - t_all
-    print(f"\n## Triton compile for sm_90, {args.model}, batch {args.batch}, {args.dtype} (triton {triton.__version__})")
+    print(f"\n## Triton compile for sm_90, {args.model}, batch {args.batch}, {args.dtype} "
+          f"(triton {triton.__version__})")
     print("| stage | kernel | EVEN | SAVE | seconds |")
     print("|---|---|---|---|---|")
     for r in rows:

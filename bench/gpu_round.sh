@@ -2,7 +2,7 @@
 # One device call.  STAGES (default "tests norm ab") picks, in order:
 #   tests  the Triton kernels' GPU tests (LayerNorm, and the scan tests matching TESTS)
 #   norm   bench_gpu.py's LayerNorm section (Triton vs PyTorch at the stage shapes)
-#   sweep  the scan sweep on channels-last inputs (the model's layout)
+#   sweep  the scan sweep on channels-last inputs (the model's layout): warps, and forward SEGMENTS per stream
 #   ab     the model A/B (eager, CUDA graph, training) of the checkout in BASE against this one, peers once
 #   prof   torch.profiler tables of tiny_v2 inference and training
 #   compile  the models section under torch.compile (default mode): tiny_v2 and the Swin-T peer
@@ -29,7 +29,7 @@ for stage in ${STAGES:-tests norm ab}; do
     sweep)
       mkdir -p "$OUT/sweep"
       timeout 200 python3 bench/scan_sweep.py --channels-last --out "$OUT/sweep" --cases "${CASES:-tiny_v2,tiny}" \
-        --fwd "${FWD:-1,2}" --bwd "${BWD:-1,2}" --budget-s 170 2>&1 | grep -v "Warn\|^  \|^---\|Activity\|cuda\|Self" \
+        --fwd "${FWD:-1,2}" --bwd "${BWD:-1,2}" --segments "${SEGMENTS:-1,4,8}" --budget-s 170 2>&1 | grep -v "Warn\|^  \|^---\|Activity\|cuda\|Self" \
         | tee "$OUT/sweep/sweep.log" ;;
     ab)
       TREES="${BASE:+$BASE }src" PEERS=${PEERS:-swin_t_htsat_like} bash bench/ab_models.sh audiomamba_tiny_v2 2>&1 \

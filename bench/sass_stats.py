@@ -59,7 +59,7 @@ def main() -> None:
             be = 32 * warps
             const = dict(N=n, BLOCK_E=be, CROSS=True, SOFTPLUS=True, HAS_D=True, HAS_BIAS=True, EVEN=True, I64=False)
             if name == "fwd":
-                const["SAVE"] = args.save
+                const.update(SAVE=args.save, SUMMARY=False)
             st = compile_stats(kernel, const, warps)
             # one loop body serves the four directions (backward ones walk negated strides): a chunk of CHUNK steps
             per_thread = scan_triton.CHUNK

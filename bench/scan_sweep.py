@@ -1,8 +1,9 @@
 """Tuning sweep for the Triton scan (ops/scan_triton.py): num_warps (32 channels per warp) of the forward and backward
-kernels on SS2D's cross scan at the shapes that dominate the models, each config checked against the PyTorch
-path before it is timed.
+kernels, and the forward's segments per stream, on SS2D's cross scan at the shapes that dominate the models, each
+config checked against the PyTorch path before it is timed.
 
-    PYTHONPATH=src python3 bench/scan_sweep.py [--out DIR] [--cases tiny_v2,tiny] [--budget-s 500] [--fwd 1,2] [--bwd 1,2]
+    PYTHONPATH=src python3 bench/scan_sweep.py [--out DIR] [--cases tiny_v2,tiny] [--budget-s 500]
+        [--fwd 1,2] [--bwd 1,2] [--segments 1,4,8]
 
 Prints one line per config and writes ``scan_sweep.json``.  Bandwidth is quoted for the bytes a fully fused
 cross scan must move (x and the merged output once, the four deltas, B and C) against the device's copy
@@ -83,6 +84,7 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true", help="x and delta channels-last, as in the model")
     ap.add_argument("--fwd", default="1,2,4", help="forward num_warps to try")
     ap.add_argument("--bwd", default="1,2,4", help="backward num_warps to try")
+    ap.add_argument("--segments", default="1", help="forward segments per stream to try (scan_triton._SEGMENTS)")
     args = ap.parse_args()
     parse = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
     t_start = time.time()
@@ -103,24 +105,28 @@ def main() -> None:
             y = scan_triton.cross_selective_scan_triton(*leaves)
             y.backward(gy)
 
-        for fcfg in parse(args.fwd):
+        for fcfg, segs in [(f, sg) for f in parse(args.fwd) for sg in parse(args.segments)]:
             if time.time() - t_start > args.budget_s:
                 break
             scan_triton._CONFIG_OVERRIDE = {"fwd": fcfg}
+            scan_triton._SEGMENTS = segs
             try:
                 y = scan_triton.cross_selective_scan_triton(*ins)
                 err = float((y.float() - ref).norm() / ref.norm())
                 ms = cuda_ms(lambda: scan_triton.cross_selective_scan_triton(*ins))
             except Exception as exc:  # a config the compiler rejects (e.g. out of registers): record and go on
-                print(f"{name} fwd {fcfg}: failed: {exc!r}"[:300], flush=True)
+                print(f"{name} fwd {fcfg} segments {segs}: failed: {exc!r}"[:300], flush=True)
                 continue
-            row = dict(case=name, kind="fwd", cfg=fcfg, ms=ms, rel_err=err, frac_of_copy=fused_bytes / ms / 1e9 / bw)
+            row = dict(case=name, kind="fwd", cfg=fcfg, segments=segs, ms=ms, rel_err=err,
+                       frac_of_copy=fused_bytes / ms / 1e9 / bw)
             res["rows"].append(row)
-            print(f"{name} fwd {fcfg}: {ms:.3f} ms  err {err:.1e}  {row['frac_of_copy']:.1%} of copy", flush=True)
+            print(f"{name} fwd {fcfg} segments {segs}: {ms:.3f} ms  err {err:.1e}  {row['frac_of_copy']:.1%} of copy",
+                  flush=True)
         best = min((r for r in res["rows"] if r["case"] == name and r["kind"] == "fwd"), key=lambda r: r["ms"], default=None)
         if best is None:
             continue
         scan_triton._CONFIG_OVERRIDE = {"fwd": best["cfg"]}
+        scan_triton._SEGMENTS = best["segments"]
         print(kernel_table(lambda: scan_triton.cross_selective_scan_triton(*ins)), flush=True)
         for warps in parse(args.bwd):
             if time.time() - t_start > args.budget_s:
@@ -131,10 +137,13 @@ def main() -> None:
             except Exception as exc:
                 print(f"{name} bwd {warps}: failed: {exc!r}"[:300], flush=True)
                 continue
-            res["rows"].append(dict(case=name, kind="fwd+bwd", cfg=scan_triton._CONFIG_OVERRIDE, ms=ms))
-            print(f"{name} fwd+bwd fwd warps {best['cfg']} bwd warps {warps}: {ms:.3f} ms", flush=True)
+            res["rows"].append(dict(case=name, kind="fwd+bwd", cfg=scan_triton._CONFIG_OVERRIDE,
+                                    segments=best["segments"], ms=ms))
+            print(f"{name} fwd+bwd fwd warps {best['cfg']} segments {best['segments']} bwd warps {warps}: "
+                  f"{ms:.3f} ms", flush=True)
         torch.cuda.empty_cache()
     scan_triton._CONFIG_OVERRIDE = None
+    scan_triton._SEGMENTS = 1
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "scan_sweep.json"), "w") as f:
         json.dump(res, f, indent=1)

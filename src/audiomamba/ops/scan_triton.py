@@ -9,8 +9,9 @@ view, so no layout copy is needed:
 
 - :func:`cross_selective_scan_triton` (SS2D): the four directions of a ``(B, E, H, W)`` map in one launch:
   k0 walks rows, k1 columns (by index arithmetic on the same map, no transposed copy), k2 and k3 the same
-  backwards (from the last position with negated strides, so one loop body serves all four).  A chunk never spans two lines (the last chunk of a line is padded with identity steps).  Each
-  direction writes its output on the grid; a small kernel sums the four in float32.
+  backwards (from the last position with negated strides, so one loop body serves all four).  A chunk never
+  spans two lines (the last chunk of a line is padded with identity steps).  Each direction writes its output
+  on the grid; a small kernel sums the four in float32.
 - :func:`selective_scan_triton` (plain): ``u, delta (B, G*E, L)``, ``B, C (B, G, N, L)``, every group forwards.
 
 State and arithmetic are float32 whatever the input dtype; softplus(delta + delta_bias) (a cheap log1p series,
@@ -21,7 +22,10 @@ memory stays linear in the length.  Gradients of B and C (shared by a stream's c
 warp and added with relaxed float32 atomics (the default acquire-release ones put a memory fence and an L1
 flush around every add, which serialised the backward's loads); those of A, D and delta_bias are summed per
 program and added once.
-Launches with whole channel blocks and chunks (the models' maps) compile without masks.
+Launches with whole channel blocks and chunks (the models' maps) compile without masks.  The forward can split
+each stream into segments scanned in parallel (``_SEGMENTS``; a summary pass, then a pass that carries the
+state across segments): more threads for a latency-bound walk, at the cost of reading the inputs twice.  It
+stays at 1 until a GPU sweep has timed it.
 
 History and measurements: ``docs/triton-notes.md``.  Triton is optional: importing this module without it
 raises ImportError, which the package catches.
@@ -46,9 +50,8 @@ T = tl.constexpr(CHUNK)
 # or stride of 1, or divisible by 16, is a separate variant), each taking seconds to compile, for no better code:
 # every load is one element per thread, so divisibility cannot widen it.  A model then compiles one forward and one
 # backward per flag set (bench/compile_time.py).
-_FWD_INTS = ["sx_b", "sx_k", "sx_e", "sx_h", "sx_w", "sd_b", "sd_k", "sd_e", "sd_h", "sd_w", "sbc_b", "sbc_k", "sbc_n",
-             "sbc_h", "sbc_w", "sy_b", "sy_k", "sy_e", "sy_h", "sy_w", "E", "H", "W", "NCMAX", "n_eb"]
-_BWD_INTS = ["sg_b", "sg_k", "sg_e", "sg_h", "sg_w"]
+_INTS = ["sx_b", "sx_k", "sx_e", "sx_h", "sx_w", "sd_b", "sd_k", "sd_e", "sd_h", "sd_w", "sbc_b", "sbc_k", "sbc_n",
+         "sbc_h", "sbc_w", "sy_b", "sy_k", "sy_e", "sy_h", "sy_w", "E", "H", "W", "NCMAX", "n_eb"]
 
 
 @triton.jit
@@ -82,13 +85,16 @@ def _delta(raw, bias, valid, SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr, EVE
 
 
 @triton.jit
-def _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N: tl.constexpr, BLOCK_E: tl.constexpr, CROSS: tl.constexpr,
-             HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """This program's batch b (int64), stream k, stream count K, channel block e and mask, parameter rows ch,
-    scan geometry (col: the stream walks columns; rev: it walks backwards; O lines of I steps each) and
-    parameters: A * log2(e) as a tuple of N (BLOCK_E,) columns, D and delta_bias (zeros where absent)."""
+def _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, S, N: tl.constexpr, BLOCK_E: tl.constexpr,
+             CROSS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """This program's batch b (int64), segment sg of S, stream k, stream count K, channel block e and mask,
+    parameter rows ch, scan geometry (col: the stream walks columns; rev: it walks backwards; O lines of I steps
+    each) and parameters: A * log2(e) as a tuple of N (BLOCK_E,) columns, D and delta_bias (zeros where
+    absent)."""
     pid = tl.program_id(0)
     k = tl.program_id(1)
+    sg = pid % S
+    pid = pid // S
     b = (pid // n_eb).to(tl.int64)
     e = (pid % n_eb) * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
@@ -106,7 +112,7 @@ def _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N: tl.constexpr, BLOCK_E: tl
     rev = (k >= 2) & CROSS
     O = tl.where(col, W, H)
     I = tl.where(col, H, W)
-    return b, k, tl.num_programs(1), e, emask, ch, col, rev, O, I, A2, Dv, bias
+    return b, sg, k, tl.num_programs(1), e, emask, ch, col, rev, O, I, A2, Dv, bias
 
 
 @triton.jit
@@ -200,8 +206,9 @@ def _states_of(p, s_n, lo, st, o, i0, ok, I, N: tl.constexpr, EVEN: tl.constexpr
 @triton.jit
 def _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c, NC, nci, I, N: tl.constexpr,
           EVEN: tl.constexpr, I64: tl.constexpr):
-    """Chunk c's inputs: u and raw-delta rows and, for N <= 4, the B and C scalars, its line and first step.  Loading B and C here, ahead of the chunk's stores and atomics, keeps
-    their latency off the per-step path (a load cannot move above a store that might alias it)."""
+    """Chunk c's inputs: u and raw-delta rows and, for N <= 4, the B and C scalars, its line and first step.
+    Loading B and C here, ahead of the chunk's stores and atomics, keeps their latency off the per-step path (a
+    load cannot move above a store that might alias it)."""
     o, i0, ok = _chunk(c, NC, nci, I64)
     us = _rows_of(x_p, ex, xo, xi, e, E, o, i0, ok, I, EVEN)
     ds = _rows_of(d_p, ed, do_, di, e, E, o, i0, ok, I, EVEN)
@@ -222,20 +229,34 @@ def _state(p, bs, j, n, s_n, lo, st, o, i, valid, N: tl.constexpr, EVEN: tl.cons
 
 
 @triton.jit
-def _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, s_n, e, E, emask, O, I,
-              A2, Dv, bias, N: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-              SAVE: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
+def _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, sm_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, s_n, e, E, emask, O,
+              I, sg, S, A2, Dv, bias, N: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
+              HAS_BIAS: tl.constexpr, SAVE: tl.constexpr, SUMMARY: tl.constexpr, EVEN: tl.constexpr,
+              I64: tl.constexpr):
+    """Segment sg of S of the stream (a run of whole chunks).  SUMMARY: scan it from a zero state and store, per
+    channel, the sum of its step sizes (the segment's decay is exp(A * that sum)) and its end state; no output.
+    Otherwise the segment starts from the state the earlier segments' summaries carry into it, and writes y."""
     nci = (I + T - 1) // T
     NC = O * nci
+    per = (NC + S - 1) // S
+    c_lo = sg * per
+    c_hi = tl.minimum(c_lo + per, NC)
     h = ()
     for n in tl.static_range(N):
         h = h + (tl.zeros(Dv.shape, dtype=tl.float32),)
+    if not SUMMARY:
+        for sp in range(0, sg):  # carry in: h <- exp(A sum(delta)) h + h_end, segment by segment (none for S = 1)
+            dsum = _ld(sm_p + sp * (N + 1), emask, EVEN)
+            hn = ()
+            for n in tl.static_range(N):
+                hn = hn + (tl.exp2(dsum * A2[n]) * h[n] + _ld(sm_p + sp * (N + 1) + 1 + n, emask, EVEN),)
+            h = hn
+    sdl = tl.zeros(Dv.shape, dtype=tl.float32)  # SUMMARY: the segment's sum of step sizes
     # software pipelining by hand: two chunks' loads are in flight while one is computed (the scan is
     # latency-bound: one thread per channel, so there are few threads for the bytes in flight)
-    c0 = NC * 0  # chunk indices are tensors (a Python 0 would turn the chunk masks into integers)
-    nxt = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c0, NC, nci, I, N, EVEN, I64)
-    nxt2 = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c0 + 1, NC, nci, I, N, EVEN, I64)
-    for c in range(NC):
+    nxt = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c_lo, NC, nci, I, N, EVEN, I64)
+    nxt2 = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c_lo + 1, NC, nci, I, N, EVEN, I64)
+    for c in range(c_lo, c_hi):
         us, ds, bs, cs, o, i0, ok = nxt
         nxt = nxt2
         nxt2 = _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c + 2, NC, nci, I, N, EVEN, I64)
@@ -248,41 +269,52 @@ def _fwd_body(x_p, d_p, B_p, C_p, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi
             u = us[j].to(tl.float32)
             dl = _delta(ds[j].to(tl.float32), bias, valid, SOFTPLUS, HAS_BIAS, EVEN)
             dlu = dl * u
-            y = Dv * u
             hn = ()
-            for n in tl.static_range(N):
-                Bn = _state(B_p, bs, j, n, s_n, bo, bi, o, i, valid, N, EVEN)
-                Cn = _state(C_p, cs, j, n, s_n, bo, bi, o, i, valid, N, EVEN)
-                s = tl.exp2(dl * A2[n]) * h[n] + dlu * Bn
-                y += s * Cn
-                hn = hn + (s,)
+            if SUMMARY:
+                sdl += dl
+                for n in tl.static_range(N):
+                    Bn = _state(B_p, bs, j, n, s_n, bo, bi, o, i, valid, N, EVEN)
+                    hn = hn + (tl.exp2(dl * A2[n]) * h[n] + dlu * Bn,)
+            else:
+                y = Dv * u
+                for n in tl.static_range(N):
+                    Bn = _state(B_p, bs, j, n, s_n, bo, bi, o, i, valid, N, EVEN)
+                    Cn = _state(C_p, cs, j, n, s_n, bo, bi, o, i, valid, N, EVEN)
+                    st = tl.exp2(dl * A2[n]) * h[n] + dlu * Bn
+                    y += st * Cn
+                    hn = hn + (st,)
+                _st(y_p + (ey + (o * yo + i * yi)), y.to(y_p.dtype.element_ty), _rows(e, E, valid), EVEN)
             h = hn
-            _st(y_p + (ey + (o * yo + i * yi)), y.to(y_p.dtype.element_ty), _rows(e, E, valid), EVEN)
+    if SUMMARY:
+        _st(sm_p + sg * (N + 1), sdl, emask, EVEN)
+        for n in tl.static_range(N):
+            _st(sm_p + sg * (N + 1) + 1 + n, h[n], emask, EVEN)
 
 
-@triton.jit(do_not_specialize=_FWD_INTS)
+@triton.jit(do_not_specialize=_INTS + ["S"])
 def _scan_fwd_kernel(
-    x_ptr, d_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr, hs_ptr,
+    x_ptr, d_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr, hs_ptr, sm_ptr,
     sx_b, sx_k, sx_e, sx_h, sx_w, sd_b, sd_k, sd_e, sd_h, sd_w, sbc_b, sbc_k, sbc_n, sbc_h, sbc_w,
     sy_b, sy_k, sy_e, sy_h, sy_w,
-    E, H, W, NCMAX, n_eb,
+    E, H, W, NCMAX, n_eb, S,
     N: tl.constexpr, BLOCK_E: tl.constexpr, CROSS: tl.constexpr,
-    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE: tl.constexpr, EVEN: tl.constexpr,
-    I64: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE: tl.constexpr, SUMMARY: tl.constexpr,
+    EVEN: tl.constexpr, I64: tl.constexpr,
 ):
     """Grid (batch x channel blocks, streams).  Each thread owns one channel of one stream and walks it
     sequentially; every operand is read through its strides ((b, k, channel, h, w); channels-last inputs make
     each step's loads one coalesced row).  SS2D's four directions (CROSS) run in one launch: k0 rows, k1
-    columns, k2/k3 the same backwards."""
-    b, k, K, e, emask, ch, col, rev, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N, BLOCK_E,
-                                                                    CROSS, HAS_D, HAS_BIAS)
+    columns, k2/k3 the same backwards.  Grid axis 0 also splits each stream into S segments (see _fwd)."""
+    b, sg, k, K, e, emask, ch, col, rev, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, S, N,
+                                                                        BLOCK_E, CROSS, HAS_D, HAS_BIAS)
     x_p, ex, xo, xi = _operand(x_ptr, sx_b, sx_k, sx_e, sx_h, sx_w, b, k, e, col, rev, O, I, I64)
     d_p, ed, do_, di = _operand(d_ptr, sd_b, sd_k, sd_e, sd_h, sd_w, b, k, e, col, rev, O, I, I64)
     y_p, ey, yo, yi = _operand(y_ptr, sy_b, sy_k, sy_e, sy_h, sy_w, b, k, e, col, rev, O, I, I64)
     bc, bo, bi = _stream(sbc_b, sbc_k, sbc_h, sbc_w, b, k, col, rev, O, I, I64)  # B and C share strides
     hs_p = hs_ptr + ((b * K + k) * E + e) * NCMAX * N  # (B, K, E, NCMAX, N)
-    _fwd_body(x_p, d_p, B_ptr + bc, C_ptr + bc, y_p, hs_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, sbc_n, e, E,
-              emask, O, I, A2, Dv, bias, N, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, EVEN, I64)
+    sm_p = sm_ptr + ((b * K + k) * E + e) * S * (N + 1)  # (B, K, E, S, 1 + N)
+    _fwd_body(x_p, d_p, B_ptr + bc, C_ptr + bc, y_p, hs_p, sm_p, ex, ed, ey, xo, xi, do_, di, bo, bi, yo, yi, sbc_n, e,
+              E, emask, O, I, sg, S, A2, Dv, bias, N, SOFTPLUS, HAS_D, HAS_BIAS, SAVE, SUMMARY, EVEN, I64)
 
 
 @triton.jit
@@ -386,7 +418,7 @@ def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg
     return dA, dD, dbias
 
 
-@triton.jit(do_not_specialize=_FWD_INTS + _BWD_INTS)
+@triton.jit(do_not_specialize=_INTS + ["sg_b", "sg_k", "sg_e", "sg_h", "sg_w"])
 def _scan_bwd_kernel(
     x_ptr, d_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hs_ptr, dy_ptr, du_ptr, dd_ptr, dA_ptr, dB_ptr, dC_ptr,
     dD_ptr, dbias_ptr,
@@ -399,8 +431,8 @@ def _scan_bwd_kernel(
     """Backward of :func:`_scan_fwd_kernel`, same grid.  du is laid out like y (strides sy_*), ddelta like
     delta, dB/dC (float32) like B/C and dy has its own strides (sg_*); dA, dD and dbias are summed per program
     and added once."""
-    b, k, K, e, emask, ch, col, rev, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, N, BLOCK_E,
-                                                                    CROSS, HAS_D, HAS_BIAS)
+    b, _, k, K, e, emask, ch, col, rev, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, 1, N,
+                                                                       BLOCK_E, CROSS, HAS_D, HAS_BIAS)
     x_p, ex, xo, xi = _operand(x_ptr, sx_b, sx_k, sx_e, sx_h, sx_w, b, k, e, col, rev, O, I, I64)
     d0, do_, di = _stream(sd_b, sd_k, sd_h, sd_w, b, k, col, rev, O, I, I64)  # delta and its gradient
     du_p, eu, uo, ui = _operand(du_ptr, sy_b, sy_k, sy_e, sy_h, sy_w, b, k, e, col, rev, O, I, I64)
@@ -441,6 +473,7 @@ def _sum4_kernel(y_ptr, out_ptr, E, H, W, total, so_b, so_e, so_h, so_w, BLOCK: 
 
 
 _CONFIG_OVERRIDE: dict[str, int] | None = None  # {"fwd"|"bwd": num_warps}, for sweeps
+_SEGMENTS: int = 1  # forward segments per stream (see _fwd); 1 until bench/scan_sweep.py --segments has timed more
 _I64_SPAN = 2**31  # tensors spanning this many elements switch the kernels to 64-bit offsets (tests lower it)
 
 
@@ -477,16 +510,25 @@ def _flags(A, D, bias, softplus: bool, cross: bool, shape, block_e: int, tensors
 
 
 def _fwd(x5, d5, B5, C5, y5, A, D, bias, softplus: bool, save: bool, cross: bool):
-    """Run the forward on (B, K, rows, H, W) views (x5 may have a zero K stride); returns the saved chunk states."""
+    """Run the forward on (B, K, rows, H, W) views (x5 may have a zero K stride); returns the saved chunk states.
+
+    With ``_SEGMENTS`` = S > 1 each stream is split into S runs of whole chunks, S times the threads for a
+    latency-bound walk: a first launch scans every segment from a zero state and keeps its step-size sum and end
+    state per channel; the second starts each segment from the state its predecessors carry in (h <- exp(A sum
+    delta) h + h_end, in order) and writes y.  The inputs are read twice."""
     batch, K, E, H, W = d5.shape
     be, warps = _config("fwd")
     n_eb, ncmax = triton.cdiv(E, be), _n_chunks(H, W, cross)
+    segs = max(1, min(_SEGMENTS, ncmax))
     hs = torch.empty(batch, K, E, ncmax, A.shape[1], device=A.device, dtype=torch.float32) if save else None
-    _scan_fwd_kernel[(batch * n_eb, K)](
-        x5, d5, A, B5, C5, A if D is None else D, A if bias is None else bias, y5, hs if save else A,
-        *_s5(x5), *_s5(d5), *_s5(B5), *_s5(y5), E, H, W, ncmax, n_eb,
-        BLOCK_E=be, SAVE=save, num_warps=warps, **_flags(A, D, bias, softplus, cross, d5.shape, be, (x5, d5, y5, hs)),
-    )
+    sm = torch.empty(batch, K, E, segs, A.shape[1] + 1, device=A.device, dtype=torch.float32) if segs > 1 else A
+    flags = _flags(A, D, bias, softplus, cross, d5.shape, be, (x5, d5, y5, hs, sm))
+    args = (x5, d5, A, B5, C5, A if D is None else D, A if bias is None else bias, y5, hs if save else A, sm,
+            *_s5(x5), *_s5(d5), *_s5(B5), *_s5(y5), E, H, W, ncmax, n_eb, segs)
+    grid = (batch * n_eb * segs, K)
+    if segs > 1:
+        _scan_fwd_kernel[grid](*args, BLOCK_E=be, SAVE=False, SUMMARY=True, num_warps=warps, **flags)
+    _scan_fwd_kernel[grid](*args, BLOCK_E=be, SAVE=save, SUMMARY=False, num_warps=warps, **flags)
     return hs
 
 
