@@ -456,7 +456,11 @@ def _train(cfg: Config, resume: str | None, device: torch.device) -> TrainResult
             if is_main:
                 if pbar is not None:
                     pbar.update(1)
-                    post = {"loss": f"{loss_log.average or float('nan'):.4f}", "lr": f"{optimizer.param_groups[0]['lr']:.2e}", "ep": epoch}
+                    # the loss is read one step late: none to show after the first step (not "nan", which reads as a
+                    # diverged run)
+                    avg = loss_log.average
+                    post = {"loss": "-" if avg is None else f"{avg:.4f}", "lr": f"{optimizer.param_groups[0]['lr']:.2e}",
+                            "ep": epoch}
                     if last_map is not None:
                         post["mAP"] = f"{last_map:.3f}"
                     pbar.set_postfix(post)
