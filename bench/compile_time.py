@@ -1,7 +1,7 @@
 """Triton's compile time for the scan kernels a model launches, for an H100/H200 (sm_90), on any machine.
 
 A model's first GPU forward and backward compile every scan-kernel variant its stages need (each stage's shape
-picks the masked or unmasked variant, and Triton specialises on the strides' divisibility).  On a fresh machine
+picks the masked or unmasked variant; the kernels specialise no size or stride, so stages share the rest).  On a fresh machine
 that is the user's first-call wait, and on the device tool it is time the lease pays for.  This script needs no
 GPU: it replays the launchers of ``ops/scan_triton.py`` on CPU tensors laid out as SS2D lays them out on the GPU
 (channels-last map, delta/B/C as slices of one projection output), with a stand-in Triton driver for sm_90, and
@@ -48,7 +48,7 @@ class _Sm90Driver:
 
 
 def stage_shapes(model_name: str) -> list[tuple[int, int, int, int]]:
-    """(E, H, W, d_state) of each distinct SS2D call in a 10 s forward of the model (native layout)."""
+    """(E, H, W, d_state) of each distinct SS2D call in a 10 s forward of the model (its default layout)."""
     from audiomamba import create_model
     from audiomamba.models.vmamba import SS2D
 
