@@ -19,17 +19,19 @@ for stage in ${STAGES:-tests norm ab}; do
   echo "=== $stage $(date +%T)"
   case $stage in
     tests)
-      timeout 120 python3 -m pytest -q -x -rf -p no:cacheprovider tests/test_layer_norm.py > "$OUT/pytest_ln.log" 2>&1
-      grep -v "^$\|Benchmark\|warner" "$OUT/pytest_ln.log" | tail -25
-      timeout ${TEST_S:-240} python3 -m pytest -q -x -rf --tb=short -n 12 -p no:cacheprovider tests/test_scan_triton.py \
+      if [ -z "${SKIP_LN:-}" ]; then  # SKIP_LN=1: the scan tests only
+        timeout 120 python3 -m pytest -q -x -rf -p no:cacheprovider tests/test_layer_norm.py > "$OUT/pytest_ln.log" 2>&1
+        grep -v "^$\|Benchmark\|warner" "$OUT/pytest_ln.log" | tail -25
+      fi
+      timeout ${TEST_S:-240} python3 -m pytest -q -rf --tb=short -n 12 --durations=8 -p no:cacheprovider tests/test_scan_triton.py \
         -k "${TESTS:-model_layout or compile or half}" > "$OUT/pytest.log" 2>&1
       grep -v "^$\|Benchmark\|warner" "$OUT/pytest.log" | tail -25 ;;
     norm)
       timeout 120 python3 bench/bench_gpu.py --out "$OUT/norm" --sections norm 2>&1 | grep "^|\|Error\|error" ;;
     sweep)
       mkdir -p "$OUT/sweep"
-      timeout 200 python3 bench/scan_sweep.py --channels-last --out "$OUT/sweep" --cases "${CASES:-tiny_v2,tiny}" \
-        --fwd "${FWD:-1,2}" --bwd "${BWD:-1,2}" --segments "${SEGMENTS:-1,4,8}" --budget-s 170 2>&1 | grep -v "Warn\|^  \|^---\|Activity\|cuda\|Self" \
+      timeout ${SWEEP_S:-200} python3 bench/scan_sweep.py --channels-last --out "$OUT/sweep" --cases "${CASES:-tiny_v2,tiny}" \
+        --fwd "${FWD:-1,2}" --bwd "${BWD:-1,2}" --segments "${SEGMENTS:-1,4,8}" --budget-s $(( ${SWEEP_S:-200} - 30 )) 2>&1 | grep -v "Warn\|^  \|^---\|Activity\|cuda\|Self" \
         | tee "$OUT/sweep/sweep.log" ;;
     ab)
       TREES="${BASE:+$BASE }src" PEERS=${PEERS:-swin_t_htsat_like} bash bench/ab_models.sh audiomamba_tiny_v2 2>&1 \
@@ -44,8 +46,9 @@ for stage in ${STAGES:-tests norm ab}; do
         > "$OUT/pytest_graph.log" 2>&1
       grep -v "^$\|Benchmark\|warner" "$OUT/pytest_graph.log" | tail -30 ;;
     models)
-      timeout ${MODELS_S:-200} python3 bench/bench_gpu.py --out "$OUT/models" --sections models \
-        --models "${MODELS:-audiomamba_tiny_v2,swin_t_htsat_like}" 2>&1 | grep "^|\|Error\|error" ;;
+      mkdir -p "$OUT/models"
+      timeout ${MODELS_S:-200} python3 -u bench/bench_gpu.py --out "$OUT/models" --sections models \
+        --models "${MODELS:-audiomamba_tiny_v2,swin_t_htsat_like}" 2>&1 | tee "$OUT/models/models.log" | grep "^|\|{'model\|Error\|error" ;;
     loop)
       timeout ${LOOP_S:-200} python3 -u bench/bench_train_loop.py --out "$OUT/loop" --modes "${LOOP_MODES:-eager,cuda_graph}" 2>&1 | grep -v "Warn\|WARN" | tail -12 ;;
     explain)
