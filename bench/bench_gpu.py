@@ -1,8 +1,8 @@
-"""GPU benchmarks for issue 6: scan kernel, models at 10 s, length scaling, batch-1 latency.
+"""GPU benchmarks for issue 6: scan kernel, models at 10 s, the tagger end to end, length scaling, batch-1 latency.
 
 One command prints a table per section and writes JSON + a PNG plot::
 
-    PYTHONPATH=src python3 bench/bench_gpu.py --out results/   [--sections ceil,kernel,check,models,norm,frontend,length,latency]
+    PYTHONPATH=src python3 bench/bench_gpu.py --out results/   [--sections ceil,kernel,check,models,norm,frontend,tagger,length,latency]
 
 Everything is timed with CUDA events after warm-up (median of the repeats); inputs are random, never zeros.
 Models are timed from the log-mel spectrogram ``(B, frames, 64)`` to clip logits (the mel front end, the same
@@ -444,6 +444,45 @@ def sec_frontend(args):
     free()
 
 
+def sec_tagger(args):
+    """End to end, as a user runs it: ``Tagger.tag_files`` on 10 s wav files (decode in 4 DataLoader workers,
+    log-mel on the GPU, backbone + head under bf16), eagerly and with ``cuda_graph=True``; tiny_v2, fold layout,
+    windows of 10.24 s (one per 10 s clip, HTS-AT's convention)."""
+    import tempfile
+
+    import numpy as np
+    import soundfile as sf
+
+    n_files, rows = 4 * args.batch, []
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        paths = []
+        for i in range(n_files):
+            paths.append(os.path.join(tmp, f"clip{i:04d}.wav"))
+            sf.write(paths[-1], (0.1 * rng.standard_normal(320000)).astype(np.float32), 32000)
+        model = audiomamba.create_model("audiomamba_tiny_v2").cuda().eval()
+        for graph in (False, True):
+            tagger = audiomamba.Tagger(model, dtype="bfloat16", window_s=10.24, hop_s=5.12, batch_size=args.batch,
+                                       cuda_graph=graph)
+            list(tagger.tag_files(paths[: 2 * args.batch], num_workers=4))  # warm-up: compile, and capture
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            out = list(tagger.tag_files(paths, num_workers=4))
+            wall = time.perf_counter() - t0
+            assert all(isinstance(o, audiomamba.TagResult) for o in out), out[:3]
+            rows.append({"cuda_graph": graph, "files": n_files, "batch": args.batch, "wall_s": wall,
+                         "clips_s": n_files / wall})
+            log(rows[-1])
+        del model, tagger
+    free()
+    RESULTS["tagger"] = rows
+    log(f"\n## Tagger.tag_files, {n_files} x 10 s wav files, batch {args.batch}, bf16, tiny_v2")
+    log("| path | clips/s | wall s |")
+    log("|---|---|---|")
+    for r in rows:
+        log(f"| {'cuda_graph=True' if r['cuda_graph'] else 'eager'} | {r['clips_s']:.0f} | {r['wall_s']:.2f} |")
+
+
 def sec_length(args):
     rows = []
     for name, layout in [("audiomamba_tiny_v2", "native"), ("audiomamba_tiny", "native"), ("vit_b_ast_like", None)]:
@@ -576,7 +615,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="bench_results")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--sections", default="ceil,kernel,check,models,frontend,length,latency")
+    ap.add_argument("--sections", default="ceil,kernel,check,models,frontend,tagger,length,latency")
     ap.add_argument("--models", default=",".join(AM_MODELS + ["swin_t_htsat_like", "vit_b_ast_like"]),
                     help="models section: eager models to time (comma-separated; empty for none)")
     ap.add_argument("--compile", default="", help="models section: also time these models under torch.compile "

@@ -59,6 +59,8 @@ def test_usage_and_checkpoint_errors(nano_ckpt, audio_dir, tmp_path, capsys, mon
     lin = audiomamba.save_model(audiomamba.create_model("audiomamba_nano", num_classes=2, head="linear", layout="native"), tmp_path / "lin.safetensors")
     assert main(["tag", good, "-c", str(lin), "--events"]) == 2
     assert "linear-head" in capsys.readouterr().err
+    assert main(["tag", good, "-c", str(nano_ckpt), "--cuda-graph"]) == 2  # --device defaults to cpu
+    assert "cuda_graph=True needs a CUDA device" in capsys.readouterr().err
     assert tag_cmd.EXIT_CHECKPOINT == 3
 
 

@@ -187,6 +187,11 @@ def test_cuda_request_without_cuda_is_clear(nano_ckpt):
         Tagger.from_checkpoint(nano_ckpt, device="cuda")
 
 
+def test_cuda_graph_needs_a_cuda_device(tagger):
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device; this tagger runs on cpu"):
+        Tagger(tagger.model, device="cpu", cuda_graph=True)
+
+
 def test_keep_freed_memory_context_allocates_and_restores():
     from audiomamba.tagger import keep_freed_memory
 

@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="DIR", default=None, help="write a PNG per file: log-mel + top-class activations")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"), help="compute dtype of the backbone")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="replay the model from CUDA graphs (CUDA devices; removes the host's launch cost)")
     p.add_argument("-b", "--batch-size", type=int, default=4, help="files decoded together / pieces per forward pass")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for decoding (default 0)")
     p.add_argument("--mode", choices=("auto", "native", "windowed"), default="auto",
@@ -113,11 +115,12 @@ def _run(args: argparse.Namespace) -> int:
         tagger = Tagger.from_checkpoint(
             args.checkpoint, device=args.device, dtype=args.dtype, mode=args.mode, window_s=args.window,
             hop_s=args.hop, aggregate=args.aggregate, chunk_s=args.chunk, batch_size=args.batch_size,
+            cuda_graph=args.cuda_graph,
         )
     except CheckpointError as e:
         _err(f"error: {e}")
         return EXIT_CHECKPOINT
-    except ValueError as e:  # bad device / mode options
+    except ValueError as e:  # bad device / mode / cuda-graph options
         _err(f"error: {e}")
         return EXIT_USAGE
     if (args.events or args.plot) and not tagger.has_framewise:
