@@ -10,6 +10,8 @@
 #   graph  the CUDA-graph training tests (tests/test_cuda_graph.py)
 #   models bench_gpu.py's models section (eager, CUDA-graph inference, training eager and CUDA-graph) for MODELS
 #   loop   the real trainer's step time, eager vs train.cuda_graph (bench/bench_train_loop.py)
+#   pytest GPU tests of PYTEST_FILES (default tests/test_inference_graphs.py), -k PYTEST_K
+#   bench  bench_gpu.py's SECTIONS (default tagger,latency,length), models section over MODELS
 #   explain  graph breaks and device vs wall time of the compiled tiny_v2 forward (bench/compile_explain.py)
 # Carry .whl, and BASE (e.g. wt_base/src) for "ab".
 set -u
@@ -49,6 +51,14 @@ for stage in ${STAGES:-tests norm ab}; do
       mkdir -p "$OUT/models"
       timeout ${MODELS_S:-200} python3 -u bench/bench_gpu.py --out "$OUT/models" --sections models \
         --models "${MODELS:-audiomamba_tiny_v2,swin_t_htsat_like}" 2>&1 | tee "$OUT/models/models.log" | grep "^|\|{'model\|Error\|error" ;;
+    pytest)
+      timeout ${PYTEST_S:-200} python3 -u -m pytest -v -rf --tb=short -p no:cacheprovider --durations=5 \
+        ${PYTEST_FILES:-tests/test_inference_graphs.py} -k "${PYTEST_K:-}" > "$OUT/pytest_files.log" 2>&1
+      grep -v "^$\|Benchmark\|warner" "$OUT/pytest_files.log" | tail -30 ;;
+    bench)
+      mkdir -p "$OUT/bench"
+      timeout ${BENCH_S:-300} python3 -u bench/bench_gpu.py --out "$OUT/bench" --sections "${SECTIONS:-tagger,latency,length}" \
+        --models "${MODELS:-audiomamba_tiny_v2,swin_t_htsat_like}" 2>&1 | tee "$OUT/bench/bench.log" | grep "^|\|^{\|Error\|error\|^\[" ;;
     loop)
       timeout ${LOOP_S:-200} python3 -u bench/bench_train_loop.py --out "$OUT/loop" --modes "${LOOP_MODES:-eager,cuda_graph}" 2>&1 | grep -v "Warn\|WARN" | tail -12 ;;
     explain)
