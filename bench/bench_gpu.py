@@ -620,7 +620,13 @@ def main():
                     help="models section: eager models to time (comma-separated; empty for none)")
     ap.add_argument("--compile", default="", help="models section: also time these models under torch.compile "
                     "(comma-separated names, e.g. audiomamba_tiny_v2,swin_t_htsat_like)")
+    ap.add_argument("--segments", type=int, default=None, help="set the scan forward's segments per stream "
+                    "(ops/scan_triton.py _SEGMENTS; 0: its rule, _segments); default: the module's own setting")
     args = ap.parse_args()
+    if args.segments is not None:
+        from audiomamba.ops import scan_triton
+
+        scan_triton._SEGMENTS = args.segments or None
     os.makedirs(args.out, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -630,6 +636,7 @@ def main():
         "triton": __import__("triton").__version__, "date": datetime.date.today().isoformat(),
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv), "host": platform.node(),
         "audiomamba_from": os.path.dirname(audiomamba.__file__),
+        "scan_segments": __import__("audiomamba.ops.scan_triton", fromlist=["_SEGMENTS"])._SEGMENTS,
     }
     log(RESULTS["meta"])
     for sec in args.sections.split(","):

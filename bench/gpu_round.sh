@@ -11,7 +11,7 @@
 #   models bench_gpu.py's models section (eager, CUDA-graph inference, training eager and CUDA-graph) for MODELS
 #   loop   the real trainer's step time, eager vs train.cuda_graph (bench/bench_train_loop.py)
 #   pytest GPU tests of PYTEST_FILES (default tests/test_inference_graphs.py), -k PYTEST_K
-#   bench  bench_gpu.py's SECTIONS (default tagger,latency,length), models section over MODELS
+#   bench  bench_gpu.py's SECTIONS (default tagger,latency,length), models section over MODELS, once per BENCH_SEGMENTS
 #   explain  graph breaks and device vs wall time of the compiled tiny_v2 forward (bench/compile_explain.py)
 # Carry .whl, and BASE (e.g. wt_base/src) for "ab".
 set -u
@@ -56,9 +56,11 @@ for stage in ${STAGES:-tests norm ab}; do
         ${PYTEST_FILES:-tests/test_inference_graphs.py} -k "${PYTEST_K:-}" > "$OUT/pytest_files.log" 2>&1
       grep -v "^$\|Benchmark\|warner" "$OUT/pytest_files.log" | tail -30 ;;
     bench)
-      mkdir -p "$OUT/bench"
-      timeout ${BENCH_S:-300} python3 -u bench/bench_gpu.py --out "$OUT/bench" --sections "${SECTIONS:-tagger,latency,length}" \
-        --models "${MODELS:-audiomamba_tiny_v2,swin_t_htsat_like}" 2>&1 | tee "$OUT/bench/bench.log" | grep "^|\|^{\|Error\|error\|^\[" ;;
+      for seg in ${BENCH_SEGMENTS:-default}; do  # BENCH_SEGMENTS="1 0": once per scan-segment setting (0: the rule)
+        [ "$seg" = default ] && opt="" || opt="--segments $seg"
+        timeout ${BENCH_S:-300} python3 -u bench/bench_gpu.py --out "$OUT/bench_seg$seg" --sections "${SECTIONS:-tagger,latency,length}" \
+          --models "${MODELS:-audiomamba_tiny_v2,swin_t_htsat_like}" $opt 2>&1 | tee "$OUT/bench_seg$seg.log" | grep "^|\|^{\|Error\|error\|^\["
+      done ;;
     loop)
       timeout ${LOOP_S:-200} python3 -u bench/bench_train_loop.py --out "$OUT/loop" --modes "${LOOP_MODES:-eager,cuda_graph}" 2>&1 | grep -v "Warn\|WARN" | tail -12 ;;
     explain)

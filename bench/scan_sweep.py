@@ -24,6 +24,8 @@ from audiomamba.ops import cross_selective_scan, scan_triton
 
 CASES = {  # name: (batch, E, N, H, W)
     "tiny_v2": (64, 96, 1, 64, 64),
+    "tiny_v2_b1": (1, 96, 1, 64, 64),  # batch-1 latency, stage 0 of the fold layout
+    "tiny_v2_600s": (1, 96, 1, 16, 15000),  # a 10-minute file in one native pass, stage 0
     "tiny_v2_s2": (64, 384, 1, 16, 16),
     "tiny": (64, 192, 16, 64, 64),
 }
@@ -84,10 +86,12 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true", help="x and delta channels-last, as in the model")
     ap.add_argument("--fwd", default="1,2,4", help="forward num_warps to try")
     ap.add_argument("--bwd", default="1,2,4", help="backward num_warps to try")
-    ap.add_argument("--segments", default="1", help="forward segments per stream to try (scan_triton._SEGMENTS)")
+    ap.add_argument("--segments", default="1", help="forward segments per stream to try (scan_triton._SEGMENTS; "
+                    "0: the rule of scan_triton._segments)")
     args = ap.parse_args()
     parse = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
     t_start = time.time()
+    default_segments = scan_triton._SEGMENTS
     bw = copy_tbps()
     res = {"device": torch.cuda.get_device_name(), "copy_TBps": bw, "rows": []}
     print(f"{res['device']}: copy {bw:.2f} TB/s", flush=True)
@@ -109,7 +113,7 @@ def main() -> None:
             if time.time() - t_start > args.budget_s:
                 break
             scan_triton._CONFIG_OVERRIDE = {"fwd": fcfg}
-            scan_triton._SEGMENTS = segs
+            scan_triton._SEGMENTS = segs or None
             try:
                 y = scan_triton.cross_selective_scan_triton(*ins)
                 err = float((y.float() - ref).norm() / ref.norm())
@@ -120,13 +124,15 @@ def main() -> None:
             row = dict(case=name, kind="fwd", cfg=fcfg, segments=segs, ms=ms, rel_err=err,
                        frac_of_copy=fused_bytes / ms / 1e9 / bw)
             res["rows"].append(row)
-            print(f"{name} fwd {fcfg} segments {segs}: {ms:.3f} ms  err {err:.1e}  {row['frac_of_copy']:.1%} of copy",
+            if not segs:
+                row["auto_segments"] = scan_triton._segments(b * 4 * e, scan_triton._n_chunks(h, w, True))
+            print(f"{name} fwd {fcfg} segments {segs or 'rule=' + str(row['auto_segments'])}: {ms:.3f} ms  err {err:.1e}  {row['frac_of_copy']:.1%} of copy",
                   flush=True)
         best = min((r for r in res["rows"] if r["case"] == name and r["kind"] == "fwd"), key=lambda r: r["ms"], default=None)
         if best is None:
             continue
         scan_triton._CONFIG_OVERRIDE = {"fwd": best["cfg"]}
-        scan_triton._SEGMENTS = best["segments"]
+        scan_triton._SEGMENTS = best["segments"] or None
         print(kernel_table(lambda: scan_triton.cross_selective_scan_triton(*ins)), flush=True)
         for warps in parse(args.bwd):
             if time.time() - t_start > args.budget_s:
@@ -142,10 +148,15 @@ def main() -> None:
             print(f"{name} fwd+bwd fwd warps {best['cfg']} segments {best['segments']} bwd warps {warps}: "
                   f"{ms:.3f} ms", flush=True)
         torch.cuda.empty_cache()
+        _write(args.out, res)  # after every case: a cut-off run keeps what it measured
     scan_triton._CONFIG_OVERRIDE = None
-    scan_triton._SEGMENTS = 1
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "scan_sweep.json"), "w") as f:
+    scan_triton._SEGMENTS = default_segments
+    _write(args.out, res)
+
+
+def _write(out: str, res: dict) -> None:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "scan_sweep.json"), "w") as f:
         json.dump(res, f, indent=1)
 
 

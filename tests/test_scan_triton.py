@@ -131,6 +131,20 @@ def test_segmented_forward_matches_reference(monkeypatch, segments, n):
     assert _rel(got, ref) < TOL_FWD[torch.float32]
 
 
+def test_segments_rule(monkeypatch):
+    """``_SEGMENTS = None``: long streams of few walks (a batch of one long file) are split until about
+    ``_SEGMENT_WALKERS`` walks run; a full batch is not split; a segment keeps ``_MIN_SEGMENT_CHUNKS`` chunks."""
+    monkeypatch.setattr(scan_triton, "_SEGMENTS", None)
+    target, min_chunks = scan_triton._SEGMENT_WALKERS, scan_triton._MIN_SEGMENT_CHUNKS
+    assert scan_triton._segments(target, 10**6) == 1
+    assert scan_triton._segments(target // 64, 10**6) == 64
+    assert scan_triton._segments(target // 64 - 1, 10**6) == 65  # rounded up
+    assert scan_triton._segments(1, 10 * min_chunks) == 10
+    assert scan_triton._segments(1, min_chunks - 1) == 1
+    monkeypatch.setattr(scan_triton, "_SEGMENTS", 8)
+    assert scan_triton._segments(target, 10**6) == 8 and scan_triton._segments(1, 5) == 5
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_cross_scan_half_inputs(dtype):
     gen = torch.Generator().manual_seed(7)

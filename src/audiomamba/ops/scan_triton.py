@@ -473,7 +473,9 @@ def _sum4_kernel(y_ptr, out_ptr, E, H, W, total, so_b, so_e, so_h, so_w, BLOCK: 
 
 
 _CONFIG_OVERRIDE: dict[str, int] | None = None  # {"fwd"|"bwd": num_warps}, for sweeps
-_SEGMENTS: int = 1  # forward segments per stream (see _fwd); 1 until bench/scan_sweep.py --segments has timed more
+_SEGMENTS: int | None = 1  # forward segments per stream (see _fwd); None: the rule of _segments
+_SEGMENT_WALKERS = 24576  # the rule: split streams until about this many (batch, direction, channel) walks run
+_MIN_SEGMENT_CHUNKS = 4  # ... but keep at least this many chunks in a segment
 _I64_SPAN = 2**31  # tensors spanning this many elements switch the kernels to 64-bit offsets (tests lower it)
 
 
@@ -509,6 +511,15 @@ def _flags(A, D, bias, softplus: bool, cross: bool, shape, block_e: int, tensors
                 EVEN=even, I64=span >= _I64_SPAN)
 
 
+def _segments(walks: int, n_chunks: int) -> int:
+    """Segments per stream for a forward of ``walks`` (batch x direction x channel) streams of ``n_chunks``
+    chunks: ``_SEGMENTS``, or with ``_SEGMENTS = None`` enough to reach ``_SEGMENT_WALKERS`` walks (a batch of one
+    long file has 1/64 of a batch's walks, each 64 times as long)."""
+    if _SEGMENTS is not None:
+        return max(1, min(_SEGMENTS, n_chunks))
+    return max(1, min(triton.cdiv(_SEGMENT_WALKERS, walks), n_chunks // _MIN_SEGMENT_CHUNKS))
+
+
 def _fwd(x5, d5, B5, C5, y5, A, D, bias, softplus: bool, save: bool, cross: bool):
     """Run the forward on (B, K, rows, H, W) views (x5 may have a zero K stride); returns the saved chunk states.
 
@@ -519,7 +530,7 @@ def _fwd(x5, d5, B5, C5, y5, A, D, bias, softplus: bool, save: bool, cross: bool
     batch, K, E, H, W = d5.shape
     be, warps = _config("fwd")
     n_eb, ncmax = triton.cdiv(E, be), _n_chunks(H, W, cross)
-    segs = max(1, min(_SEGMENTS, ncmax))
+    segs = _segments(batch * K * E, ncmax)
     hs = torch.empty(batch, K, E, ncmax, A.shape[1], device=A.device, dtype=torch.float32) if save else None
     sm = torch.empty(batch, K, E, segs, A.shape[1] + 1, device=A.device, dtype=torch.float32) if segs > 1 else A
     flags = _flags(A, D, bias, softplus, cross, d5.shape, be, (x5, d5, y5, hs, sm))
