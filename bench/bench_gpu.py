@@ -448,6 +448,8 @@ def sec_tagger(args):
     """End to end, as a user runs it: ``Tagger.tag_files`` on 10 s wav files (decode in 4 DataLoader workers,
     log-mel on the GPU, backbone + head under bf16), eagerly and with ``cuda_graph=True``; tiny_v2, fold layout,
     windows of 10.24 s (one per 10 s clip, HTS-AT's convention)."""
+    import cProfile
+    import pstats
     import tempfile
 
     import numpy as np
@@ -473,6 +475,12 @@ def sec_tagger(args):
             rows.append({"cuda_graph": graph, "files": n_files, "batch": args.batch, "wall_s": wall,
                          "clips_s": n_files / wall})
             log(rows[-1])
+            prof = cProfile.Profile()  # where the host's time goes (waiting on the decoding workers included)
+            prof.enable()
+            list(tagger.tag_files(paths, num_workers=4))
+            prof.disable()
+            with open(os.path.join(args.out, f"tagger_profile_graph{int(graph)}.txt"), "w") as f:
+                pstats.Stats(prof, stream=f).sort_stats("cumulative").print_stats(40)
         del model, tagger
     free()
     RESULTS["tagger"] = rows

@@ -430,7 +430,7 @@ class Tagger:
 
     def _run(self, waves: list[np.ndarray], framewise: bool) -> list[_Raw]:
         """Waveforms -> raw aggregated logits / embeddings / framewise logits, pieces batched by length."""
-        specs = [self.spectrogram(w) for w in waves]
+        specs = self._spectrograms(waves)
         jobs: dict[int, list[tuple[int, int, int, int, int]]] = {}  # piece length -> [(file, start, len, keep_a, keep_b)]
         for i, spec in enumerate(specs):
             for piece in self._pieces(spec.shape[0]):
@@ -466,14 +466,45 @@ class Tagger:
                             out = AudioMambaOutput(*self._forward(x))
                     for j, (i, s, n, ka, kb) in enumerate(group):
                         self._accumulate(acc[i], out, j, s, n, ka, kb)
-        raws = []
+        logits, embs, fws = [], [], []
         for a in acc:
             fw = a["fw"]
             if fw is not None and self.mode == "windowed" and self.aggregate == "mean":
                 fw = fw / a["count"].clamp(min=1)
-            logits = a["logits"] if (self.mode == "windowed" and self.aggregate == "max") else a["logits"] / a["w"]
-            raws.append(_Raw(logits, a["emb"] / a["w"], fw))
-        return raws
+            logits.append(a["logits"] if (self.mode == "windowed" and self.aggregate == "max") else a["logits"] / a["w"])
+            embs.append(a["emb"] / a["w"])
+            fws.append(fw)
+        # one device-to-host copy per kind for the whole batch, not one (and a sync) per file and kind
+        logits, embs = torch.stack(logits).cpu(), torch.stack(embs).cpu()
+        if all(fw is None for fw in fws):
+            return [_Raw(lg, e, None) for lg, e in zip(logits, embs)]
+        fws = list(torch.cat(fws).cpu().split([fw.shape[0] for fw in fws]))
+        return [_Raw(lg, e, fw) for lg, e, fw in zip(logits, embs, fws)]
+
+    def _spectrograms(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        """:meth:`spectrogram` of each wave; waves of one length (the usual case: clips of a dataset) go through
+        the front end together, at most ``_BATCH_FRAMES`` frames at a time, with one host-to-device copy."""
+        specs: list[torch.Tensor | None] = [None] * len(waves)
+        by_length: dict[int, list[int]] = {}
+        for i, w in enumerate(waves):
+            frames = self.model.frontend.num_frames(w.size)
+            if frames > _SPEC_BLOCK_FRAMES or frames > _BATCH_FRAMES // 2:
+                specs[i] = self.spectrogram(w)  # long: in blocks, alone
+            else:
+                by_length.setdefault(w.size, []).append(i)
+        for size, idx in by_length.items():
+            per = max(1, _BATCH_FRAMES // self.model.frontend.num_frames(size))
+            for g0 in range(0, len(idx), per):
+                group = idx[g0 : g0 + per]
+                host = torch.from_numpy(np.stack([waves[i] for i in group]))
+                if self.device.type == "cuda":
+                    host = host.pin_memory()
+                w = host.to(self.device, non_blocking=True)
+                with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
+                    out = self.model.spectrogram(w)
+                for j, i in enumerate(group):
+                    specs[i] = out[j]
+        return specs  # type: ignore[return-value]
 
     def _accumulate(self, a: dict, out, j: int, s: int, n: int, ka: int, kb: int) -> None:
         logits = out.logits[j].float()

@@ -25,7 +25,8 @@ program and added once.
 Launches with whole channel blocks and chunks (the models' maps) compile without masks.  The forward can split
 each stream into segments scanned in parallel (``_SEGMENTS``; a summary pass, then a pass that carries the
 state across segments): more threads for a latency-bound walk, at the cost of reading the inputs twice.  It
-stays at 1 until a GPU sweep has timed it.
+splits only launches with few, long streams (batch 1, long files), where it is 2-19x faster; a full batch
+runs unsplit.
 
 History and measurements: ``docs/triton-notes.md``.  Triton is optional: importing this module without it
 raises ImportError, which the package catches.
@@ -473,7 +474,10 @@ def _sum4_kernel(y_ptr, out_ptr, E, H, W, total, so_b, so_e, so_h, so_w, BLOCK: 
 
 
 _CONFIG_OVERRIDE: dict[str, int] | None = None  # {"fwd"|"bwd": num_warps}, for sweeps
-_SEGMENTS: int | None = 1  # forward segments per stream (see _fwd); None: the rule of _segments
+# forward segments per stream (see _fwd); None: the rule of _segments.  H200, 2026-12-01 (docs/benchmarks.md): the
+# rule makes batch-1 latency 1.5-3.6x shorter and a 10-minute pass 2.2-6.5x; at batch 64 it keeps S = 1, where
+# S = 2..8 were 4-40% slower
+_SEGMENTS: int | None = None
 _SEGMENT_WALKERS = 24576  # the rule: split streams until about this many (batch, direction, channel) walks run
 _MIN_SEGMENT_CHUNKS = 4  # ... but keep at least this many chunks in a segment
 _I64_SPAN = 2**31  # tensors spanning this many elements switch the kernels to 64-bit offsets (tests lower it)
