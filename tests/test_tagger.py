@@ -180,6 +180,21 @@ def test_tag_files_batched_in_order_with_errors(tagger, audio_dir):
     np.testing.assert_allclose(emb.embedding, tagger.embed(audio_dir / "good.wav"), atol=1e-5)
 
 
+def test_tag_files_in_worker_processes_match_in_process(tagger, audio_dir):
+    """Decoding in DataLoader workers (waves come back as shared-memory tensors) changes nothing, errors included."""
+    paths = [audio_dir / "good.wav", audio_dir / "corrupt.wav", audio_dir / "sub" / "other.flac"]
+    here = list(tagger.tag_files(paths, events=True, num_workers=0))
+    there = list(tagger.tag_files(paths, events=True, num_workers=2))
+    assert [type(o).__name__ for o in there] == ["TagResult", "FileError", "TagResult"]
+    for a, b in zip(here, there):
+        if isinstance(a, FileError):
+            assert (a.file, a.kind) == (b.file, b.kind)
+            continue
+        np.testing.assert_array_equal(a.scores, b.scores)
+        np.testing.assert_array_equal(a.framewise, b.framewise)
+        assert a.duration_s == b.duration_s and a.events == b.events
+
+
 def test_cuda_request_without_cuda_is_clear(nano_ckpt):
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
