@@ -486,15 +486,15 @@ class Tagger:
         the front end together, at most ``_BATCH_FRAMES`` frames at a time, with one host-to-device copy (pageable:
         pinning a fresh buffer per batch cost more than the copy on an H200)."""
         specs: list[torch.Tensor | None] = [None] * len(waves)
-        by_length: dict[int, list[int]] = {}
+        by_frames: dict[tuple[int, int], list[int]] = {}  # (samples, frames) -> waves of that length
         for i, w in enumerate(waves):
             frames = self.model.frontend.num_frames(w.size)
-            if frames > _SPEC_BLOCK_FRAMES or frames > _BATCH_FRAMES // 2:
+            if frames > _SPEC_BLOCK_FRAMES:
                 specs[i] = self.spectrogram(w)  # long: in blocks, alone
             else:
-                by_length.setdefault(w.size, []).append(i)
-        for size, idx in by_length.items():
-            per = max(1, _BATCH_FRAMES // self.model.frontend.num_frames(size))
+                by_frames.setdefault((w.size, frames), []).append(i)
+        for (_, frames), idx in by_frames.items():
+            per = max(1, _BATCH_FRAMES // frames)
             for g0 in range(0, len(idx), per):
                 group = idx[g0 : g0 + per]
                 w = torch.from_numpy(np.stack([waves[i] for i in group])).to(self.device)
