@@ -6,7 +6,7 @@ RTF = seconds of audio / seconds of wall time (higher is faster; 30x = 10 min ta
 weights (speed does not depend on them); 527 classes; clip-level tagging (Tagger.tag).  Windowed runs on
 the long file are timed on their first ``--window-sample`` windows and extrapolated (every window costs the
 same); such rows say so.  ``--profile`` also reports the share of time spent in the scan (the numba kernel on
-CPU) and the time of the loop-free "blocked" scan (audiomamba.export) on the same model for comparison.
+CPU) and the time of the loop-free "blocked" scan (audiomamba.inference.export) on the same model for comparison.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def main() -> None:
             report({"model": name, "audio_s": long_s, "mode": label, "wall_s": round(est, 1), "rtf": round(long_s / est, 2),
                     "note": f"extrapolated from {n} windows ({sec:.1f} s)"})
         if args.profile:
-            from audiomamba.export import export_mode
+            from audiomamba.inference.export import export_mode
 
             with export_mode():
                 sec = timed(lambda: native.tag(short, sample_rate=sr), repeats=2)

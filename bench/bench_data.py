@@ -17,7 +17,7 @@ import numpy as np
 
 from audiomamba.datasets import ClipDataset, open_split
 from audiomamba.datasets.shards import pack
-from audiomamba.datasets.synthetic import make_toy_dataset
+from audiomamba.soundscapes.toy import make_toy_dataset
 
 
 def rate(cs, sr, n):

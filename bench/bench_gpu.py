@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 # audiomamba is imported from PYTHONPATH / the installed package, never from a path fixed here: A/B runs
-# (bench/ab_models.sh) point PYTHONPATH at different source trees, and the JSON records which one ran.
+# (bench/dev/ab_models.sh) point PYTHONPATH at different source trees, and the JSON records which one ran.
 import audiomamba
 from audiomamba.models.audiomamba import AudioMamba
 from audiomamba.ops import cross_selective_scan
-from audiomamba.training.cuda_graph import GraphedTraining
+from audiomamba.utils.cuda_graphs import GraphedTraining
 
 FRAMES_10S = 1001  # 10 s at 32 kHz, hop 320, centred STFT
 AM_MODELS = ["audiomamba_nano", "audiomamba_micro", "audiomamba_tiny", "audiomamba_tiny_v2"]

@@ -20,8 +20,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from audiomamba.data.soundscapes import MixConfig, build_soundscapes
-from audiomamba.data.sources import default_cache_dir, discover
+from audiomamba.soundscapes.mixer import MixConfig, build_soundscapes
+from audiomamba.soundscapes.sources import default_cache_dir, discover
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 
     PYTHONPATH=src python3 bench/bench_train_loop.py --out results/ [--model audiomamba_tiny_v2 --batch 64]
 
-Data: a synthetic tagging set of 10 s clips at 32 kHz written to a temporary folder (audiomamba.datasets.synthetic).
+Data: a synthetic tagging set of 10 s clips at 32 kHz written to a temporary folder (audiomamba.soundscapes.toy).
 Each mode trains twice in one process, ``--short`` and ``--long`` optimiser steps; the time per step is the
 difference of the two runs' wall times over the difference of their steps, so model building, the first
 batches, Triton's compilation and the graph capture cancel out.
@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from audiomamba.datasets.synthetic import make_toy_dataset
+from audiomamba.soundscapes.toy import make_toy_dataset
 from audiomamba.training.config import load_config
 from audiomamba.training.trainer import train
 

@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import save_file
 
 import audiomamba
-from audiomamba.checkpoint import CheckpointError, atomic_write, load, read_meta, save_model
+from audiomamba.checkpoint import CheckpointError, load, read_meta, save_model
+from audiomamba.utils.io import atomic_write
 
 
 def test_round_trip_rebuilds_the_same_model(tmp_path):

@@ -4,8 +4,8 @@ __version__ = "0.1.0"
 
 from audiomamba.models import AudioMamba, AudioMambaOutput, VMamba, create_model, list_models  # noqa: E402
 from audiomamba.checkpoint import load, save_model  # noqa: E402
-from audiomamba.tagger import Tagger, TagResult  # noqa: E402
-from audiomamba.events import Event  # noqa: E402
+from audiomamba.inference import Event, Tagger, TagResult  # noqa: E402
+from audiomamba import _compat  # noqa: E402,F401  (old module paths, deprecated)
 
 __all__ = [
     "__version__",

@@ -10,12 +10,22 @@ import os
 from pathlib import Path
 
 import numpy as np
+from audiomamba.errors import AudioDecodeError
 
-__all__ = ["AudioDecodeError", "load_audio", "to_mono", "resample", "check_waveform", "audio_duration"]
+# The one list of file extensions read as audio: by `audiomamba tag DIR`, folder datasets, AudioSet audio folders and
+# the built-in data's source recordings.  All are formats libsndfile decodes.
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64"}
+)
+
+__all__ = ["AUDIO_EXTENSIONS", "AudioDecodeError", "is_audio_file", "load_audio", "to_mono", "resample", "check_waveform", "audio_duration"]
 
 
-class AudioDecodeError(RuntimeError):
-    """A file could not be read or decoded as audio. The message names the file."""
+
+def is_audio_file(path: str | os.PathLike) -> bool:
+    """True for an existing regular file whose extension is one of :data:`AUDIO_EXTENSIONS`."""
+    p = Path(path)
+    return p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:

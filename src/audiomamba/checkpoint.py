@@ -16,35 +16,21 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from audiomamba.models.pretrained import CheckpointError
+from audiomamba.errors import CheckpointError
 from audiomamba.models.registry import create_model
+from audiomamba.utils.io import atomic_write
 
 FORMAT = "audiomamba"
 FORMAT_VERSION = 1
 META_KEY = "audiomamba"
 
 __all__ = ["save_model", "load", "read_meta", "CheckpointError", "atomic_write"]
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``: a crash leaves the old file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_model(

@@ -21,12 +21,12 @@ import logging
 import re
 from pathlib import Path
 
+from audiomamba.audio import is_audio_file
 from audiomamba.datasets.core import Clip, ClipSet, DatasetError, LabelIndex
 from audiomamba.labels import audioset_labels, read_class_labels
 
 log = logging.getLogger("audiomamba.datasets")
 
-AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".opus"}
 _YTID = re.compile(r"^Y?([A-Za-z0-9_-]{11})")
 
 __all__ = ["read_segments", "read_audioset"]
@@ -55,7 +55,7 @@ def read_segments(path: Path) -> list[tuple[str, str, float, float, list[str]]]:
 def _index_audio(audio_dir: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for p in sorted(audio_dir.rglob("*")):
-        if p.suffix.lower() in AUDIO_EXTS and p.is_file():
+        if is_audio_file(p):
             m = _YTID.match(p.stem)
             stem = p.stem[1:] if p.stem.startswith("Y") and len(p.stem) > 11 and m and p.stem[1:12] == m.group(1) else p.stem
             found.setdefault(stem[:11], p)

@@ -14,14 +14,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from audiomamba.errors import DatasetError
 
 log = logging.getLogger("audiomamba.datasets")
 
 __all__ = ["Clip", "ClipSet", "DatasetError", "LabelIndex"]
 
-
-class DatasetError(ValueError):
-    """A dataset that cannot be read as asked; the message names the file (and line)."""
 
 
 @dataclass(frozen=True)

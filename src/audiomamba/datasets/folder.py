@@ -10,9 +10,9 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
+from audiomamba.audio import is_audio_file
 from audiomamba.datasets.core import Clip, ClipSet, DatasetError
 
-AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif"}
 
 __all__ = ["read_folder"]
 
@@ -38,7 +38,7 @@ def read_folder(root: str | Path, split: str = "all", val_fraction: float = 0.1)
     clips = []
     for i, c in enumerate(classes):
         for p in sorted((base / c).rglob("*")):
-            if p.suffix.lower() not in AUDIO_EXTS or not p.is_file():
+            if not is_audio_file(p):
                 continue
             rel = str(p.relative_to(base))
             if pick is not None:

@@ -135,7 +135,7 @@ def pack(cs: ClipSet, out: str | Path, split: str, sample_rate: int, shard_size:
     if not entries:
         raise DatasetError(f"{cs.name}: no clip could be packed")
     index = {"sample_rate": sample_rate, "multi_label": cs.multi_label, "shards": shards, "clips": entries}
-    from audiomamba.checkpoint import atomic_write
+    from audiomamba.utils.io import atomic_write
 
     atomic_write(out / f"{split}.index.json", lambda tmp: Path(tmp).write_text(json.dumps(index)))
     summary = {"split": split, "clips": len(entries), "skipped": skipped, "shards": len(shards),

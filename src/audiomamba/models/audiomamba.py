@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiomamba.features import FrontendConfig, LogMel, SpecAugment
+from audiomamba.models.features import FrontendConfig, LogMel, SpecAugment
 from audiomamba.models.heads import LinearHead, TokenSemanticHead, TransformerBlocks
 from audiomamba.models.vmamba import VMamba, VMambaConfig
 

@@ -12,6 +12,14 @@ from torch import nn
 
 from audiomamba.models.layers import LayerNorm
 
+__all__ = ["TokenSemanticHead", "LinearHead", "TransformerBlocks", "logits_to_scores"]
+
+
+def logits_to_scores(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """The one activation of every output: a sigmoid per class for multi-label models, a softmax over the class
+    axis (the last) for single-label ones.  Clip ``(..., C)`` and framewise ``(..., frames, C)`` logits alike."""
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+
 
 class TokenSemanticHead(nn.Module):
     """HTS-AT's token-semantic CAM head: LayerNorm, then a ``(freq_rows x 3)`` convolution that collapses the

@@ -10,10 +10,8 @@ from pathlib import Path
 import torch
 
 from audiomamba.models.audiomamba import AudioMamba
+from audiomamba.errors import CheckpointError
 
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, or does not fit the model. The message names file and key."""
 
 
 @dataclass

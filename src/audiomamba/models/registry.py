@@ -9,15 +9,10 @@ from typing import Any
 
 from torch import nn
 
+from audiomamba.errors import UnknownModelError
 from audiomamba.models.audiomamba import AudioMamba
 from audiomamba.models.vmamba import VMAMBA_CONFIGS, VMamba, VMambaConfig
 
-
-class UnknownModelError(KeyError):
-    """Raised by :func:`create_model` for a name that is not registered."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from audiomamba.ops.cross_scan import cross_merge, cross_scan, cross_scan_k, cro
 from audiomamba.ops.scan_ref import selective_scan_ref
 from audiomamba.ops.scan_torch import selective_scan_torch
 from audiomamba.ops.layer_norm import layer_norm
-from audiomamba.ops.selective_scan import available_backends, register_backend, selective_scan
+from audiomamba.ops.selective_scan import available_backends, export_mode, exporting, register_backend, selective_scan
 
 __all__ = [
     "selective_scan",
@@ -16,6 +16,8 @@ __all__ = [
     "selective_scan_torch",
     "register_backend",
     "available_backends",
+    "export_mode",
+    "exporting",
     "cross_scan",
     "cross_scan_k",
     "cross_merge",

@@ -135,7 +135,7 @@ def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, me
 
 class _LayerNormFunction(torch.autograd.Function):
     """Autograd around the two kernels.  A plain ``autograd.Function`` rather than a ``torch.library`` custom op:
-    the custom op's dispatch cost ~80-150 us of host time per call on the H100 host (``bench/launch_overhead.py``),
+    the custom op's dispatch cost ~80-150 us of host time per call on the H100 host (``bench/dev/launch_overhead.py``),
     and eager batch-64 inference is host-bound; ``torch.compile`` takes PyTorch's LayerNorm instead
     (``ops/layer_norm.py``), which inductor fuses itself."""
 

@@ -485,7 +485,7 @@ _I64_SPAN = 2**31  # tensors spanning this many elements switch the kernels to 6
 
 def _config(kind: str) -> tuple[int, int]:
     """(BLOCK_E, num_warps): one channel per thread, so a program covers 32 channels per warp."""
-    # bench/scan_sweep.py --channels-last on an H100 (2026-11-24, tiny_v2 stage 0): forward 2 warps 0.85 ms vs 1 warp
+    # bench/dev/scan_sweep.py --channels-last on an H100 (2026-11-24, tiny_v2 stage 0): forward 2 warps 0.85 ms vs 1 warp
     # 0.93; backward 1 warp (the most programs: the backward is the more latency-bound)
     warps = (_CONFIG_OVERRIDE or {}).get(kind, 2 if kind == "fwd" else 1)
     return 32 * warps, warps
@@ -726,7 +726,7 @@ torch.library.register_autograd("audiomamba::selective_scan_fwd", _backward, set
 
 class _ScanFunction(torch.autograd.Function):
     """Eager autograd around the same forward and backward as the custom ops.  The custom op's dispatch costs
-    80-190 us of host time per call on the H100 host (``bench/launch_overhead.py``) and eager batch-64
+    80-190 us of host time per call on the H100 host (``bench/dev/launch_overhead.py``) and eager batch-64
     inference is host-bound, so eager calls take this path and ``torch.compile`` the custom op."""
 
     @staticmethod

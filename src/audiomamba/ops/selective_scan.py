@@ -8,10 +8,13 @@ picks it for those inputs and falls back to ``"torch"`` otherwise.
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import contextvars
+from typing import Callable, Iterator
 
 import torch
 
+from audiomamba.ops.scan_blocked import selective_scan_blocked
 from audiomamba.ops.scan_ref import selective_scan_ref
 from audiomamba.ops.scan_torch import selective_scan_torch
 
@@ -73,6 +76,29 @@ def available_backends() -> list[str]:
     return list(_BACKENDS)
 
 
+# Export mode: set by :func:`export_mode` for the duration of an ONNX/TorchScript export, read by the backends'
+# ``supports`` predicates.  A context variable, so it is scoped to the exporting thread and always restored.
+_EXPORT_MODE: contextvars.ContextVar[bool] = contextvars.ContextVar("audiomamba_scan_export_mode", default=False)
+
+
+@contextlib.contextmanager
+def export_mode() -> Iterator[None]:
+    """Inside: ``backend="auto"`` picks the loop-free, data-independent "blocked" scan, which traces and exports
+    (:mod:`audiomamba.ops.scan_blocked`), and the fused CPU/GPU kernels step aside."""
+    token = _EXPORT_MODE.set(True)
+    try:
+        yield
+    finally:
+        _EXPORT_MODE.reset(token)
+
+
+def exporting() -> bool:
+    """True inside :func:`export_mode`."""
+    return _EXPORT_MODE.get()
+
+
+# The export-friendly scan: chosen by "auto" only inside export_mode.
+register_backend("blocked", selective_scan_blocked, lambda *a, **k: exporting(), auto=True)
 # The Triton kernel (ops/scan_triton.py): preferred on CUDA, imported lazily so that triton stays optional.
 register_backend("triton", _triton_scan, _triton_supports)
 

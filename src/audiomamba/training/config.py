@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from audiomamba.errors import ConfigError
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_overrides", "config_to_dict"]
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used: unknown key, wrong type, bad value."""
 
 
 @dataclass

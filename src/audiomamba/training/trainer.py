@@ -20,14 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiomamba.checkpoint import CheckpointError, atomic_write, read_meta, save_model
+from audiomamba.checkpoint import CheckpointError, read_meta, save_model
+from audiomamba.utils.io import atomic_write
 from audiomamba.datasets import ClipDataset, ClipSet, DatasetError, collate, open_split
 from audiomamba.datasets.augment import cutmix, mix_targets, mix_waves, sample_lambda
 from audiomamba.datasets.sampler import BatchSampler
-from audiomamba.metrics import tagging_metrics
-from audiomamba.training import distributed as D
+from audiomamba.evaluation.metrics import tagging_metrics
+from audiomamba.models.heads import logits_to_scores
+from audiomamba.utils import distributed as D
 from audiomamba.training.config import Config, config_to_dict
-from audiomamba.training.cuda_graph import AudioMambaLogits, GraphedTraining, check_graphable
+from audiomamba.training.step import AudioMambaLogits, check_graphable
+from audiomamba.utils.cuda_graphs import GraphedTraining
 from audiomamba.training.optim import EMA, lr_factor, param_groups
 
 log = logging.getLogger("audiomamba.train")
@@ -120,8 +123,8 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
             if framewise and out.framewise_logits is not None:
                 fw = fw + out.framewise_logits.float()
         logits = logits / tta_shifts
-        scores = torch.sigmoid(logits) if multi_label else torch.softmax(logits, -1)
-        fwp = torch.sigmoid(fw / tta_shifts).cpu().numpy() if framewise and not isinstance(fw, float) else None
+        scores = logits_to_scores(logits, multi_label)
+        fwp = logits_to_scores(fw / tta_shifts, multi_label).cpu().numpy() if framewise and not isinstance(fw, float) else None
         for j, idx in enumerate(batch["index"].tolist()):
             entry = {"s": scores[j].cpu().numpy(), "t": batch["target"][j].numpy()}
             if fwp is not None:

@@ -1,0 +1,226 @@
+"""``audiomamba data ...``: build data sets from the offline source recordings.
+
+Subcommands live in :data:`SUBCOMMANDS` (name -> help, argument adder, runner); adding one (e.g. ``pack``) is
+one more entry.  Runners return the exit code; build errors print one clear line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+
+from audiomamba.soundscapes.mixer import DataBuildError, MixConfig, build_esc50, build_soundscapes
+from audiomamba.soundscapes.sources import FAMILIES, SourceError, default_cache_dir, discover, user_items
+
+log = logging.getLogger("audiomamba.data")
+
+
+def _range(text: str) -> tuple[float, float]:
+    """Parse "LOW,HIGH" (or one number for both)."""
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH numbers, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}")
+    return parts[0], parts[1]
+
+
+def _names(text: str) -> list[str]:
+    """Parse a ';'-separated list (class names may hold commas, e.g. "Violin, fiddle")."""
+    return [t.strip() for t in text.split(";") if t.strip()]
+
+
+def _add_source_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--families", type=lambda s: [t for t in s.split(",") if t], default=None,
+                   help="comma-separated source families to use (default: all installed): "
+                        + ", ".join(f.name for f in FAMILIES))
+    p.add_argument("--source-dir", action="append", default=[], metavar="DIR",
+                   help="also use your own isolated recordings: DIR/<label>/<file> or DIR/<label>/<group>/<file> "
+                        "(repeatable)")
+    p.add_argument("--no-builtin", action="store_true", help="use only --source-dir recordings")
+    p.add_argument("--cache-dir", default=None, help=f"where rendered sources are cached (default {default_cache_dir()})")
+    p.add_argument("--sample-rate", type=int, default=32000, help="output sample rate in Hz (default 32000)")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2); output does not depend on it")
+    p.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
+
+
+def _add_build_options(p: argparse.ArgumentParser, duration: float, snr: str) -> None:
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--clips", type=int, required=True, help="number of clips to write")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    p.add_argument("--duration", type=float, default=duration, help=f"clip length in seconds (default {duration:g})")
+    p.add_argument("--classes", type=_names, default=None,
+                   help='only these classes, ";"-separated display names, e.g. "Speech;Piano;Violin, fiddle"')
+    p.add_argument("--snr", type=_range, default=_range(snr), help=f"event SNR range in dB (default {snr})")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing data set in --out")
+    _add_source_options(p)
+
+
+def _add_soundscapes(p: argparse.ArgumentParser) -> None:
+    _add_build_options(p, 10.0, "6,30")
+    p.add_argument("--events", type=_range, default=(1, 4), help="events per clip, MIN,MAX (default 1,4)")
+    p.add_argument("--splits", type=_range_fractions, default=(0.7, 0.15, 0.15),
+                   help="train,validation,test fractions of the clips (default 0.7,0.15,0.15)")
+    p.add_argument("--layout", choices=["soundscapes", "esc50"], default="soundscapes",
+                   help="esc50: same as the esc50-like subcommand")
+
+
+def _range_fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three fractions, got {text!r}") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three fractions TRAIN,VALIDATION,TEST, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _add_esc50(p: argparse.ArgumentParser) -> None:
+    _add_build_options(p, 5.0, "10,30")
+
+
+def _add_sources(p: argparse.ArgumentParser) -> None:
+    _add_source_options(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="also list the classes with recordings and groups")
+    p.add_argument("--json", action="store_true", help="print the catalogue summary as JSON")
+
+
+def _gather(args: argparse.Namespace) -> list:
+    """Source items from the built-in families and any --source-dir folders; exits clearly when there are none."""
+    items, skipped, missing = [], 0, {}
+    if not args.no_builtin:
+        cat = discover(args.families, cache_dir=args.cache_dir, sample_rate=args.sample_rate, jobs=max(1, args.jobs))
+        items, skipped, missing = cat.items, cat.skipped, cat.missing
+        for name, hint in missing.items():
+            log.warning("source family %r is not installed: %s", name, hint)
+    for folder in args.source_dir:
+        found, bad = user_items(folder)
+        items, skipped = items + found, skipped + bad
+        log.info("source folder %s: %d recordings", folder, len(found))
+    if skipped:
+        log.warning("%d unreadable source file(s) skipped (see the lines above)", skipped)
+    if not items:
+        hints = "; ".join(f"{n}: {h}" for n, h in missing.items()) or "pass --source-dir with your own recordings"
+        raise SourceError("no source recordings found. Install some sources (scripts/setup_sources.sh does it): "
+                          + hints)
+    return items
+
+
+def _run_build(args: argparse.Namespace, layout: str) -> int:
+    if args.clips <= 0:
+        raise DataBuildError(f"--clips must be at least 1, got {args.clips}")
+    if args.jobs < 1:
+        raise DataBuildError(f"--jobs must be at least 1, got {args.jobs}")
+    t0 = time.perf_counter()
+    items = _gather(args)
+    common = dict(clips=args.clips, seed=args.seed, classes=args.classes, jobs=args.jobs, overwrite=args.overwrite)
+    if layout == "esc50":
+        mix = MixConfig(duration=args.duration, sample_rate=args.sample_rate, snr_db=args.snr)
+        summary = build_esc50(items, args.out, mix=mix, **common)
+    else:
+        lo, hi = args.events
+        if lo != int(lo) or hi != int(hi):
+            raise DataBuildError(f"--events takes whole numbers, got {args.events}")
+        mix = MixConfig(duration=args.duration, sample_rate=args.sample_rate, snr_db=args.snr,
+                        min_events=int(lo), max_events=int(hi))
+        summary = build_soundscapes(items, args.out, mix=mix, fractions=args.splits, **common)
+    dt = time.perf_counter() - t0
+    total = sum(summary.clips.values())
+    print(f"wrote {total} clips ({', '.join(f'{k} {v}' for k, v in summary.clips.items())}) of "
+          f"{len(summary.classes)} classes to {summary.out} in {dt:.1f} s ({total / dt:.1f} clips/s)")
+    if summary.dropped_classes:
+        print(f"dropped {len(summary.dropped_classes)} class(es) without recordings for every split: "
+              + "; ".join(summary.dropped_classes))
+    if summary.failed_reads:
+        print(f"skipped {summary.failed_reads} unreadable recording read(s)")
+    return 0
+
+
+def _run_soundscapes(args: argparse.Namespace) -> int:
+    return _run_build(args, args.layout)
+
+
+def _run_esc50(args: argparse.Namespace) -> int:
+    return _run_build(args, "esc50")
+
+
+def _run_sources(args: argparse.Namespace) -> int:
+    cat = discover(args.families, cache_dir=args.cache_dir, sample_rate=args.sample_rate, jobs=max(1, args.jobs))
+    for folder in args.source_dir:
+        found, bad = user_items(folder)
+        cat.items += found
+        cat.skipped += bad
+    per_family = Counter(it.origin for it in cat.items)
+    groups: dict[str, set] = defaultdict(set)
+    for it in cat.items:
+        groups[it.label].add(it.group)
+    if args.json:
+        print(json.dumps({"installed": dict(per_family), "missing": cat.missing, "skipped": cat.skipped,
+                          "classes": {c: len(g) for c, g in sorted(groups.items())}}, indent=1))
+        return 0
+    print("installed sources:")
+    for origin, n in sorted(per_family.items()):
+        print(f"  {origin:40s} {n:5d} recordings")
+    if cat.missing:
+        print("missing (how to install; scripts/setup_sources.sh installs them all):")
+        for name, hint in cat.missing.items():
+            print(f"  {name:12s} {hint}")
+    if cat.skipped:
+        print(f"unreadable files skipped: {cat.skipped}")
+    if args.verbose:
+        counts = Counter(it.label for it in cat.items)
+        print("classes (recordings / distinct groups):")
+        for c in sorted(groups):
+            print(f"  {c:45s} {counts[c]:5d} / {len(groups[c]):4d}")
+    return 0 if cat.items else 1
+
+
+# name -> (help, add_arguments, run)
+SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "soundscapes": ("mix source recordings into strongly labelled clips (train/validation/test by source)",
+                    _add_soundscapes, _run_soundscapes),
+    "esc50-like": ("write an ESC-50-shaped set: 5 s single-label clips in 5 source-disjoint folds",
+                   _add_esc50, _run_esc50),
+    "sources": ("list the installed and missing source recordings, and how to install them",
+                _add_sources, _run_sources),
+    "pack": ("pack a dataset into tar shards (FLAC + JSON, WebDataset naming) for fast reading",
+             lambda p: _shards().add_arguments(p), lambda a: _shards().run(a)),
+}
+
+
+def _shards():
+    from audiomamba.datasets import shards
+
+    return shards
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    for name, (help_, add, runner) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add(p)
+        p.set_defaults(_data_run=runner)
+    parser.set_defaults(_data_parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    runner = getattr(args, "_data_run", None)
+    if runner is None:
+        args._data_parser.print_help()
+        return 2
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(message)s", stream=sys.stderr)
+    log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    try:
+        return int(runner(args))
+    except (DataBuildError, SourceError) as e:
+        print(f"audiomamba data: error: {e}", file=sys.stderr)
+        return 2

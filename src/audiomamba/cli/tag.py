@@ -1,0 +1,209 @@
+"""``audiomamba tag``: tag audio files (clip tags, optionally timestamped events and plots).
+
+Exit codes:
+  0  every file was tagged
+  1  at least one file could not be tagged (each named on stderr); the others were tagged and written
+  2  usage error: bad option, no checkpoint given, no input file found, missing optional dependency
+  3  the checkpoint could not be loaded (missing, not an audiomamba checkpoint, config/weights mismatch)
+  130 interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+from audiomamba.audio import is_audio_file
+
+EXIT_OK, EXIT_FILE_ERRORS, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+CHECKPOINT_ENV = "AUDIOMAMBA_CHECKPOINT"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = (
+        "exit codes: 0 all files tagged; 1 some files failed (named on stderr), the others were tagged; "
+        "2 usage error; 3 checkpoint error; 130 interrupted"
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or directories")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into subdirectories of directory arguments")
+    p.add_argument("-c", "--checkpoint", default=os.environ.get(CHECKPOINT_ENV),
+                   help=f"audiomamba .safetensors checkpoint (default: ${CHECKPOINT_ENV})")
+    p.add_argument("-k", "--top-k", type=int, default=5, help="tags per file (default 5)")
+    p.add_argument("-t", "--threshold", type=float, default=None,
+                   help="keep only tags scoring >= T; also the event threshold (events default 0.5)")
+    p.add_argument("-e", "--events", action="store_true", help="detect timestamped events (tscam-head checkpoints)")
+    p.add_argument("--min-duration", type=float, default=0.0, help="drop events shorter than this (s)")
+    p.add_argument("--min-gap", type=float, default=0.0, help="merge events of a class separated by less than this (s)")
+    p.add_argument("--median-filter", type=float, default=0.0, help="median filter on framewise scores (s, 0 = off)")
+    p.add_argument("-f", "--format", choices=("table", "json", "jsonl", "csv"), default="table",
+                   help="output format (json: one array of per-file objects; jsonl: one object per line)")
+    p.add_argument("-o", "--output", default=None, help="write results to FILE instead of stdout")
+    p.add_argument("--plot", metavar="DIR", default=None, help="write a PNG per file: log-mel + top-class activations")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"), help="compute dtype of the backbone")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="replay the model from CUDA graphs (CUDA devices; removes the host's launch cost)")
+    p.add_argument("-b", "--batch-size", type=int, default=4, help="files decoded together / pieces per forward pass")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for decoding (default 0)")
+    p.add_argument("--mode", choices=("auto", "native", "windowed"), default="auto",
+                   help="native: one pass (or long overlapping chunks); windowed: HTS-AT/AST windows (default: from the model's layout)")
+    p.add_argument("--window", type=float, default=10.0, help="windowed mode: window length (s)")
+    p.add_argument("--hop", type=float, default=5.0, help="windowed mode: hop (s)")
+    p.add_argument("--aggregate", choices=("mean", "max"), default="mean", help="windowed mode: how windows combine")
+    p.add_argument("--chunk", type=float, default=300.0, help="native mode: longest single pass (s); longer files are chunked")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no warnings")
+
+
+def find_audio_files(paths: list[str], recursive: bool) -> tuple[list[str], list[str]]:
+    """Expand directory arguments into audio files (sorted); files are kept as given (also nonexistent
+    ones, which then fail with a clear error).  Returns (files, directories that held no audio)."""
+    files: list[str] = []
+    empty: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            it = path.rglob("*") if recursive else path.iterdir()
+            found = sorted(str(f) for f in it if is_audio_file(f))
+            if not found:
+                empty.append(p)
+            files.extend(found)
+        else:
+            files.append(p)
+    return files, empty
+
+
+def _err(msg: str) -> None:
+    print(f"audiomamba tag: {msg}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    from audiomamba.checkpoint import CheckpointError
+    from audiomamba.inference.tagger import FileError, Tagger
+
+    if not args.checkpoint:
+        _err(f"error: no checkpoint: pass --checkpoint FILE.safetensors or set ${CHECKPOINT_ENV}")
+        return EXIT_USAGE
+    if args.top_k < 0 or args.batch_size < 1:
+        _err("error: --top-k must be >= 0 and --batch-size >= 1")
+        return EXIT_USAGE
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            _err("error: --plot needs matplotlib: pip install 'audiomamba[plot]'")
+            return EXIT_USAGE
+    files, empty = find_audio_files(args.paths, args.recursive)
+    for d in empty:
+        _err(f"warning: {d}: directory holds no audio files{'' if args.recursive else ' (use --recursive for subdirectories)'}")
+    if not files:
+        _err("error: no audio files to tag")
+        return EXIT_USAGE
+    try:
+        tagger = Tagger.from_checkpoint(
+            args.checkpoint, device=args.device, dtype=args.dtype, mode=args.mode, window_s=args.window,
+            hop_s=args.hop, aggregate=args.aggregate, chunk_s=args.chunk, batch_size=args.batch_size,
+            cuda_graph=args.cuda_graph,
+        )
+    except CheckpointError as e:
+        _err(f"error: {e}")
+        return EXIT_CHECKPOINT
+    except ValueError as e:  # bad device / mode / cuda-graph options
+        _err(f"error: {e}")
+        return EXIT_USAGE
+    if (args.events or args.plot) and not tagger.has_framewise:
+        _err(f"error: {args.checkpoint}: linear-head model, no framewise output: --events/--plot need a tscam head")
+        return EXIT_USAGE
+    framewise = bool(args.events or args.plot)
+    event_threshold = 0.5 if args.threshold is None else args.threshold
+
+    from tqdm import tqdm
+
+    results = []
+    failures = 0
+    progress = tqdm(total=len(files), unit="file", disable=args.quiet or len(files) < 2, file=sys.stderr, dynamic_ncols=True)
+    try:
+        stream = tagger.tag_files(
+            files, top_k=args.top_k, events=framewise, threshold=event_threshold, min_duration=args.min_duration,
+            median_filter=args.median_filter, min_gap=args.min_gap, num_workers=args.workers,
+        )
+        for res in stream:
+            progress.update(1)
+            if isinstance(res, FileError):
+                failures += 1
+                progress.clear()
+                _err(f"error: {res.message}" if res.file in res.message else f"error: {res.file}: {res.message}")
+                continue
+            if not args.quiet:
+                for w in res.warnings:
+                    progress.clear()
+                    _err(f"warning: {w}")
+            if args.plot:
+                from audiomamba.inference.plot import plot_activations
+
+                try:
+                    plot_activations(tagger, res, args.plot)
+                except Exception as e:  # a plot failure must not lose the results
+                    failures += 1
+                    _err(f"error: {res.file}: cannot write plot ({e})")
+            if not args.events:
+                res.events = []
+            res.framewise = None  # free memory: only the summary is written
+            results.append(res)
+            if args.format == "jsonl" and args.output is None:
+                print(json.dumps(res.to_dict(args.top_k, args.threshold)), flush=True)
+    finally:
+        progress.close()
+    if not (args.format == "jsonl" and args.output is None):
+        text = format_results(results, args.format, args.top_k, args.threshold)
+        if args.output:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    if failures:
+        _err(f"{failures} of {len(files)} file(s) failed")
+        return EXIT_FILE_ERRORS
+    return EXIT_OK
+
+
+def format_results(results, fmt: str, top_k: int, threshold: float | None) -> str:
+    """Render results as table, json (array), jsonl or csv text."""
+    dicts = [r.to_dict(top_k, threshold) for r in results]
+    if fmt == "json":
+        return json.dumps(dicts, indent=2) + "\n"
+    if fmt == "jsonl":
+        return "".join(json.dumps(d) + "\n" for d in dicts)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["file", "duration_s", "kind", "label", "score", "onset", "offset"])
+        for d in dicts:
+            for t in d["tags"]:
+                w.writerow([d["file"], d["duration_s"], "tag", t["label"], t["score"], "", ""])
+            for e in d["events"]:
+                w.writerow([d["file"], d["duration_s"], "event", e["label"], e["score"], e["onset"], e["offset"]])
+        return buf.getvalue()
+    lines = []
+    for d in dicts:
+        lines.append(f"{d['file']}  ({d['duration_s']:.2f} s)")
+        for t in d["tags"]:
+            lines.append(f"  {t['score']:6.3f}  {t['label']}")
+        if d["events"]:
+            lines.append("  events:")
+            for e in d["events"]:
+                lines.append(f"    {e['onset']:9.2f} - {e['offset']:9.2f} s  {e['score']:6.3f}  {e['label']}")
+    return "\n".join(lines) + ("\n" if lines else "")

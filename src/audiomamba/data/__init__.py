@@ -1,1 +1,0 @@
-"""Built-in real-sound data: source recordings found offline, mixed into strongly labelled soundscapes."""

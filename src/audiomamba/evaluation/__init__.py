@@ -1,0 +1,1 @@
+"""Evaluation: scoring a model on a clip set, tagging and event metrics, cross-validation summaries."""

@@ -1,1 +1,0 @@
-"""Tasks: what the command line runs (demo, train, evaluate, tag, export)."""

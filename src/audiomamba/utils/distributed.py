@@ -1,0 +1,106 @@
+"""torchrun / DDP helpers: NCCL on GPU, gloo on CPU; everything is a no-op in a single process."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from audiomamba.utils.device import resolve_device
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def setup(device: str = "auto") -> tuple[torch.device, bool]:
+    """Initialise the process group when launched by torchrun (``WORLD_SIZE`` > 1); returns (device, started)."""
+    ws = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    try:
+        dev = resolve_device(device)
+    except ValueError as e:
+        raise ValueError(f"train.device: {e}") from None
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device(f"cuda:{local}")  # one process per GPU under torchrun
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    started = False
+    if ws > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        started = True
+    return dev, started
+
+
+def gather_objects(obj):
+    """All ranks' ``obj`` as a list (rank order); ``[obj]`` in a single process."""
+    if world_size() == 1:
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce_mean(x: float) -> float:
+    if world_size() == 1:
+        return x
+    t = torch.tensor([x], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return float(t.item()) / world_size()
+
+
+class GlooSyncBatchNorm(torch.nn.BatchNorm2d):
+    """Batch norm with statistics over the global batch, for CPU/gloo (``nn.SyncBatchNorm`` is GPU-only).
+
+    Sums and sums of squares are all-reduced with a differentiable all-reduce, so forward, backward and the
+    running statistics equal those of one process holding the whole batch.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or world_size() == 1:
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [0] + list(range(2, x.dim()))
+        n_local = x.numel() // x.shape[1]
+        c = x.shape[1]
+        shape = [1, c] + [1] * (x.dim() - 2)
+        stats = all_reduce(torch.cat([x.sum(dims), x.new_full((1,), float(n_local))]))
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = all_reduce((x - mean.view(shape)).pow(2).sum(dims)) / n  # two passes: no cancellation
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            self.running_var.mul_(1 - m).add_(var.detach() * n / (n - 1), alpha=m)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
+def convert_sync_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """SyncBatchNorm on GPU; :class:`GlooSyncBatchNorm` for every ``BatchNorm2d`` on CPU."""
+    if device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in list(model.named_children()):
+        if type(child) is torch.nn.BatchNorm2d:
+            new = GlooSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            new.load_state_dict(child.state_dict())
+            setattr(model, name, new.to(next(child.parameters()).device) if child.affine else new)
+        else:
+            convert_sync_batchnorm(child, device)
+    return model

@@ -1,0 +1,219 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import audiomamba
+from audiomamba import Tagger
+from audiomamba.audio import AudioDecodeError
+from audiomamba.checkpoint import CheckpointError
+from audiomamba.inference.tagger import FileError
+
+from conftest import SR, noise
+
+
+def model_probs(model, wave):
+    with torch.inference_mode():
+        out = model(torch.from_numpy(wave)[None])
+    fw = None if out.framewise_logits is None else torch.sigmoid(out.framewise_logits[0]).numpy()
+    return torch.sigmoid(out.logits[0]).numpy(), fw, out.embedding[0].numpy()
+
+
+def test_tag_matches_model_forward(tagger):
+    wave = noise(1.3)
+    result = tagger.tag(wave, sample_rate=SR, top_k=2)
+    scores, fw, emb = model_probs(tagger.model, wave)
+    np.testing.assert_allclose(result.scores, scores, atol=1e-5)
+    assert [lab for lab, _ in result.tags] == [tagger.labels[i] for i in np.argsort(-scores)[:2]]
+    assert result.duration_s == pytest.approx(1.3)
+    d = result.to_dict()
+    assert set(d) == {"file", "duration_s", "tags", "events"} and set(d["tags"][0]) == {"label", "score"}
+    json.dumps(d)
+    det = tagger.detect(wave, sample_rate=SR, threshold=0.0)
+    assert det.framewise.shape == (1 + len(wave) // 320, 3)
+    np.testing.assert_allclose(det.framewise, fw, atol=1e-5)
+    assert {e.label for e in det.events} == set(tagger.labels)  # threshold 0: every class active throughout
+    np.testing.assert_allclose(tagger.embed(torch.from_numpy(wave), sample_rate=SR), emb, atol=1e-5)
+
+
+def test_single_label_checkpoint_uses_softmax(tmp_path):
+    torch.manual_seed(1)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=4, layout="native", head="linear")
+    path = audiomamba.save_model(model, tmp_path / "sl.safetensors", multi_label=False)
+    t = Tagger.from_checkpoint(path)
+    r = t.tag(noise(0.5), sample_rate=SR, top_k=4)
+    assert r.scores.sum() == pytest.approx(1.0, abs=1e-5)
+    assert r.labels == [f"class_{i}" for i in range(4)]
+    with pytest.raises(ValueError, match="linear head"):
+        t.detect(noise(0.5), sample_rate=SR)
+
+
+def test_resampled_stereo_file_and_integer_arrays(tagger, audio_dir):
+    r = tagger.tag(audio_dir / "sub" / "other.flac")
+    assert r.duration_s == pytest.approx(1.5, abs=1e-3) and r.file.endswith("other.flac")
+    pcm = (noise(0.6, 16000) * 32767).astype(np.int16)
+    a = tagger.tag(pcm, sample_rate=16000)
+    b = tagger.tag(pcm.astype(np.float32) / 32768, sample_rate=16000)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+    stereo = np.stack([pcm, pcm])  # (channels, samples)
+    np.testing.assert_allclose(tagger.tag(stereo, sample_rate=16000).scores, a.scores, atol=1e-6)
+
+
+def test_bad_inputs_have_clear_messages(tagger, audio_dir, tmp_path):
+    with pytest.raises(ValueError, match="sample_rate is required"):
+        tagger.tag(noise(0.5))
+    bad = noise(0.5)
+    bad[100] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tagger.tag(bad, sample_rate=SR)
+    with pytest.raises(ValueError, match="empty"):
+        tagger.tag(np.zeros(0, np.float32), sample_rate=SR)
+    with pytest.raises(ValueError, match="empty"):
+        tagger.tag(audio_dir / "empty.wav")
+    with pytest.raises(FileNotFoundError, match="nope.wav"):
+        tagger.tag(tmp_path / "nope.wav")
+    with pytest.raises(AudioDecodeError, match="corrupt.wav"):
+        tagger.tag(audio_dir / "corrupt.wav")
+    with pytest.raises(AudioDecodeError, match="directory"):
+        tagger.tag(audio_dir)
+    with pytest.raises(TypeError, match="path, a numpy array or a torch tensor"):
+        tagger.tag([0.0] * 1000)
+    with pytest.raises(ValueError, match="channel axis"):
+        tagger.tag(np.zeros((100, 100), np.float32), sample_rate=SR)
+    r = tagger.tag(audio_dir / "silent.wav")
+    assert any("silent" in w for w in r.warnings)
+    short = tagger.tag(noise(0.005), sample_rate=SR)  # 160 samples < the STFT's 513: padded, with a warning
+    assert any("zero-padded" in w for w in short.warnings)
+
+
+def test_checkpoint_config_weights_mismatch(nano_ckpt, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(nano_ckpt), framework="pt") as f:
+        meta = json.loads(f.metadata()["audiomamba"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["model"]["args"]["num_classes"] = 5
+    meta["labels"] = [{"index": i, "mid": "", "display_name": str(i)} for i in range(5)]
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata={"audiomamba": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="do not match"):
+        Tagger.from_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="not found"):
+        Tagger.from_checkpoint(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        Tagger.from_checkpoint(junk)
+
+
+@pytest.mark.parametrize("frames", [1, 300, 30000, 30001, 95999, 180001])
+def test_native_chunks_tile_the_input(tagger, frames):
+    t = Tagger(tagger.model, mode="native", chunk_s=100.0, chunk_overlap_s=5.0)
+    pieces = t._pieces(frames)
+    covered = np.zeros(frames, int)
+    for start, length, keep_a, keep_b in pieces:
+        assert 0 <= start and start + length <= frames and start <= keep_a < keep_b <= start + length
+        covered[keep_a:keep_b] += 1
+        if len(pieces) > 1:  # equal lengths: they batch together; overlap context on inner sides
+            assert length == t.chunk_frames
+            assert keep_a == 0 or keep_a - start >= t.overlap_frames
+            assert keep_b == frames or start + length - keep_b >= t.overlap_frames
+    assert (covered == 1).all()
+
+
+def test_native_chunked_long_input_runs_and_single_pass_agrees(tagger):
+    wave = noise(3.0)
+    one = Tagger(tagger.model, mode="native").detect(wave, sample_rate=SR, threshold=0.0)
+    chunked = Tagger(tagger.model, mode="native", chunk_s=1.5, chunk_overlap_s=0.4)
+    assert len(chunked._pieces(301)) == 4  # cores of 70 frames, the last absorbs a tail shorter than the overlap
+    r = chunked.detect(wave, sample_rate=SR, threshold=0.0)
+    assert r.framewise.shape == one.framewise.shape
+    assert np.isfinite(r.framewise).all() and np.isfinite(r.scores).all()
+    # every chunk's centre is the model's own framewise output on that chunk
+    spec = chunked.spectrogram(wave)
+    with torch.inference_mode():
+        s, n, a, b = chunked._pieces(301)[1]
+        out = chunked.model.forward_head(*chunked.model.forward_features(spec[None, s : s + n]), n)
+    np.testing.assert_allclose(r.framewise[a:b], torch.sigmoid(out.framewise_logits[0, a - s : b - s]).numpy(), atol=1e-5)
+
+
+def test_windowed_mean_and_max(tagger):
+    wave = noise(2.5, seed=3)
+    mean = Tagger(tagger.model, mode="windowed", window_s=1.0, hop_s=0.5)
+    mx = Tagger(tagger.model, mode="windowed", window_s=1.0, hop_s=0.5, aggregate="max")
+    starts = [s for s, *_ in mean._pieces(251)]
+    assert starts == [0, 50, 100, 150, 151]  # the last window flush with the end
+    spec = mean.spectrogram(wave)
+    with torch.inference_mode():
+        logits = torch.stack([tagger.model.forward_head(*tagger.model.forward_features(spec[None, s : s + 100]), 100).logits[0] for s in [0, 50, 100, 150, 151]])
+    r_mean, r_max = mean.tag(wave, sample_rate=SR), mx.tag(wave, sample_rate=SR)
+    np.testing.assert_allclose(r_mean.scores, torch.sigmoid(logits.mean(0)).numpy(), atol=1e-5)
+    np.testing.assert_allclose(r_max.scores, torch.sigmoid(logits.max(0).values).numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_windowed_reproduces_fold_models_own_long_input_inference(tmp_path):
+    """window 10.24 s / hop 5.12 s = what a fold-layout model does by itself (HTS-AT)."""
+    torch.manual_seed(2)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=3)  # fold layout, the paper's
+    t = Tagger(model, mode="windowed", window_s=10.24, hop_s=5.12)
+    wave = noise(11.0, seed=4)
+    scores, fw, _ = model_probs(model, wave)
+    r = t.detect(wave, sample_rate=SR, threshold=0.5)
+    np.testing.assert_allclose(r.scores, scores, atol=1e-5)
+    np.testing.assert_allclose(r.framewise, fw, atol=1e-5)
+
+
+def test_tag_files_batched_in_order_with_errors(tagger, audio_dir):
+    paths = [audio_dir / "good.wav", audio_dir / "corrupt.wav", audio_dir / "missing.wav", audio_dir / "sub" / "other.flac", audio_dir / "good.wav"]
+    out = list(tagger.tag_files(paths, batch_size=3, events=True, threshold=0.5))
+    assert [type(o).__name__ for o in out] == ["TagResult", "FileError", "FileError", "TagResult", "TagResult"]
+    assert out[1].kind == "decode" and "corrupt.wav" in out[1].message
+    assert out[2].kind == "not_found"
+    single = tagger.tag(audio_dir / "good.wav")
+    np.testing.assert_allclose(out[0].scores, single.scores, atol=1e-5)
+    np.testing.assert_allclose(out[4].scores, single.scores, atol=1e-5)
+    assert out[0].framewise is not None and out[0].embedding is None
+    emb = next(iter(tagger.embed_files([audio_dir / "good.wav"])))
+    np.testing.assert_allclose(emb.embedding, tagger.embed(audio_dir / "good.wav"), atol=1e-5)
+
+
+def test_tag_files_in_worker_processes_match_in_process(tagger, audio_dir):
+    """Decoding in DataLoader workers (waves come back as shared-memory tensors) changes nothing, errors included."""
+    paths = [audio_dir / "good.wav", audio_dir / "corrupt.wav", audio_dir / "sub" / "other.flac"]
+    here = list(tagger.tag_files(paths, events=True, num_workers=0))
+    there = list(tagger.tag_files(paths, events=True, num_workers=2))
+    assert [type(o).__name__ for o in there] == ["TagResult", "FileError", "TagResult"]
+    for a, b in zip(here, there):
+        if isinstance(a, FileError):
+            assert (a.file, a.kind) == (b.file, b.kind)
+            continue
+        np.testing.assert_array_equal(a.scores, b.scores)
+        np.testing.assert_array_equal(a.framewise, b.framewise)
+        assert a.duration_s == b.duration_s and a.events == b.events
+
+
+def test_cuda_request_without_cuda_is_clear(nano_ckpt):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        Tagger.from_checkpoint(nano_ckpt, device="cuda")
+
+
+def test_cuda_graph_needs_a_cuda_device(tagger):
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device; this tagger runs on cpu"):
+        Tagger(tagger.model, device="cpu", cuda_graph=True)
+
+
+def test_keep_freed_memory_context_allocates_and_restores():
+    from audiomamba.utils.memory import keep_freed_memory
+
+    for enabled in (True, False):
+        with keep_freed_memory(enabled):
+            big = torch.ones(50_000_000 // 4)  # above glibc's largest mmap threshold (32 MB)
+            assert float(big.sum()) == big.numel()
+            del big
+    after = torch.ones(50_000_000 // 4)  # malloc works as before once the context is left
+    assert float(after.sum()) == after.numel()

@@ -1,0 +1,150 @@
+"""Source discovery, rendering and the vocabulary.
+
+Tests needing an installed source (scripts/setup_sources.sh) skip with the reason when it is absent; the
+parsers are also tested on files the tests write themselves.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiomamba.soundscapes import sources as S
+from audiomamba.soundscapes.mixer import MixConfig, build_soundscapes
+from audiomamba.soundscapes.vocabulary import BY_NAME, VOCABULARY, class_labels_csv, mid_for
+
+FILE_FAMILIES = ["hydrogen", "lmms", "wesnoth", "freedesktop", "ovos"]
+
+
+def test_vocabulary_size_and_audioset_mids():
+    assert 30 <= len(VOCABULARY) <= 60
+    assert len({c.name for c in VOCABULARY}) == len(VOCABULARY)
+    assert len({c.mid for c in VOCABULARY}) == len(VOCABULARY)
+    assert mid_for("Speech") == "/m/09x0r" and mid_for("My own sound") == "/audiomamba/my_own_sound"
+    labels = pytest.importorskip("audiomamba.labels")
+    try:
+        audioset = {lab["mid"]: lab["display_name"] for lab in labels.audioset_labels()}
+    except (FileNotFoundError, AttributeError) as e:
+        pytest.skip(f"AudioSet label list not shipped in this tree ({e})")
+    for c in VOCABULARY:
+        if not c.mid.startswith("/audiomamba/"):
+            assert audioset.get(c.mid) == c.name, c
+
+
+def test_class_labels_csv_reads_back_with_the_package_reader(tmp_path):
+    path = tmp_path / "class_labels_indices.csv"
+    path.write_text(class_labels_csv(["Speech", "Violin, fiddle", "Tom-tom drum"]))
+    assert path.read_text().splitlines() == [
+        "index,mid,display_name", "0,/m/09x0r,Speech", '1,/m/07y_7,"Violin, fiddle"',
+        "2,/audiomamba/tom-tom_drum,Tom-tom drum"]
+    labels = pytest.importorskip("audiomamba.labels")
+    assert [lab["display_name"] for lab in labels.read_class_labels(path)] == ["Speech", "Violin, fiddle", "Tom-tom drum"]
+
+
+def test_hydrogen_kit_parsing(tmp_path, monkeypatch):
+    kit = tmp_path / "MyKit"
+    kit.mkdir()
+    for name in ("k.wav", "s1.wav", "s2.wav", "fx.wav"):
+        sf.write(kit / name, np.ones(100, np.float32) * 0.1, 8000)
+    (kit / "drumkit.xml").write_text(
+        '<drumkit_info xmlns="http://www.hydrogen-music.org/drumkit"><name>MyKit</name><license>CC0</license>'
+        "<instrumentList>"
+        "<instrument><name>Kick Hard</name><layer><filename>k.wav</filename></layer></instrument>"
+        "<instrument><name>Snare Jazz</name><instrumentComponent><layer><filename>s1.wav</filename></layer>"
+        "<layer><filename>s2.wav</filename></layer></instrumentComponent></instrument>"
+        "<instrument><name>Zap FX</name><layer><filename>fx.wav</filename></layer></instrument>"
+        "</instrumentList></drumkit_info>")
+    monkeypatch.setattr(S, "HYDROGEN_ROOT", tmp_path)
+    items = S._hydrogen_items(S._Context(tmp_path, 8000, 1))
+    assert sorted((Path(it.path).name, it.label) for it in items) == [
+        ("k.wav", "Bass drum"), ("s1.wav", "Snare drum"), ("s2.wav", "Snare drum")]
+    assert {it.group for it in items} == {"hydrogen-kit:MyKit"}
+    assert all(it.licence for it in items)
+
+
+@pytest.mark.parametrize("name, label", [
+    ("Hi Hat Closed", "Hi-hat"), ("Closed HH", "Hi-hat"), ("Snare Rimshot", "Rimshot"), ("Floor Tom", "Tom-tom drum"),
+    ("Ride Bell", "Cymbal"), ("Cowbell", "Cowbell"), ("Djembe1 Slap", "Hand drum"), ("Snare Roll", None),
+    ("c3 - bass drum 1", "Bass drum"), ("Hand Clap", "Clapping")])
+def test_drum_name_rules(name, label):
+    assert S._first_rule(name, S._DRUM_RULES) == label
+
+
+def test_midi_file_is_well_formed():
+    phrases = S._phrases("TestFont")
+    assert {p.label for p in phrases} >= {"Piano", "Snare drum", "Applause"}
+    data = S._midi_file(phrases[:3], [1.0, 3.0, 6.0])
+    assert data[:4] == b"MThd" and struct.unpack(">IHHH", data[4:14]) == (6, 0, 1, 1000)
+    assert data[14:18] == b"MTrk" and struct.unpack(">I", data[18:22])[0] == len(data) - 22
+    assert data.endswith(b"\xff\x2f\x00")
+    assert S._phrases("TestFont") == phrases  # the rendering plan is fixed
+
+
+def _builtin(families: list[str], tmp_path: Path) -> S.Catalogue:
+    cat = S.discover(families, cache_dir=tmp_path / "cache", sample_rate=16000)
+    if cat.missing:
+        pytest.skip(f"sources not installed (run scripts/setup_sources.sh): {cat.missing}")
+    return cat
+
+
+def test_builtin_file_sources_label_and_license_everything(tmp_path):
+    cat = _builtin(FILE_FAMILIES, tmp_path)
+    assert all(it.label in BY_NAME and it.licence and it.origin for it in cat.items)
+    groups = {}
+    for it in cat.items:
+        groups.setdefault(it.label, set()).add(it.group)
+    assert len(groups) >= 30
+    assert len(groups["Hi-hat"]) >= 10  # a dozen Hydrogen kits and the LMMS hats
+    out = tmp_path / "ds"
+    build_soundscapes(cat.items, out, clips=6, seed=0, mix=MixConfig(duration=4.0, sample_rate=16000), jobs=2)
+    assert len((out / "train.jsonl").read_text().splitlines()) == 6 - 2 * int(6 * 0.15)
+
+
+@pytest.mark.parametrize("renderer", ["fluidsynth", "tinysoundfont"])
+def test_soundfont_renderer_produces_sound(renderer):
+    if renderer == "fluidsynth" and shutil.which("fluidsynth") is None:
+        pytest.skip("fluidsynth not installed (apt-get install fluidsynth)")
+    if renderer == "tinysoundfont" and importlib.util.find_spec("tinysoundfont") is None:
+        pytest.skip("tinysoundfont not installed (pip install tinysoundfont)")
+    fonts = [f for f in S._soundfonts() if f.path.suffix == ".sf2"]
+    if not fonts:
+        pytest.skip("no sf2 General MIDI soundfont (apt-get install timgm6mb-soundfont, or pip install pretty_midi)")
+    font = min(fonts, key=lambda f: f.path.stat().st_size)
+    phrases = [p for p in S._phrases(font.name) if p.label in ("Piano", "Snare drum")][:4]
+    phrases += [p for p in S._phrases(font.name) if p.label == "Snare drum"][:2]
+    starts = list(np.cumsum([1.0] + [p.notes[-1][1] + p.notes[-1][2] + S._SLOT_TAIL_S for p in phrases[:-1]]))
+    render = S._render_fluidsynth if renderer == "fluidsynth" else S._render_tinysoundfont
+    audio = render(font, phrases, starts, 16000)
+    for t0 in starts:
+        part = audio[int(t0 * 16000): int((t0 + 1.0) * 16000)]
+        assert np.sqrt(np.mean(part**2)) > 1e-3, (font.name, t0)
+
+
+def test_espeak_speaks(tmp_path):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
+    assert S._espeak_one("en", 0, tmp_path / "en.wav", 16000)
+    audio, sr = sf.read(tmp_path / "en.wav")
+    assert sr == 16000 and len(audio) > 0.3 * sr
+
+
+def test_sources_command_lists_missing_with_install_hint(monkeypatch, capsys):
+    import argparse
+
+    from audiomamba.cli import data as cli
+
+    monkeypatch.setattr(S, "HYDROGEN_ROOT", Path("/nonexistent/drumkits"))
+    monkeypatch.setattr(S, "FAMILIES", tuple(
+        S.Family(f.name, f.description, f.install, (lambda: False) if f.name == "hydrogen" else f.available, f.items)
+        for f in S.FAMILIES))
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    code = cli.run(parser.parse_args(["sources", "--families", "hydrogen"]))
+    out = capsys.readouterr().out
+    assert code == 1 and "apt-get install hydrogen-drumkits" in out

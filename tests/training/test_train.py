@@ -1,0 +1,250 @@
+"""Training: overfitting, exact resumption, atomic checkpoints, config errors, fine-tuning, DDP (gloo, CPU)."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from audiomamba.checkpoint import CheckpointError, load
+from audiomamba.soundscapes.toy import make_toy_dataset
+from audiomamba.training.config import ConfigError, load_config
+from audiomamba.training.trainer import build_model, load_state, train
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"), {"train": 8}, seconds=0.5, sample_rate=SR)
+
+
+def cfg_for(root, out, **over):
+    raw = {
+        "model": {"name": "audiomamba_nano", "layout": "native", "sample_rate": SR, "spec_augment": False, "drop_path_rate": 0.0},
+        "data": {"root": str(root), "validation": None, "clip_seconds": 0.5},
+        "augment": {"random_crop": False},
+        "optim": {"lr": 3e-3, "schedule": "constant", "weight_decay": 0.0},
+        "train": {"output_dir": str(out), "epochs": 1, "batch_size": 4, "progress": False, "tensorboard": False,
+                  "threads": 1, "checkpoint_every": 100},
+    }
+    for k, v in over.items():
+        sec, key = k.split("__")
+        raw.setdefault(sec, {})[key] = v
+    return load_config(raw=raw)
+
+
+def test_overfits_eight_clips(toy, tmp_path):
+    cfg = cfg_for(toy, tmp_path / "run", data__validation="train", train__batch_size=8, train__epochs=30,
+                  train__eval_every_epochs=30)
+    res = train(cfg)
+    assert res["steps"] == 30
+    first, last = res["losses"][0], sum(res["losses"][-3:]) / 3
+    assert last < 0.35 * first, res["losses"]
+    assert res["best_mAP"] > 0.95
+    model = load(tmp_path / "run" / "best.safetensors")
+    assert model.meta["labels"][0]["display_name"] == "Beep" and model.meta["multi_label"]
+
+
+def test_resume_gives_the_same_weights(toy, tmp_path):
+    over = dict(train__epochs=2, model__spec_augment=True, model__drop_path_rate=0.1, augment__mixup="spec",
+                augment__random_crop=True, augment__gain_db=3.0, train__ema_decay=0.9, optim__schedule="cosine",
+                data__clip_seconds=0.3)
+    full = train(cfg_for(toy, tmp_path / "full", **over))
+    part = train(cfg_for(toy, tmp_path / "part", train__stop_after_steps=3, **over))
+    assert part["stopped_early"] and part["steps"] == 3
+    state = load_state(tmp_path / "part" / "last.pt")  # torch.load(weights_only=True) inside
+    assert state["step"] == 3 and state["sampler"] == {"epoch": 1, "step": 1, "seed": 0, "mode": "shuffle"}
+    done = train(cfg_for(toy, tmp_path / "part", **over), resume=str(tmp_path / "part" / "last.pt"))
+    assert done["steps"] == full["steps"] == 4
+    a, b = load_file(tmp_path / "full" / "final.safetensors"), load_file(tmp_path / "part" / "final.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_killed_save_leaves_previous_checkpoint(tmp_path):
+    from audiomamba.utils.io import atomic_write
+
+    target = tmp_path / "last.pt"
+    atomic_write(target, lambda tmp: torch.save({"step": 1, "w": torch.ones(3)}, tmp))
+    code = (
+        "import os, sys, torch\n"
+        "from audiomamba.utils.io import atomic_write\n"
+        "def w(tmp):\n"
+        "    with open(tmp, 'wb') as f:\n"
+        "        f.write(b'partial'); f.flush()\n"
+        "    os._exit(9)\n"
+        f"atomic_write({str(target)!r}, w)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env)
+    assert proc.returncode == 9
+    state = torch.load(target, weights_only=True)
+    assert state["step"] == 1 and torch.equal(state["w"], torch.ones(3))
+
+
+def test_config_errors(toy, tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'train.bogus'"):
+        load_config(raw={"data": {"root": "x"}, "train": {"bogus": 1}})
+    with pytest.raises(ConfigError, match="unknown config key 'nonsense'"):
+        load_config(raw={"data": {"root": "x"}, "nonsense": {}})
+    with pytest.raises(ConfigError, match="train.batch_size: expected an integer"):
+        load_config(raw={"data": {"root": "x"}}, overrides=["train.batch_size=big"])
+    with pytest.raises(ConfigError, match="optim.schedule"):
+        load_config(raw={"data": {"root": "x"}}, overrides=["optim.schedule=linear"])
+    with pytest.raises(ConfigError, match="train.cuda_graph and train.compile='inductor' exclude"):
+        load_config(raw={"data": {"root": "x"}, "train": {"cuda_graph": True, "compile": "inductor"}})
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    y = tmp_path / "c.yaml"
+    y.write_text("data:\n  root: x\n  colour: red\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown config key 'data.colour'"):
+        load_config(y)
+    from audiomamba.datasets import DatasetError
+
+    with pytest.raises(DatasetError, match="dataset not found"):
+        train(cfg_for(tmp_path / "missing", tmp_path / "o"))
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    for p in sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")):
+        load_config(p)
+
+
+def test_finetune_drops_head_and_rejects_other_models(toy, tmp_path):
+    from audiomamba import create_model
+    from audiomamba.checkpoint import save_model
+
+    src = create_model("audiomamba_nano", num_classes=4, layout="native", sample_rate=SR)
+    save_model(src, tmp_path / "src.safetensors")
+    cfg = cfg_for(toy, tmp_path / "o", model__init_checkpoint=str(tmp_path / "src.safetensors"))
+    m = build_model(cfg, num_classes=2)
+    assert m.num_classes == 2
+    ref = src.state_dict()
+    for k, v in m.state_dict().items():
+        if not k.startswith("head.tscam_conv"):
+            assert torch.equal(v, ref[k]), k
+    other = create_model("audiomamba_micro", num_classes=4)
+    save_model(other, tmp_path / "micro.safetensors")
+    with pytest.raises(CheckpointError, match="audiomamba_micro"):
+        build_model(cfg_for(toy, tmp_path / "o", model__init_checkpoint=str(tmp_path / "micro.safetensors")), 2)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, root, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    train(cfg_for(root, out, train__epochs=2, train__threads=1, optim__eps=1e-3))
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(toy, tmp_path):
+    import torch.multiprocessing as mp
+
+    from audiomamba.checkpoint import save_model
+
+    torch.manual_seed(0)  # the trainer's initial weights (seed 0)
+    save_model(build_model(cfg_for(toy, tmp_path / "x"), 4), tmp_path / "init.safetensors")
+    single = train(cfg_for(toy, tmp_path / "one", train__epochs=2, optim__eps=1e-3))
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(toy), str(tmp_path / "two")), nprocs=2, join=True)
+    a, b = load_file(tmp_path / "one" / "final.safetensors"), load_file(tmp_path / "two" / "final.safetensors")
+    assert single["steps"] == 4 and a.keys() == b.keys()
+    # Adam moves a weight by ~lr per step however small its gradient: weights the loss barely depends on (bn0's
+    # scale is undone by the patch embedding's LayerNorm) would turn float-rounding noise into +-lr moves, so
+    # optim.eps=1e-3 keeps such near-zero gradients from being amplified.
+    init = load_file(tmp_path / "init.safetensors")
+    params = [k for k in a if "running" not in k and a[k].is_floating_point()]
+    moved = max((a[k] - init[k]).abs().max().item() for k in params)
+    worst, worst_key = max(((a[k] - b[k]).abs().max().item(), k) for k in params)
+    assert moved > 1e-3 and worst < 2e-5, (worst, worst_key, moved)
+    for k in ("bn0.running_mean", "bn0.running_var"):
+        assert torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-4), (k, (a[k] - b[k]).abs().max())
+
+
+def test_bn0_gradients_match_a_contiguous_batchnorm():
+    """Regression: BatchNorm2d's CPU backward was wrong on the transposed (channels-last-looking) spectrogram."""
+    from audiomamba import create_model
+
+    torch.manual_seed(0)
+    m = create_model("audiomamba_nano", num_classes=2, layout="native", sample_rate=SR, spec_augment=False)
+    wave = torch.randn(3, 4000)
+    spec = m.spectrogram(wave)
+    dy = torch.randn_like(spec)
+    (spec * dy).sum().backward()
+    ref = torch.nn.BatchNorm2d(64)
+    x = m.frontend(wave).transpose(1, 2).unsqueeze(-1).contiguous()
+    (ref(x).squeeze(-1).transpose(1, 2) * dy).sum().backward()
+    assert torch.allclose(m.bn0.bias.grad, ref.bias.grad, atol=1e-4)
+    assert torch.allclose(m.bn0.weight.grad, ref.weight.grad, atol=1e-4)
+
+
+def test_compiled_training_forward_matches_eager(toy, tmp_path):
+    """train.compile captures the training forward (aot_eager: dynamo + AOTAutograd, no code generation, so it
+    runs on any machine) and trains to the same weights as the eager run."""
+    eager = train(cfg_for(toy, tmp_path / "eager"))
+    comp = train(cfg_for(toy, tmp_path / "comp", train__compile="aot_eager"))
+    assert eager["steps"] == comp["steps"] == 2
+    assert comp["losses"] == pytest.approx(eager["losses"], rel=1e-5)
+    a, b = load_file(tmp_path / "eager" / "final.safetensors"), load_file(tmp_path / "comp" / "final.safetensors")
+    for k in a:  # AdamW's steps are ~lr = 3e-3; rounding differences in the gradients move weights by < 1e-4
+        assert torch.allclose(a[k], b[k], rtol=0, atol=1e-4), k
+    with pytest.raises(ConfigError, match="train.compile"):
+        cfg_for(toy, tmp_path / "x", train__compile="max-speed")
+
+
+def test_ema_update_matches_the_formula():
+    """EMA.update: shadow = decay * shadow + (1 - decay) * weight for float tensors (the float32 ones in one
+    multi-tensor lerp, others one by one), integer buffers copied; checked in float64."""
+    from audiomamba.training.optim import EMA
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4))
+    m[0].bias.data = m[0].bias.data.to(torch.bfloat16)  # a non-float32 float tensor takes the other path
+    ema = EMA(m, 0.9)
+    before = {k: v.double() if v.is_floating_point() else v.clone() for k, v in ema.shadow.items()}
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p))
+        m[1].num_batches_tracked += 7
+    ema.update(m)
+    for k, v in m.state_dict().items():
+        if v.is_floating_point():
+            want = 0.9 * before[k] + 0.1 * v.double()
+            torch.testing.assert_close(ema.shadow[k].double(), want, rtol=1e-6, atol=1e-6)
+        else:
+            assert torch.equal(ema.shadow[k], v), k
+    assert int(ema.shadow["1.num_batches_tracked"]) == 7
+
+
+def test_loss_log_reads_one_step_late_and_flushes():
+    from audiomamba.training.trainer import LossLog
+
+    log = LossLog()
+    for v in (1.0, 3.0):  # two micro-batches of one step
+        log.add(torch.tensor(v))
+    log.end_step()
+    assert log.losses == [] and log.average is None  # pending until the next step or a flush
+    log.add(torch.tensor(4.0))
+    log.end_step()
+    assert log.losses == [2.0] and log.average == 2.0
+    log.flush()
+    assert log.losses == [2.0, 4.0] and log.average == pytest.approx(0.9 * 2.0 + 0.1 * 4.0)
+    log.flush()
+    assert log.losses == [2.0, 4.0]
+
+
+def test_cuda_graph_without_cuda_trains_eagerly(toy, tmp_path, caplog):
+    caplog.set_level("WARNING", logger="audiomamba.train")
+    res = train(cfg_for(toy, tmp_path / "g", train__cuda_graph=True, train__device="cpu"))
+    assert res["steps"] == 2 and "train.cuda_graph needs CUDA" in caplog.text

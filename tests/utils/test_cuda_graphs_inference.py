@@ -1,0 +1,72 @@
+"""CUDA-graph inference (audiomamba.utils.cuda_graphs, Tagger(cuda_graph=True)) against the eager path.
+
+GPU only: CUDA graphs have no CPU counterpart.  The CPU suite checks that asking for them without CUDA is
+refused (tests/test_tagger.py, tests/test_cli_tag.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+import audiomamba
+from audiomamba import Tagger
+from audiomamba.utils.cuda_graphs import GraphedInference
+
+from conftest import SR, noise
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+
+
+def _fn(w):
+    def fn(x):
+        h = torch.tanh(x @ w)
+        return h.sum(-1), None, h * 2
+
+    return fn
+
+
+def test_replays_match_eager_and_results_are_not_overwritten():
+    w = torch.randn(16, 8, device="cuda")
+    g = GraphedInference(_fn(w), max_graphs=2)
+    xs = [torch.randn(4, 16, device="cuda") for _ in range(4)]
+    outs = [g(x) for x in xs]
+    assert (g.captures, g.replays) == (1, 3)  # the first call of a shape runs eagerly, the second captures
+    for x, (a, none, b) in zip(xs, outs):  # the earlier results survive the later replays
+        ra, _, rb = _fn(w)(x)
+        assert none is None
+        torch.testing.assert_close(a, ra)
+        torch.testing.assert_close(b, rb)
+    w.mul_(-1)  # a graph reads the tensors it captured where they live: weights updated in place are seen
+    torch.testing.assert_close(g(xs[0])[0], _fn(w)(xs[0])[0])
+
+
+def test_one_graph_per_shape_and_variant_least_recently_used_dropped():
+    w = torch.randn(16, 8, device="cuda")
+    g = GraphedInference(_fn(w), max_graphs=2)
+    shapes = [(2, 16), (3, 16), (2, 16), (3, 16), (5, 16), (5, 16), (2, 16)]
+    for s in shapes:
+        x = torch.randn(*s, device="cuda")
+        torch.testing.assert_close(g(x)[2], _fn(w)(x)[2])
+    assert sorted(k[0] for k in g._graphs) == [(2, 16), (5, 16)]  # (3, 16) was the least recently used
+    g(torch.randn(2, 16, device="cuda"), variant="other")
+    assert g.captures == 4  # 2, 3, 5, then 2 again after eviction; a new variant first runs eagerly
+    with pytest.raises(ValueError, match="not a CUDA device"):
+        g(torch.randn(2, 16))
+
+
+@pytest.mark.parametrize("mode, dtype", [("windowed", torch.float32), ("native", torch.float32), ("windowed", torch.bfloat16)])
+def test_tagger_with_cuda_graph_matches_eager(mode, dtype):
+    torch.manual_seed(0)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=5, layout="native").cuda()
+    eager = Tagger(model, mode=mode, dtype=dtype, window_s=1.0, hop_s=0.5, chunk_s=2.0, chunk_overlap_s=0.4, batch_size=3)
+    graphed = Tagger(model, mode=mode, dtype=dtype, window_s=1.0, hop_s=0.5, chunk_s=2.0, chunk_overlap_s=0.4,
+                     batch_size=3, cuda_graph=True)
+    # 6.3 s: windowed, 12 windows = 4 batches of 3 (the graph is captured at the second); native, 5 chunks
+    waves = [noise(6.3, seed=1), noise(6.3, seed=2), noise(1.7, seed=3)]
+    tol = dict(atol=1e-5, rtol=1e-4) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    for wave in waves:
+        a = eager.detect(wave, sample_rate=SR, threshold=0.5)
+        b = graphed.detect(wave, sample_rate=SR, threshold=0.5)
+        np.testing.assert_allclose(b.scores, a.scores, **tol)
+        np.testing.assert_allclose(b.framewise, a.framewise, **tol)
+        np.testing.assert_allclose(graphed.embed(wave, sample_rate=SR), eager.embed(wave, sample_rate=SR), **tol)
+    assert graphed._graphed.captures >= 1 and graphed._graphed.replays >= 3
