@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from audiomamba.datasets import ClipDataset, open_split
-from audiomamba.datasets.shards import pack
+from audiomamba.datasets.pack import pack
 from audiomamba.soundscapes.toy import make_toy_dataset
 
 

@@ -106,7 +106,7 @@ def test_class_folders(tmp_path):
 
 
 def test_shards_roundtrip(toy, tmp_path):
-    from audiomamba.datasets.shards import pack
+    from audiomamba.datasets.pack import pack
 
     cs = open_split(toy, "train")
     pack(cs, tmp_path / "packed", "train", SR, shard_size=4, progress=False)

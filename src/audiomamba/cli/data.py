@@ -1,7 +1,8 @@
-"""``audiomamba data ...``: build data sets from the offline source recordings.
+"""``audiomamba data ...``: build data sets from the offline source recordings, list the sources, pack a
+dataset into shards.
 
-Subcommands live in :data:`SUBCOMMANDS` (name -> help, argument adder, runner); adding one (e.g. ``pack``) is
-one more entry.  Runners return the exit code; build errors print one clear line and exit 2.
+Subcommands live in :data:`SUBCOMMANDS` (name -> help, argument adder, runner).  Runners return the exit code;
+build and dataset errors print one clear line and exit 2.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
-from audiomamba.soundscapes.mixer import DataBuildError, MixConfig, build_esc50, build_soundscapes
-from audiomamba.soundscapes.sources import FAMILIES, SourceError, default_cache_dir, discover, user_items
+from audiomamba.errors import DataBuildError, DatasetError, SourceError
+from audiomamba.soundscapes.mixer import MixConfig, build_esc50, build_soundscapes
+from audiomamba.soundscapes.sources import FAMILIES, default_cache_dir, discover, user_items
 
 log = logging.getLogger("audiomamba.data")
 
@@ -183,6 +185,27 @@ def _run_sources(args: argparse.Namespace) -> int:
     return 0 if cat.items else 1
 
 
+def _add_pack(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="dataset to pack (manifest, AudioSet, ESC-50 or class-folder root)")
+    p.add_argument("--format", default="auto", choices=["auto", "manifest", "audioset", "esc50", "folder"])
+    p.add_argument("--splits", default="train,validation,test",
+                   help="comma-separated splits to pack (missing ones are skipped with a warning); for AudioSet "
+                        "'name=seg.csv+seg2.csv' pairs")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--sample-rate", type=int, default=32000, help="rate to store clips at (the model's)")
+    p.add_argument("--shard-size", type=int, default=1000, help="clips per tar shard")
+    p.add_argument("--labels", default=None, help="class_labels_indices.csv (default: the dataset's)")
+
+
+def _run_pack(args: argparse.Namespace) -> int:
+    from audiomamba.datasets.pack import pack_splits
+
+    for summary in pack_splits(args.data, args.out, args.splits, args.format, args.labels, args.sample_rate,
+                               args.shard_size):
+        print(json.dumps(summary))
+    return 0
+
+
 # name -> (help, add_arguments, run)
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "soundscapes": ("mix source recordings into strongly labelled clips (train/validation/test by source)",
@@ -192,14 +215,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Cal
     "sources": ("list the installed and missing source recordings, and how to install them",
                 _add_sources, _run_sources),
     "pack": ("pack a dataset into tar shards (FLAC + JSON, WebDataset naming) for fast reading",
-             lambda p: _shards().add_arguments(p), lambda a: _shards().run(a)),
+             _add_pack, _run_pack),
 }
-
-
-def _shards():
-    from audiomamba.datasets import shards
-
-    return shards
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -221,6 +238,6 @@ def run(args: argparse.Namespace) -> int:
     log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
         return int(runner(args))
-    except (DataBuildError, SourceError) as e:
+    except (DataBuildError, SourceError, DatasetError) as e:
         print(f"audiomamba data: error: {e}", file=sys.stderr)
         return 2

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from audiomamba.audio import audio_duration, check_waveform, load_audio, resample
+from audiomamba.datasets.audioset import read_audioset
 from audiomamba.datasets.core import Clip, ClipSet, DatasetError
+from audiomamba.datasets.esc50 import esc50_folds, read_esc50
+from audiomamba.datasets.folder import read_folder
+from audiomamba.datasets.manifest import find_manifest, read_manifest
+from audiomamba.datasets.shards import read_member, read_shards
 
 log = logging.getLogger("audiomamba.datasets")
 
@@ -46,17 +52,11 @@ def open_split(data: str | Path, split: str, fmt: str = "auto", labels: str | No
     fmt = detect_format(data) if fmt == "auto" else fmt
     root = Path(data)
     if fmt == "manifest":
-        from audiomamba.datasets.manifest import find_manifest, read_manifest
-
         path = root if root.is_file() else find_manifest(root, split)
         return read_manifest(path, labels, check_files=check_files)
     if fmt == "audioset":
-        from audiomamba.datasets.audioset import read_audioset
-
         return read_audioset(root, _AUDIOSET_SPLITS.get(split, split), labels=labels)
     if fmt == "esc50":
-        from audiomamba.datasets.esc50 import esc50_folds, read_esc50
-
         all_folds = esc50_folds(root)
         if split == "all":
             folds = None
@@ -72,23 +72,15 @@ def open_split(data: str | Path, split: str, fmt: str = "auto", labels: str | No
             folds = [f for f in all_folds if f != fold] if split == "train" else [fold]
         return read_esc50(root, folds, check_files=check_files)
     if fmt == "folder":
-        from audiomamba.datasets.folder import read_folder
-
         return read_folder(root, split, val_fraction)
     if fmt == "shards":
-        from audiomamba.datasets.shards import read_shards
-
         return read_shards(root, split)
     raise DatasetError(f"unknown dataset format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
 def load_clip(clip: Clip, sample_rate: int, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
     """Decode ``clip`` (from ``start`` seconds into it, at most ``seconds``) as mono float32 at ``sample_rate``."""
-    from audiomamba.audio import check_waveform, load_audio, resample
-
     if clip.shard is not None:
-        from audiomamba.datasets.shards import read_member
-
         x, sr = read_member(clip)
         a = int(round(start * sr))
         x = x[a: a + int(round(seconds * sr))] if seconds is not None else x[a:]
@@ -107,8 +99,6 @@ def _known_duration(clip: Clip) -> float | None:
         return clip.duration
     if clip.shard is not None:
         return None
-    from audiomamba.audio import audio_duration
-
     return max(0.0, audio_duration(clip.path) - clip.offset)
 
 
