@@ -22,7 +22,7 @@ class AudioMambaVariant:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-# Audio Mamba sizes. nano/micro follow PAPER.md (dims 48/64, vanilla SS2D); the others reuse the
+# Audio Mamba sizes. nano/micro follow Audio Mamba (Lin & Hu, 2024; dims 48/64, vanilla SS2D); the others reuse the
 # ImageNet configurations so that the official checkpoints initialise them.
 AUDIOMAMBA_VARIANTS: dict[str, AudioMambaVariant] = {
     "audiomamba_nano": AudioMambaVariant(VMambaConfig((2, 2, 2, 2), 48, 16, 2.0, 0.0, "v0", 0.1), "dim 48, depths 2-2-2-2, vanilla SS2D"),
