@@ -6,7 +6,8 @@ RTF = seconds of audio / seconds of wall time (higher is faster; 30x = 10 min ta
 weights (speed does not depend on them); 527 classes; clip-level tagging (Tagger.tag).  Windowed runs on
 the long file are timed on their first ``--window-sample`` windows and extrapolated (every window costs the
 same); such rows say so.  ``--profile`` also reports the share of time spent in the scan (the numba kernel on
-CPU) and the time of the loop-free "blocked" scan (audiomamba.inference.export) on the same model for comparison.
+CPU) and the time of the loop-free "blocked" scan (the export backend, ``ops.export_mode()``) on the same model for
+comparison.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""GPU benchmarks for issue 6: scan kernel, models at 10 s, the tagger end to end, length scaling, batch-1 latency.
+"""GPU benchmarks: scan kernel, models at 10 s, LayerNorm, the tagger end to end, length scaling, batch-1 latency.
+
+The sections reproduce the GPU tables of docs/benchmarks.md (bench/README.md says which section gives which table).
 
 One command prints a table per section and writes JSON + a PNG plot::
 

@@ -3,7 +3,7 @@
 A model's first GPU forward and backward compile every scan-kernel variant its stages need (each stage's shape
 picks the masked or unmasked variant; the kernels specialise no size or stride, so stages share the rest).  On a fresh machine
 that is the user's first-call wait, and on the device tool it is time the lease pays for.  This script needs no
-GPU: it replays the launchers of ``ops/scan_triton.py`` on CPU tensors laid out as SS2D lays them out on the GPU
+GPU: it replays the Triton scan's launchers (``ops/triton/``) on CPU tensors laid out as SS2D lays them out on the GPU
 (channels-last map, delta/B/C as slices of one projection output), with a stand-in Triton driver for sm_90, and
 the launches compile (ptxas included) without running.  Each distinct variant is timed once, with an empty
 cache::

@@ -3,8 +3,9 @@
 # replayed from a CUDA graph, which removes Python's launch cost) run from several source trees (this checkout's
 # src/ and other checkouts' src/ directories), plus, per tree, the host time to enqueue one eager forward
 # against its device time (equal: the eager number is host-bound).
-# bench_gpu.py imports audiomamba from PYTHONPATH (before 2026-11-25 it put its own checkout's src first, so
-# every tree ran the same code).  PEERS (e.g. swin_t_htsat_like) run once, with the last tree.
+# Glue for the GPU device machine: the other trees are checkouts carried to it.  bench_gpu.py imports
+# audiomamba from PYTHONPATH, so each tree's own code runs.  PEERS (e.g. swin_t_htsat_like) run once, with the
+# last tree.
 #   TREES="wt_v4/src src" PEERS=swin_t_htsat_like bash bench/dev/ab_models.sh [models]
 set -u
 MODELS=${1:-audiomamba_tiny_v2}

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# One device call.  STAGES (default "tests norm ab") picks, in order:
+# Glue for one GPU setup (the lent device machine: Python wheels carried in .whl/, results written under $OUT),
+# not a benchmark of its own: it chains tests, benchmarks and investigation tools in one device call.
+# STAGES (default "tests norm ab") picks, in order:
 #   tests  the Triton kernels' GPU tests (LayerNorm, and the scan tests matching TESTS)
 #   norm   bench_gpu.py's LayerNorm section (Triton vs PyTorch at the stage shapes)
 #   sweep  the scan sweep on channels-last inputs (the model's layout): warps, and forward SEGMENTS per stream

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One-GPU training run on the built-in data through torchrun (NCCL, bf16 autocast, Triton scan):
-# the single-GPU half of issue 7 and a GPU check of the training path.  Run on the device machine with
+# One-GPU training run on the built-in data through torchrun (NCCL, bf16 autocast, Triton scan), the run of
+# docs/training.md ("One GPU on the built-in data").  Glue for one GPU setup: run on the lent device machine with
 #   carry: .whl (soundfile, cffi, pycparser, soxr wheels for Python 3.12) and data/soundscapes
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl

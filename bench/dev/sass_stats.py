@@ -3,9 +3,9 @@ report registers, local-memory spills, SASS instructions per element, shuffles a
 
     TRITON_INTERPRET= PYTHONPATH=src python bench/dev/sass_stats.py [--warps 1,2] [--state 1] [--save]
 
-The v4 forward was measured issue-bound on the H100 (~150 SASS instructions per (channel, step) element, about
-its measured time at 528 warp-instructions per cycle), so instructions per element is the proxy this reports;
-the loop body dominates the static count.  Timing still needs the GPU (bench/dev/scan_sweep.py).
+The forward is issue-bound (docs/kernels.md, "Roofline"), so instructions per element (one thread's channel
+and step; the loop body dominates the static count) is the proxy this reports.  Static counts alone do not
+predict time: timing needs the GPU (bench/dev/scan_sweep.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tuning sweep for the Triton scan (ops/scan_triton.py): num_warps (32 channels per warp) of the forward and backward
+"""Tuning sweep for the Triton scan (``ops/triton/``): num_warps (32 channels per warp) of the forward and backward
 kernels, and the forward's segments per stream, on SS2D's cross scan at the shapes that dominate the models, each
 config checked against the PyTorch path before it is timed.
 
