@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from audiomamba.checkpoint import CheckpointError, load
 from audiomamba.soundscapes.toy import make_toy_dataset
 from audiomamba.training.config import ConfigError, load_config
-from audiomamba.training.trainer import build_model, load_state, train
+from audiomamba.training import build_model, load_state, train
 
 SR = 16000
 
@@ -228,7 +228,7 @@ def test_ema_update_matches_the_formula():
 
 
 def test_loss_log_reads_one_step_late_and_flushes():
-    from audiomamba.training.trainer import LossLog
+    from audiomamba.training import LossLog
 
     log = LossLog()
     for v in (1.0, 3.0):  # two micro-batches of one step

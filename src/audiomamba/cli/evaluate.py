@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import statistics
 import time
 from pathlib import Path
 
@@ -70,19 +69,16 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
 
     from audiomamba.checkpoint import load
     from audiomamba.datasets import open_split
-    from audiomamba.evaluation.metrics import event_metrics, per_class_table
-    from audiomamba.training.trainer import evaluate_scores, predict
-
-    t0 = time.time()
+    from audiomamba.evaluation import evaluate_scores, event_metrics, per_class_table, predict
     from audiomamba.utils.device import resolve_device
 
+    t0 = time.time()
     dev = resolve_device(device)
     model = load(checkpoint, dev)
     meta = model.meta
     cs = _remap(open_split(data, split, fmt, labels, fold), meta["labels"])
     multi_label = bool(meta.get("multi_label", True))
     want_events = events and cs.has_events and model.head_type == "tscam"
-    skipped = []
     pred = predict(model, cs, batch_size, dev, multi_label, seconds, framewise=want_events, tta_shifts=tta_shifts,
                    num_workers=workers, progress=True, on_error=lambda e: log.warning("skipped clip %s", e))
     skipped = pred["errors"]
@@ -129,24 +125,16 @@ def run(args) -> int:
     folds = [int(f) for f in args.cv.split(",") if f.strip()]
     if "{fold}" not in args.checkpoint:
         raise SystemExit("error: with --cv, --checkpoint must contain {fold}, e.g. runs/esc50/fold{fold}/best.safetensors")
+    from audiomamba.evaluation.summary import cv_summary
+
     per_fold = {}
     for k in folds:
         ck = args.checkpoint.format(fold=k)
         out = str(Path(args.out) / f"fold{k}") if args.out else None
         per_fold[k] = evaluate(ck, args.data, f"fold{k}", out=out, **common)
-    summary = {"folds": {k: {m: v.get(m) for m in ("top1_accuracy", "mAP", "mAUC")} for k, v in per_fold.items()}}
-    for m in ("top1_accuracy", "mAP", "mAUC"):
-        vals = [float(v[m]) for v in per_fold.values() if v.get(m) is not None]
-        if vals:
-            summary[m] = {"mean": statistics.fmean(vals), "std": _pstdev(vals)}
+    summary = cv_summary(per_fold, ("top1_accuracy", "mAP", "mAUC"))
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "cv_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, default=float))
     return 0
-
-
-def _pstdev(vals: list[float]) -> float:
-    """Population standard deviation (statistics.pstdev trips over some float inputs on Python 3.11)."""
-    m = sum(vals) / len(vals)
-    return (sum((v - m) ** 2 for v in vals) / len(vals)) ** 0.5

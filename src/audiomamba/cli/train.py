@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 
@@ -29,12 +30,12 @@ def _resolve_resume(resume: str | None, out_dir: str) -> str | None:
 
 
 def run(args) -> int:
+    from audiomamba.evaluation.summary import cv_summary
+    from audiomamba.training import ConfigError, load_config, train
     from audiomamba.utils import distributed as D
-    from audiomamba.training.config import ConfigError, load_config
-    from audiomamba.training.trainer import train
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if D.rank() != 0 or int(__import__("os").environ.get("RANK", "0")) != 0:
+    if D.rank() != 0 or int(os.environ.get("RANK", "0")) != 0:
         logging.getLogger().setLevel(logging.WARNING)
     overrides = list(args.overrides)
     if args.quiet:
@@ -48,28 +49,14 @@ def run(args) -> int:
         # The per-step losses are in the run's summary.json; the terminal gets the headline figures.
         print(json.dumps({k: v for k, v in dict(result).items() if k != "losses"}, default=float))
         return 0
-    import statistics
-
     folds = [int(f) for f in args.cv_folds.split(",") if f.strip()]
     base = cfg.train.output_dir
-    per_fold = {}
+    best_per_fold = {}
     for k in folds:
         fold_cfg = load_config(args.config, overrides + [f"data.fold={k}", f"train.output_dir={base}/fold{k}"])
-        res = train(fold_cfg, _resolve_resume(args.resume, fold_cfg.train.output_dir))
-        best = res["best"]
-        per_fold[k] = {"mAP": best.get("mAP"), "top1_accuracy": best.get("top1_accuracy")}
-    summary = {"folds": per_fold}
-    for key in ("top1_accuracy", "mAP"):
-        vals = [float(v[key]) for v in per_fold.values() if v.get(key) is not None]
-        if vals:
-            summary[key] = {"mean": statistics.fmean(vals), "std": _pstdev(vals)}
+        best_per_fold[k] = train(fold_cfg, _resolve_resume(args.resume, fold_cfg.train.output_dir))["best"]
+    summary = cv_summary(best_per_fold, ("mAP", "top1_accuracy"))
     Path(base).mkdir(parents=True, exist_ok=True)
     (Path(base) / "cv_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
     return 0
-
-
-def _pstdev(vals: list[float]) -> float:
-    """Population standard deviation (statistics.pstdev trips over some float inputs on Python 3.11)."""
-    m = sum(vals) / len(vals)
-    return (sum((v - m) ** 2 for v in vals) / len(vals)) ** 0.5

@@ -1,1 +1,9 @@
-"""Evaluation: scoring a model on a clip set, tagging and event metrics, cross-validation summaries."""
+"""Evaluation: scoring a model on a clip set (``predict``), tagging and event metrics (``metrics``),
+cross-validation summaries (``summary``)."""
+
+from audiomamba.evaluation.metrics import event_metrics, per_class_table, tagging_metrics
+from audiomamba.evaluation.predict import evaluate_scores, predict
+from audiomamba.evaluation.summary import cv_summary, mean_std
+
+__all__ = ["predict", "evaluate_scores", "tagging_metrics", "per_class_table", "event_metrics", "cv_summary",
+           "mean_std"]

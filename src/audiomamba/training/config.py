@@ -91,7 +91,7 @@ class TrainConfig:
     loss: str = "auto"  # auto | bce | ce
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only)
     compile: str = "off"  # off | inductor (torch.compile of the training forward) | aot_eager (capture check only)
-    cuda_graph: bool = False  # replay forward + backward from CUDA graphs (one GPU; training/cuda_graph.py)
+    cuda_graph: bool = False  # replay forward + backward from CUDA graphs (one GPU; utils/cuda_graphs.py)
     ema_decay: float | None = None
     eval_with_ema: bool = True
     seed: int = 0

@@ -1,11 +1,85 @@
-"""Pieces of one training step that are specific to Audio Mamba."""
+"""The pieces of one training step: the batch's random generator, mixup / CutMix, the loss, the tensor-only
+forward a CUDA graph records, and the record of the step losses.  :class:`audiomamba.training.trainer.Trainer`
+puts them together."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AudioMambaLogits", "check_graphable"]
+from audiomamba.datasets.augment import cutmix, mix_targets, mix_waves, sample_lambda
+from audiomamba.training.config import AugmentConfig
+
+__all__ = ["batch_generator", "mix_batch", "tagging_loss", "LossLog", "AudioMambaLogits", "check_graphable"]
+
+
+def batch_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
+    """The generator of a micro-batch's augmentation draws: a function of the run's seed and the batch's place
+    (optimiser step, micro-batch of the epoch, rank), so a resumed run draws the same as an uninterrupted one."""
+    return torch.Generator().manual_seed(int(np.random.default_rng([seed, step, micro, rank]).integers(0, 2**62)))
+
+
+def mix_batch(wave: torch.Tensor, target: torch.Tensor, aug: AugmentConfig,
+              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """CutMix, then mixup, as ``aug`` asks (each example mixed with its partner in the reversed batch).
+
+    Returns ``(wave, target, mixup_lambda)``: the waveforms (mixed for CutMix and waveform mixup), the mixed
+    targets, and for spectrogram mixup the ``(B,)`` weights the model mixes its spectrograms with (else None).
+    The weights are drawn on the host from ``gen``."""
+    mixup_lambda = None
+    # lam lives in pageable host memory: non_blocking keeps its copy from waiting for the queued GPU work
+    if aug.cutmix_prob > 0:
+        wave, lam = cutmix(wave, aug.cutmix_alpha, aug.cutmix_prob, gen)
+        target = mix_targets(target, lam.to(target.device, non_blocking=True), "mix")
+    if aug.mixup != "none" and wave.shape[0] > 1:
+        lam = sample_lambda(wave.shape[0], aug.mixup_alpha, aug.mixup_prob, gen).to(wave.device, non_blocking=True)
+        target = mix_targets(target, lam, aug.mixup_targets)
+        if aug.mixup == "wave":
+            wave = mix_waves(wave, lam)
+        else:
+            mixup_lambda = lam
+    return wave, target, mixup_lambda
+
+
+def tagging_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Binary cross-entropy per class (multi-label), or cross-entropy against the targets normalised to sum to
+    one (single-label; soft after mixup)."""
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return F.cross_entropy(logits, target / target.sum(1, keepdim=True).clamp_min(1e-8))
+
+
+class LossLog:
+    """Training losses per optimiser step, read from the device one step late: reading a loss waits for the
+    kernels that computed it, and reading it at once would leave the GPU idle while the host prepares the next
+    step.  :meth:`flush` reads everything (before a checkpoint, a log line that must be exact, or the end)."""
+
+    def __init__(self) -> None:
+        self._micro: list[torch.Tensor] = []
+        self._pending: torch.Tensor | None = None
+        self.losses: list[float] = []  # one mean per completed optimiser step
+        self.average: float | None = None  # exponential moving average of ``losses``
+
+    def add(self, loss: torch.Tensor) -> None:
+        """One micro-batch's loss (a 0-d tensor)."""
+        self._micro.append(loss.detach().float())
+
+    def end_step(self) -> None:
+        """Close an optimiser step: its mean becomes pending; the previous step's is read."""
+        mean = self._micro[0] if len(self._micro) == 1 else torch.stack(self._micro).mean()
+        self._micro = []
+        self.flush()
+        self._pending = mean
+
+    def flush(self) -> None:
+        """Read the pending step's loss, if any, into :attr:`losses` and :attr:`average`."""
+        if self._pending is not None:
+            v = float(self._pending)
+            self._pending = None
+            self.losses.append(v)
+            self.average = v if self.average is None else 0.9 * self.average + 0.1 * v
 
 
 class AudioMambaLogits(nn.Module):

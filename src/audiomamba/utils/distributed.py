@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -10,11 +12,17 @@ import torch.distributed as dist
 from audiomamba.utils.device import resolve_device
 
 
+__all__ = ["world_size", "rank", "setup", "process_group", "gather_objects", "barrier", "all_reduce_mean",
+           "GlooSyncBatchNorm", "convert_sync_batchnorm"]
+
+
 def world_size() -> int:
+    """The number of processes of the job (1 without an initialised process group)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def rank() -> int:
+    """This process's rank (0 without an initialised process group)."""
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
@@ -37,6 +45,18 @@ def setup(device: str = "auto") -> tuple[torch.device, bool]:
     return dev, started
 
 
+@contextlib.contextmanager
+def process_group(device: str = "auto") -> Iterator[torch.device]:
+    """:func:`setup` for the duration of the block: yields this process's device, and destroys the process
+    group on exit if this call started it."""
+    dev, started = setup(device)
+    try:
+        yield dev
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
 def gather_objects(obj):
     """All ranks' ``obj`` as a list (rank order); ``[obj]`` in a single process."""
     if world_size() == 1:
@@ -47,11 +67,13 @@ def gather_objects(obj):
 
 
 def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
     if world_size() > 1:
         dist.barrier()
 
 
 def all_reduce_mean(x: float) -> float:
+    """The mean of ``x`` over the ranks (``x`` in a single process)."""
     if world_size() == 1:
         return x
     t = torch.tensor([x], dtype=torch.float64)

@@ -1,0 +1,101 @@
+"""Scoring a model on a clip set: :func:`predict` (scores of every clip, shared over the ranks of a
+``torchrun`` job) and :func:`evaluate_scores` (the tagging metrics of those scores).
+
+Used by validation during training (:mod:`audiomamba.training.trainer`) and by ``audiomamba evaluate``.
+Scores are the model's logits through :func:`audiomamba.models.heads.logits_to_scores`, the activation every
+output of the package goes through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from audiomamba.datasets import ClipDataset, ClipSet, DatasetError, collate
+from audiomamba.evaluation.metrics import tagging_metrics
+from audiomamba.models.heads import logits_to_scores
+from audiomamba.utils import distributed as D
+
+__all__ = ["predict", "evaluate_scores"]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device, multi_label: bool,
+            eval_seconds: float | None = None, framewise: bool = False, tta_shifts: int = 1,
+            num_workers: int = 0, progress: bool = False, on_error: Callable[[str], object] | None = None) -> dict:
+    """Scores of every clip of ``cs``, each rank computing its share (clips ``rank, rank + world, ...``) and the
+    results gathered on all ranks.
+
+    ``eval_seconds`` caps each clip's length; ``framewise`` also returns per-frame scores (models with a
+    framewise head); ``tta_shifts`` averages the logits over that many circular shifts of the waveform, 10 ms
+    apart; ``on_error`` is called with the message of each clip that fails to
+    decode (such clips are skipped and marked invalid).  The model is left in eval mode.
+
+    Returns ``{"scores": (N, C), "targets": (N, C), "valid": (N,) bool, "framewise": {i: (frames, C)} | None,
+    "errors": [...]}`` on every rank.
+    """
+    model.eval()
+    sr = model.sample_rate
+    ds = ClipDataset(cs, sr, train=False, eval_seconds=eval_seconds,
+                     min_seconds=model.frontend.min_samples / sr + 1e-3)
+    mine = list(range(D.rank(), len(cs), D.world_size()))
+    batches = [mine[i: i + batch_size] for i in range(0, len(mine), batch_size)]
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc="evaluate", unit="batch", leave=False)
+    results, errors = {}, []
+    for batch in loader:
+        errors += batch["errors"]
+        if on_error:
+            for e in batch["errors"]:
+                on_error(e)
+        if batch["wave"] is None:
+            continue
+        logits, fw_logits = _shifted_logits(model, batch["wave"].to(device), tta_shifts, framewise)
+        scores = logits_to_scores(logits, multi_label)
+        fw_scores = logits_to_scores(fw_logits, multi_label).cpu().numpy() if fw_logits is not None else None
+        for j, idx in enumerate(batch["index"].tolist()):
+            entry = {"s": scores[j].cpu().numpy(), "t": batch["target"][j].numpy()}
+            if fw_scores is not None:
+                entry["f"] = fw_scores[j, : model.frontend.num_frames(int(batch["lengths"][j]))]
+            results[idx] = entry
+    allres, allerr = {}, []
+    for r, e in D.gather_objects((results, errors)):
+        allres.update(r)
+        allerr += e
+    n, c = len(cs), cs.num_classes
+    scores, targets, valid = np.zeros((n, c), np.float32), np.zeros((n, c), np.float32), np.zeros(n, bool)
+    fws = {} if framewise else None
+    for idx, e in allres.items():
+        scores[idx], targets[idx], valid[idx] = e["s"], e["t"], True
+        if framewise and "f" in e:
+            fws[idx] = e["f"]
+    return {"scores": scores, "targets": targets, "valid": valid, "framewise": fws, "errors": allerr}
+
+
+def _shifted_logits(model: nn.Module, wave: torch.Tensor, shifts: int,
+                    framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Clip logits (and framewise logits when asked and the model has them), float32, averaged over ``shifts``
+    circular shifts of ``wave`` by multiples of 10 ms (the first unshifted)."""
+    step = model.sample_rate // 100
+    logits = fw = None
+    for s in range(shifts):
+        out = model(wave if s == 0 else torch.roll(wave, s * step, dims=1))
+        logits = out.logits.float() if logits is None else logits + out.logits.float()
+        if framewise and out.framewise_logits is not None:
+            fw = out.framewise_logits.float() if fw is None else fw + out.framewise_logits.float()
+    return logits / shifts, None if fw is None else fw / shifts
+
+
+def evaluate_scores(pred: dict, multi_label: bool, threshold: float = 0.5) -> dict:
+    """:func:`~audiomamba.evaluation.metrics.tagging_metrics` of the valid clips of a :func:`predict` result;
+    ``DatasetError`` when no clip could be decoded."""
+    v = pred["valid"]
+    if not v.any():
+        raise DatasetError("no clip of the evaluation set could be decoded")
+    return tagging_metrics(pred["scores"][v], pred["targets"][v], threshold, multi_label)
