@@ -146,6 +146,60 @@ def _run_build(args: argparse.Namespace, layout: str) -> int:
     return 0
 
 
+def _split_counts(text: str) -> dict[str, int]:
+    """Parse "train=N,validation=N,test=N" (any subset)."""
+    out = {}
+    for part in [p for p in text.split(",") if p.strip()]:
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected SPLIT=COUNT pairs, got {part!r}") from None
+    return out
+
+
+def _add_bank(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output folder (bank.ogg + bank.json)")
+    p.add_argument("--max-seconds", type=float, default=8.0, help="longest stretch kept of a recording (default 8)")
+    p.add_argument("--quality", type=float, default=0.4, help="Ogg Vorbis quality 0..1 (default 0.4)")
+    p.add_argument("--classes", type=_names, default=None, help='only these classes, ";"-separated display names')
+    p.add_argument("--splits", type=_range_fractions, default=(0.7, 0.15, 0.15),
+                   help="train,validation,test fractions of each class's source groups (default 0.7,0.15,0.15)")
+    p.add_argument("--clips", type=_split_counts, default={},
+                   help="default clips per split when the bank is read as a dataset "
+                        "(default train=100000,validation=2000,test=2000)")
+    p.add_argument("--duration", type=float, default=10.0, help="clip length in seconds (default 10)")
+    p.add_argument("--events", type=_range, default=(1, 4), help="events per clip, MIN,MAX (default 1,4)")
+    p.add_argument("--snr", type=_range, default=_range("6,30"), help="event SNR range in dB (default 6,30)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the clip plans (same seed, same clips)")
+    _add_source_options(p)
+
+
+def _run_bank(args: argparse.Namespace) -> int:
+    from audiomamba.soundscapes.bank import build_bank
+
+    if args.jobs < 1:
+        raise DataBuildError(f"--jobs must be at least 1, got {args.jobs}")
+    lo, hi = args.events
+    if lo != int(lo) or hi != int(hi):
+        raise DataBuildError(f"--events takes whole numbers, got {args.events}")
+    t0 = time.perf_counter()
+    items = _gather(args)
+    mix = MixConfig(duration=args.duration, sample_rate=args.sample_rate, snr_db=args.snr, min_events=int(lo),
+                    max_events=int(hi))
+    s = build_bank(items, args.out, sample_rate=args.sample_rate, max_seconds=args.max_seconds, fractions=args.splits,
+                   classes=args.classes, mix=mix, clips=args.clips, seed=args.seed, quality=args.quality, jobs=args.jobs)
+    print(f"wrote a source bank of {sum(s.recordings.values())} recordings "
+          f"({', '.join(f'{k} {v}' for k, v in s.recordings.items())}), {len(s.classes)} classes, {s.seconds:.0f} s of "
+          f"audio in {s.bytes / 1e6:.1f} MB to {s.out} in {time.perf_counter() - t0:.1f} s")
+    if s.dropped_classes:
+        print(f"dropped {len(s.dropped_classes)} class(es) without recordings for every split: "
+              + "; ".join(s.dropped_classes))
+    if s.failed_reads:
+        print(f"skipped {s.failed_reads} unreadable or silent recording(s)")
+    return 0
+
+
 def _run_soundscapes(args: argparse.Namespace) -> int:
     return _run_build(args, args.layout)
 
@@ -212,6 +266,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Cal
                     _add_soundscapes, _run_soundscapes),
     "esc50-like": ("write an ESC-50-shaped set: 5 s single-label clips in 5 source-disjoint folds",
                    _add_esc50, _run_esc50),
+    "bank": ("pack every source recording into one compact bank (bank.ogg + bank.json) for mixing on the fly",
+             _add_bank, _run_bank),
     "sources": ("list the installed and missing source recordings, and how to install them",
                 _add_sources, _run_sources),
     "pack": ("pack a dataset into tar shards (FLAC + JSON, WebDataset naming) for fast reading",

@@ -24,7 +24,8 @@ __all__ = ["Clip", "ClipSet", "DatasetError", "LabelIndex"]
 
 @dataclass(frozen=True)
 class Clip:
-    """One example. ``path`` is a local audio file, or for packed data ``shard`` + ``member`` locate it.
+    """One example. ``path`` is a local audio file; for packed data ``shard`` + ``member`` locate it, and for a
+    source bank ``path`` is the bank and ``plan`` how to mix the clip.
 
     ``offset``/``duration`` (seconds) select part of the file (``duration`` None: to the end).
     ``targets``: label indices.  ``events``: ``(label_index, onset, offset)`` in seconds from ``offset``.
@@ -40,6 +41,7 @@ class Clip:
     shard: str | None = None
     member: tuple[int, int] | None = None  # (byte offset, size) of the audio inside ``shard``
     key: str = ""
+    plan: tuple | None = None  # a source bank's mixing plan: ``path`` is the bank, the audio is rendered from it
 
     @property
     def name(self) -> str:

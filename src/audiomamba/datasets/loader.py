@@ -11,15 +11,17 @@ import torch
 
 from audiomamba.audio import audio_duration, check_waveform, load_audio, resample
 from audiomamba.datasets.audioset import read_audioset
+from audiomamba.datasets.bank import read_bank
 from audiomamba.datasets.core import Clip, ClipSet, DatasetError
 from audiomamba.datasets.esc50 import esc50_folds, read_esc50
 from audiomamba.datasets.folder import read_folder
 from audiomamba.datasets.manifest import find_manifest, read_manifest
 from audiomamba.datasets.shards import read_member, read_shards
+from audiomamba.soundscapes.bank import open_bank
 
 log = logging.getLogger("audiomamba.datasets")
 
-FORMATS = ("auto", "manifest", "audioset", "esc50", "folder", "shards")
+FORMATS = ("auto", "manifest", "audioset", "esc50", "folder", "shards", "bank")
 __all__ = ["detect_format", "open_split", "load_clip", "ClipDataset", "collate", "FORMATS"]
 
 
@@ -31,6 +33,8 @@ def detect_format(data: str | Path) -> str:
         raise DatasetError(f"{p}: cannot tell the dataset format of a {p.suffix or 'suffix-less'} file")
     if not p.is_dir():
         raise DatasetError(f"dataset not found: {p}")
+    if (p / "bank.json").is_file():
+        return "bank"
     if (p / "meta" / "esc50.csv").is_file():
         return "esc50"
     if any(p.glob("*.index.json")):
@@ -75,12 +79,21 @@ def open_split(data: str | Path, split: str, fmt: str = "auto", labels: str | No
         return read_folder(root, split, val_fraction)
     if fmt == "shards":
         return read_shards(root, split)
+    if fmt == "bank":
+        return read_bank(root, split)
     raise DatasetError(f"unknown dataset format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
 def load_clip(clip: Clip, sample_rate: int, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
     """Decode ``clip`` (from ``start`` seconds into it, at most ``seconds``) as mono float32 at ``sample_rate``."""
-    if clip.shard is not None:
+    if clip.plan is not None:
+        bank = open_bank(clip.path)
+        x, sr = bank.render(clip.plan), bank.sample_rate
+        a = int(round(start * sr))
+        x = x[a: a + int(round(seconds * sr))] if seconds is not None else x[a:]
+        if sr != sample_rate:
+            x = resample(x, sr, sample_rate)
+    elif clip.shard is not None:
         x, sr = read_member(clip)
         a = int(round(start * sr))
         x = x[a: a + int(round(seconds * sr))] if seconds is not None else x[a:]

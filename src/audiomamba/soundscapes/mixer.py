@@ -178,9 +178,18 @@ def _noise_shape(n: int, sr: int, exponent: float) -> np.ndarray:
     return (1.0 / np.maximum(np.fft.rfftfreq(n, 1.0 / sr), 20.0) ** (exponent / 2)).astype(np.float64)
 
 
+NOISE_COLOURS = (("white", 0.0), ("pink", 1.0), ("brown", 2.0))  # name, spectral exponent (power ~ 1/f^exponent)
+
+
 def _background(rng: np.random.Generator, n: int, sr: int) -> tuple[np.ndarray, str]:
-    """Coloured noise (white, pink or brown) with a slow level drift, unit RMS."""
-    kind, exponent = [("white", 0.0), ("pink", 1.0), ("brown", 2.0)][int(rng.integers(3))]
+    """Coloured noise of a random colour (see :func:`background_noise`)."""
+    return background_noise(rng, n, sr, int(rng.integers(len(NOISE_COLOURS))))
+
+
+def background_noise(rng: np.random.Generator, n: int, sr: int, colour: int) -> tuple[np.ndarray, str]:
+    """Coloured noise (``NOISE_COLOURS[colour]``: white, pink or brown) with a slow level drift, unit RMS; and its
+    name for the manifest."""
+    kind, exponent = NOISE_COLOURS[colour]
     noise = rng.standard_normal(n)
     if exponent:
         noise = np.fft.irfft(np.fft.rfft(noise) * _noise_shape(n, sr, exponent), n)

@@ -1,0 +1,179 @@
+"""The source bank and the soundscapes mixed from it on the fly, on synthetic recordings written by the tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiomamba.cli import main as cli_main
+from audiomamba.datasets import ClipDataset, DatasetError, collate, load_clip, open_split
+from audiomamba.soundscapes.bank import SourceBank, build_bank, open_bank
+from audiomamba.soundscapes.mixer import MixConfig
+from audiomamba.soundscapes.sources import active_region, user_items
+
+SR_SRC = 16000
+SR = 16000
+CLASSES = {"Dog": 440.0, "Piano": 880.0, "Snare drum": 1320.0, "Violin, fiddle": 660.0}
+FILES = 6  # one group each: enough for every class in every split
+
+
+def _burst(freq: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    t = np.arange(int(seconds * SR_SRC)) / SR_SRC
+    tone = 0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.2 * np.sin(2 * np.pi * 3 * t))
+    pad = np.zeros(int(0.3 * SR_SRC))
+    return np.concatenate([pad, tone, pad]).astype(np.float32) * rng.uniform(0.3, 1.0)
+
+
+@pytest.fixture(scope="module")
+def source_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bank_sources")
+    rng = np.random.default_rng(1)
+    for label, freq in CLASSES.items():
+        (root / label).mkdir()
+        for i in range(FILES):
+            sf.write(root / label / f"{i}.wav", _burst(freq * (1 + 0.03 * i), rng.uniform(0.4, 1.5), rng), SR_SRC)
+    return root
+
+
+MIX = MixConfig(duration=3.0, sample_rate=SR, max_events=3, max_event_s=1.0)
+CLIPS = {"train": 40, "validation": 12, "test": 12}
+
+
+@pytest.fixture(scope="module")
+def bank_dir(source_dir, tmp_path_factory) -> Path:
+    items, skipped = user_items(source_dir)
+    assert skipped == 0 and len(items) == len(CLASSES) * FILES
+    out = tmp_path_factory.mktemp("bank")
+    summary = build_bank(items, out, sample_rate=SR, max_seconds=1.2, mix=MIX, clips=CLIPS, seed=3, jobs=1)
+    assert sorted(summary.classes) == sorted(CLASSES) and not summary.dropped_classes and summary.failed_reads == 0
+    return out
+
+
+def _meta(bank_dir: Path) -> dict:
+    return json.loads((bank_dir / "bank.json").read_text())
+
+
+def test_splits_are_disjoint_by_group_and_cover_every_class(bank_dir):
+    meta = _meta(bank_dir)
+    rows = [dict(zip(meta["fields"], r)) for r in meta["recordings"]]
+    split_of_group: dict[str, set] = {}
+    for r in rows:
+        split_of_group.setdefault(r["group"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in split_of_group.values())
+    for c in CLASSES:
+        assert {r["split"] for r in rows if r["label"] == c} == {"train", "validation", "test"}
+    assert all(r["licence"] and r["origin"] == "user" for r in rows)
+
+
+def test_recordings_decode_close_to_their_trimmed_sources(bank_dir, source_dir):
+    """Each recording in the bank is its source trimmed to the active part, cut to max_seconds and normalised:
+    compared with that computed independently here, the lossy codec keeps it above 20 dB SNR."""
+    bank = open_bank(bank_dir)
+    assert bank.audio.dtype == np.int16
+    for r in bank.recordings:
+        src, sr = sf.read(source_dir / r.key.removeprefix("user:"), dtype="float32")
+        a, b = active_region(src, sr, -40.0)
+        want = src[a: min(b, a + int(1.2 * sr))]
+        want = want / np.abs(want).max()
+        got = bank.audio[r.start: r.start + r.length].astype(np.float64)
+        got = got / np.abs(got).max()
+        assert r.length == len(want)
+        snr = 10 * np.log10(np.sum(want**2) / np.sum((got - want) ** 2))
+        assert snr > 20, (r.key, snr)
+
+
+def test_clipset_labels_events_and_rendered_audio_agree(bank_dir):
+    cs = open_split(bank_dir, "train")
+    assert cs.name.endswith(":train") and len(cs) == CLIPS["train"] and cs.label_names == open_bank(bank_dir).classes
+    bank = open_bank(bank_dir)
+    for clip in cs.clips[:20]:
+        assert clip.duration == pytest.approx(MIX.duration)
+        assert 1 <= len(clip.events) <= MIX.max_events
+        assert set(clip.targets) == {e[0] for e in clip.events}
+        assert all(0 <= on < off <= MIX.duration for _, on, off in clip.events)
+        x = load_clip(clip, SR)
+        assert x.shape == (int(MIX.duration * SR),) and x.dtype == np.float32 and np.isfinite(x).all()
+        assert np.abs(x).max() <= 0.9 + 1e-6
+        # inside every event the level is at least the lowest SNR above the background alone
+        _, _, _, bg_db, events = clip.plan
+        bg = 10 ** (bg_db / 20)
+        for (_, on, off), (_, _, take, onset, snr) in zip(clip.events, events):
+            seg = x[onset: onset + take]
+            assert 20 * np.log10(np.sqrt(np.mean(seg.astype(np.float64) ** 2)) / bg) > MIX.snr_db[0] - 1.5
+    # the events' labels are the recordings' labels
+    assert all(bank.recordings[e[0]].label == cs.label_names[t] for c in cs.clips for (t, _, _), e in
+               zip(c.events, c.plan[4]))
+
+
+def test_plans_depend_only_on_seed_split_and_index(bank_dir):
+    a = open_split(bank_dir, "train")
+    b = open_split(bank_dir, "train:7")
+    assert [c.plan for c in b.clips] == [c.plan for c in a.clips[:7]]
+    assert np.array_equal(load_clip(a.clips[3], SR), load_clip(b.clips[3], SR))
+    val = open_split(bank_dir, "validation")
+    assert [c.plan for c in val.clips] == [c.plan for c in open_split(bank_dir, "validation").clips]
+    assert {c.plan for c in val.clips}.isdisjoint({c.plan for c in a.clips})
+    # a validation clip only uses validation recordings
+    bank = open_bank(bank_dir)
+    assert all(bank.recordings[e[0]].split == "validation" for c in val.clips for e in c.plan[4])
+
+
+def test_every_class_is_dealt_about_equally_often(bank_dir):
+    cs = open_split(bank_dir, "train:400")
+    counts = np.bincount([e[0] for c in cs.clips for e in c.events], minlength=len(CLASSES))
+    assert counts.max() - counts.min() <= 1
+
+
+def test_training_loader_with_workers_matches_in_process(bank_dir):
+    cs = open_split(bank_dir, "train")
+    ds = ClipDataset(cs, SR, train=True, clip_seconds=2.0)
+    batches = [[(i, 100 + i) for i in range(8)], [(i, 200 + i) for i in range(8, 16)]]
+    ref = [collate([ds[i] for i in b]) for b in batches]
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=2)
+    for want, got in zip(ref, loader):
+        assert torch.equal(want["wave"], got["wave"]) and torch.equal(want["target"], got["target"])
+        assert got["wave"].shape == (8, 2 * SR)
+
+
+def test_bad_banks_are_refused_naming_the_file(bank_dir, tmp_path):
+    for name, mutate in {
+        "bad_json": lambda d: (d / "bank.json").write_text("{not json"),
+        "wrong_format": lambda d: (d / "bank.json").write_text(json.dumps({"format": "something-else"})),
+        "missing_key": lambda d: (d / "bank.json").write_text(json.dumps({**_meta(bank_dir), "classes": None})),
+    }.items():
+        d = tmp_path / name
+        d.mkdir()
+        (d / "bank.ogg").write_bytes((bank_dir / "bank.ogg").read_bytes())
+        (d / "bank.json").write_text((bank_dir / "bank.json").read_text())
+        mutate(d)
+        with pytest.raises(DatasetError, match="bank.json"):
+            SourceBank(d)
+    short = tmp_path / "short"
+    short.mkdir()
+    (short / "bank.json").write_text((bank_dir / "bank.json").read_text())
+    sf.write(short / "bank.ogg", np.zeros(SR, np.float32), SR, format="OGG", subtype="VORBIS")
+    with pytest.raises(DatasetError, match="bank.ogg.*damaged"):
+        SourceBank(short)
+    with pytest.raises(DatasetError, match="splits"):
+        open_split(bank_dir, "holdout")
+    with pytest.raises(DatasetError, match="integer"):
+        open_split(bank_dir, "train:many")
+
+
+def test_cli_builds_a_bank_from_a_source_folder(source_dir, tmp_path, capsys):
+    out = tmp_path / "bank"
+    code = cli_main(["data", "bank", "--out", str(out), "--source-dir", str(source_dir), "--no-builtin",
+                     "--sample-rate", "16000", "--duration", "2", "--events", "1,2", "--max-seconds", "1",
+                     "--clips", "train=9,validation=3,test=3", "--jobs", "1", "-q"])
+    assert code == 0, capsys.readouterr()
+    meta = _meta(out)
+    assert meta["clips"] == {"train": 9, "validation": 3, "test": 3} and meta["mix"]["max_events"] == 2
+    assert len(open_split(out, "test")) == 3
+    assert cli_main(["data", "bank", "--out", str(tmp_path / "b2"), "--source-dir", str(source_dir), "--no-builtin",
+                     "--clips", "train=0", "-q"]) == 2
+    assert "clips per split" in capsys.readouterr().err
