@@ -39,10 +39,13 @@ def save_model(
     labels: list[dict[str, Any]] | list[str] | None = None,
     multi_label: bool = True,
     provenance: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Write ``model`` (built by :func:`audiomamba.create_model`) to ``path`` (``.safetensors``), atomically.
 
     ``labels``: one entry per output class, either display names or dicts with ``index``/``mid``/``display_name``.
+    ``dtype``: store floating-point tensors in this dtype (``torch.float16`` halves the file); :func:`load` casts
+    them back into the model's float32 parameters.
     """
     from safetensors.torch import save_file
 
@@ -62,7 +65,8 @@ def save_model(
     if hasattr(model, "frontend"):
         meta["sample_rate"] = model.sample_rate
         meta["frontend"] = model.frontend.cfg.to_dict()
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to("cpu", dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype).contiguous()
+               for k, v in model.state_dict().items()}
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"checkpoint path must end in .safetensors, got {path}")

@@ -22,11 +22,15 @@ class AudioMambaVariant:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-# Audio Mamba sizes. nano/micro follow Audio Mamba (Lin & Hu, 2024; dims 48/64, vanilla SS2D); the others reuse the
-# ImageNet configurations so that the official checkpoints initialise them.
+# Audio Mamba sizes. nano/micro follow Audio Mamba (Lin & Hu, 2024; dims 48/64, vanilla SS2D); micro_v2 is micro's
+# width with VMamba's v2 block (d_state 1, ssm_ratio 1, an MLP per block), the design of tiny_v2 at 0.42x its
+# parameters, small enough to ship in float16 (< 30 MB); the others reuse the ImageNet configurations so that the
+# official checkpoints initialise them.
 AUDIOMAMBA_VARIANTS: dict[str, AudioMambaVariant] = {
     "audiomamba_nano": AudioMambaVariant(VMambaConfig((2, 2, 2, 2), 48, 16, 2.0, 0.0, "v0", 0.1), "dim 48, depths 2-2-2-2, vanilla SS2D"),
     "audiomamba_micro": AudioMambaVariant(VMambaConfig((2, 2, 9, 2), 64, 16, 2.0, 0.0, "v0", 0.1), "dim 64, depths 2-2-9-2, vanilla SS2D"),
+    "audiomamba_micro_v2": AudioMambaVariant(VMambaConfig((2, 2, 8, 2), 64, 1, 1.0, 4.0, "v2", 0.1),
+                                             "dim 64, depths 2-2-8-2, VMamba-v2 SS2D (d_state 1) with MLPs"),
     "audiomamba_tiny": AudioMambaVariant(VMAMBA_CONFIGS["vmamba_tiny_v0"], "VMamba vanilla-tiny backbone (the paper's)"),
     "audiomamba_tiny_v2": AudioMambaVariant(VMAMBA_CONFIGS["vmamba_tiny_s1l8"], "VMamba tiny s1l8 backbone"),
     "audiomamba_small": AudioMambaVariant(VMAMBA_CONFIGS["vmamba_small_v0"], "VMamba vanilla-small backbone"),

@@ -35,7 +35,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    format: str = "auto"  # auto | manifest | audioset | esc50 | folder | shards
+    format: str = "auto"  # auto | manifest | audioset | esc50 | folder | shards | bank
     root: str = ""
     train: str = "train"
     validation: str | None = "validation"
@@ -122,7 +122,7 @@ class Config:
                    ("augment", "mixup_targets"): ("mix", "max"), ("optim", "schedule"): ("htsat", "cosine", "constant"),
                    ("train", "loss"): ("auto", "bce", "ce"), ("train", "precision"): ("fp32", "bf16", "fp16"),
                    ("train", "compile"): ("off", "inductor", "aot_eager"),
-                   ("data", "format"): ("auto", "manifest", "audioset", "esc50", "folder", "shards")}
+                   ("data", "format"): ("auto", "manifest", "audioset", "esc50", "folder", "shards", "bank")}
         for (sec, key), allowed in choices.items():
             v = getattr(getattr(self, sec), key)
             if v not in allowed:

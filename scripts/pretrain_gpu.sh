@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Train the shipped tagger on one GPU from the source bank, evaluate it on the bank's test split, and write the
+# float16 model with its provenance.  Run from the repository root with the bank in .bank (`audiomamba data bank
+# --out .bank`).  On a machine without soundfile/soxr, put their wheels (and cffi, pycparser) in .whl.
+#   CONFIG   training config (default configs/pretrain_micro_v2.yaml); extra arguments are config overrides
+#   BUDGET_S wall-clock limit of the training command in seconds (default: none); the best validated checkpoint
+#            so far is kept when it is reached
+#   OUT      where the results go (default runs/pretrain_out)
+set -uo pipefail
+CONFIG=${CONFIG:-configs/pretrain_micro_v2.yaml}
+OUT=${OUT:-runs/pretrain_out}
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+RUN=$(python3 -c "import sys; from audiomamba.training.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).train.output_dir)" "$CONFIG" "$@") || exit 1
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+python3 bench/bench_bank.py --bank .bank --workers 14 --clips 3072 --train-clips 20000 > "$OUT/bench_bank.json" 2> "$OUT/bench_bank.err"
+tail -n 12 "$OUT/bench_bank.json"
+start=$(date +%s)
+if [ -n "${BUDGET_S:-}" ]; then
+  timeout --signal=INT "$BUDGET_S" python3 -m audiomamba train --config "$CONFIG" "$@" > "$OUT/train.log" 2>&1
+else
+  python3 -m audiomamba train --config "$CONFIG" "$@" > "$OUT/train.log" 2>&1
+fi
+echo "train exit $? after $(( $(date +%s) - start )) s"; tail -n 5 "$OUT/train.log"
+cp "$RUN/metrics.jsonl" "$OUT/" 2>/dev/null; cp "$RUN/summary.json" "$OUT/train_summary.json" 2>/dev/null
+python3 -m audiomamba evaluate --checkpoint "$RUN/best.safetensors" --data .bank --split test --batch-size 128 \
+  --out "$RUN/eval_test" > "$OUT/eval.log" 2>&1 || { tail -n 20 "$OUT/eval.log"; exit 1; }
+cp "$RUN/eval_test/summary.json" "$OUT/eval_test.json"; cp "$RUN/eval_test/per_class.csv" "$OUT/per_class.csv"
+python3 scripts/ship_pretrained.py --checkpoint "$RUN/best.safetensors" --eval "$RUN/eval_test/summary.json" \
+  --bank .bank --config "$CONFIG" --out "$OUT/model_fp16.safetensors" -- "$@"
+echo "total $(( $(date +%s) - start )) s"
