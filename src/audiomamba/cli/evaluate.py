@@ -38,7 +38,9 @@ def add_arguments(p) -> None:
 
 def _remap(cs, ckpt_labels: list[dict]):
     """Re-index the dataset's targets onto the checkpoint's label order."""
-    from audiomamba.datasets import Clip, ClipSet, DatasetError
+    import dataclasses
+
+    from audiomamba.datasets import ClipSet, DatasetError
     from audiomamba.datasets.core import LabelIndex
 
     index = LabelIndex(ckpt_labels)
@@ -55,8 +57,8 @@ def _remap(cs, ckpt_labels: list[dict]):
                     pass
             raise DatasetError(f"{cs.name}: label {lab['display_name']!r} is not one of the checkpoint's "
                                f"{len(ckpt_labels)} labels") from None
-    clips = [Clip(c.path, tuple(sorted({mapping[t] for t in c.targets})), tuple((mapping[t], a, b) for t, a, b in c.events),
-                  c.offset, c.duration, c.source, c.shard, c.member, c.key) for c in cs.clips]
+    clips = [dataclasses.replace(c, targets=tuple(sorted({mapping[t] for t in c.targets})),
+                                 events=tuple((mapping[t], a, b) for t, a, b in c.events)) for c in cs.clips]
     return ClipSet(ckpt_labels, clips, cs.multi_label, cs.name, cs.info)
 
 
