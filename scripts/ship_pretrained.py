@@ -37,7 +37,8 @@ def main() -> None:
     rows = [dict(zip(bank["fields"], r)) for r in bank["recordings"]]
     licences = Counter((r["origin"], r["licence"]) for r in rows)
     ev = json.loads(Path(a.eval).read_text())
-    metrics = {k: ev[k] for k in ("mAP", "mAUC", "d_prime", "micro_f1", "macro_f1", "event_f1", "psds1") if k in ev}
+    metrics = {k: ev[k] for k in ("mAP", "mAUC", "d_prime", "micro_f1", "macro_f1", "event_f1_micro", "event_f1_macro",
+                                  "psds1") if k in ev}
     train_meta = meta.get("provenance", {})
     provenance = {
         "trained_by": "audiomamba scripts/pretrain_gpu.sh",
