@@ -9,11 +9,13 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: setup sources demo test clean
 
+# hearvalidator (tests/test_hear.py) without its declared tensorflow dependency, which only its TensorFlow checks use
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[test,export,plot,triton,sed]"
+	$(PY) -m pip install -q --no-deps "hearvalidator>=2021.0.2"
 	touch $@
 
 setup: $(VENV)/.installed
