@@ -102,6 +102,16 @@ def test_convert_both_ways_keeps_everything(folder, tmp_path):
         assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
+def test_convert_keeps_half_precision_weights(nano, tmp_path):
+    half = audiomamba.save_model(nano, tmp_path / "half.safetensors", labels=LABELS, dtype=torch.float16)
+    folder = hub.convert_checkpoint(half, tmp_path / "half")
+    back = hub.convert_checkpoint(folder, tmp_path / "back.safetensors")
+    for path in (folder / "model.safetensors", back):
+        ta, tb = load_file(str(half)), load_file(str(path))
+        assert all(torch.equal(ta[k], tb[k]) and ta[k].dtype == tb[k].dtype for k in ta)
+    assert {t.dtype for t in load_file(str(back)).values()} == {torch.float16, torch.int64}
+
+
 def test_errors_name_the_file(folder, tmp_path):
     with pytest.raises(CheckpointError, match="model not found: ./nowhere"):
         hub.from_pretrained("./nowhere")

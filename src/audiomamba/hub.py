@@ -74,13 +74,15 @@ def save_pretrained(
     license: str = "apache-2.0",
     repo_id: str | None = None,
     write_model_card: bool = True,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Write a model (built by :func:`audiomamba.create_model` or loaded) or a Tagger as a Hub model folder.
 
     ``labels``, ``multi_label`` and ``provenance`` default to the tagger's, then to the loaded model's
     ``model.meta``; ``metrics`` (e.g. ``{"mAP": 0.437}``) are stored as ``provenance["metrics"]`` and shown on
     the card.  ``license``: the card's licence id for the weights; ``repo_id``: the name the card's usage snippet
-    shows.  Each file is written atomically; other files in the folder are left alone.  Returns the folder.
+    shows; ``dtype``: store floating-point weights in this dtype (``torch.float16`` halves the download).  Each file
+    is written atomically; other files in the folder are left alone.  Returns the folder.
     """
     model, labels, multi_label, provenance = _model_and_meta(model_or_tagger, labels, multi_label, provenance)
     if metrics:
@@ -89,7 +91,8 @@ def save_pretrained(
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder}: exists and is not a directory")
     folder.mkdir(parents=True, exist_ok=True)
-    weights = save_model(model, folder / WEIGHTS_NAME, labels=labels, multi_label=multi_label, provenance=provenance)
+    weights = save_model(model, folder / WEIGHTS_NAME, labels=labels, multi_label=multi_label, provenance=provenance,
+                         dtype=dtype)
     meta = read_meta(weights)
     _write_text(folder / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
     if write_model_card:
@@ -371,15 +374,30 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, **load_op
 
     ``dst`` ending in ``.safetensors`` gets a single file, anything else becomes a folder.  ``src`` is whatever
     :func:`from_pretrained` reads (a file, a folder, or a repo id with ``load_options`` such as ``revision``).
-    Labels, multi_label and provenance carry over unchanged, and the weights bit for bit; the model is rebuilt on
-    the way, so a config that does not fit its weights is caught.
+    Labels, multi_label and provenance carry over unchanged, and the weights bit for bit, in the dtype they are
+    stored in (a float16 file stays float16); the model is rebuilt on the way, so a config that does not fit its
+    weights is caught.
     """
+    _, weights = resolve_files(src, **load_options)
     model = from_pretrained(src, **load_options)
     meta = model.meta
-    kept = {"labels": meta["labels"], "multi_label": meta["multi_label"], "provenance": meta.get("provenance", {})}
+    kept = {"labels": meta["labels"], "multi_label": meta["multi_label"], "provenance": meta.get("provenance", {}),
+            "dtype": _stored_float_dtype(weights)}
     if str(dst).endswith(".safetensors"):
         return save_model(model, dst, **kept)
     return save_pretrained(model, dst, **kept)
+
+
+def _stored_float_dtype(weights: Path) -> torch.dtype | None:
+    """The dtype a weights file stores its floating-point tensors in, when it is a half-precision one (else None:
+    float32, what the model holds)."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        stored = {f.get_slice(k).get_dtype() for k in f.keys()}
+    halves = {"F16": torch.float16, "BF16": torch.bfloat16}
+    found = {halves[s] for s in stored if s in halves}
+    return found.pop() if len(found) == 1 and not stored & {"F32", "F64"} else None
 
 
 def push_to_hub(
