@@ -6,7 +6,7 @@ import torch
 import audiomamba
 from audiomamba.models.vmamba import VMAMBA_CONFIGS, VMamba, VMambaConfig
 
-# VMAMBA.md's table (millions of parameters, ImageNet-1K classifier).
+# The official table of VMamba (Liu et al., 2024): millions of parameters, ImageNet-1K classifier.
 OFFICIAL_PARAMS = {
     "vmamba_tiny_v0": 22.9, "vmamba_small_v0": 44.4, "vmamba_base_v0": 76.3,
     "vmamba_tiny_s2l5": 30.7, "vmamba_small_s2l15": 50.2, "vmamba_base_s2l15": 88.6,
@@ -18,7 +18,8 @@ def test_registry_lists_every_official_config():
     names = audiomamba.list_models("vmamba_*")
     assert sorted(names) == sorted(OFFICIAL_PARAMS)
     assert set(audiomamba.list_models("audiomamba_*")) == {
-        "audiomamba_nano", "audiomamba_micro", "audiomamba_tiny", "audiomamba_tiny_v2", "audiomamba_small", "audiomamba_base"}
+        "audiomamba_nano", "audiomamba_micro", "audiomamba_micro_v2", "audiomamba_tiny", "audiomamba_tiny_v2",
+        "audiomamba_small", "audiomamba_base"}
 
 
 @pytest.mark.parametrize("name", sorted(OFFICIAL_PARAMS))
@@ -30,7 +31,8 @@ def test_parameter_counts_match_the_official_table(name):
 
 
 def _expected_keys(cfg: VMambaConfig, num_classes=1000):
-    """Official state-dict keys and shapes written out from VMAMBA.md, independently of the model code."""
+    """Official state-dict keys and shapes written out from the official VMamba code (Liu et al., 2024),
+    independently of the model code."""
     d, n, v0 = cfg.dim, cfg.d_state, cfg.version == "v0"
     keys = {}
     if v0:
@@ -134,13 +136,17 @@ def test_composed_dt_projection_is_the_low_rank_one(d_state):
     """The GPU computes delta with the composed weight dt_projs @ x_proj[:, :r] in one GEMM; it must be the same
     map as the CPU's rank-r form, with the same gradients for every projection weight (float64)."""
     from audiomamba.models.vmamba import SS2D
+    from audiomamba.ops import expand_delta
 
     torch.manual_seed(0)
     op = SS2D(24, d_state=d_state, ssm_ratio=2.0).double()
     xl = torch.randn(2, 5, 7, op.d_inner, dtype=torch.float64, requires_grad=True)
     results = []
     for composed in (False, True):
-        outs = op._scan_inputs(xl, composed=composed)
+        delta, Bs, Cs, delta_proj = op.scan_inputs(xl, composed=composed)
+        if delta_proj is not None:  # the rank-r factors, expanded as the scan backends expand them
+            delta = expand_delta(delta.permute(0, 3, 4, 1, 2), delta_proj).permute(0, 3, 4, 1, 2)
+        outs = (delta, Bs, Cs)
         loss = sum((o * torch.randn(o.shape, generator=torch.Generator().manual_seed(i), dtype=o.dtype)).sum()
                    for i, o in enumerate(outs))
         grads = torch.autograd.grad(loss, (xl, op.x_proj_weight, op.dt_projs_weight))

@@ -15,7 +15,7 @@ pytest.importorskip("triton")
 
 from audiomamba.models.layers import LayerNorm  # noqa: E402
 from audiomamba.ops import layer_norm  # noqa: E402
-from audiomamba.ops import layer_norm_triton as lnt  # noqa: E402
+from audiomamba.ops.triton import layer_norm as lnt  # noqa: E402
 
 GPU = torch.cuda.is_available()
 DEV = "cuda" if GPU else "cpu"
@@ -78,7 +78,7 @@ def test_backward_sums_across_programs():
     """More row blocks than programs: each program loops over several blocks and the column sums of dweight and
     dbias are folded across programs."""
     gen = torch.Generator().manual_seed(3)
-    rows = lnt._blocks(96)[0] * (lnt._programs_cap(torch.device(DEV)) * 2 + 3)
+    rows = lnt.row_blocks(96)[0] * (lnt.backward_programs(torch.device(DEV)) * 2 + 3)
     x, w, b, dy = _case((rows, 96), True, gen)
     ref_y, ref_g = _run(lambda x, w, b: F.layer_norm(x, (96,), w, b, 1e-5), x, w, b, dy)
     y, g = _run(lambda x, w, b: lnt.layer_norm_triton(x, w, b, 1e-5, torch.float32),

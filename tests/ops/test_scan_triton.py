@@ -5,6 +5,7 @@ On a machine with CUDA and triton these run on the GPU.  Without CUDA they run u
 on CPU.  Skipped cleanly when triton is not installed.
 """
 
+import contextlib
 import os
 
 import pytest
@@ -14,14 +15,21 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 triton = pytest.importorskip("triton")
 
-from audiomamba.ops import cross_selective_scan, selective_scan, selective_scan_ref  # noqa: E402
-from audiomamba.ops import scan_triton  # noqa: E402
+from audiomamba.ops import cross_selective_scan, scan_config, selective_scan, selective_scan_ref  # noqa: E402
+from audiomamba.ops.triton import scan as scan_triton  # noqa: E402
 from audiomamba.ops.cross_scan import cross_merge, cross_scan, cross_scan_k  # noqa: E402
 
 GPU = torch.cuda.is_available()
 DEV = "cuda" if GPU else "cpu"
 if not GPU and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("no CUDA and TRITON_INTERPRET is not 1", allow_module_level=True)
+
+
+@pytest.fixture
+def knobs():
+    """``knobs(segments=3)`` sets scan knobs (:func:`audiomamba.ops.scan_config`) until the test ends."""
+    with contextlib.ExitStack() as stack:
+        yield lambda **changes: stack.enter_context(scan_config(**changes))
 
 
 def _rel(a, b):
@@ -110,10 +118,10 @@ def test_cross_scan_forward_and_grads_fp32(shape):
 
 
 @pytest.mark.parametrize("segments,n", [(3, 1), (1000, 3)])  # 1000: more segments than chunks (capped)
-def test_segmented_forward_matches_reference(monkeypatch, segments, n):
+def test_segmented_forward_matches_reference(knobs, segments, n):
     """Streams split into segments (a summary pass, then each segment started from the carried state): outputs,
     and the gradients the backward computes from the chunk states the segmented forward saved."""
-    monkeypatch.setattr(scan_triton, "_SEGMENTS", segments)
+    knobs(segments=segments)
     gen = torch.Generator().manual_seed(segments + 10 * n)
     b, e, h, w = 1, 2, 5, 10  # rows: 5 lines of 2 chunks (padded); columns: 10 lines of 1 chunk
     t64 = _cross_inputs(b, e, n, h, w, gen)
@@ -129,20 +137,6 @@ def test_segmented_forward_matches_reference(monkeypatch, segments, n):
     ref = selective_scan_ref(u, delta, A, B, C, D, bias, True)
     got = scan_triton.selective_scan_triton(*[t.to(DEV, torch.float32) for t in (u, delta, A, B, C, D, bias)])
     assert _rel(got, ref) < TOL_FWD[torch.float32]
-
-
-def test_segments_rule(monkeypatch):
-    """``_SEGMENTS = None``: long streams of few walks (a batch of one long file) are split until about
-    ``_SEGMENT_WALKERS`` walks run; a full batch is not split; a segment keeps ``_MIN_SEGMENT_CHUNKS`` chunks."""
-    monkeypatch.setattr(scan_triton, "_SEGMENTS", None)
-    target, min_chunks = scan_triton._SEGMENT_WALKERS, scan_triton._MIN_SEGMENT_CHUNKS
-    assert scan_triton._segments(target, 10**6) == 1
-    assert scan_triton._segments(target // 64, 10**6) == 64
-    assert scan_triton._segments(target // 64 - 1, 10**6) == 65  # rounded up
-    assert scan_triton._segments(1, 10 * min_chunks) == 10
-    assert scan_triton._segments(1, min_chunks - 1) == 1
-    monkeypatch.setattr(scan_triton, "_SEGMENTS", 8)
-    assert scan_triton._segments(target, 10**6) == 8 and scan_triton._segments(1, 5) == 5
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -177,13 +171,13 @@ def test_non_contiguous_inputs_are_right():
 
 
 @pytest.mark.parametrize("wide_offsets", [False, True])
-def test_channels_last_model_layout(monkeypatch, wide_offsets):
+def test_channels_last_model_layout(knobs, wide_offsets):
     """The layout SS2D passes on the GPU: x channels-last; delta, B and C strided slices of one projection output
     (B, H, W, 4 * E + 4 * 2N), so delta has unit channel stride and gaps between rows; whole channel blocks and
     chunks (the unmasked kernel variant).  ``wide_offsets`` forces the 64-bit offset variant used for tensors
     past 2^31 elements."""
     if wide_offsets:
-        monkeypatch.setattr(scan_triton, "_I64_SPAN", 0)
+        knobs(i64_span=1)
     gen = torch.Generator().manual_seed(13)
     b, e, n, h, w = 1, 64, 2, 8, 8
     x, delta, A, B, C, D, bias = _cross_inputs(b, e, n, h, w, gen)
@@ -226,8 +220,8 @@ def test_unsupported_inputs_are_refused_or_fall_back():
     x, delta, A, B, C, D, bias = (t.float() for t in _cross_inputs(1, 2, 17, 3, 4, gen))  # d_state 17
     with pytest.raises(ValueError):
         scan_triton.cross_selective_scan_triton(x, delta, A, B, C, D, bias)
-    assert not scan_triton.supports_cross_selective_scan(x.cpu(), delta, A, B, C, D, bias)  # CPU tensors
-    assert not scan_triton.supports_selective_scan(
+    assert not scan_triton.supports(x.cpu(), delta, A, B, C, D, bias)  # CPU tensors
+    assert not scan_triton.supports(
         x.double().flatten(2), x.double().flatten(2), A, B.flatten(3)[:, :1], C.flatten(3)[:, :1]
     )
     # auto on CPU (or an unsupported shape) takes the PyTorch path and is right
@@ -257,15 +251,16 @@ def test_custom_op_is_consistent_for_compile():
     gen = torch.Generator().manual_seed(9)
     x, delta, A, B, C, D, bias = (t.to(DEV, torch.float32) for t in _cross_inputs(2, 3, 2, 4, 5, gen))
     for args in ((x, delta, A, B, C, D, bias, True, True, True), (x, delta, A, B, C, None, None, False, True, False)):
-        torch.library.opcheck(scan_triton._scan_fwd_op, args, test_utils=("test_schema", "test_faketensor",
-                                                                          "test_autograd_registration"))
+        torch.library.opcheck(scan_triton.selective_scan_fwd_op, args,
+                              test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
     # the backward's shape function gives delta's gradient the strides of a gapped delta, as the kernel does
     gapped = torch.cat([delta, delta], dim=2)[:, :, :3]
-    _, hs = scan_triton._scan_fwd_op(x, gapped, A, B, C, D, bias, True, True, True)
+    _, hs = scan_triton.selective_scan_fwd_op(x, gapped, A, B, C, D, bias, True, True, True)
     dy = torch.randn(x.shape, generator=gen).to(DEV)
-    torch.library.opcheck(scan_triton._scan_bwd_op, (dy, x, gapped, A, B, C, D, bias, hs, True, True),
+    torch.library.opcheck(scan_triton.selective_scan_bwd_op, (dy, x, gapped, A, B, C, D, bias, hs, True, True),
                           test_utils=("test_schema", "test_faketensor"))
-    assert scan_triton._scan_bwd_op(dy, x, gapped, A, B, C, D, bias, hs, True, True)[1].stride() == gapped.stride()
+    grads = scan_triton.selective_scan_bwd_op(dy, x, gapped, A, B, C, D, bias, hs, True, True)
+    assert grads[1].stride() == gapped.stride()
 
 
 def test_compiled_path_matches_eager():

@@ -1,9 +1,9 @@
-"""Every compile-time variant of the Triton kernels passes Triton's compiler front end for an H100 (sm_90), and
+"""Every compile-time variant of the Triton kernels passes Triton's compiler front end for Hopper (sm_90), and
 the variants the models launch compile all the way to machine code (ptxas included).
 
 The interpreter (which runs the kernels' numerics on CPU in the other tests) accepts code the compiler rejects:
 a helper returning 32-bit offsets on one constexpr branch and 64-bit ones on the other ran under the
-interpreter but failed to compile on the GPU (found 2026-11-25).  Neither stage needs a GPU, so these tests run
+interpreter but failed to compile for the GPU.  Neither stage needs a GPU, so these tests run
 them in a subprocess (``@triton.jit`` picks interpreter or compiler once per process, and the other test modules
 turn the interpreter on).
 """
@@ -20,36 +20,37 @@ pytest.importorskip("triton")
 
 def _variants():
     """(kernel name, constexprs, num_warps) for every flag combination the launchers can pick."""
-    from audiomamba.ops import layer_norm_triton as ln
-    from audiomamba.ops import scan_triton as st
+    from audiomamba.ops.triton import layer_norm as ln
+    from audiomamba.ops.triton import layer_norm_kernels as lnk
+    from audiomamba.ops.triton import scan_kernels as sk
 
     out = []
     # every (EVEN, I64, CROSS) for d_state 1 (B and C preloaded per chunk) and 16 (loaded per step)
     for n in (1, 16):
         for even, i64, cross in itertools.product((False, True), repeat=3):
             flags = dict(N=n, CROSS=cross, SOFTPLUS=True, HAS_D=True, HAS_BIAS=True, EVEN=even, I64=i64)
-            out.append((st._scan_fwd_kernel, dict(flags, BLOCK_E=64, SAVE=True, SUMMARY=False), 2))
-            out.append((st._scan_fwd_kernel, dict(flags, BLOCK_E=64, SAVE=False, SUMMARY=True), 2))
-            out.append((st._scan_bwd_kernel, dict(flags, BLOCK_E=32), 1))
-    out.append((st._sum4_kernel, dict(BLOCK=1024), 4))
+            out.append((sk.scan_fwd_kernel, dict(flags, BLOCK_E=64, SAVE=True, SUMMARY=False), 2))
+            out.append((sk.scan_fwd_kernel, dict(flags, BLOCK_E=64, SAVE=False, SUMMARY=True), 2))
+            out.append((sk.scan_bwd_kernel, dict(flags, BLOCK_E=32), 1))
+    out.append((sk.sum4_kernel, dict(BLOCK=1024), 4))
     for c in (96, 1000):
-        bm, bc, warps = ln._blocks(c)
+        bm, bc, warps = ln.row_blocks(c)
         for affine in (False, True):
-            out.append((ln._ln_fwd_kernel, dict(BLOCK_M=bm, BLOCK_C=bc, HAS_W=affine, HAS_B=affine), warps))
-            out.append((ln._ln_bwd_kernel, dict(BLOCK_M=bm, BLOCK_C=bc, HAS_W=affine), warps))
+            out.append((lnk.ln_fwd_kernel, dict(BLOCK_M=bm, BLOCK_C=bc, HAS_W=affine, HAS_B=affine), warps))
+            out.append((lnk.ln_bwd_kernel, dict(BLOCK_M=bm, BLOCK_C=bc, HAS_W=affine), warps))
     return out
 
 
 def _model_variants():
     """The scan variants a d_state-1 model (tiny_v2) launches: forward (inference, training) and backward, with
     and without masks."""
-    from audiomamba.ops import scan_triton as st
+    from audiomamba.ops.triton import scan_kernels as sk
 
     out = []
     for even in (False, True):
         flags = dict(N=1, CROSS=True, SOFTPLUS=True, HAS_D=True, HAS_BIAS=True, EVEN=even, I64=False)
-        out += [(st._scan_fwd_kernel, dict(flags, BLOCK_E=64, SAVE=save, SUMMARY=False), 2) for save in (False, True)]
-        out.append((st._scan_bwd_kernel, dict(flags, BLOCK_E=32), 1))
+        out += [(sk.scan_fwd_kernel, dict(flags, BLOCK_E=64, SAVE=save, SUMMARY=False), 2) for save in (False, True)]
+        out.append((sk.scan_bwd_kernel, dict(flags, BLOCK_E=32), 1))
     return out
 
 
@@ -114,9 +115,9 @@ def _unspecialised_ints() -> None:
     """Print each scan kernel's integer arguments that Triton would specialise (none expected)."""
     import inspect
 
-    from audiomamba.ops import scan_triton as st
+    from audiomamba.ops.triton import scan_kernels as sk
 
-    for fn in (st._scan_fwd_kernel, st._scan_bwd_kernel):
+    for fn in (sk.scan_fwd_kernel, sk.scan_bwd_kernel):
         params = inspect.signature(fn.fn).parameters
         ints = {n for n, p in params.items() if not n.endswith("_ptr") and p.annotation is inspect.Parameter.empty}
         print(f"ok {fn.fn.__name__} {len(ints)} {sorted(ints - set(fn.do_not_specialize))}", flush=True)
@@ -130,7 +131,7 @@ def test_scan_kernels_specialise_no_integer_argument():
     proc = subprocess.run([sys.executable, __file__, "--ints"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = proc.stdout.split("\n")
-    for name in ("_scan_fwd_kernel", "_scan_bwd_kernel"):
+    for name in ("scan_fwd_kernel", "scan_bwd_kernel"):
         row = next(line.split(" ", 3) for line in lines if line.startswith(f"ok {name} "))
         assert int(row[2]) > 20 and row[3] == "[]", row
 

@@ -1,6 +1,6 @@
-"""VMamba (Liu et al. 2024): SS2D blocks, the four-stage backbone, and the ImageNet classifier.
+"""VMamba (Liu et al., 2024): SS2D blocks, the four-stage backbone, and the ImageNet classifier.
 
-Parameter names and shapes are those of the official checkpoints (``../shared/reference/VMAMBA.md``), so
+Parameter names and shapes are those of the official checkpoints, so
 ``load_state_dict(official["model"], strict=True)`` works.  Everything runs channels-last ``(B, H, W, C)``;
 the official v2 models run channels-first internally, which changes no parameter and no result.
 """
@@ -84,7 +84,7 @@ class SS2D(nn.Module):
 
     @torch.no_grad()
     def reset_ssm_parameters(self) -> None:
-        """The official "v0" initialisation of the scan parameters (VMAMBA.md)."""
+        """The official "v0" initialisation of the scan parameters (VMamba, Liu et al., 2024)."""
         e, r, n = self.d_inner, self.dt_rank, self.d_state
         dt_min, dt_max, floor = self._dt_range
         bound = e**-0.5  # nn.Linear(e, r + 2n)'s default uniform bound
@@ -96,74 +96,64 @@ class SS2D(nn.Module):
         self.Ds.fill_(1.0)
 
     def forward(self, x: torch.Tensor, scan_backend: str = "auto") -> torch.Tensor:
-        if scan_backend in ("auto", "cpu") and x.dtype == torch.float32 and not x.is_cuda:
-            from audiomamba.ops import scan_cpu
-
-            if scan_cpu.supports(x, *self.parameters()):  # float32 CPU inference: the fused numba path
-                return self.dropout(self._forward_cpu(x, scan_cpu))
+        """``(B, H, W, d_model)`` -> the same; ``scan_backend`` is passed to
+        :func:`audiomamba.ops.cross_selective_scan` (see :mod:`audiomamba.ops.selective_scan`)."""
         x = self.in_proj(x)
         if self.use_z:
             x, z = x.chunk(2, dim=-1)
             z = self.act(z)
         # Channels-last throughout: the depthwise conv runs on a channels_last map, the projections are GEMMs on
         # (B, H, W, E) rows, and the scan takes every operand through its strides (one coalesced row of
-        # channels per scan step on the GPU), so no (B, E, H, W) copy is made.
+        # channels per scan step on the GPU; the CPU kernel's rows), so no (B, E, H, W) copy is made.
         x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
         x = self.act(self.conv2d(x))  # (B, E, H, W) logical, channels_last in memory
-        delta, Bs, Cs = self._scan_inputs(x.permute(0, 2, 3, 1), composed=x.is_cuda)  # from (B, H, W, E) rows
+        # delta, B and C from the (B, H, W, E) rows; on the CPU delta as its rank-R factors, which the fused CPU
+        # kernel projects itself (other backends get them expanded)
+        delta, Bs, Cs, delta_proj = self.scan_inputs(x.permute(0, 2, 3, 1), composed=x.is_cuda)
+        grid = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, H, W, K, .) -> (B, K, ., H, W) logical
         y = cross_selective_scan(
             x,
-            delta.permute(0, 3, 4, 1, 2),  # (B, 4, E, H, W) logical
+            grid(delta),
             -torch.exp(self.A_logs.float()),
-            Bs.permute(0, 3, 4, 1, 2),
-            Cs.permute(0, 3, 4, 1, 2),
+            grid(Bs),
+            grid(Cs),
             self.Ds.float(),
             self.dt_projs_bias.float().reshape(-1),
             delta_softplus=True,
             backend=scan_backend,
+            delta_proj=delta_proj,
         )
         y = self.out_norm(y.permute(0, 2, 3, 1))
         if self.use_z:
             y = y * z
         return self.dropout(self.out_proj(y))
 
-    def _scan_inputs(self, xl: torch.Tensor, composed: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """delta ``(B, H, W, K, E)`` (before bias and softplus) and B, C ``(B, H, W, K, N)`` from the conv
-        output rows ``xl`` ``(B, H, W, E)``, as views of one projection's output (``composed``, the GPU's
-        choice) or through the rank-``dt_rank`` intermediate (CPU)."""
+    def scan_inputs(
+        self, xl: torch.Tensor, composed: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The scan's per-direction operands from the conv output rows ``xl (B, H, W, E)``, as views of one
+        projection GEMM's output: ``(delta, B, C, delta_proj)`` with B, C ``(B, H, W, K, N)``.
+
+        ``composed`` (the GPU's choice): delta in full, ``(B, H, W, K, E)`` before bias and softplus, and
+        ``delta_proj`` None.  Otherwise (the CPU's) delta's rank-``dt_rank`` factors ``(B, H, W, K, R)`` and
+        ``delta_proj = dt_projs_weight (K, E, R)``: :func:`audiomamba.ops.cross_selective_scan` takes them as
+        they are (:func:`audiomamba.ops.expand_delta` gives the full delta).
+        """
         b, h, w, e = xl.shape
         r, n = self.dt_rank, self.d_state
         if composed:
             # One GEMM with the composed weight dt_projs @ x_proj[:, :r] (the same map; no rank-r intermediate
-            # is rounded).  GPU FLOPs are cheap, while the low-rank form's batched matmuls reduce over every token
-            # in the backward: 35 of 275 ms of device time in 3 tiny_v2 training steps at batch 64 on an H100
-            # (bench/results/gpu_2026-11-24_v7/profile_v7_tiny_v2_train.txt, cutlass bmm).
+            # is rounded).  GPU FLOPs are cheap, while the low-rank form's batched matmuls reduce over every
+            # token in the backward, in a few thread blocks (profiles in docs/benchmarks.md).
             w_dt = torch.einsum("ker,krd->ked", self.dt_projs_weight, self.x_proj_weight[:, :r]).flatten(0, 1)
             w_all = torch.cat([w_dt, self.x_proj_weight[:, r:].flatten(0, 1)]).to(xl.dtype)
             out = F.linear(xl, w_all)
             bc = out[..., K * e:].unflatten(-1, (K, 2 * n))
-            return out[..., : K * e].unflatten(-1, (K, e)), bc[..., :n], bc[..., n:]
+            return out[..., : K * e].unflatten(-1, (K, e)), bc[..., :n], bc[..., n:], None
         # CPU: the low-rank form (a quarter to a tenth of the multiply-adds at these widths)
         x_dbl = F.linear(xl, self.x_proj_weight.flatten(0, 1).to(xl.dtype)).view(b, h, w, K, r + 2 * n)
         dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=-1)
-        return torch.einsum("bhwkr,ker->bhwke", dts, self.dt_projs_weight.to(xl.dtype)), Bs, Cs
-
-    def _forward_cpu(self, x: torch.Tensor, scan_cpu) -> torch.Tensor:
-        """CPU inference, channels-last throughout: the numba kernel takes the low-rank dt projection, the four
-        scans and the merge (``ops/scan_cpu.py``), so no per-direction tensor is built."""
-        x = self.in_proj(x)
-        if self.use_z:
-            x, z = x.chunk(2, dim=-1)
-            z = F.silu(z, inplace=True)  # in place: no autograd here, and fewer large allocations
-        x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-        x = F.silu(self.conv2d(x), inplace=True).permute(0, 2, 3, 1)  # (B, H, W, E)
-        x_dbl = F.linear(x, self.x_proj_weight.flatten(0, 1))  # (B, H, W, 4 * (R + 2N))
-        A = -torch.exp(self.A_logs.float())
-        y = scan_cpu.ss2d_scan_cpu(x, x_dbl, self.dt_projs_weight, self.dt_projs_bias, A, self.Ds).to(x.dtype)
-        y = self.out_norm(y)
-        if self.use_z:
-            y.mul_(z)
-        return self.out_proj(y)
+        return dts, Bs, Cs, self.dt_projs_weight
 
 
 class VSSBlock(nn.Module):
@@ -296,7 +286,7 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-# The official ImageNet configurations (VMAMBA.md).
+# The official ImageNet configurations (VMamba, Liu et al., 2024).
 VMAMBA_CONFIGS: dict[str, VMambaConfig] = {
     "vmamba_tiny_v0": VMambaConfig((2, 2, 9, 2), 96, 16, 2.0, 0.0, "v0", 0.2),
     "vmamba_small_v0": VMambaConfig((2, 2, 27, 2), 96, 16, 2.0, 0.0, "v0", 0.3),

@@ -1,15 +1,16 @@
-"""VMamba's 2D cross-scan: four scan orders over an H x W map, and the merge back onto the grid.
+"""VMamba's 2D cross-scan: four scan orders over an H x W map, the merge back onto the grid, and SS2D's core.
 
-Directions (VMAMBA.md): k0 row-major (W fastest), k1 column-major (H fastest, the transposed map),
+Directions, as in VMamba (Liu et al., 2024): k0 row-major (W fastest), k1 column-major (H fastest, the transposed map),
 k2 = k0 reversed, k3 = k1 reversed.  :func:`cross_scan` makes the four sequences, :func:`cross_merge`
 undoes each order and sums the four results (it is the adjoint of :func:`cross_scan`).
+:func:`cross_selective_scan` runs a backend's fused kernel, or the 1D scan between these two.
 """
 
 from __future__ import annotations
 
 import torch
 
-from audiomamba.ops.selective_scan import _triton_module, selective_scan
+from audiomamba.ops.selective_scan import resolve_backend
 
 K = 4  # scan directions
 
@@ -42,6 +43,13 @@ def cross_merge(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return y[:, 0].reshape(b, c, h, w) + y[:, 1].reshape(b, c, w, h).transpose(2, 3)
 
 
+def expand_delta(factors: torch.Tensor, delta_proj: torch.Tensor) -> torch.Tensor:
+    """SS2D's step sizes from their rank-R factors: ``(B, 4, R, H, W)`` factors and ``(4, E, R)`` projections
+    (``dt_projs_weight``) -> ``(B, 4, E, H, W)``, channels-last in memory (the layout of SS2D's projection)."""
+    grid = factors.permute(0, 3, 4, 1, 2)  # (B, H, W, 4, R)
+    return torch.einsum("bhwkr,ker->bhwke", grid, delta_proj.to(factors.dtype)).permute(0, 3, 4, 1, 2)
+
+
 def cross_selective_scan(
     x: torch.Tensor,
     delta: torch.Tensor,
@@ -52,6 +60,8 @@ def cross_selective_scan(
     delta_bias: torch.Tensor | None,
     delta_softplus: bool = True,
     backend: str = "auto",
+    *,
+    delta_proj: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """SS2D's core: scan the map in the four orders and merge, all inputs given in grid order.
 
@@ -60,31 +70,24 @@ def cross_selective_scan(
     ``x``, so projecting before or after reordering is the same); ``A: (4*E, N)``, ``D, delta_bias: (4*E,)``
     direction-major.  Returns the merged ``(B, E, H, W)`` output in ``x``'s dtype.
 
-    ``backend="auto"`` runs the fused Triton kernel (``ops/scan_triton.py``) on CUDA inputs it supports, the
-    fused numba kernel (``ops/scan_cpu.py``) on CPU when no gradient is needed, and this PyTorch composition
-    otherwise; ``"cpu"`` insists on the numba kernel; ``"triton"`` insists on the kernel; any other name is passed on to
-    :func:`selective_scan` for the unfused path.
-    """
-    if backend in ("auto", "cpu") and not x.is_cuda:
-        from audiomamba.ops import scan_cpu
+    With ``delta_proj: (4, E, R)``, ``delta`` holds rank-R factors ``(B, 4, R, H, W)`` and the step sizes are
+    :func:`expand_delta` of them (SS2D's low-rank ``dt`` projection): the fused CPU kernel projects them itself,
+    and every other backend gets them expanded.
 
-        if scan_cpu.supports(x, delta, A, B, C, D, delta_bias):  # fused numba kernel, inference only
-            return scan_cpu.cross_selective_scan_cpu(x, delta, A, B, C, D, delta_bias, delta_softplus)
-        if backend == "cpu":
-            raise ValueError("backend='cpu' needs numba, CPU tensors and no gradient; use backend='auto' to fall back")
-    if backend in ("auto", "triton"):
-        mod = _triton_module() if x.is_cuda else None
-        ok = mod is not None and mod.supports_cross_selective_scan(x, delta, A, B, C, D, delta_bias)
-        if ok:  # fused kernel: the four orders read by index arithmetic, merged in the same program
-            return mod.cross_selective_scan_triton(x, delta, A, B, C, D, delta_bias, delta_softplus)
-        if backend == "triton":
-            raise ValueError(
-                "backend='triton' needs the triton package and CUDA tensors of float32/float16/bfloat16 with "
-                "d_state 1..16; use backend='auto' to fall back to the PyTorch path"
-            )
-    b, e, h, w = x.shape
-    xs = cross_scan(x).reshape(b, K * e, h * w)
-    ds = cross_scan_k(delta).reshape(b, K * e, h * w)
-    bs, cs = cross_scan_k(B), cross_scan_k(C)
-    ys = selective_scan(xs, ds, A, bs, cs, D, delta_bias, delta_softplus, backend=backend)
-    return cross_merge(ys.view(b, K, e, h * w), h, w)
+    ``backend`` (see :mod:`audiomamba.ops.selective_scan`): ``"auto"`` runs the fused Triton kernel on CUDA
+    inputs it supports, the fused numba kernel on the CPU when no gradient is needed, and otherwise the PyTorch
+    scan between :func:`cross_scan` and :func:`cross_merge` (the loop-free "blocked" scan inside
+    :func:`audiomamba.ops.export_mode`); a name insists on that backend.
+    """
+    b = resolve_backend(backend, x, delta, A, B, C, D, delta_bias, cross=True, delta_proj=delta_proj)
+    if delta_proj is not None and not b.low_rank_delta:
+        delta, delta_proj = expand_delta(delta, delta_proj), None
+    if b.cross is not None:
+        if b.low_rank_delta:
+            return b.cross(x, delta, A, B, C, D, delta_bias, delta_softplus, delta_proj=delta_proj)
+        return b.cross(x, delta, A, B, C, D, delta_bias, delta_softplus)
+    bsz, e, h, w = x.shape
+    xs = cross_scan(x).reshape(bsz, K * e, h * w)
+    ds = cross_scan_k(delta).reshape(bsz, K * e, h * w)
+    ys = b.scan(xs, ds, A, cross_scan_k(B), cross_scan_k(C), D, delta_bias, delta_softplus)
+    return cross_merge(ys.view(bsz, K, e, h * w), h, w)

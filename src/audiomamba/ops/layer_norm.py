@@ -1,5 +1,5 @@
 """LayerNorm over the last axis with a chosen output dtype: the fused Triton kernel on CUDA
-(``ops/layer_norm_triton.py``), ``torch.nn.functional.layer_norm`` everywhere else (the reference)."""
+(:mod:`audiomamba.ops.triton.layer_norm`), ``torch.nn.functional.layer_norm`` everywhere else (the reference)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import torch.nn.functional as F
 
 @functools.cache
 def _fast_module():
-    """The Triton kernels' module, or None when triton is not installed (imported on the first CUDA call)."""
+    """The Triton launcher's module, or None when triton is not installed (imported on the first CUDA call)."""
     try:
-        from audiomamba.ops import layer_norm_triton
+        from audiomamba.ops.triton import layer_norm as fast
     except ImportError:
         return None
-    return layer_norm_triton
+    return fast
 
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float = 1e-5,

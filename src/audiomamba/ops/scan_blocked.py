@@ -6,7 +6,8 @@ hierarchically: blocks of 4 steps in closed form (``h = exp(E) * cumsum(exp(-E) 
 recurrence over the blocks' end states, recursively, then each block adds its decayed incoming state.  The
 log-decay of one step (or one block, at the upper levels) is clamped at -15 nats, so ``exp(-E) <= e^60`` never
 overflows float32; the clamp changes a state contribution of at most ``e^-15 ~ 3e-7`` of its size.
-``audiomamba.inference.export`` registers it as the backend "blocked", picked by ``backend="auto"`` only while exporting.
+It is the scan backend "blocked" (:mod:`audiomamba.ops.selective_scan`), which ``backend="auto"`` picks only inside
+:func:`audiomamba.ops.export_mode`.
 """
 
 from __future__ import annotations

@@ -1,18 +1,20 @@
 """Fused CPU kernel for SS2D's cross-scan + selective scan + cross-merge (inference only), with numba.
 
 The PyTorch scan materialises ``(channels, steps, state)`` tensors and is bound by memory traffic on a CPU.  This
-kernel works channels-last: one job owns a block of 32 to 128 consecutive channels of one example (see
-:func:`_blocking`) and walks the grid in each of the four directions' orders (index arithmetic, no reordered
-copies), keeping the block's ``(state, channels)`` state in L1 and updating it with SIMD instructions across the
-channels, a tile of tokens at a time.  The exponential is
-a polynomial (see :func:`_exp2`) so that LLVM vectorises it; the softplus of ``delta`` and, in SS2D, the low-rank
-``dt`` projection happen inside the kernel, so the ``(B, 4, E, H, W)`` delta tensor is never built; the four
-directions are summed into the output as they finish.
+kernel works channels-last: one job owns a block of consecutive channels of one example (see :func:`_blocking`)
+and walks the grid in each of the four directions' orders (index arithmetic, no reordered copies), keeping the
+block's ``(state, channels)`` state in L1 and updating it with SIMD instructions across the channels, a tile of
+tokens at a time.  The exponential is a polynomial (see :func:`exp2_f32`) so that LLVM vectorises it; the softplus of
+``delta`` and, when ``delta`` comes as SS2D's rank-R factors with their projection (``delta_proj``), the ``dt``
+projection happen inside the kernel, so the ``(B, 4, E, H, W)`` delta tensor is never built; the four directions
+are summed into the output as they finish.
 
-It has no autograd: :func:`audiomamba.ops.cross_selective_scan` and :class:`audiomamba.models.vmamba.SS2D` use
-it only when no gradient is needed, and fall back to the PyTorch path when numba is not installed.  numba
-compiles it on first use (some seconds; cached on disk where the package directory is writable).  It runs on
-``min(torch.get_num_threads(), numba's thread count)`` threads.
+It is the scan backend "cpu" (:mod:`audiomamba.ops.selective_scan`).  It has no autograd: ``backend="auto"``
+takes it only for CPU tensors when no gradient is needed, outside tracing and export, and the PyTorch path
+serves everything else (and every call when numba is not installed).  numba compiles it on first use (some
+seconds; cached on disk where the package directory is writable).  It runs on
+``min(torch.get_num_threads(), numba's thread count)`` threads; its channel blocking is
+``ScanConfig.cpu_blocks`` (:func:`audiomamba.ops.get_scan_config`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from audiomamba.ops.config import get_scan_config
 
 try:
     import numba
@@ -30,14 +35,11 @@ try:
 except ImportError:  # optional: the PyTorch path covers everything
     numba = None
 
-__all__ = ["available", "supports", "cross_selective_scan_cpu", "ss2d_scan_cpu"]
-
-# Channels per job, largest first (longer vector loops run faster), and tokens per tile for each: a tile's decays
-# (tile x 16 states x channels floats) stay in L1.
-_BLOCKS = ((128, 4), (96, 4), (64, 8), (48, 8), (32, 8))
+__all__ = ["available", "supports", "cross_selective_scan_cpu", "token_rows"]
 
 
 def available() -> bool:
+    """Whether numba is installed (the kernel can run at all)."""
     return numba is not None
 
 
@@ -70,7 +72,7 @@ if numba is not None:
         return types.float32(types.float32), codegen
 
     @numba.njit(inline="always", **_JIT)
-    def _exp2(z):  # pragma: no cover - compiled
+    def exp2_f32(z):  # pragma: no cover - compiled
         """2**z for float32 z <= 0 (2**-126 below -126): 2**round(z) from the exponent bits times the polynomial of
         the remainder in [-1/2, 1/2].  Relative error < 2e-7; vectorises (no libm call)."""
         z = max(z, _MIN_EXP)
@@ -86,10 +88,10 @@ if numba is not None:
         return p * _pow2(n)
 
     @numba.njit(inline="always", **_JIT)
-    def _softplus(x):  # pragma: no cover - compiled
+    def softplus_f32(x):  # pragma: no cover - compiled
         """log(1 + e^x) = max(x, 0) + log1p(w), w = e^-|x| in (0, 1]; log1p(w) = 2 atanh(s), s = w / (2 + w)
         <= 1/3, by its odd series to s^15 (truncation < 2e-9 relative)."""
-        w = _exp2(-abs(x) * _LOG2E)
+        w = exp2_f32(-abs(x) * _LOG2E)
         s = w / (_TWO + w)
         s2 = s * s
         q = _INV_ODD[7]
@@ -125,7 +127,7 @@ if numba is not None:
         if softplus:
             for t in range(m):
                 for c in range(cb):
-                    dt[t, c] = _softplus(dt[t, c])
+                    dt[t, c] = softplus_f32(dt[t, c])
         for t in range(m):
             xb = toks[t] * _U(e) + _U(c0)
             for c in range(cb):
@@ -135,7 +137,7 @@ if numba is not None:
         for t in range(m):
             for j in range(n):
                 for c in range(cb):
-                    dA[t, j, c] = _exp2(dt[t, c] * a_l[k, j, c])  # a_l holds A log2(e): exp(dt A)
+                    dA[t, j, c] = exp2_f32(dt[t, c] * a_l[k, j, c])  # a_l holds A log2(e): exp(dt A)
         for t in range(m):
             row = toks[t] * _U(ps) + _U(k * pk) + bc
             for j in range(n):
@@ -210,7 +212,8 @@ if numba is not None:
 
 
 def supports(x: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
-    """True when the fused CPU kernel can run: numba present, plain CPU tensors, no gradient, no tracing."""
+    """True when the fused CPU kernel can run on these tensors: numba present, plain CPU tensors, no gradient
+    needed, no tracing or compilation."""
     if numba is None or x.device.type != "cpu":
         return False
     all_t = (x,) + tuple(t for t in tensors if t is not None)
@@ -229,22 +232,25 @@ def _threads() -> int:
 
 
 def _blocking(e: int, batch: int) -> tuple[int, int, int]:
-    """(channels per job, tokens per tile, channel padding): the largest block that divides ``e`` into jobs that
-    share out evenly over the threads (or are many); else blocks of 32 with ``e`` padded."""
+    """(channels per job, tokens per tile, channel padding): the largest block of ``ScanConfig.cpu_blocks`` that
+    divides ``e`` into jobs that share out evenly over the threads (or are many); else the smallest, with ``e``
+    padded."""
     threads = _threads()
-    for cb, tile in _BLOCKS:
+    blocks = get_scan_config().cpu_blocks
+    for cb, tile in blocks:
         jobs = batch * (e // cb)
         if e % cb == 0 and (jobs % threads == 0 or jobs >= 8 * threads):
             return cb, tile, 0
-    cb, tile = _BLOCKS[-1]
+    cb, tile = blocks[-1]
     return cb, tile, -e % cb
 
 
-def _run(x: torch.Tensor, proj: np.ndarray, ps: int, pk: int, dtw: np.ndarray, A, D, bias, softplus: bool) -> torch.Tensor:
-    """Pads the channels of ``x (B, H, W, E)`` and the per-channel parameters as :func:`_blocking` says, runs the
+def _run(x: torch.Tensor, proj: np.ndarray, ps: int, pk: int, dtw: np.ndarray, A, D, bias, softplus: bool,
+         blocking: tuple[int, int, int]) -> torch.Tensor:
+    """Pads the channels of ``x (B, H, W, E)`` and the per-channel parameters as ``blocking`` says, runs the
     kernel, returns ``(B, H, W, E)`` float32."""
     b, hgt, wid, e = x.shape
-    cb, tile, pad = _blocking(e, b)
+    cb, tile, pad = blocking
 
     def per_channel(t: np.ndarray) -> np.ndarray:  # (..., E) -> (..., E + pad)
         return np.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, pad)]) if pad else t
@@ -259,26 +265,26 @@ def _run(x: torch.Tensor, proj: np.ndarray, ps: int, pk: int, dtw: np.ndarray, A
     return torch.from_numpy(out[..., :e] if pad else out)
 
 
-def ss2d_scan_cpu(
-    x: torch.Tensor,
-    x_dbl: torch.Tensor,
-    dt_weight: torch.Tensor,
-    dt_bias: torch.Tensor,
-    A: torch.Tensor,
-    D: torch.Tensor,
-) -> torch.Tensor:
-    """SS2D's scan with its dt projection fused in, channels-last.
-
-    ``x: (B, H, W, E)``; ``x_dbl: (B, H, W, 4 * (R + 2N))``, per direction ``[dt (R) | B (N) | C (N)]`` (the
-    ``x_proj_weight`` projection of ``x``); ``dt_weight: (4, E, R)`` and ``dt_bias: (4, E)`` (``dt_projs_*``);
-    ``A: (4 * E, N)``; ``D: (4 * E,)``.  ``delta = softplus(dt_weight @ dt + dt_bias)``.  Returns the merged
-    ``(B, H, W, E)`` output (float32), the same as :func:`audiomamba.ops.cross_selective_scan` on the grid.
-    """
-    k, e, r = dt_weight.shape
-    n = A.shape[1]
-    pk = r + 2 * n
-    return _run(x, _np(x_dbl), k * pk, pk, _np(dt_weight.transpose(1, 2)), _np(A.view(k, e, n).transpose(1, 2)),
-                _np(D.view(k, e)), _np(dt_bias.view(k, e)), True)
+def token_rows(delta: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """The kernel's rows ``(B, H, W, 4, D + 2N)``, one per token and direction, ``[delta (D) | B (N) | C (N)]``,
+    from grid-order ``(B, 4, ., H, W)`` operands.  A view when the three are adjacent slices of one such tensor
+    (SS2D's projection output), else a copy."""
+    rows = [t.permute(0, 3, 4, 1, 2) for t in (delta, B, C)]  # (B, H, W, 4, .)
+    shape = rows[0].shape[:-1] + (sum(r.shape[-1] for r in rows),)
+    strides = [1]  # of a contiguous tensor of that shape
+    for size in reversed(shape[1:]):
+        strides.insert(0, strides[0] * size)
+    item = delta.element_size()
+    adjacent = (
+        delta.dtype == B.dtype == C.dtype
+        and delta.untyped_storage().data_ptr() == B.untyped_storage().data_ptr() == C.untyped_storage().data_ptr()
+        and B.data_ptr() == delta.data_ptr() + rows[0].shape[-1] * item
+        and C.data_ptr() == B.data_ptr() + rows[1].shape[-1] * item
+        and all(r.stride(i) == strides[i] for r in rows for i in range(5) if r.shape[i] > 1)
+    )
+    if adjacent:
+        return rows[0].as_strided(shape, strides)
+    return torch.cat(rows, dim=-1)
 
 
 def cross_selective_scan_cpu(
@@ -290,18 +296,26 @@ def cross_selective_scan_cpu(
     D: torch.Tensor | None,
     delta_bias: torch.Tensor | None,
     delta_softplus: bool = True,
+    delta_proj: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Same contract as :func:`audiomamba.ops.cross_selective_scan` (float32 math, ``x``'s dtype out)."""
+    """Same contract as :func:`audiomamba.ops.cross_selective_scan` (float32 math, ``x``'s dtype out).
+
+    ``delta`` is the full ``(B, 4, E, H, W)``, or with ``delta_proj (4, E, R)`` its rank-R factors
+    ``(B, 4, R, H, W)``, projected inside the kernel.  Channels-last ``x`` (unit channel stride) is read in place,
+    and so are ``delta``, ``B`` and ``C`` when they are adjacent slices of one ``(B, H, W, 4, R + 2N)`` tensor.
+    """
     b, e, hgt, wid = x.shape
     k, n = delta.shape[1], A.shape[1]
-    # Per token and direction one row [delta (E, padded) | B (N) | C (N)], channels-last.
-    pad = _blocking(e, b)[2]
-    delta = torch.nn.functional.pad(delta, (0, 0, 0, 0, 0, pad))
-    rows = torch.cat([delta, B, C], dim=2).permute(0, 3, 4, 1, 2)  # (B, H, W, 4, E + pad + 2N)
-    pk = e + pad + 2 * n
+    blocking = _blocking(e, b)
+    if delta_proj is None:  # full delta: each row holds the (padded) channels of the direction's delta
+        delta = F.pad(delta, (0, 0, 0, 0, 0, blocking[2]))
+        dtw = np.zeros((k, 0, e), np.float32)
+    else:
+        dtw = _np(delta_proj.transpose(1, 2))  # (4, R, E)
+    rows = token_rows(delta, B, C)
+    pk = rows.shape[-1]
     zeros = torch.zeros(k, e)
-    y = _run(x.permute(0, 2, 3, 1), _np(rows), k * pk, pk, np.zeros((k, 0, e), np.float32),
-             _np(A.view(k, e, n).transpose(1, 2)), _np(D.view(k, e) if D is not None else zeros),
-             _np(delta_bias.view(k, e) if delta_bias is not None else zeros), delta_softplus)
+    y = _run(x.permute(0, 2, 3, 1), _np(rows), k * pk, pk, dtw, _np(A.view(k, e, n).transpose(1, 2)),
+             _np(D.view(k, e) if D is not None else zeros),
+             _np(delta_bias.view(k, e) if delta_bias is not None else zeros), delta_softplus, blocking)
     return y.permute(0, 3, 1, 2).to(x.dtype)
-

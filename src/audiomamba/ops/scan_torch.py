@@ -3,7 +3,7 @@
 The diagonal linear recurrence ``h_t = a_t h_{t-1} + b_t`` (``a_t = exp(delta_t A)``, ``b_t = delta_t B_t u_t``)
 is solved in two levels, with no Python loop over time steps:
 
-1. The sequence is cut into blocks of ``sub`` steps (16 by default).  Inside every block at once (one
+1. The sequence is cut into blocks of ``sub`` steps (``ScanConfig.torch_block``).  Inside every block at once (one
    vectorised computation over the whole chunk) the state reached from a zero start is, in closed form::
 
        E_t   = A * sum_{0<s<=t} delta_s          (log of the decay since the block's first step, <= 0)
@@ -18,8 +18,8 @@ This is exact and costs O(length) work.  ``exp(-E)`` overflows float32 once a bl
 ~88 nats; if any block of a chunk would exceed ``_MAX_DECAY``, that chunk is solved again with blocks half as
 long (down to single steps, which are always safe), so results stay exact for any input.
 
-Memory: the sequence is processed in chunks of about ``_CHUNK_ELEMENTS`` state values; under autograd each chunk
-is checkpointed (the backward recomputes it), so memory stays linear in the length.  State is float32 whatever
+Memory: the sequence is processed in chunks of about ``ScanConfig.torch_chunk_elements`` state values; under
+autograd each chunk is checkpointed (the backward recomputes it), so memory stays linear in the length.  State is float32 whatever
 the input dtype.
 """
 
@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from audiomamba.ops.config import get_scan_config
+
 # Largest decay (in nats) a block may accumulate; exp(60) ~ 1e26 leaves float32 headroom for exp(-E) * b.
 _MAX_DECAY = 60.0
-DEFAULT_BLOCK = 16
-_CHUNK_ELEMENTS = 1 << 23  # state values (batch * channels * steps * state) per chunk: 32 MiB per tensor
 
 
 def _solve_chunk(
@@ -87,18 +87,21 @@ def selective_scan_torch(
     D: torch.Tensor | None = None,
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
-    block: int = DEFAULT_BLOCK,
+    block: int | None = None,
     chunk: int | None = None,
 ) -> torch.Tensor:
     """Two-level chunked selective scan (see :func:`audiomamba.ops.selective_scan` for the contract).
 
     ``block``: steps solved in closed form at once; ``chunk``: steps per checkpointed chunk (a multiple of
-    ``block``; default: sized to about 8M state values).
+    ``block``).  Defaults: ``ScanConfig.torch_block``, and chunks of about ``ScanConfig.torch_chunk_elements``
+    state values (:func:`audiomamba.ops.get_scan_config`).
     """
     batch, channels, length = u.shape
     groups, state = B.shape[1], A.shape[1]
     e = channels // groups
     f32 = torch.float32
+    cfg = get_scan_config()
+    block = cfg.torch_block if block is None else block
     use_ckpt = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C))
     dt = effective_delta(delta, delta_bias, delta_softplus)
     # Pad to whole blocks with delta = 0 and u = 0: the state passes through unchanged; outputs are cropped.
@@ -108,7 +111,7 @@ def selective_scan_torch(
     Bf, Cf = F.pad(B.to(f32), (0, pad)), F.pad(C.to(f32), (0, pad))
     Af = A.to(f32).view(groups, e, state)
     if chunk is None:
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, batch * channels * state))
+        chunk = max(1, cfg.torch_chunk_elements // max(1, batch * channels * state))
     chunk = max(block, chunk // block * block)
     h = uf.new_zeros(batch, groups, e, state)
     ys = []
