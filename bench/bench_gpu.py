@@ -247,7 +247,7 @@ def sec_kernel(args):
 
 def sec_check(args):
     """Model-level: logits with the Triton kernel vs the PyTorch path (fp32, eval)."""
-    from audiomamba.ops import scan_triton
+    from audiomamba.ops.triton import scan as scan_triton
 
     out = {}
     for name in ["audiomamba_nano", "audiomamba_tiny_v2"]:
@@ -257,12 +257,12 @@ def sec_check(args):
             spec = torch.randn(2, 777, 64, device="cuda")
             with torch.no_grad():
                 y1 = fn(spec)
-                s1, s2 = scan_triton.supports_cross_selective_scan, scan_triton.supports_selective_scan
-                scan_triton.supports_cross_selective_scan = scan_triton.supports_selective_scan = lambda *a: False
+                supports = scan_triton.supports
+                scan_triton.supports = lambda *a: False  # "auto" falls back to the PyTorch scan
                 try:
                     y2 = fn(spec)
                 finally:
-                    scan_triton.supports_cross_selective_scan, scan_triton.supports_selective_scan = s1, s2
+                    scan_triton.supports = supports
             rel = float((y1 - y2).norm() / y2.norm())
             out[f"{name}/{layout}"] = rel
             log(f"model check {name} {layout}: rel diff triton vs torch logits {rel:.2e}")
@@ -405,7 +405,7 @@ def sec_norm(args):
     """LayerNorm at VMamba's stage shapes (batch 64, 10 s): the Triton kernel (float32 residual in, bf16 out, as
     the blocks' norms run under autocast) against PyTorch's under autocast (float32 out) plus the cast the next
     matmul makes; forward and forward + backward; bandwidth of the bytes each must move."""
-    from audiomamba.ops.layer_norm_triton import layer_norm_triton
+    from audiomamba.ops.triton.layer_norm import layer_norm_triton
 
     rows = []
     for tokens, c in [(64 * 64 * 64, 96), (64 * 32 * 32, 192), (64 * 16 * 16, 384), (64 * 8 * 8, 768)]:
@@ -631,12 +631,15 @@ def main():
     ap.add_argument("--compile", default="", help="models section: also time these models under torch.compile "
                     "(comma-separated names, e.g. audiomamba_tiny_v2,swin_t_htsat_like)")
     ap.add_argument("--segments", type=int, default=None, help="set the scan forward's segments per stream "
-                    "(ops/scan_triton.py _SEGMENTS; 0: its rule, _segments); default: the module's own setting")
+                    "(ops.ScanConfig.segments; 0: its rule, ops.plan_segments); default: the config's own setting")
     args = ap.parse_args()
-    if args.segments is not None:
-        from audiomamba.ops import scan_triton
+    import contextlib
 
-        scan_triton._SEGMENTS = args.segments or None
+    from audiomamba import ops
+
+    knobs = contextlib.ExitStack()  # scan knobs for the whole run (never closed: the process ends with it)
+    if args.segments is not None:
+        knobs.enter_context(ops.scan_config(segments=args.segments or None))
     os.makedirs(args.out, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -646,7 +649,7 @@ def main():
         "triton": __import__("triton").__version__, "date": datetime.date.today().isoformat(),
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv), "host": platform.node(),
         "audiomamba_from": os.path.dirname(audiomamba.__file__),
-        "scan_segments": __import__("audiomamba.ops.scan_triton", fromlist=["_SEGMENTS"])._SEGMENTS,
+        "scan_segments": ops.get_scan_config().segments,
     }
     log(RESULTS["meta"])
     for sec in args.sections.split(","):

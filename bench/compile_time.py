@@ -71,7 +71,7 @@ def stage_shapes(model_name: str) -> list[tuple[int, int, int, int]]:
 
 def scan_operands(batch: int, e: int, h: int, w: int, n: int, dtype: torch.dtype):
     """x (B, E, H, W) channels-last, delta (B, 4, E, H, W), B and C (B, 4, N, H, W) as views of one
-    (B, H, W, 4E + 8N) projection output, as ``SS2D._scan_inputs(composed=True)`` returns them."""
+    (B, H, W, 4E + 8N) projection output, as ``SS2D.scan_inputs(composed=True)`` returns them."""
     x = torch.empty(batch, h, w, e, dtype=dtype).permute(0, 3, 1, 2)
     out = torch.empty(batch, h, w, 4 * e + 8 * n, dtype=dtype)
     delta = out[..., : 4 * e].unflatten(-1, (4, e)).permute(0, 3, 4, 1, 2)
@@ -95,7 +95,8 @@ def main() -> None:
     from triton.runtime import driver
     from triton.runtime.jit import JITFunction
 
-    from audiomamba.ops import scan_triton as st
+    from audiomamba.ops.triton import scan as st
+    from audiomamba.ops.triton import scan_kernels as sk
 
     driver.set_active(_Sm90Driver())
     rows: list[dict] = []
@@ -112,7 +113,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
 
-    for kern in (st._scan_fwd_kernel, st._scan_bwd_kernel, st._sum4_kernel):
+    for kern in (sk.scan_fwd_kernel, sk.scan_bwd_kernel, sk.sum4_kernel):
         kern.run = timed_run.__get__(kern)
     shapes = stage_shapes(args.model)
     t_all = time.perf_counter()

@@ -15,7 +15,8 @@ import triton
 
 from audiomamba.models.layers import LayerNorm
 from audiomamba.ops import cross_selective_scan
-from audiomamba.ops import layer_norm_triton as lnt
+from audiomamba.ops.triton import layer_norm as lnt
+from audiomamba.ops.triton import layer_norm_kernels as lnk
 
 
 def host_us(fn, n: int = 300) -> float:
@@ -39,12 +40,12 @@ def main() -> None:
     mean = torch.empty(64, device=dev)
     rstd = torch.empty_like(mean)
     y = torch.empty(64, 96, device=dev, dtype=torch.bfloat16)
-    bm, bc, warps = lnt._blocks(96)
+    bm, bc, warps = lnt.row_blocks(96)
     grid = (triton.cdiv(64, bm),)
 
     def raw():
-        lnt._ln_fwd_kernel[grid](x, w, b, y, mean, rstd, 64, 96, 96, 96, 1e-5, BLOCK_M=bm, BLOCK_C=bc, HAS_W=True,
-                                 HAS_B=True, num_warps=warps)
+        lnk.ln_fwd_kernel[grid](x, w, b, y, mean, rstd, 64, 96, 96, 96, 1e-5, BLOCK_M=bm, BLOCK_C=bc, HAS_W=True,
+                                HAS_B=True, num_warps=warps)
 
     mod = LayerNorm(96, cast_output=True).to(dev)
     dy = torch.randn(64, 96, device=dev, dtype=torch.bfloat16)

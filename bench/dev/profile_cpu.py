@@ -34,13 +34,13 @@ def main() -> None:
     torch.set_num_interop_threads(1)
     torch.manual_seed(0)
     model = audiomamba.create_model(args.model, num_classes=527, layout="native").eval()
-    kernel = scan_cpu.ss2d_scan_cpu
+    kernel = scan_cpu.cross_selective_scan_cpu
 
     def labelled(*a, **k):
         with record_function("ss2d_scan (numba)"):
             return kernel(*a, **k)
 
-    scan_cpu.ss2d_scan_cpu = labelled
+    scan_cpu.cross_selective_scan_cpu = labelled  # the backend table looks it up at each call
     wave = torch.randn(1, int(args.seconds * model.sample_rate)) * 0.1
     with torch.inference_mode(), keep_freed_memory():  # as Tagger runs it on the CPU
         model(wave[:, : 2 * model.sample_rate])

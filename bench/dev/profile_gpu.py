@@ -15,7 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import audiomamba
-from audiomamba.ops import scan_triton
+from audiomamba.ops.triton import scan as scan_triton
 
 
 def table(fn, rows: int, steps: int = 3) -> str:

@@ -20,7 +20,7 @@ import tempfile
 import triton
 from triton.backends.compiler import GPUTarget
 
-from audiomamba.ops import scan_triton
+from audiomamba.ops.triton import scan_kernels
 
 BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
 PTRS = {f"{n}_ptr": "*bf16" for n in ("x", "d", "B", "C", "y", "dy", "du", "dd")}
@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--save", action="store_true", help="forward with the chunk states saved (training)")
     args = ap.parse_args()
     n = args.state
-    for kernel, name in ((scan_triton._scan_fwd_kernel, "fwd"), (scan_triton._scan_bwd_kernel, "bwd")):
+    for kernel, name in ((scan_kernels.scan_fwd_kernel, "fwd"), (scan_kernels.scan_bwd_kernel, "bwd")):
         for warps in (int(w) for w in args.warps.split(",")):
             be = 32 * warps
             const = dict(N=n, BLOCK_E=be, CROSS=True, SOFTPLUS=True, HAS_D=True, HAS_BIAS=True, EVEN=True, I64=False)
@@ -62,7 +62,7 @@ def main() -> None:
                 const.update(SAVE=args.save, SUMMARY=False)
             st = compile_stats(kernel, const, warps)
             # one loop body serves the four directions (backward ones walk negated strides): a chunk of CHUNK steps
-            per_thread = scan_triton.CHUNK
+            per_thread = scan_kernels.CHUNK
             print(f"{name} N {n} warps {warps}: regs {st['regs']} local {st['local']} sass {st['sass']} "
                   f"shfl {st['shfl']} -> {st['sass'] / per_thread:.0f} instr/element (upper bound); {st['layout']}",
                   flush=True)

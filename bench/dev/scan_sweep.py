@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from audiomamba.ops import cross_selective_scan, scan_triton
+from audiomamba.ops import ScanConfig, cross_selective_scan, plan_segments, scan_config
+from audiomamba.ops.triton import scan as scan_triton
 
 CASES = {  # name: (batch, E, N, H, W)
     "tiny_v2": (64, 96, 1, 64, 64),
@@ -86,12 +87,11 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true", help="x and delta channels-last, as in the model")
     ap.add_argument("--fwd", default="1,2,4", help="forward num_warps to try")
     ap.add_argument("--bwd", default="1,2,4", help="backward num_warps to try")
-    ap.add_argument("--segments", default="1", help="forward segments per stream to try (scan_triton._SEGMENTS; "
-                    "0: the rule of scan_triton._segments)")
+    ap.add_argument("--segments", default="1", help="forward segments per stream to try (ScanConfig.segments; "
+                    "0: the rule of ops.plan_segments)")
     args = ap.parse_args()
     parse = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
     t_start = time.time()
-    default_segments = scan_triton._SEGMENTS
     bw = copy_tbps()
     res = {"device": torch.cuda.get_device_name(), "copy_TBps": bw, "rows": []}
     print(f"{res['device']}: copy {bw:.2f} TB/s", flush=True)
@@ -112,12 +112,11 @@ def main() -> None:
         for fcfg, segs in [(f, sg) for f in parse(args.fwd) for sg in parse(args.segments)]:
             if time.time() - t_start > args.budget_s:
                 break
-            scan_triton._CONFIG_OVERRIDE = {"fwd": fcfg}
-            scan_triton._SEGMENTS = segs or None
             try:
-                y = scan_triton.cross_selective_scan_triton(*ins)
-                err = float((y.float() - ref).norm() / ref.norm())
-                ms = cuda_ms(lambda: scan_triton.cross_selective_scan_triton(*ins))
+                with scan_config(triton_fwd_warps=fcfg, segments=segs or None):
+                    y = scan_triton.cross_selective_scan_triton(*ins)
+                    err = float((y.float() - ref).norm() / ref.norm())
+                    ms = cuda_ms(lambda: scan_triton.cross_selective_scan_triton(*ins))
             except Exception as exc:  # a config the compiler rejects (e.g. out of registers): record and go on
                 print(f"{name} fwd {fcfg} segments {segs}: failed: {exc!r}"[:300], flush=True)
                 continue
@@ -125,32 +124,30 @@ def main() -> None:
                        frac_of_copy=fused_bytes / ms / 1e9 / bw)
             res["rows"].append(row)
             if not segs:
-                row["auto_segments"] = scan_triton._segments(b * 4 * e, scan_triton._n_chunks(h, w, True))
+                row["auto_segments"] = plan_segments(b * 4 * e, scan_triton.n_chunks(h, w, True), ScanConfig())
             print(f"{name} fwd {fcfg} segments {segs or 'rule=' + str(row['auto_segments'])}: {ms:.3f} ms  err {err:.1e}  {row['frac_of_copy']:.1%} of copy",
                   flush=True)
         best = min((r for r in res["rows"] if r["case"] == name and r["kind"] == "fwd"), key=lambda r: r["ms"], default=None)
         if best is None:
             continue
-        scan_triton._CONFIG_OVERRIDE = {"fwd": best["cfg"]}
-        scan_triton._SEGMENTS = best["segments"] or None
-        print(kernel_table(lambda: scan_triton.cross_selective_scan_triton(*ins)), flush=True)
+        best_knobs = dict(triton_fwd_warps=best["cfg"], segments=best["segments"] or None)
+        with scan_config(**best_knobs):
+            print(kernel_table(lambda: scan_triton.cross_selective_scan_triton(*ins)), flush=True)
         for warps in parse(args.bwd):
             if time.time() - t_start > args.budget_s:
                 break
-            scan_triton._CONFIG_OVERRIDE = {"fwd": best["cfg"], "bwd": warps}
             try:
-                ms = cuda_ms(fwdbwd, iters=5)
+                with scan_config(**best_knobs, triton_bwd_warps=warps):
+                    ms = cuda_ms(fwdbwd, iters=5)
             except Exception as exc:
                 print(f"{name} bwd {warps}: failed: {exc!r}"[:300], flush=True)
                 continue
-            res["rows"].append(dict(case=name, kind="fwd+bwd", cfg=scan_triton._CONFIG_OVERRIDE,
+            res["rows"].append(dict(case=name, kind="fwd+bwd", cfg={"fwd": best["cfg"], "bwd": warps},
                                     segments=best["segments"], ms=ms))
             print(f"{name} fwd+bwd fwd warps {best['cfg']} segments {best['segments']} bwd warps {warps}: "
                   f"{ms:.3f} ms", flush=True)
         torch.cuda.empty_cache()
         _write(args.out, res)  # after every case: a cut-off run keeps what it measured
-    scan_triton._CONFIG_OVERRIDE = None
-    scan_triton._SEGMENTS = default_segments
     _write(args.out, res)
 
 
