@@ -135,7 +135,9 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
 
 
 # ---------------------------------------------------------------------- implementation
-def _embed(audio: torch.Tensor, hm: HearModel, timestamps: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def _embed(
+    audio: torch.Tensor, hm: HearModel, timestamps: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(scene (N, D), timestamp embeddings (N, K, D) or None, timestamps (N, K) in ms or None)."""
     model, dev = hm.model, hm.device
     wave = _prepare(audio, hm).to(dev)

@@ -178,7 +178,8 @@ def model_card(meta: Mapping[str, Any], license: str = "apache-2.0", repo_id: st
         lines.append("")
     lines += ["## Labels", ""]
     table = ["| index | id | name |", "| --- | --- | --- |"]
-    table += [f"| {lab.get('index', i)} | {lab.get('mid', '')} | {_cell(lab.get('display_name', ''))} |" for i, lab in enumerate(labels)]
+    table += [f"| {lab.get('index', i)} | {lab.get('mid', '')} | {_cell(lab.get('display_name', ''))} |"
+              for i, lab in enumerate(labels)]
     if len(labels) > 50:
         lines += [f"<details><summary>{len(labels)} labels</summary>", "", *table, "", "</details>", ""]
     else:
@@ -275,7 +276,8 @@ def resolve_files(
             return None, path
         missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (path / name).is_file()]
         if missing:
-            raise CheckpointError(f"{path}: not an audiomamba model folder: missing {' and '.join(str(path / m) for m in missing)}")
+            names = " and ".join(str(path / m) for m in missing)
+            raise CheckpointError(f"{path}: not an audiomamba model folder: missing {names}")
         return path / CONFIG_NAME, path / WEIGHTS_NAME
     name = str(name_or_path)
     if _looks_like_path(name):
@@ -337,7 +339,8 @@ def _read_config(path: Path) -> dict[str, Any]:
     except (TypeError, ValueError):
         version = -1
     if not 0 < version <= FORMAT_VERSION:
-        raise CheckpointError(f"{path}: unsupported config format_version {meta.get('format_version')!r} (this version reads 1..{FORMAT_VERSION})")
+        raise CheckpointError(f"{path}: unsupported config format_version {meta.get('format_version')!r} "
+                              f"(this version reads 1..{FORMAT_VERSION})")
     model = meta.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not isinstance(model.get("args", {}), dict):
         raise CheckpointError(f"{path}: \"model\" must be {{\"name\": str, \"args\": {{...}}}}, got {model!r}")

@@ -344,9 +344,10 @@ def test_settings_are_checked():
 
 
 # ---------------------------------------------------------------------- microphone (sounddevice stand-in)
-def fake_sounddevice(signal: np.ndarray, sr: int):
+def fake_sounddevice(signal: np.ndarray, sr: int, threaded: bool = True):
     """A stand-in for the sounddevice module: an InputStream that calls back with ``signal`` block by block from
-    another thread, as PortAudio does (no audio device or PortAudio library on CI)."""
+    another thread, as PortAudio does (no audio device or PortAudio library on CI); ``threaded=False``: all of it
+    at once when the stream starts, before the tagger can read any."""
 
     class InputStream:
         def __init__(self, samplerate, channels, dtype, blocksize, device, callback):
@@ -359,8 +360,10 @@ def fake_sounddevice(signal: np.ndarray, sr: int):
                 for i in range(0, len(frames), self.blocksize):
                     self.callback(frames[i : i + self.blocksize], self.blocksize, None, None)
 
-            self.thread = threading.Thread(target=play, daemon=True)
-            self.thread.start()
+            if threaded:
+                threading.Thread(target=play, daemon=True).start()
+            else:
+                play()
             return self
 
         def __exit__(self, *exc):
@@ -382,6 +385,16 @@ def test_microphone_stream(monkeypatch):
     lines = read_lines(out.getvalue())
     assert lines[-1]["final"] and lines[-1]["t"] == pytest.approx(6.0, abs=0.01)
     assert [e[1:] for e in stream_events(lines) if e[0] == "loud"] == [pytest.approx((2.0, 3.0), abs=0.03)]
+
+
+def test_microphone_backlog_is_bounded_and_keeps_the_newest_audio(monkeypatch, caplog):
+    x = np.arange(48000, dtype=np.float32) / 48000  # one second: 20 blocks of 50 ms
+    monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(x, 48000, threaded=False))
+    mic = stream.Microphone(block_s=0.05, max_backlog_s=0.1, duration_s=0.1)  # room for two blocks
+    with caplog.at_level(logging.WARNING, logger="audiomamba.inference.stream"):
+        got = np.concatenate(list(mic))
+    np.testing.assert_array_equal(got, x[-4800:])
+    assert "the oldest 18 blocks were dropped" in caplog.text
 
 
 def test_microphone_without_sounddevice_says_what_to_install(monkeypatch):

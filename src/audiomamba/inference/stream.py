@@ -82,6 +82,8 @@ ENCODINGS: dict[str, tuple[int, str, float]] = {
     "f32le": (4, "<f4", 1.0),
     "f64le": (8, "<f8", 1.0),
 }
+# WAV (format tag, bits per sample) -> encoding: 1 = integer PCM, 3 = IEEE float
+_WAV_ENCODINGS = {(1, 8): "u8", (1, 16): "s16le", (1, 24): "s24le", (1, 32): "s32le", (3, 32): "f32le", (3, 64): "f64le"}
 _STREAMING_SIZE = 0x7FFF0000  # WAV chunk sizes at or above this (or 0) are a writer's "until the end" placeholder
 
 
@@ -99,7 +101,7 @@ class AudioSource:
 
 def _decode(buf: bytes | bytearray | memoryview, encoding: str, channels: int) -> np.ndarray:
     """Interleaved little-endian samples -> mono float32 in [-1, 1)."""
-    width, dtype, scale = ENCODINGS[encoding]
+    _, dtype, scale = ENCODINGS[encoding]
     if encoding == "s24le":
         b = np.frombuffer(buf, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
         x = ((b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8) >> 8  # sign-extend 24 bits
@@ -208,7 +210,7 @@ def read_wav_header(f: BinaryIO, name: str = "stream") -> WavHeader:
     if fmt is None:
         raise AudioDecodeError(f"{name}: WAV stream has no fmt chunk before its data")
     tag, channels, rate, align, bits = fmt
-    encoding = {(1, 8): "u8", (1, 16): "s16le", (1, 24): "s24le", (1, 32): "s32le", (3, 32): "f32le", (3, 64): "f64le"}.get((tag, bits))
+    encoding = _WAV_ENCODINGS.get((tag, bits))
     if encoding is None or channels < 1 or rate < 1 or align != channels * ENCODINGS[encoding][0]:
         raise AudioDecodeError(
             f"{name}: unsupported WAV encoding (format tag {tag}, {bits} bits, {channels} channels, {rate} Hz, "
@@ -242,9 +244,10 @@ class Microphone(AudioSource):
     """An input device through ``sounddevice`` (PortAudio; the ``stream`` extra).
 
     ``sample_rate``: None for the device's default; ``device``: a sounddevice device name or index (None: the
-    default input); ``duration_s``: stop after that long (None: until Ctrl-C).  Blocks of ``block_s`` seconds are queued by PortAudio's thread and handed over all at once
-    when the tagger asks; at most ``max_backlog_s`` seconds wait (older blocks are dropped, with a warning), so
-    memory stays bounded even if the tagger stalls.
+    default input); ``duration_s``: stop after that long (None: until Ctrl-C).  Blocks of ``block_s`` seconds are
+    queued by PortAudio's thread and handed over all at once when the tagger asks; at most ``max_backlog_s``
+    seconds wait (the oldest are dropped beyond that, with a warning), so memory stays bounded even if the
+    tagger stalls.
     """
 
     live = True
@@ -275,8 +278,13 @@ class Microphone(AudioSource):
                 log.warning("microphone: %s", status)
             try:
                 blocks.put_nowait(indata.copy())
-            except queue.Full:
+            except queue.Full:  # keep the newest audio: drop the oldest block
                 self.dropped_blocks += 1
+                try:
+                    blocks.get_nowait()
+                    blocks.put_nowait(indata.copy())
+                except (queue.Empty, queue.Full):
+                    pass
 
         with self._sd.InputStream(samplerate=self.sample_rate, channels=self.channels, dtype="float32",
                                   blocksize=self.block, device=self.device, callback=callback):
@@ -289,7 +297,7 @@ class Microphone(AudioSource):
                     except queue.Empty:
                         break
                 if self.dropped_blocks:
-                    log.warning("microphone: the tagger fell %d blocks behind; they were dropped", self.dropped_blocks)
+                    log.warning("microphone: the tagger fell behind; the oldest %d blocks were dropped", self.dropped_blocks)
                     self.dropped_blocks = 0
                 x = to_mono(np.concatenate(got).reshape(-1, self.channels).astype(np.float32, copy=False))
                 if left is not None:
@@ -414,10 +422,11 @@ class StreamTagger:
 
     ``window_s``: audio scored per hop; ``hop_s``: stream time between lines (both rounded to whole 10 ms
     frames; ``hop_s + lookahead_s <= window_s``); ``lookahead_s``: right-hand context of a frame before it is
-    decided (events come that much later, and match whole-file ones better).  ``top_k``, ``tag_threshold``: the tags of each line.  ``threshold``
-    (one, or one per class), ``min_duration``, ``min_gap`` (s), ``median_filter`` (s, 0 = off): the events, as
-    in :meth:`Tagger.detect <audiomamba.inference.Tagger.detect>`.  ``realtime``: when one :meth:`feed` brings
-    several hops, tag once at the newest (a live source must not fall behind).
+    decided (events come that much later, and match whole-file ones better).  ``top_k``, ``tag_threshold``: the
+    tags of each line.  ``threshold`` (one, or one per class), ``min_duration``, ``min_gap`` (s),
+    ``median_filter`` (s, 0 = off): the events, as in :meth:`Tagger.detect <audiomamba.inference.Tagger.detect>`.
+    ``realtime``: when one :meth:`feed` brings several hops, tag once at the newest (a live source must not fall
+    behind).
     """
 
     def __init__(
@@ -446,7 +455,8 @@ class StreamTagger:
         self.window = max(self.hop, int(round(window_s * self.frame_rate)) * self.frame_hop)
         self.lookahead = int(round(lookahead_s * self.frame_rate))  # frames
         if self.hop + self.lookahead * self.frame_hop > self.window:
-            raise ValueError(f"hop_s + lookahead_s must fit in window_s (after rounding to {1000 / self.frame_rate:g} ms frames)")
+            raise ValueError(f"hop_s + lookahead_s must fit in window_s (after rounding to "
+                             f"{1000 / self.frame_rate:g} ms frames)")
         # Windows start on a frame and, in native mode, on the model's token grid (PATCH_STRIDE frames): a frame
         # then falls in the same token in every window as in the whole stream.  A window is up to one grid step
         # longer than ``window_s``; the ring holds that much.
@@ -520,7 +530,9 @@ class StreamTagger:
         return ended
 
 
-def tag_stream(tagger: "Tagger", source: AudioSource, *, realtime: bool | None = None, **options: Any) -> Iterator[dict[str, Any]]:
+def tag_stream(
+    tagger: "Tagger", source: AudioSource, *, realtime: bool | None = None, **options: Any
+) -> Iterator[dict[str, Any]]:
     """The lines of :class:`StreamTagger` (``options``: its settings) for ``source``, as they come; resampled to
     the tagger's rate when the source's differs.  Ctrl-C ends the stream like its end: the last line follows."""
     streamer = StreamTagger(tagger, realtime=source.live if realtime is None else realtime, **options)
