@@ -47,3 +47,11 @@ def test_state_round_trip(tmp_path):
         load_state(tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError):
         load_state(tmp_path / "missing.pt")
+
+
+def test_ema_state_lands_on_the_weights_device():
+    """last.pt is read onto the CPU; a restored EMA must average on the device of the weights (on a GPU run, a CPU
+    shadow made the first update after resuming fail).  The meta device stands in for a GPU here."""
+    ema = EMA(torch.nn.Linear(3, 2).to("meta"), 0.5)
+    ema.load_state_dict(EMA(torch.nn.Linear(3, 2), 0.9).state_dict())
+    assert ema.decay == 0.9 and all(v.device.type == "meta" for v in ema.shadow.values())

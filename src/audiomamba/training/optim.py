@@ -78,11 +78,15 @@ class EMA:
             torch._foreach_lerp_(lerp_s, lerp_v, 1 - self.decay)
 
     def copy_to(self, model: nn.Module) -> None:
+        """Load the averaged weights into ``model`` (in its own dtypes)."""
         model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in self.shadow.items()})
 
     def state_dict(self) -> dict:
+        """``{"decay", "shadow"}``."""
         return {"decay": self.decay, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output; each tensor goes to the device of the shadow it replaces (a
+        checkpoint is read onto the CPU, the weights may be on a GPU)."""
         self.decay = float(state["decay"])
-        self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
+        self.shadow = {k: v.to(self.shadow[k].device, copy=True) for k, v in state["shadow"].items()}

@@ -26,7 +26,8 @@ from audiomamba.datasets.sampler import BatchSampler
 from audiomamba.evaluation.predict import evaluate_scores, predict
 from audiomamba.training.config import Config, config_to_dict
 from audiomamba.training.optim import EMA, lr_factor, param_groups
-from audiomamba.training.state import Progress, Resumable, load_state, restore_state, save_state
+from audiomamba.training.state import (Progress, Resumable, load_state, restore_state, rng_state, save_state,
+                                       set_rng_state)
 from audiomamba.training.step import (AudioMambaLogits, LossLog, batch_generator, check_graphable, mix_batch,
                                       tagging_loss)
 from audiomamba.utils import distributed as D
@@ -102,11 +103,11 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
 class Trainer:
     """One training run on this process's share of each batch.
 
-    The constructor builds everything (:meth:`_build_data`, :meth:`_build_model`, :meth:`_build_optimiser`,
-    then the resumed or fresh state and the CUDA graph); :meth:`fit` runs the epochs.  Within an epoch,
-    :meth:`train_step` takes one micro-batch and makes the optimiser update after ``optim.accumulate`` of them;
-    at an epoch's end :meth:`validate` scores the validation split and keeps the best model, and
-    :meth:`save_last` writes ``last.pt``; :meth:`save_final` writes the trained model.
+    The constructor builds everything: :meth:`_build_data`, :meth:`_build_model`, :meth:`_build_optimiser`,
+    :meth:`_start` (the resumed or fresh state), :meth:`_capture_graph`.  :meth:`fit` runs the epochs
+    (:meth:`run_epoch`).  :meth:`train_step` takes one micro-batch and makes the optimiser update after
+    ``optim.accumulate`` of them; at an epoch's end :meth:`validate` scores the validation split and keeps the
+    best model, and :meth:`save_last` writes ``last.pt``; :meth:`save_final` writes the trained model.
     """
 
     def __init__(self, cfg: Config, device: torch.device, resume_from: str | None = None) -> None:
@@ -119,13 +120,7 @@ class Trainer:
         self._build_data()
         self._build_model()
         self._build_optimiser()
-        if resume_from:
-            self.progress = restore_state(resume_from, self.parts, cfg, self.train_cs.num_classes, device)
-            if self.is_main:
-                log.info("resumed from %s at step %d (epoch %d)", resume_from, self.progress.step, self.progress.epoch)
-        else:
-            self.progress = Progress()
-            torch.manual_seed(cfg.train.seed * 1000 + self.rank)  # per-rank streams for SpecAugment / drop-path
+        self.progress = self._start(resume_from)
         self.loss_log = LossLog()
         self.last_map: float | None = None  # the latest validation mAP
         self.stopped = False  # train.stop_after_steps reached
@@ -222,16 +217,29 @@ class Trainer:
                 raise ValueError("train.cuda_graph: CUDA-graph training runs in one process only; set it false with torchrun")
             check_graphable(raw, self.clip_samples)
 
+    def _start(self, resume_from: str | None) -> Progress:
+        """The counters, weights, optimiser and RNG states of a resumed run, or a fresh start's per-rank seed."""
+        if not resume_from:
+            torch.manual_seed(self.cfg.train.seed * 1000 + self.rank)  # per-rank streams for SpecAugment / drop-path
+            return Progress()
+        progress = restore_state(resume_from, self.parts, self.cfg, self.train_cs.num_classes, self.device)
+        if self.is_main:
+            log.info("resumed from %s at step %d (epoch %d)", resume_from, progress.step, progress.epoch)
+        return progress
+
     def _capture_graph(self) -> GraphedTraining:
         """The forward and backward captured on example inputs of the batches' shape.  Called before any data
         loader exists: a capture fails when another thread calls CUDA meanwhile, as the loader's memory-pinning
-        thread does."""
+        thread does.  The capture's warm-up runs draw random numbers (SpecAugment, drop path); the generators are
+        rewound afterwards, so that a resumed run, which captures again, draws what the uninterrupted run drew."""
         n = self.per_rank
         wave = torch.randn(n, self.clip_samples, generator=torch.Generator().manual_seed(0)).mul_(0.1).to(self.device)
         example = (wave,)
         if self.cfg.augment.mixup == "spec" and n > 1:
             example += (torch.full((n,), 0.5, device=self.device),)
+        rng = rng_state(self.device)
         graphed = GraphedTraining(AudioMambaLogits(self.raw_model), example, self.compute_dtype)
+        set_rng_state(rng, self.device)
         self.graph_batch_shape = tuple(wave.shape)
         if self.is_main:
             log.info("train.cuda_graph: forward and backward captured for batches of %s", self.graph_batch_shape)
@@ -302,6 +310,7 @@ class Trainer:
             self.loss_log.flush()
 
     def _log_due(self) -> bool:
+        """Whether this step gets a log line (every ``train.log_every`` steps; never when it is 0)."""
         every = self.cfg.train.log_every
         return bool(every) and self.progress.step % every == 0
 
