@@ -131,9 +131,12 @@ def _export_mode_applies() -> bool:
     """:func:`exporting`, as the dispatcher sees it: ``torch.compile`` cannot trace a context variable's read
     (it would break the graph at every scan) and compiled graphs are not exported, so under ``torch.compile`` it
     is False; under ``torch.export`` (and ``torch.jit.trace``), which run this code in Python, it is read."""
-    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+    if torch.compiler.is_compiling() and not _is_exporting():
         return False
     return exporting()
+
+
+_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)  # torch < 2.5 has no torch.export check
 
 
 def resolve_backend(
