@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import audiomamba
-from audiomamba.inference.export import ConvLogMel, selective_scan_blocked
+from audiomamba.inference.export import ExportableTagger, reference_outputs, selective_scan_blocked
 from audiomamba.models.features import FrontendConfig, LogMel
 from audiomamba.ops import selective_scan_ref, selective_scan_torch
 
@@ -47,11 +47,30 @@ def real_or_generated_clip(seconds: float) -> torch.Tensor:
 def test_conv_logmel_matches_torch_stft(sr):
     fe = LogMel(FrontendConfig.for_sample_rate(sr))
     wave = torch.from_numpy(np.stack([music_like(0.7, 1), music_like(0.7, 2) * 1e-3]))[:, : int(0.7 * sr)]
-    want, got = fe(wave), ConvLogMel(fe)(wave)
+    want, got = fe(wave), LogMel(fe.cfg, stft="conv")(wave)
     assert got.shape == want.shape
     loud = want > -60  # well above float32 rounding of the DFT sums
     assert (got - want)[loud].abs().max() < 1e-3
     assert (got - want).abs().max() < 0.5
+
+
+def test_exportable_tagger_leaves_the_callers_model_alone():
+    """The wrapper runs a copy of the model in the layout asked for; the caller's model keeps its layout, mode and
+    weights, and the wrapper's outputs match the model's own forward in that layout."""
+    torch.manual_seed(6)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=4).train()  # fold layout, training mode
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    wrapper = ExportableTagger(model, multi_label=True, layout="native")
+    assert (model.layout, model.training, wrapper.layout, wrapper.model.training) == ("fold", True, "native", False)
+    assert wrapper.model is not model and wrapper.frontend.stft == "conv"
+    clip = real_or_generated_clip(1.5)
+    with torch.inference_mode():
+        got = [t.numpy() for t in wrapper(clip)]
+    want = reference_outputs(wrapper.model, clip, multi_label=True, layout="native")
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-3)
+    assert (model.layout, model.training) == ("fold", True)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_blocked_scan_matches_reference_including_strong_decay():

@@ -111,7 +111,7 @@ def test_checkpoint_config_weights_mismatch(nano_ckpt, tmp_path):
 @pytest.mark.parametrize("frames", [1, 300, 30000, 30001, 95999, 180001])
 def test_native_chunks_tile_the_input(tagger, frames):
     t = Tagger(tagger.model, mode="native", chunk_s=100.0, chunk_overlap_s=5.0)
-    pieces = t._pieces(frames)
+    pieces = t.plan.pieces(frames)
     covered = np.zeros(frames, int)
     for start, length, keep_a, keep_b in pieces:
         assert 0 <= start and start + length <= frames and start <= keep_a < keep_b <= start + length
@@ -127,23 +127,39 @@ def test_native_chunked_long_input_runs_and_single_pass_agrees(tagger):
     wave = noise(3.0)
     one = Tagger(tagger.model, mode="native").detect(wave, sample_rate=SR, threshold=0.0)
     chunked = Tagger(tagger.model, mode="native", chunk_s=1.5, chunk_overlap_s=0.4)
-    assert len(chunked._pieces(301)) == 4  # cores of 70 frames, the last absorbs a tail shorter than the overlap
+    assert len(chunked.plan.pieces(301)) == 4  # cores of 70 frames, the last absorbs a tail shorter than the overlap
     r = chunked.detect(wave, sample_rate=SR, threshold=0.0)
     assert r.framewise.shape == one.framewise.shape
     assert np.isfinite(r.framewise).all() and np.isfinite(r.scores).all()
     # every chunk's centre is the model's own framewise output on that chunk
     spec = chunked.spectrogram(wave)
     with torch.inference_mode():
-        s, n, a, b = chunked._pieces(301)[1]
+        s, n, a, b = chunked.plan.pieces(301)[1]
         out = chunked.model.forward_head(*chunked.model.forward_features(spec[None, s : s + n]), n)
     np.testing.assert_allclose(r.framewise[a:b], torch.sigmoid(out.framewise_logits[0, a - s : b - s]).numpy(), atol=1e-5)
+
+
+def test_native_mode_runs_a_fold_model_without_switching_its_layout():
+    """The layout is an argument of the forward: a tagger in native mode leaves a shared fold model as it is."""
+    torch.manual_seed(5)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=3).eval()  # fold layout
+    seen = []
+    model.head.register_forward_hook(lambda *_: seen.append(model.layout))
+    t = Tagger(model, mode="native")
+    assert t.layout == "native" and model.layout == "fold"
+    r = t.detect(noise(1.5, seed=6), sample_rate=SR, threshold=0.5)
+    assert seen and set(seen) == {"fold"} and model.layout == "fold"
+    with torch.inference_mode():
+        want = model(torch.from_numpy(noise(1.5, seed=6))[None], layout="native")
+    np.testing.assert_allclose(r.scores, torch.sigmoid(want.logits[0]).numpy(), atol=1e-5)
+    np.testing.assert_allclose(r.framewise, torch.sigmoid(want.framewise_logits[0]).numpy(), atol=1e-5)
 
 
 def test_windowed_mean_and_max(tagger):
     wave = noise(2.5, seed=3)
     mean = Tagger(tagger.model, mode="windowed", window_s=1.0, hop_s=0.5)
     mx = Tagger(tagger.model, mode="windowed", window_s=1.0, hop_s=0.5, aggregate="max")
-    starts = [s for s, *_ in mean._pieces(251)]
+    starts = [s for s, *_ in mean.plan.pieces(251)]
     assert starts == [0, 50, 100, 150, 151]  # the last window flush with the end
     spec = mean.spectrogram(wave)
     with torch.inference_mode():

@@ -54,6 +54,26 @@ def test_fold_layout_shapes_and_long_inputs():
     assert out.framewise_logits.shape == (1, 1024, 4)
 
 
+def test_layout_is_an_argument_of_the_forward():
+    """``layout=`` runs the same weights in the other layout for one call; the model's own is left as it is."""
+    torch.manual_seed(7)
+    fold = audiomamba.create_model("audiomamba_nano", num_classes=3).eval()
+    native = audiomamba.create_model("audiomamba_nano", num_classes=3, layout="native").eval()
+    native.load_state_dict(fold.state_dict())
+    wave = torch.randn(2, 2 * SR) * 0.1
+    with torch.no_grad():
+        as_native, own, spec = fold(wave, layout="native"), fold(wave), fold.spectrogram(wave)
+        torch.testing.assert_close(as_native.logits, native(wave).logits)
+        torch.testing.assert_close(as_native.framewise_logits, native(wave).framewise_logits)
+        torch.testing.assert_close(fold.forward_spectrogram(spec).logits, own.logits)
+        torch.testing.assert_close(native.forward_spectrogram(spec, layout="fold").logits, own.logits)
+        features, valid = fold.forward_features(spec, layout="native")
+        torch.testing.assert_close(fold.forward_head(features, valid, spec.shape[1], layout="native").logits, as_native.logits)
+    assert fold.layout == "fold" and native.layout == "native"
+    with pytest.raises(ValueError, match="layout"):
+        fold(wave, layout="spiral")
+
+
 def test_fold_puts_frames_where_htsat_does():
     spec = torch.arange(1024 * 64, dtype=torch.float32).view(1, 1024, 64)  # value = frame * 64 + mel
     img = AudioMamba.fold(spec)[0, 0]

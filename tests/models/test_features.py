@@ -60,6 +60,23 @@ def test_logmel_matches_numpy_reference():
     np.testing.assert_allclose(out, ref, atol=2e-3, rtol=0)
 
 
+def test_blocked_and_conv_forms_match_one_pass():
+    """Blocks (the long-input mode) give the frames of one pass; the conv1d-DFT form (export) the same log-mel."""
+    x = torch.from_numpy(np.stack([realistic_signal(seed=1), realistic_signal(seed=2) * 1e-3]))
+    fe = LogMel()
+    one = fe(x)
+    for block in (1, 37, 150, 151, 10_000):
+        blocked = fe(x, block_frames=block)
+        assert blocked.shape == one.shape == (2, 151, 64)
+        torch.testing.assert_close(blocked, one, atol=1e-4, rtol=0)
+    conv = LogMel(stft="conv")
+    loud = one > -60  # well above float32 rounding of the DFT sums
+    assert (conv(x) - one)[loud].abs().max() < 1e-3
+    torch.testing.assert_close(conv(x, block_frames=40), conv(x), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="stft"):
+        LogMel(stft="fft")
+
+
 def test_filterbank_against_librosa_when_available():
     librosa = pytest.importorskip("librosa")
     from audiomamba.models.features import mel_filterbank

@@ -1,7 +1,7 @@
 """CUDA-graph inference (audiomamba.utils.cuda_graphs, Tagger(cuda_graph=True)) against the eager path.
 
 GPU only: CUDA graphs have no CPU counterpart.  The CPU suite checks that asking for them without CUDA is
-refused (tests/test_tagger.py, tests/test_cli_tag.py)."""
+refused (tests/inference/test_tagger.py, tests/cli/test_tag.py)."""
 
 import numpy as np
 import pytest
@@ -69,4 +69,4 @@ def test_tagger_with_cuda_graph_matches_eager(mode, dtype):
         np.testing.assert_allclose(b.scores, a.scores, **tol)
         np.testing.assert_allclose(b.framewise, a.framewise, **tol)
         np.testing.assert_allclose(graphed.embed(wave, sample_rate=SR), eager.embed(wave, sample_rate=SR), **tol)
-    assert graphed._graphed.captures >= 1 and graphed._graphed.replays >= 3
+    assert graphed.cuda_graphs.captures >= 1 and graphed.cuda_graphs.replays >= 3

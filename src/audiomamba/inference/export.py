@@ -1,10 +1,12 @@
 """Export to ONNX and TorchScript: the whole pipeline, waveform in, scores out.
 
-Two pieces are swapped for export-friendly equivalents, with the same weights and the same results:
+The caller's model is never changed: :class:`ExportableTagger` wraps a copy of it, and the layout to export is
+passed to the copy's forward.  Two pieces are swapped for export-friendly equivalents, with the same weights and
+the same results:
 
-- the front end's ``torch.stft`` becomes :class:`ConvLogMel`: reflect padding and a ``conv1d`` whose kernels
-  are the Hann-windowed DFT basis (cos and -sin rows), stride = hop; power, mel matrix and dB as before.
-  Every exporter and runtime has conv1d; not all have STFT.
+- the front end's ``torch.stft`` becomes ``LogMel(cfg, stft="conv")`` (:class:`~audiomamba.models.features.LogMel`):
+  reflect padding and a ``conv1d`` whose kernels are the Hann-windowed DFT basis (cos and -sin rows), stride =
+  hop; power, mel matrix and dB as before.  Every exporter and runtime has conv1d; not all have STFT.
 - the selective scan becomes :func:`audiomamba.ops.scan_blocked.selective_scan_blocked`, a loop-free, data-independent scan (the chunked
   torch scan decides at run time, from the data, whether to split a chunk; a trace would freeze those
   decisions).  It solves ``h_t = a_t h_{t-1} + b_t`` hierarchically: blocks of 4 steps in closed form
@@ -14,13 +16,14 @@ Two pieces are swapped for export-friendly equivalents, with the same weights an
   contribution of at most ``e^-15 ~ 3e-7`` of its size.  It is registered as the scan backend "blocked",
   which ``backend="auto"`` picks only inside :func:`export_mode`.
 
-The exported graph has a fixed input length (``seconds``) and a dynamic batch.
+The exported graph has a fixed input length (``seconds``) and a dynamic batch.  A fold-layout export longer
+than 10.24 s holds the model's own windows (:mod:`audiomamba.inference.pieces`), planned from the fixed length.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
+import copy
+import json
 import os
 import time
 from pathlib import Path
@@ -28,12 +31,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from audiomamba.errors import ExportError
+from audiomamba.models.features import LogMel
 from audiomamba.models.heads import logits_to_scores
-
 from audiomamba.ops import export_mode
 from audiomamba.ops.scan_blocked import selective_scan_blocked  # noqa: F401  (re-exported)
 
@@ -48,63 +50,37 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------- front end
-class ConvLogMel(nn.Module):
-    """:class:`audiomamba.models.features.LogMel` with the STFT written as a strided conv1d over a DFT basis."""
-
-    def __init__(self, frontend: nn.Module) -> None:
-        super().__init__()
-        cfg = frontend.cfg
-        self.n_fft, self.hop = cfg.n_fft, cfg.hop_length
-        bins = cfg.n_fft // 2 + 1
-        t = np.arange(cfg.n_fft)
-        k = np.arange(bins)[:, None]
-        angle = 2.0 * math.pi * k * t[None, :] / cfg.n_fft
-        window = frontend.window.double().cpu().numpy()  # the periodic Hann window LogMel uses
-        basis = np.concatenate([window * np.cos(angle), -window * np.sin(angle)])  # (2 * bins, n_fft)
-        self.bins = bins
-        self.register_buffer("basis", torch.from_numpy(basis).float().unsqueeze(1), persistent=False)
-        self.register_buffer("mel_fb", frontend.mel_fb.detach().clone(), persistent=False)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, samples) -> (B, frames, n_mels) dB, frames = 1 + samples // hop."""
-        x = F.pad(wave.unsqueeze(1), (self.n_fft // 2, self.n_fft // 2), mode="reflect")
-        spec = F.conv1d(x, self.basis, stride=self.hop)  # (B, 2 * bins, frames)
-        re, im = spec[:, : self.bins], spec[:, self.bins :]
-        power = re * re + im * im
-        mel = torch.matmul(power.transpose(1, 2), self.mel_fb)
-        return 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+# ---------------------------------------------------------------------- front end and wrapper
+def ConvLogMel(frontend: LogMel) -> LogMel:
+    """The export form of ``frontend``: ``LogMel(frontend.cfg, stft="conv")``, on the same device.  (A function
+    under the name of the former class, so that ``ConvLogMel(model.frontend)`` keeps working.)"""
+    return LogMel(frontend.cfg, stft="conv").to(frontend.mel_fb.device)
 
 
-# ---------------------------------------------------------------------- wrapper
 class ExportableTagger(nn.Module):
     """Waveform ``(B, samples)`` -> ``scores (B, C)``, ``framewise (B, frames, C)`` probabilities (tscam
     head only) and ``embedding (B, D)``, with the export-friendly front end.  Scores are sigmoids when
-    ``multi_label`` else softmax over classes."""
+    ``multi_label`` else softmax over classes.
+
+    It holds a copy of ``model`` in eval mode (``self.model``; the caller's model is left as it is) and runs it in
+    ``layout`` (None: the model's own).  The copy keeps its ``torch.stft`` front end, so :func:`reference_outputs`
+    of ``self.model`` in ``self.layout`` is what the export is checked against.
+    """
 
     def __init__(self, model: nn.Module, multi_label: bool = True, layout: str | None = None) -> None:
         super().__init__()
-        self.model = model.eval()
-        if layout is not None:
-            self.model.layout = layout
-        self.frontend = ConvLogMel(model.frontend)
+        self.model = copy.deepcopy(model).eval()
+        self.layout = model.layout if layout is None else layout
+        self.frontend = ConvLogMel(self.model.frontend)
         self.multi_label = multi_label
-
-    def _act(self, x: torch.Tensor) -> torch.Tensor:
-        return logits_to_scores(x, self.multi_label)
 
     def forward(self, wave: torch.Tensor):
         m = self.model
-        x = self.frontend(wave)
-        x = m.bn0(x.transpose(1, 2).unsqueeze(-1)).squeeze(-1).transpose(1, 2)
-        frames = x.shape[1]
-        if m.layout == "fold" and frames > 1024:
-            out = m._forward_windows(x)
-        else:
-            out = m.forward_head(*m.forward_features(x), frames)
+        out = m.forward_spectrogram(m.normalise(self.frontend(wave)), self.layout)
+        scores = logits_to_scores(out.logits, self.multi_label)
         if out.framewise_logits is None:
-            return self._act(out.logits), out.embedding
-        return self._act(out.logits), self._act(out.framewise_logits), out.embedding
+            return scores, out.embedding
+        return scores, logits_to_scores(out.framewise_logits, self.multi_label), out.embedding
 
     def output_names(self) -> list[str]:
         tscam = getattr(self.model, "head_type", "tscam") == "tscam"
@@ -119,15 +95,16 @@ def _example(model: nn.Module, seconds: float, batch: int = 1, seed: int = 0) ->
     return 0.1 * torch.randn(batch, n, generator=g)
 
 
-def reference_outputs(model: nn.Module, wave: torch.Tensor, multi_label: bool = True) -> list[np.ndarray]:
-    """PyTorch outputs of the un-modified model (torch.stft front end, chunked scan) for comparison."""
+def reference_outputs(model: nn.Module, wave: torch.Tensor, multi_label: bool = True, layout: str | None = None) -> list[np.ndarray]:
+    """PyTorch outputs of the model as it is (torch.stft front end, the usual scan backends) in ``layout`` (None:
+    the model's own), for comparison."""
     with torch.inference_mode():
-        out = model(wave)
+        out = model(wave, layout=layout)
     res = [logits_to_scores(out.logits, multi_label)]
     if out.framewise_logits is not None:
         res.append(logits_to_scores(out.framewise_logits, multi_label))
     res.append(out.embedding)
-    return [r.float().numpy() for r in res]
+    return [r.float().cpu().numpy() for r in res]
 
 
 def _meta(model: nn.Module) -> dict[str, Any]:
@@ -151,10 +128,8 @@ def export_onnx(
 
     meta = _meta(model)
     multi_label = bool(meta.get("multi_label", True))
-    model = model.cpu().float().eval()
-    if layout is not None:
-        model.layout = layout
-    wrapper = ExportableTagger(model, multi_label)
+    wrapper = ExportableTagger(model, multi_label, layout).cpu().float()
+    model = wrapper.model  # the copy: on the CPU in float32, the caller's model untouched
     example = _example(model, seconds, batch=2)  # batch 2: torch.export specialises a size-1 dimension to 1
     names = wrapper.output_names()
     path = Path(path)
@@ -173,10 +148,11 @@ def export_onnx(
             verbose=False,
         )
     _add_onnx_metadata(path, model, meta, example.shape[1])
-    report = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {example.shape[1]} samples at {model.sample_rate} Hz, layout {model.layout}, {time.time() - t0:.1f} s)"
+    report = (f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {example.shape[1]} samples at {model.sample_rate} Hz, "
+              f"layout {wrapper.layout}, {time.time() - t0:.1f} s)")
     if verify:
         wave = verify_wave if verify_wave is not None else example
-        diff = verify_onnx(path, model, wave, multi_label)
+        diff = verify_onnx(path, model, wave, multi_label, layout=wrapper.layout)
         if diff["scores"] > atol:
             raise ExportError(f"{path}: onnxruntime scores differ from PyTorch by {diff['scores']:.2e} > {atol}")
         report += "; onnxruntime vs PyTorch max |diff|: " + ", ".join(f"{k} {v:.1e}" for k, v in diff.items())
@@ -184,8 +160,6 @@ def export_onnx(
 
 
 def _add_onnx_metadata(path: Path, model: nn.Module, meta: dict, samples: int) -> None:
-    import json
-
     import onnx
 
     proto = onnx.load(str(path))
@@ -203,13 +177,16 @@ def _add_onnx_metadata(path: Path, model: nn.Module, meta: dict, samples: int) -
     onnx.save(proto, str(path))
 
 
-def verify_onnx(path: str | os.PathLike, model: nn.Module, wave: torch.Tensor, multi_label: bool = True) -> dict[str, float]:
-    """Max abs differences between onnxruntime and the PyTorch model on ``wave`` (B, samples)."""
+def verify_onnx(
+    path: str | os.PathLike, model: nn.Module, wave: torch.Tensor, multi_label: bool = True, layout: str | None = None
+) -> dict[str, float]:
+    """Max abs differences between onnxruntime and the PyTorch model (in ``layout``; None: its own) on ``wave``
+    (B, samples)."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"waveform": wave.float().numpy()})
-    want = reference_outputs(model, wave, multi_label)
+    want = reference_outputs(model, wave.to(next(model.parameters()).device), multi_label, layout)
     names = [o.name for o in sess.get_outputs()]
     return {n: float(np.abs(g - w).max()) for n, g, w in zip(names, got, want)}
 
@@ -220,17 +197,13 @@ def export_torchscript(
     """Write a traced TorchScript module (``torch.jit.load`` it; same inputs/outputs as the ONNX model)."""
     meta = _meta(model)
     multi_label = bool(meta.get("multi_label", True))
-    model = model.cpu().float().eval()
-    if layout is not None:
-        model.layout = layout
-    wrapper = ExportableTagger(model, multi_label)
+    wrapper = ExportableTagger(model, multi_label, layout).cpu().float()
+    model = wrapper.model  # the copy: on the CPU in float32, the caller's model untouched
     example = _example(model, seconds)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with export_mode(), torch.no_grad():
         traced = torch.jit.trace(wrapper, (example,), check_trace=False)
-    import json
-
     extra = {"audiomamba.json": json.dumps({**meta, "num_samples": example.shape[1]})}
     traced.save(str(path), _extra_files=extra)
     report = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {example.shape[1]} samples)"
@@ -238,7 +211,7 @@ def export_torchscript(
         loaded = torch.jit.load(str(path))
         with torch.no_grad():
             got = [t.numpy() for t in loaded(example)]
-        want = reference_outputs(model, example, multi_label)
+        want = reference_outputs(model, example, multi_label, wrapper.layout)
         diff = float(np.abs(got[0] - want[0]).max())
         if diff > atol:
             raise ExportError(f"{path}: TorchScript scores differ from PyTorch by {diff:.2e} > {atol}")

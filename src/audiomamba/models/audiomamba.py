@@ -8,11 +8,13 @@ Layouts (``layout=``):
 - ``"fold"`` (the paper's, HTS-AT's ``reshape_wav2img``): up to 1024 frames are resized (bicubic) to 1024 and
   folded into a 256 x 256 image whose rows are 4 time chunks x 64 mel bins and whose columns are the 256
   frames of a chunk.  Longer inputs: a random 1024-frame crop in training, and at inference overlapping
-  1024-frame windows (hop 512) whose outputs are averaged.
+  1024-frame windows (hop 512) whose outputs are averaged (:mod:`audiomamba.inference.pieces`).
 - ``"native"``: the (64 mel x frames) spectrogram is the image, padded at the end (last frame repeated) to a
   multiple of 32 frames; any length, no resizing, cost linear in the length.
 
-Both give clip logits, framewise logits at the input's frame rate (10 ms at 32 kHz) and an embedding.
+The model's ``layout`` is the default; every forward method takes ``layout=`` to run the same weights in the
+other one (the Tagger's native mode on a fold-layout checkpoint, export with ``--layout``).  Both give clip
+logits, framewise logits at the input's frame rate (10 ms at 32 kHz) and an embedding.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiomamba.audio import check_waveform
+from audiomamba.inference.pieces import PiecePlan
 from audiomamba.models.features import FrontendConfig, LogMel, SpecAugment
 from audiomamba.models.heads import LinearHead, TokenSemanticHead, TransformerBlocks
 from audiomamba.models.vmamba import VMamba, VMambaConfig
@@ -31,6 +35,8 @@ FOLD_FRAMES = 1024  # frames folded into one 256 x 256 image
 FOLD_CHUNKS = 4  # = spec_size 256 // 64 mel bins (HTS-AT's freq_ratio)
 PATCH_STRIDE = 32  # total downsampling of the backbone: one output column per 32 frames
 N_MELS = 64
+LAYOUTS = ("fold", "native")
+FOLD_WINDOWS = PiecePlan.windowed(FOLD_FRAMES, FOLD_FRAMES // 2)  # a fold-layout model on a long input
 
 
 @dataclass
@@ -63,8 +69,7 @@ class AudioMamba(nn.Module):
         super().__init__()
         if head not in ("tscam", "linear"):
             raise ValueError(f"head must be 'tscam' or 'linear', got {head!r}")
-        if layout not in ("fold", "native"):
-            raise ValueError(f"layout must be 'fold' or 'native', got {layout!r}")
+        self._layout(layout)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes, self.head_type, self.layout = num_classes, head, layout
@@ -78,35 +83,29 @@ class AudioMamba(nn.Module):
         self.extra_blocks = TransformerBlocks(dim, extra_transformer_blocks) if extra_transformer_blocks > 0 else None
         self.head = TokenSemanticHead(dim, num_classes) if head == "tscam" else LinearHead(dim, num_classes)
 
-    # ---------------------------------------------------------------- input checks and spectrogram
-    def _check_waveform(self, wave: torch.Tensor, sample_rate: int | None, check_finite: bool = True) -> None:
-        if sample_rate is not None and int(sample_rate) != self.sample_rate:
-            raise ValueError(
-                f"waveform sample rate {sample_rate} Hz differs from the model's {self.sample_rate} Hz; resample it first "
-                "(audiomamba.audio.resample)"
-            )
-        if not isinstance(wave, torch.Tensor) or wave.dim() != 2:
-            shape = tuple(wave.shape) if isinstance(wave, torch.Tensor) else type(wave).__name__
-            raise ValueError(f"expected a waveform tensor of shape (batch, samples), got {shape}")
-        if wave.shape[1] < self.frontend.min_samples:
-            raise ValueError(
-                f"waveform too short: {wave.shape[1]} samples, need at least {self.frontend.min_samples} "
-                f"({self.frontend.min_samples / self.sample_rate * 1000:.0f} ms at {self.sample_rate} Hz)"
-            )
-        if check_finite and not torch.isfinite(wave).all():
-            raise ValueError("waveform contains NaN or infinite samples")
+    # ---------------------------------------------------------------- spectrogram
+    def _layout(self, layout: str | None) -> str:
+        """``layout``, or the model's own when None; refuses unknown names."""
+        layout = self.layout if layout is None else layout
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be 'fold' or 'native', got {layout!r}")
+        return layout
 
-    def spectrogram(self, wave: torch.Tensor, mixup_lambda: torch.Tensor | None = None) -> torch.Tensor:
-        """Log-mel, BatchNorm, and in training SpecAugment and mixup: ``(B, frames, 64)``.
-
-        ``mixup_lambda`` (B,): example i becomes ``lam_i * x_i + (1 - lam_i) * x_{B-1-i}`` (the batch reversed);
-        mix the targets the same way.
-        """
-        x = self.frontend(wave)
+    def normalise(self, logmel: torch.Tensor) -> torch.Tensor:
+        """Log-mel in dB ``(B, frames, 64)`` -> the backbone's input scale: BatchNorm over mel bins (HTS-AT's bn0)."""
         # .contiguous(): the transposed view looks channels-last to BatchNorm2d, whose CPU backward then returns
         # wrong weight/bias gradients (torch 2.13; the forward is right).  A contiguous copy avoids that path.
-        x = self.bn0(x.transpose(1, 2).unsqueeze(-1).contiguous()).squeeze(-1).transpose(1, 2)
-        x = self.spec_augment(x)
+        return self.bn0(logmel.transpose(1, 2).unsqueeze(-1).contiguous()).squeeze(-1).transpose(1, 2)
+
+    def spectrogram(self, wave: torch.Tensor, mixup_lambda: torch.Tensor | None = None,
+                    block_frames: int | None = None) -> torch.Tensor:
+        """Log-mel, :meth:`normalise`, and in training SpecAugment and mixup: ``(B, frames, 64)``.
+
+        ``mixup_lambda`` (B,): example i becomes ``lam_i * x_i + (1 - lam_i) * x_{B-1-i}`` (the batch reversed);
+        mix the targets the same way.  ``block_frames``: compute the log-mel of a long input in blocks of that
+        many frames (:class:`~audiomamba.models.features.LogMel`).
+        """
+        x = self.spec_augment(self.normalise(self.frontend(wave, block_frames)))
         if mixup_lambda is not None:
             lam = mixup_lambda.to(x.dtype).view(-1, 1, 1)
             x = lam * x + (1 - lam) * x.flip(0)
@@ -133,10 +132,10 @@ class AudioMamba(nn.Module):
         return x.reshape(b, FOLD_CHUNKS, rows, w, c).transpose(1, 2).reshape(b, rows, FOLD_CHUNKS * w, c)
 
     # ---------------------------------------------------------------- forward
-    def forward_features(self, spec: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def forward_features(self, spec: torch.Tensor, layout: str | None = None) -> tuple[torch.Tensor, int]:
         """Spectrogram ``(B, T, 64)`` (T <= 1024 in fold layout) -> ``(B, 2, steps, C)`` map and the number of
-        time steps that hold real input."""
-        if self.layout == "fold":
+        time steps that hold real input.  ``layout``: "fold" or "native" (None: the model's)."""
+        if self._layout(layout) == "fold":
             x = self.unfold_map(self.backbone.forward_features(self.fold(spec)))
             valid = x.shape[2]
         else:
@@ -151,20 +150,21 @@ class AudioMamba(nn.Module):
             x = self.extra_blocks(x)
         return x, valid
 
-    def forward_head(self, features: torch.Tensor, valid_steps: int, frames: int) -> AudioMambaOutput:
-        """Map -> outputs, with step logits spread back onto ``frames`` input frames."""
+    def forward_head(self, features: torch.Tensor, valid_steps: int, frames: int, layout: str | None = None) -> AudioMambaOutput:
+        """Map -> outputs, with step logits spread back onto ``frames`` input frames (``layout``: the one the map
+        was made in; None: the model's)."""
         logits, steps, embedding = self.head(features, valid_steps)
-        framewise = None if steps is None else self._steps_to_frames(steps, frames)
+        framewise = None if steps is None else self._steps_to_frames(steps, frames, self._layout(layout))
         return AudioMambaOutput(logits, framewise, embedding)
 
-    def _steps_to_frames(self, steps: torch.Tensor, frames: int) -> torch.Tensor:
+    def _steps_to_frames(self, steps: torch.Tensor, frames: int, layout: str) -> torch.Tensor:
         """(B, classes, steps) -> (B, frames, classes): each step covers 32 frames of the (folded or padded)
         grid; in fold layout the 1024-frame grid is mapped back onto the real frames (inverse of the resize)."""
         dev = steps.device
-        if self.layout == "fold" and frames != FOLD_FRAMES:
+        if layout == "fold" and frames != FOLD_FRAMES:
             # Linear resize of the 1024-frame grid onto the real frames (align_corners=True) as a gather and a
-            # lerp: F.interpolate's 1D CUDA kernel parallelises over output positions only (13 ms for a batch of
-            # 64 x 527 classes on an H100, a third of the model's time).
+            # lerp: F.interpolate's 1D CUDA kernel parallelises over output positions only, which makes it slow for
+            # many classes at large batches.
             pos = torch.arange(frames, device=dev, dtype=torch.float64) * ((FOLD_FRAMES - 1) / max(frames - 1, 1))
             i0 = pos.floor().long().clamp(max=FOLD_FRAMES - 1)
             i1 = (i0 + 1).clamp(max=FOLD_FRAMES - 1)
@@ -174,40 +174,39 @@ class AudioMamba(nn.Module):
             x = steps[..., torch.arange(frames, device=dev) // PATCH_STRIDE]
         return x.transpose(1, 2)
 
+    def forward_spectrogram(self, spec: torch.Tensor, layout: str | None = None) -> AudioMambaOutput:
+        """Spectrogram ``(B, frames, 64)`` of any length (from :meth:`spectrogram`) -> :class:`AudioMambaOutput`.
+
+        Native layout, or at most 1024 frames: one pass.  Fold layout on a longer input: a random 1024-frame
+        crop in training; at inference windows of 1024 frames every 512 (the last flush with the end), stitched
+        by :class:`~audiomamba.inference.pieces.Stitcher` (logits and embeddings averaged over the windows,
+        framewise logits over the windows covering each frame)."""
+        layout = self._layout(layout)
+        frames = spec.shape[1]
+        if layout == "native" or frames <= FOLD_FRAMES:
+            return self.forward_head(*self.forward_features(spec, layout), frames, layout)
+        if self.training:  # random 1024-frame crop
+            start = int(torch.randint(0, frames - FOLD_FRAMES + 1, ()))
+            crop = spec[:, start : start + FOLD_FRAMES]
+            return self.forward_head(*self.forward_features(crop, layout), FOLD_FRAMES, layout)
+        stitcher = FOLD_WINDOWS.stitcher(frames)
+        for piece in FOLD_WINDOWS.pieces(frames):
+            window = spec[:, piece.start : piece.start + piece.length]
+            out = self.forward_head(*self.forward_features(window, layout), piece.length, layout)
+            stitcher.add(piece, out.logits, out.embedding, out.framewise_logits)
+        return AudioMambaOutput(*stitcher.result())
+
     def forward(
         self, wave: torch.Tensor, sample_rate: int | None = None, mixup_lambda: torch.Tensor | None = None,
-        check_finite: bool = True,
+        check_finite: bool = True, layout: str | None = None,
     ) -> AudioMambaOutput:
         """Waveform ``(B, samples)`` at ``self.sample_rate`` -> :class:`AudioMambaOutput`.
 
         ``check_finite=False`` skips the NaN/inf check, which waits for the device: for callers whose audio is
-        already checked (the data loaders check every decoded clip) and for CUDA-graph capture."""
-        self._check_waveform(wave, sample_rate, check_finite)
-        spec = self.spectrogram(wave, mixup_lambda)
-        frames = spec.shape[1]
-        if self.layout == "native" or frames <= FOLD_FRAMES:
-            return self.forward_head(*self.forward_features(spec), frames)
-        if self.training:  # random 1024-frame crop
-            start = int(torch.randint(0, frames - FOLD_FRAMES + 1, ()))
-            return self.forward_head(*self.forward_features(spec[:, start : start + FOLD_FRAMES]), FOLD_FRAMES)
-        return self._forward_windows(spec)
-
-    def _forward_windows(self, spec: torch.Tensor) -> AudioMambaOutput:
-        """Fold layout on a long input: 1024-frame windows with hop 512 (the last one flush with the end);
-        clip logits and embeddings averaged over windows, framewise logits averaged where windows overlap."""
-        frames = spec.shape[1]
-        hop = FOLD_FRAMES // 2
-        starts = list(range(0, frames - FOLD_FRAMES, hop)) + [frames - FOLD_FRAMES]
-        outs = [self.forward_head(*self.forward_features(spec[:, s : s + FOLD_FRAMES]), FOLD_FRAMES) for s in starts]
-        logits = torch.stack([o.logits for o in outs]).mean(0)
-        embedding = torch.stack([o.embedding for o in outs]).mean(0)
-        framewise = None
-        if outs[0].framewise_logits is not None:
-            b, _, c = outs[0].framewise_logits.shape
-            total = spec.new_zeros(b, frames, c)
-            count = spec.new_zeros(1, frames, 1)
-            for s, o in zip(starts, outs):
-                total[:, s : s + FOLD_FRAMES] += o.framewise_logits
-                count[:, s : s + FOLD_FRAMES] += 1
-            framewise = total / count
-        return AudioMambaOutput(logits, framewise, embedding)
+        already checked (the data loaders check every decoded clip) and for CUDA-graph capture.  ``layout``:
+        "fold" or "native" for this call (None: the model's ``layout``)."""
+        if not isinstance(wave, torch.Tensor):
+            raise ValueError(f"expected a waveform tensor of shape (batch, samples), got {type(wave).__name__}")
+        check_waveform(wave, "waveform", ndim=2, min_samples=self.frontend.min_samples, sample_rate=sample_rate,
+                       expected_rate=self.sample_rate, check_finite=check_finite)
+        return self.forward_spectrogram(self.spectrogram(wave, mixup_lambda), layout)

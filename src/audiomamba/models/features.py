@@ -1,8 +1,11 @@
 """Features: the HTS-AT log-mel front end and SpecAugment.
 
-Log-mel as in HTS-AT/PANNs (PAPER.md): centred STFT with reflect padding and a periodic Hann window, power
-spectrogram, Slaney-style mel filterbank (librosa's default), ``10 * log10(max(x, 1e-10))``.  Written with
-torch ops (no torchaudio/librosa dependency) so that it runs, exports and differentiates with the model.
+Log-mel as in HTS-AT/PANNs (Audio Mamba, Lin & Hu, 2024, keeps HTS-AT's front end): centred STFT with reflect
+padding and a periodic Hann window, power spectrogram, Slaney-style mel filterbank (librosa's default),
+``10 * log10(max(x, 1e-10))``.  Written with torch ops (no torchaudio/librosa dependency) so that it runs,
+exports and differentiates with the model.  One class, :class:`LogMel`, in two STFT forms (``torch.stft``, or a
+strided conv1d over the windowed DFT basis that every exporter and runtime has) and with a blocked mode for
+long inputs; the mel filterbank and the dB conversion are shared by all of them.
 """
 
 from __future__ import annotations
@@ -66,18 +69,34 @@ class FrontendConfig:
         return asdict(self)
 
 
+STFTS = ("torch", "conv")
+
+
 class LogMel(nn.Module):
     """Waveform ``(B, samples)`` -> log-mel ``(B, frames, n_mels)`` in dB; ``frames = 1 + samples // hop``.
 
-    Always computed in float32 (also under autocast).
+    ``stft="torch"`` (the model's) uses ``torch.stft``; ``stft="conv"`` (for export) reflect-pads and applies a
+    strided ``conv1d`` whose kernels are the Hann-windowed DFT basis (cos and -sin rows): the same numbers up to
+    float32 rounding of the DFT sums, with ops every exporter and runtime has.  ``forward(wave, block_frames=N)``
+    computes an input of more than ``N`` frames in blocks of ``N`` frames, so that it never holds its whole STFT
+    (the Tagger's mode for long files); blocks give the same frames as one pass.  Always computed in float32
+    (also under autocast).
     """
 
-    def __init__(self, cfg: FrontendConfig = FrontendConfig()) -> None:
+    def __init__(self, cfg: FrontendConfig = FrontendConfig(), stft: str = "torch") -> None:
         super().__init__()
-        self.cfg = cfg
+        if stft not in STFTS:
+            raise ValueError(f"stft must be 'torch' or 'conv', got {stft!r}")
+        self.cfg, self.stft = cfg, stft
         self.register_buffer("window", torch.hann_window(cfg.n_fft, periodic=True), persistent=False)
         fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
         self.register_buffer("mel_fb", torch.from_numpy(fb).float(), persistent=False)
+        if stft == "conv":
+            bins = cfg.n_fft // 2 + 1
+            angle = 2.0 * math.pi * np.arange(bins)[:, None] * np.arange(cfg.n_fft)[None, :] / cfg.n_fft
+            w = torch.hann_window(cfg.n_fft, periodic=True, device="cpu").double().numpy()  # the window above
+            basis = np.concatenate([w * np.cos(angle), -w * np.sin(angle)])  # (2 * bins, n_fft)
+            self.register_buffer("dft_basis", torch.from_numpy(basis).float().unsqueeze(1), persistent=False)
 
     @property
     def min_samples(self) -> int:
@@ -87,20 +106,43 @@ class LogMel(nn.Module):
     def num_frames(self, num_samples: int) -> int:
         return 1 + num_samples // self.cfg.hop_length
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+    def forward(self, wave: torch.Tensor, block_frames: int | None = None) -> torch.Tensor:
+        if self.stft == "conv":  # the export form: a traced graph runs in float32 and has no autocast to undo
+            return self._log_mel(wave, block_frames)
         with torch.autocast(device_type=wave.device.type, enabled=False):
-            spec = torch.stft(
-                wave.float(),
-                n_fft=self.cfg.n_fft,
-                hop_length=self.cfg.hop_length,
-                window=self.window,
-                center=True,
-                pad_mode="reflect",
-                return_complex=True,
-            )
-            power = spec.real.square() + spec.imag.square()  # (B, freq, frames)
-            mel = torch.matmul(power.transpose(1, 2), self.mel_fb)
-            return 10.0 * torch.log10(mel.clamp(min=1e-10))
+            return self._log_mel(wave.float(), block_frames)
+
+    def _log_mel(self, wave: torch.Tensor, block_frames: int | None) -> torch.Tensor:
+        frames = self.num_frames(wave.shape[-1])
+        if block_frames is None or frames <= block_frames:
+            return self._decibels(self._power(wave, centred=True))
+        # the centred STFT's reflect padding once, then each block uncentred on its own span of samples
+        half, hop = self.cfg.n_fft // 2, self.cfg.hop_length
+        padded = nn.functional.pad(wave.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
+        blocks = []
+        for f0 in range(0, frames, block_frames):
+            f1 = min(frames, f0 + block_frames)
+            span = padded[:, f0 * hop : (f1 - 1) * hop + self.cfg.n_fft]
+            blocks.append(self._decibels(self._power(span, centred=False)))
+        return torch.cat(blocks, dim=1)
+
+    def _power(self, wave: torch.Tensor, centred: bool) -> torch.Tensor:
+        """Power spectrogram ``(B, n_fft // 2 + 1, frames)``; ``centred``: reflect-pad by half a window first."""
+        cfg = self.cfg
+        if self.stft == "torch":
+            spec = torch.stft(wave, cfg.n_fft, cfg.hop_length, window=self.window, center=centred, pad_mode="reflect",
+                              return_complex=True)
+            return spec.real.square() + spec.imag.square()
+        x = wave.unsqueeze(1)
+        if centred:
+            x = nn.functional.pad(x, (cfg.n_fft // 2, cfg.n_fft // 2), mode="reflect")
+        spec = nn.functional.conv1d(x, self.dft_basis, stride=cfg.hop_length)  # (B, 2 * bins, frames)
+        bins = cfg.n_fft // 2 + 1
+        return spec[:, :bins].square() + spec[:, bins:].square()
+
+    def _decibels(self, power: torch.Tensor) -> torch.Tensor:
+        """Power ``(B, freq, frames)`` -> log-mel ``(B, frames, n_mels)`` in dB."""
+        return 10.0 * torch.log10(torch.matmul(power.transpose(1, 2), self.mel_fb).clamp(min=1e-10))
 
 
 class SpecAugment(nn.Module):

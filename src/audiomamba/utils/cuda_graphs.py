@@ -1,8 +1,8 @@
 """CUDA graphs: record a forward (inference) or a forward and backward (training) once, replay it as one launch.
 
-An eager forward of Audio Mamba on a GPU is bound by the host, not the device: audiomamba_tiny_v2 at batch 64,
-10 s, bf16 runs in about 10 ms of kernels on an H200, while Python needs about three times that to issue the
-several hundred launches (docs/benchmarks.md).  A CUDA graph removes that cost.
+An eager forward of Audio Mamba on a GPU is bound by the host, not the device: Python takes longer to issue the
+several hundred kernel launches of a forward than the device takes to run them (figures in docs/benchmarks.md).
+A CUDA graph removes that cost.
 
 :class:`GraphedInference` (``Tagger(cuda_graph=True)``, ``audiomamba tag --cuda-graph``) keeps one graph per input
 shape (``max_graphs`` of them, least recently used dropped first).  The first call of a shape runs eagerly, which
@@ -94,8 +94,8 @@ class GraphedInference:
         return graph_autocast(self.autocast_dtype)
 
     def __call__(self, x: torch.Tensor, variant: Hashable = None) -> Outputs:
-        """``fn(x)``; ``variant`` names any state besides ``x``'s shape that changes what ``fn`` launches (the
-        model's layout), so each variant gets graphs of its own."""
+        """``fn(x)``; ``variant`` names anything besides ``x``'s shape that changes what ``fn`` launches (the
+        layout the model runs in), so each variant gets graphs of its own."""
         if x.device.type != "cuda":
             raise ValueError(f"GraphedInference: the input is on {x.device}, not a CUDA device")
         key = (tuple(x.shape), x.dtype, x.device, variant)

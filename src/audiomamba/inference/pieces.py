@@ -1,0 +1,170 @@
+"""Pieces: how a spectrogram of any length is cut into pieces for the model, and how their outputs are combined.
+
+One planner (:meth:`PiecePlan.pieces`) and one stitcher (:class:`Stitcher`), used by the fold-layout model on a
+long input (:meth:`audiomamba.models.AudioMamba.forward_spectrogram`: windows of 1024 frames, hop 512), by the
+:class:`~audiomamba.inference.Tagger` (both modes, any settings) and by the exported graph (through the model).
+
+Two ways to cut (all lengths in spectrogram frames):
+
+- **windowed** (HTS-AT/AST): windows of ``length`` frames every ``hop`` frames, the last one flush with the end;
+  an input no longer than a window is one window.  Clip logits are the ``aggregate`` ("mean" or "max") over the
+  windows, embeddings their mean; framewise logits are the mean (or max) over the windows covering each frame.
+- **native**: an input of at most ``length`` frames is one piece; a longer one is cut into chunks of ``length``
+  frames whose kept centres tile the input, each with ``overlap`` frames of context on its inner sides (a tail
+  shorter than ``overlap`` is absorbed by the last centre).  Each chunk contributes only its centre to the
+  framewise output, so it is stitched without seams; clip logits and embeddings are the means of the chunks'
+  weighted by the frames each keeps.
+
+Nothing here knows the model: the pieces' outputs are tensors ``logits (..., C)``, ``embedding (..., D)`` and
+optionally ``framewise (..., length, C)``, with any leading batch shape (the model stitches a whole batch at
+once, the Tagger one file at a time).  Only shapes decide the plan, so a traced or exported graph holds it as
+constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+__all__ = ["Piece", "PiecePlan", "Stitcher"]
+
+MODES = ("windowed", "native")
+AGGREGATES = ("mean", "max")
+
+
+class Piece(NamedTuple):
+    """One piece of an input: frames ``start : start + length`` go through the model; frames
+    ``keep_from : keep_to`` (input coordinates) are the ones it contributes in native mode (in windowed mode, all
+    of them)."""
+
+    start: int
+    length: int
+    keep_from: int
+    keep_to: int
+
+
+@dataclass(frozen=True)
+class PiecePlan:
+    """How to cut an input and combine the pieces' outputs; see the module documentation.
+
+    ``mode``: "windowed" or "native"; ``length``: frames per window or chunk; ``hop``: frames between window
+    starts (windowed); ``overlap``: context frames on each inner side of a chunk's kept centre (native);
+    ``aggregate``: "mean" or "max" over windows (windowed; native chunks are always a frame-weighted mean).
+    """
+
+    mode: str
+    length: int
+    hop: int = 1
+    overlap: int = 0
+    aggregate: str = "mean"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be 'windowed' or 'native', got {self.mode!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be 'mean' or 'max', got {self.aggregate!r}")
+        if self.length < 1:
+            raise ValueError(f"a piece must be at least one frame long, got {self.length}")
+        if self.mode == "windowed" and not 1 <= self.hop <= self.length:
+            raise ValueError(f"need 1 <= hop <= window length, got hop {self.hop} for windows of {self.length} frames")
+        if self.mode == "native" and not 0 <= 2 * self.overlap < self.length:
+            raise ValueError(f"need 0 <= 2 * overlap < chunk length, got overlap {self.overlap}, chunks of {self.length}")
+
+    @classmethod
+    def windowed(cls, window: int, hop: int, aggregate: str = "mean") -> "PiecePlan":
+        """Windows of ``window`` frames every ``hop`` frames, combined by ``aggregate``."""
+        return cls("windowed", window, hop=hop, aggregate=aggregate)
+
+    @classmethod
+    def native(cls, chunk: int, overlap: int) -> "PiecePlan":
+        """One pass up to ``chunk`` frames, beyond that chunks with ``overlap`` frames of context each side."""
+        return cls("native", chunk, overlap=overlap)
+
+    def pieces(self, frames: int) -> list[Piece]:
+        """The pieces of an input of ``frames`` frames, in order.  All have the same length (so that they batch
+        together) unless the input is one piece."""
+        if frames < 1:
+            raise ValueError(f"an input has at least one frame, got {frames}")
+        n = self.length
+        if frames <= n:
+            return [Piece(0, frames, 0, frames)]
+        if self.mode == "windowed":
+            starts = list(range(0, frames - n, self.hop)) + [frames - n]
+            return [Piece(s, n, s, s + n) for s in starts]
+        step = n - 2 * self.overlap
+        out = []
+        for a in range(0, frames, step):
+            b = min(a + step, frames)
+            if frames - b < self.overlap:  # a tail too short to give this centre its right context: absorb it
+                b = frames
+            s = min(max(a - self.overlap, 0), frames - n)
+            out.append(Piece(s, n, a, b))
+            if b == frames:
+                break
+        return out
+
+    def stitcher(self, frames: int) -> "Stitcher":
+        """A :class:`Stitcher` for one input (or a batch of inputs) of ``frames`` frames."""
+        return Stitcher(self, frames)
+
+
+class Stitcher:
+    """Combines the outputs of the pieces of one input (or of a batch of equally long inputs) into the input's.
+
+    :meth:`add` each piece's outputs (in any order), then read :meth:`result`.  Sums and the framewise buffer
+    take the dtype and device of the first piece's outputs; nothing is modified in place but the stitcher's own
+    buffers, so the pieces' output tensors stay as they are.
+    """
+
+    def __init__(self, plan: PiecePlan, frames: int) -> None:
+        self.plan, self.frames = plan, frames
+        self._max = plan.mode == "windowed" and plan.aggregate == "max"
+        self._logits: torch.Tensor | None = None
+        self._embedding: torch.Tensor | None = None
+        self._weight = 0.0
+        self._framewise: torch.Tensor | None = None
+        self._count: torch.Tensor | None = None  # windowed mean: windows covering each frame
+
+    def add(self, piece: Piece, logits: torch.Tensor, embedding: torch.Tensor, framewise: torch.Tensor | None = None) -> None:
+        """One piece's ``logits (..., C)``, ``embedding (..., D)`` and, to stitch framewise output, its
+        ``framewise (..., piece.length, C)`` logits (give them for every piece or for none)."""
+        native = self.plan.mode == "native"
+        weight = float(piece.keep_to - piece.keep_from) if native else 1.0
+        if native:
+            logits, embedding = weight * logits, weight * embedding
+        first = self._logits is None
+        if first:
+            self._logits, self._embedding = logits, embedding
+        else:
+            self._logits = torch.maximum(self._logits, logits) if self._max else self._logits + logits
+            self._embedding = self._embedding + embedding
+        self._weight += weight
+        if framewise is None:
+            return
+        s, n = piece.start, piece.length
+        if self._framewise is None:
+            shape = (*framewise.shape[:-2], self.frames, framewise.shape[-1])
+            self._framewise = framewise.new_full(shape, float("-inf")) if self._max else framewise.new_zeros(shape)
+            if not native and not self._max:
+                self._count = framewise.new_zeros(self.frames, 1)
+        buf = self._framewise
+        if native:
+            buf[..., piece.keep_from : piece.keep_to, :] = framewise[..., piece.keep_from - s : piece.keep_to - s, :]
+        elif self._max:
+            buf[..., s : s + n, :] = torch.maximum(buf[..., s : s + n, :], framewise)
+        else:
+            buf[..., s : s + n, :] += framewise
+            self._count[s : s + n] += 1
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``(logits, framewise logits or None, embedding)`` of the whole input (framewise: None when the pieces
+        gave none)."""
+        if self._logits is None:
+            raise ValueError("no piece was added")
+        logits = self._logits if self._max else self._logits / self._weight
+        framewise = self._framewise
+        if self._count is not None:
+            framewise = framewise / self._count.clamp(min=1)
+        return logits, framewise, self._embedding / self._weight
