@@ -1,4 +1,5 @@
-"""Reading official VMamba ImageNet checkpoints and initialising Audio Mamba backbones from them."""
+"""Pretrained weights: the taggers that ship inside the package, and the official VMamba ImageNet checkpoints
+that initialise Audio Mamba backbones."""
 
 from __future__ import annotations
 
@@ -9,8 +10,31 @@ from pathlib import Path
 
 import torch
 
-from audiomamba.models.audiomamba import AudioMamba
 from audiomamba.errors import CheckpointError
+from audiomamba.models.audiomamba import AudioMamba
+
+# Taggers shipped in ``audiomamba/resources/pretrained/`` (name -> file); provenance and metrics are in each file's
+# metadata (``audiomamba.checkpoint.read_meta``) and in docs/training.md ("The shipped tagger").
+SHIPPED: dict[str, str] = {"audiomamba_micro_v2-bank53": "audiomamba_micro_v2-bank53.safetensors"}
+DEFAULT_TAGGER = "audiomamba_micro_v2-bank53"
+
+
+def list_pretrained() -> list[str]:
+    """Names of the taggers that ship with the package (usable without any download)."""
+    return sorted(SHIPPED)
+
+
+def pretrained_path(name: str | None = None) -> Path:
+    """The checkpoint file of shipped tagger ``name`` (default :data:`DEFAULT_TAGGER`)."""
+    from importlib import resources
+
+    name = DEFAULT_TAGGER if name is None else name
+    if name not in SHIPPED:
+        raise CheckpointError(f"no shipped tagger named {name!r}; shipped: {', '.join(list_pretrained())}")
+    path = Path(str(resources.files("audiomamba") / "resources" / "pretrained" / SHIPPED[name]))
+    if not path.is_file():
+        raise CheckpointError(f"shipped tagger {name!r} is missing from this installation ({path})")
+    return path
 
 
 
