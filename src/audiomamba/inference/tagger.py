@@ -375,7 +375,7 @@ class _AudioFiles(torch.utils.data.Dataset):
         try:
             wave, _, warnings = self._prepare(Path(path))
             # a tensor, not the numpy array: from a worker process the DataLoader passes tensors through shared
-            # memory, while it pickles arrays through a pipe (3x slower for 10 s clips; docs/tagging.md)
+            # memory, while it pickles arrays through a pipe, which is slower (figures in docs/tagging.md)
             return i, torch.from_numpy(wave), warnings
         except FileNotFoundError as e:
             return i, FileError(path, str(e), "not_found"), []
