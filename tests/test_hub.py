@@ -185,7 +185,8 @@ def populate_cache(cache: Path, repo_id: str, folder: Path, commit: str, refs: t
 def hf_cache(folder, tmp_path, monkeypatch):
     """A cache holding org/nano at two commits: main (3 labels) and tag v1 (other labels)."""
     huggingface_hub = pytest.importorskip("huggingface_hub")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # belt and braces: never the network
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # belt and braces: never the network
     cache = tmp_path / "hf" / "hub"
     cache.mkdir(parents=True)
     populate_cache(cache, "org/nano", folder, "a" * 40)
@@ -206,7 +207,7 @@ def test_repo_ids_resolve_in_the_cache_offline(hf_cache):
     pinned = hub.tagger_from_pretrained("org/nano", revision="b" * 40, cache_dir=hf_cache)
     assert pinned.labels == ["Cat", "Bird", "Rain"]
     config, weights = hub.resolve_files("org/nano", cache_dir=hf_cache)
-    assert config.parent.name == "a" * 40 and weights.name == "model.safetensors"
+    assert config.parent.name == weights.parent.name == "a" * 40 and weights.name == "model.safetensors"
 
 
 def test_missing_repo_or_revision_offline_is_a_checkpoint_error(hf_cache):
@@ -216,7 +217,7 @@ def test_missing_repo_or_revision_offline_is_a_checkpoint_error(hf_cache):
         hub.from_pretrained("org/nano", revision="v2", cache_dir=hf_cache, local_files_only=True)
     half = hf_cache / "models--org--nano" / "snapshots" / ("a" * 40) / "model.safetensors"
     half.unlink()  # an interrupted download: the config is there, the weights are not
-    with pytest.raises(CheckpointError, match=r"org/nano \(revision main\): model.safetensors is not in"):
+    with pytest.raises(CheckpointError, match=rf"org/nano \(revision main, commit {'a' * 40}\): model.safetensors is not in"):
         hub.from_pretrained("org/nano", cache_dir=hf_cache)
 
 

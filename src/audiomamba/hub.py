@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -282,10 +283,10 @@ def resolve_files(
     name = str(name_or_path)
     if _looks_like_path(name):
         raise CheckpointError(f"model not found: {name} (no such file or folder)")
-    return (
-        _hub_file(name, CONFIG_NAME, revision, cache_dir, local_files_only, token, force_download),
-        _hub_file(name, WEIGHTS_NAME, revision, cache_dir, local_files_only, token, force_download),
-    )
+    config = _hub_file(name, CONFIG_NAME, revision, revision, cache_dir, local_files_only, token, force_download)
+    # the weights of the very commit the config came from (its cache folder's name), even if the branch moves on
+    commit = config.parent.name if re.fullmatch(r"[0-9a-f]{40}", config.parent.name) else revision
+    return config, _hub_file(name, WEIGHTS_NAME, commit, revision, cache_dir, local_files_only, token, force_download)
 
 
 def _looks_like_path(name: str) -> bool:
@@ -298,9 +299,9 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def _hub_file(repo_id, filename, revision, cache_dir, local_files_only, token, force_download) -> Path:
+def _hub_file(repo_id, filename, revision, asked, cache_dir, local_files_only, token, force_download) -> Path:
     """One file of a Hub repo through huggingface_hub's cache; its errors become a CheckpointError naming the
-    repo, revision and file."""
+    repo, revision (``asked``: the one the user gave, when ``revision`` is the commit it resolved to) and file."""
     try:
         from huggingface_hub import constants, hf_hub_download
     except ImportError as e:
@@ -308,6 +309,8 @@ def _hub_file(repo_id, filename, revision, cache_dir, local_files_only, token, f
     from audiomamba import __version__
 
     where = f"{repo_id} (revision {revision or 'main'})"
+    if asked != revision:
+        where = f"{repo_id} (revision {asked or 'main'}, commit {revision})"
     try:
         return Path(
             hf_hub_download(
