@@ -97,7 +97,6 @@ def fold_ckpt(tmp_path_factory):
     return audiomamba.save_model(model, tmp_path_factory.mktemp("exp") / "fold.safetensors", labels=[f"c{i}" for i in range(10)])
 
 
-@pytest.mark.slow
 def test_onnx_fold_layout_matches_pytorch_in_onnxruntime(fold_ckpt, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -117,7 +116,6 @@ def test_onnx_fold_layout_matches_pytorch_in_onnxruntime(fold_ckpt, tmp_path, ca
     assert diff["scores"] < 1e-3 and diff["framewise"] < 1e-3, diff
 
 
-@pytest.mark.slow
 def test_onnx_native_and_torchscript(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

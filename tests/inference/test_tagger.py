@@ -169,7 +169,6 @@ def test_windowed_mean_and_max(tagger):
     np.testing.assert_allclose(r_max.scores, torch.sigmoid(logits.max(0).values).numpy(), atol=1e-5)
 
 
-@pytest.mark.slow
 def test_windowed_reproduces_fold_models_own_long_input_inference(tmp_path):
     """window 10.24 s / hop 5.12 s = what a fold-layout model does by itself (HTS-AT)."""
     torch.manual_seed(2)

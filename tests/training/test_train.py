@@ -148,7 +148,6 @@ def _ddp_worker(rank, world, port, root, out):
     train(cfg_for(root, out, train__epochs=2, train__threads=1, optim__eps=1e-3))
 
 
-@pytest.mark.slow
 def test_ddp_two_processes_match_one(toy, tmp_path):
     import torch.multiprocessing as mp
 

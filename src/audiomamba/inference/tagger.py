@@ -148,6 +148,23 @@ class Tagger:
         dev = resolve_device(device)
         return cls(load(path, device=dev), device=dev, dtype=dtype, **kwargs)
 
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = "cpu",
+        dtype: torch.dtype | str | None = None, *, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool | None = None, **kwargs: Any,
+    ) -> "Tagger":
+        """A ready tagger: a tagger that ships with the package by name (default: the package's default tagger,
+        :data:`audiomamba.models.pretrained.DEFAULT_TAGGER`), a model folder in the Hub's layout, a Hub repo id
+        (``revision``, ``cache_dir``, ``local_files_only`` as in :func:`audiomamba.hub.from_pretrained`) or a
+        single ``.safetensors`` checkpoint.  ``kwargs``: the tagger's options."""
+        from audiomamba.hub import tagger_from_pretrained
+        from audiomamba.models.pretrained import DEFAULT_TAGGER
+
+        return tagger_from_pretrained(DEFAULT_TAGGER if name_or_path is None else name_or_path, revision=revision,
+                                      cache_dir=cache_dir, local_files_only=local_files_only, device=device,
+                                      dtype=dtype, **kwargs)
+
     @property
     def sample_rate(self) -> int:
         return self.model.sample_rate
