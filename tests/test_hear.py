@@ -54,16 +54,21 @@ def validator(monkeypatch):
     return validate.ValidateModel
 
 
-@pytest.mark.parametrize("sample_rate", [16000, 32000])
+@pytest.mark.parametrize("sample_rate", [16000, 32000, "shipped"])
 def test_hear_validator_accepts_the_module(validator, sample_rate, tmp_path, monkeypatch, capsys):
-    torch.manual_seed(0)
-    model = audiomamba.create_model("audiomamba_nano", num_classes=3, layout="native", sample_rate=sample_rate)
-    path = audiomamba.save_model(model, tmp_path / "nano.safetensors", labels=["a", "b", "c"])
+    """Small random checkpoints at 16 and 32 kHz, and the tagger shipped with the package (no path: the default)."""
+    path = ""
+    if sample_rate == "shipped":
+        sample_rate = 32000
+    else:
+        torch.manual_seed(0)
+        model = audiomamba.create_model("audiomamba_nano", num_classes=3, layout="native", sample_rate=sample_rate)
+        path = str(audiomamba.save_model(model, tmp_path / "nano.safetensors", labels=["a", "b", "c"]))
     if sample_rate not in validator.ACCEPTABLE_SAMPLE_RATE:
         # The validator installable on Python >= 3.9 predates HEAR's 32 kHz datasets; its later releases (Python < 3.9
         # only) and the benchmark accept 16, 22.05, 32, 44.1 and 48 kHz.
         monkeypatch.setattr(validator, "ACCEPTABLE_SAMPLE_RATE", [16000, 22050, 32000, 44100, 48000])
-    validator("audiomamba.hear", str(path), device="cpu")()
+    validator("audiomamba.hear", path, device="cpu")()
     out = capsys.readouterr().out
     assert f"Model sample rate is: {sample_rate}" in out and "Interval between timestamps is 50.0ms" in out
 
@@ -134,9 +139,11 @@ def test_other_input_rates_are_resampled(nano):
 
 
 # ---------------------------------------------------------------------- load_model
-def test_load_model_from_checkpoint_folder_or_random(nano, tmp_path):
-    with pytest.raises(CheckpointError, match="no pretrained model ships"):
-        hear.load_model()
+def test_load_model_from_checkpoint_folder_shipped_or_random(nano, tmp_path):
+    from audiomamba.models.pretrained import DEFAULT_TAGGER
+
+    shipped = hear.load_model(device="cpu")  # no path: the package's default tagger
+    assert shipped.model.meta == hub.from_pretrained(DEFAULT_TAGGER).meta and shipped.sample_rate == SR
     folder = hub.save_pretrained(nano, tmp_path / "nano", labels=["a", "b", "c"])
     for path in (folder, folder / "model.safetensors"):
         hm = hear.load_model(str(path), device="cpu", hop_ms=10.0)

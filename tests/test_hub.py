@@ -152,6 +152,20 @@ def test_errors_name_the_file(folder, tmp_path):
         hub.from_pretrained(folder, revision="main")
 
 
+def test_shipped_taggers_by_name(folder, tmp_path, monkeypatch):
+    from audiomamba.models.pretrained import DEFAULT_TAGGER, list_pretrained, pretrained_path
+
+    assert DEFAULT_TAGGER in list_pretrained()
+    model = hub.from_pretrained(DEFAULT_TAGGER)  # no Hub lookup: the file inside the package
+    assert model.meta == read_meta(pretrained_path(DEFAULT_TAGGER)) and not model.training
+    assert hub.resolve_files(DEFAULT_TAGGER) == (None, pretrained_path(DEFAULT_TAGGER))
+    with pytest.raises(ValueError, match="not to a tagger shipped with the package"):
+        hub.from_pretrained(DEFAULT_TAGGER, revision="main")
+    hub.save_pretrained(hub.from_pretrained(folder), tmp_path / DEFAULT_TAGGER, labels=LABELS)
+    monkeypatch.chdir(tmp_path)  # a local folder of that name comes first
+    assert [lab["display_name"] for lab in hub.from_pretrained(DEFAULT_TAGGER).meta["labels"]] == LABELS
+
+
 def test_refuses_pickles_and_models_without_config(tmp_path):
     plain = torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="no .config"):

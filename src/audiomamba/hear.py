@@ -1,7 +1,7 @@
 """The HEAR API (Holistic Evaluation of Audio Representations) for Audio Mamba models.
 
 >>> from audiomamba import hear
->>> model = hear.load_model("audiomamba.safetensors")           # a checkpoint, a model folder or a Hub repo id
+>>> model = hear.load_model()                                    # the shipped tagger; or a checkpoint, folder, repo id
 >>> scene = hear.get_scene_embeddings(audio, model)              # audio (n_sounds, n_samples) -> (n_sounds, D)
 >>> emb, ts = hear.get_timestamp_embeddings(audio, model)        # (n_sounds, n_timestamps, D), (n_sounds, n_timestamps)
 
@@ -38,7 +38,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiomamba.errors import CheckpointError
 from audiomamba.models.audiomamba import FOLD_FRAMES, PATCH_STRIDE
 from audiomamba.utils.device import autocast, resolve_device, resolve_dtype
 
@@ -95,12 +94,14 @@ class HearModel(nn.Module):
 
 def load_model(model_file_path: str = "", *, device: str | torch.device | None = None, random_init: str | None = None,
                **options: Any) -> HearModel:
-    """The HEAR entry point: an audiomamba checkpoint (``.safetensors``), a model folder or a Hugging Face Hub repo
-    id (:func:`audiomamba.hub.from_pretrained`) -> a :class:`HearModel` on ``device`` (None: CUDA when available).
+    """The HEAR entry point: an audiomamba checkpoint (``.safetensors``), a model folder, a Hugging Face Hub repo
+    id or the name of a tagger shipped with the package (:func:`audiomamba.hub.from_pretrained`); empty: the
+    package's default tagger (:data:`audiomamba.models.pretrained.DEFAULT_TAGGER`) -> a :class:`HearModel` on
+    ``device`` (None: CUDA when available).
 
-    ``options``: :class:`HearModel`'s (``sample_rate``, ``hop_ms``, ``dtype``, ``chunk_s``, ``overlap_s``).  No
-    pretrained model ships with the package yet, so an empty path is an error; ``random_init="audiomamba_nano"``
-    (any registered name) builds an untrained model, for checking a pipeline only.
+    ``options``: :class:`HearModel`'s (``sample_rate``, ``hop_ms``, ``dtype``, ``chunk_s``, ``overlap_s``).
+    ``random_init="audiomamba_nano"`` (any registered name) builds an untrained model instead, for checking a
+    pipeline only.
     """
     dev = resolve_device(device)
     if random_init is not None:
@@ -109,16 +110,11 @@ def load_model(model_file_path: str = "", *, device: str | torch.device | None =
         from audiomamba.models.registry import create_model
 
         model = create_model(random_init)
-    elif not model_file_path:
-        raise CheckpointError(
-            "audiomamba.hear.load_model needs a model: a .safetensors checkpoint, a model folder or a Hugging Face "
-            "Hub repo id (no pretrained model ships with the package yet); random_init='audiomamba_nano' builds an "
-            "untrained one for testing a pipeline"
-        )
     else:
         from audiomamba.hub import from_pretrained
+        from audiomamba.models.pretrained import DEFAULT_TAGGER
 
-        model = from_pretrained(os.fspath(model_file_path))
+        model = from_pretrained(os.fspath(model_file_path) if model_file_path else DEFAULT_TAGGER)
     return HearModel(model, **options).to(dev)
 
 

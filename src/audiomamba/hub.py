@@ -17,7 +17,8 @@ A model folder (a local directory, or one revision of a Hub repository)::
 >>> tagger = tagger_from_pretrained("org/audiomamba-tiny-esc50", revision="v1.0")   # ... or a Hub repo id
 
 ``from_pretrained`` reads ``config.json`` (the one it trusts when the two copies differ) and the weights; it also
-takes a single ``.safetensors`` checkpoint.  Repo ids go through ``huggingface_hub`` (the ``hub`` extra), so its
+takes a single ``.safetensors`` checkpoint and the name of a tagger that ships with the package
+(:func:`audiomamba.models.pretrained.list_pretrained`).  Repo ids go through ``huggingface_hub`` (the ``hub`` extra), so its
 cache (``HF_HOME``, ``HF_HUB_CACHE``, ``cache_dir=``), revisions (branch, tag or commit) and offline rules
 (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``: only the cache is read) hold; local folders need nothing
 more than the package.  Loading never unpickles anything.  Every failure to find or read a model is an
@@ -219,7 +220,9 @@ def from_pretrained(
     force_download: bool = False,
     device: str | torch.device = "cpu",
 ) -> nn.Module:
-    """An eval-mode model from a model folder, a Hub repo id (``"org/name"``) or a single ``.safetensors`` file.
+    """An eval-mode model from a model folder, a Hub repo id (``"org/name"``), a single ``.safetensors`` file or
+    the name of a tagger that ships with the package (looked for in that order: local paths, shipped names, repo
+    ids).
 
     The model carries ``model.meta`` (the config: labels, multi_label, provenance ...).  A repo id is fetched
     through ``huggingface_hub``'s cache: ``revision`` (branch, tag or commit; default its main branch),
@@ -268,7 +271,7 @@ def resolve_files(
 ) -> tuple[Path | None, Path]:
     """Where the config and weights of ``name_or_path`` are on this machine: ``(config.json, model.safetensors)``
     of a folder or of a Hub repo (fetched into, or read from, the cache), or ``(None, file)`` for a single-file
-    checkpoint.  A missing folder, file or repo is a :class:`CheckpointError` that names it."""
+    checkpoint or a shipped tagger.  A missing folder, file or repo is a :class:`CheckpointError` that names it."""
     path = Path(name_or_path).expanduser()
     if path.is_file() or path.is_dir():
         if revision is not None or cache_dir is not None:
@@ -281,6 +284,12 @@ def resolve_files(
             raise CheckpointError(f"{path}: not an audiomamba model folder: missing {names}")
         return path / CONFIG_NAME, path / WEIGHTS_NAME
     name = str(name_or_path)
+    from audiomamba.models.pretrained import list_pretrained, pretrained_path
+
+    if name in list_pretrained():
+        if revision is not None or cache_dir is not None:
+            raise ValueError(f"{name}: revision and cache_dir apply to Hub repo ids, not to a tagger shipped with the package")
+        return None, pretrained_path(name)
     if _looks_like_path(name):
         raise CheckpointError(f"model not found: {name} (no such file or folder)")
     config = _hub_file(name, CONFIG_NAME, revision, revision, cache_dir, local_files_only, token, force_download)

@@ -248,7 +248,6 @@ def test_stream_reproduces_the_whole_recording_and_the_known_bursts():
             assert line["t"] - 0.5 - 0.1 - 0.01 <= e["offset"] <= line["t"]
 
 
-@pytest.mark.slow
 def test_memory_stays_flat_however_long_the_stream_runs():
     """40 minutes of audio, generated block by block: what the streamer holds does not grow."""
     tagger = EnergyTagger(8000)
@@ -429,7 +428,6 @@ def robust_threshold(probs: np.ndarray) -> float:
     return float(values[i] + values[i + 1]) / 2
 
 
-@pytest.mark.slow
 def test_tagger_stream_matches_tagging_the_whole_file(local_tagger):
     """60 s of bursts through the real Tagger, window 5 s, hop 2.5 s, lookahead 1 s: events equal the whole
     file's to the frame (the documented tolerance: framewise probabilities within 0.002)."""
