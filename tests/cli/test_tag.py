@@ -46,9 +46,10 @@ def test_usage_and_checkpoint_errors(nano_ckpt, audio_dir, tmp_path, capsys, mon
     monkeypatch.delenv("AUDIOMAMBA_CHECKPOINT", raising=False)
     from audiomamba.cli import tag as tag_cmd
 
-    # the default of --checkpoint is read when the parser is built
-    assert main(["tag", good]) == 2
-    assert "no checkpoint" in capsys.readouterr().err
+    assert main(["tag", good, "-c", str(nano_ckpt), "--model", "x"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["tag", good, "--model", str(tmp_path / "missing_model")]) == 3
+    assert "missing_model" in capsys.readouterr().err
     assert main(["tag", good, "-c", str(tmp_path / "none.safetensors")]) == 3
     assert "checkpoint not found" in capsys.readouterr().err
     empty_dir = tmp_path / "nothing"
@@ -68,3 +69,17 @@ def test_checkpoint_from_environment(nano_ckpt, audio_dir, monkeypatch, capsys):
     monkeypatch.setenv("AUDIOMAMBA_CHECKPOINT", str(nano_ckpt))
     assert main(["tag", str(audio_dir / "good.wav"), "-f", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["file"].endswith("good.wav")
+
+
+def test_without_checkpoint_the_shipped_tagger_tags(audio_dir, monkeypatch, capsys):
+    """No --checkpoint, no --model, no environment variable: the tagger that ships with the package is used."""
+    from audiomamba.models.pretrained import DEFAULT_TAGGER
+
+    monkeypatch.delenv("AUDIOMAMBA_CHECKPOINT", raising=False)  # the default of --checkpoint is read at parse time
+    assert main(["tag", str(audio_dir / "good.wav"), "-f", "json", "-k", "3"]) == 0
+    out = capsys.readouterr()
+    assert DEFAULT_TAGGER in out.err
+    tags = json.loads(out.out)[0]["tags"]
+    assert len(tags) == 3 and all(0.0 <= t["score"] <= 1.0 for t in tags)
+    assert main(["tag", str(audio_dir / "good.wav"), "--model", DEFAULT_TAGGER, "-q", "-f", "json", "-k", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["tags"] == tags

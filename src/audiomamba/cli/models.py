@@ -1,4 +1,5 @@
-"""``audiomamba models``: list the registered models with their parameter counts."""
+"""``audiomamba models``: list the registered models with their parameter counts, or (``--pretrained``) the taggers
+that ship with the package."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import torch
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'audiomamba_*'")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="list the taggers that ship with the package (classes, size, test mAP)")
 
 
 def run(args: argparse.Namespace) -> int:
     from audiomamba import create_model, list_models
     from audiomamba.models.registry import AUDIOMAMBA_VARIANTS
+
+    if args.pretrained:
+        return _list_pretrained()
 
     names = list_models(args.pattern)
     if not names:
@@ -25,4 +31,18 @@ def run(args: argparse.Namespace) -> int:
             n = sum(p.numel() for p in create_model(name).parameters())
         desc = AUDIOMAMBA_VARIANTS[name].description if name in AUDIOMAMBA_VARIANTS else "ImageNet-1K classifier (official layout)"
         print(f"{name:24s} {n / 1e6:8.2f}M  {desc}")
+    return 0
+
+
+def _list_pretrained() -> int:
+    from audiomamba.checkpoint import read_meta
+    from audiomamba.models.pretrained import DEFAULT_TAGGER, list_pretrained, pretrained_path
+
+    print(f"{'tagger':30s} {'model':22s} {'classes':>7s} {'MB':>6s} {'test mAP':>8s}")
+    for name in list_pretrained():
+        path = pretrained_path(name)
+        meta = read_meta(path)
+        m_ap = meta.get("provenance", {}).get("test_metrics", {}).get("mAP")
+        print(f"{name:30s} {meta['model']['name']:22s} {len(meta['labels']):7d} {path.stat().st_size / 1e6:6.1f} "
+              f"{'-' if m_ap is None else f'{m_ap:.3f}':>8s}{'  (default)' if name == DEFAULT_TAGGER else ''}")
     return 0

@@ -33,7 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or directories")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subdirectories of directory arguments")
     p.add_argument("-c", "--checkpoint", default=os.environ.get(CHECKPOINT_ENV),
-                   help=f"audiomamba .safetensors checkpoint (default: ${CHECKPOINT_ENV})")
+                   help=f"audiomamba .safetensors checkpoint (default: ${CHECKPOINT_ENV}, else --model)")
+    p.add_argument("-m", "--model", default=None, metavar="NAME_OR_DIR",
+                   help="a tagger that ships with the package (audiomamba models --pretrained), a model folder in the "
+                        "Hub's layout or a Hub repo id (default: the shipped tagger)")
     p.add_argument("-k", "--top-k", type=int, default=5, help="tags per file (default 5)")
     p.add_argument("-t", "--threshold", type=float, default=None,
                    help="keep only tags scoring >= T; also the event threshold (events default 0.5)")
@@ -94,8 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     from audiomamba.checkpoint import CheckpointError
     from audiomamba.inference.tagger import FileError, Tagger
 
-    if not args.checkpoint:
-        _err(f"error: no checkpoint: pass --checkpoint FILE.safetensors or set ${CHECKPOINT_ENV}")
+    if args.checkpoint and args.model:
+        _err("error: give --checkpoint or --model, not both")
         return EXIT_USAGE
     if args.top_k < 0 or args.batch_size < 1:
         _err("error: --top-k must be >= 0 and --batch-size >= 1")
@@ -112,12 +115,17 @@ def _run(args: argparse.Namespace) -> int:
     if not files:
         _err("error: no audio files to tag")
         return EXIT_USAGE
+    options = dict(device=args.device, dtype=args.dtype, mode=args.mode, window_s=args.window, hop_s=args.hop,
+                   aggregate=args.aggregate, chunk_s=args.chunk, batch_size=args.batch_size, cuda_graph=args.cuda_graph)
     try:
-        tagger = Tagger.from_checkpoint(
-            args.checkpoint, device=args.device, dtype=args.dtype, mode=args.mode, window_s=args.window,
-            hop_s=args.hop, aggregate=args.aggregate, chunk_s=args.chunk, batch_size=args.batch_size,
-            cuda_graph=args.cuda_graph,
-        )
+        if args.checkpoint:
+            tagger = Tagger.from_checkpoint(args.checkpoint, **options)
+        else:
+            if not args.model and not args.quiet:
+                from audiomamba.models.pretrained import DEFAULT_TAGGER
+
+                _err(f"note: no --checkpoint or --model given: using the shipped tagger {DEFAULT_TAGGER}")
+            tagger = Tagger.from_pretrained(args.model, **options)
     except CheckpointError as e:
         _err(f"error: {e}")
         return EXIT_CHECKPOINT
