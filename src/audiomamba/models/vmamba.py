@@ -144,7 +144,7 @@ class SS2D(nn.Module):
         if composed:
             # One GEMM with the composed weight dt_projs @ x_proj[:, :r] (the same map; no rank-r intermediate
             # is rounded).  GPU FLOPs are cheap, while the low-rank form's batched matmuls reduce over every
-            # token in the backward, in a few thread blocks (profiles in docs/benchmarks.md).
+            # token in the backward, in a few thread blocks (docs/kernels.md).
             w_dt = torch.einsum("ker,krd->ked", self.dt_projs_weight, self.x_proj_weight[:, :r]).flatten(0, 1)
             w_all = torch.cat([w_dt, self.x_proj_weight[:, r:].flatten(0, 1)]).to(xl.dtype)
             out = F.linear(xl, w_all)

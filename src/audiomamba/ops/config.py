@@ -12,7 +12,7 @@ The setting lives in a context variable, like :func:`audiomamba.ops.export_mode`
 (and task) that sets it and always restored on leaving the block.  The Triton and CPU kernels read it when they
 run (also inside compiled graphs); the PyTorch scan reads it where ``torch.compile`` traces it, which splits
 the graph there (its data-dependent block splitting does anyway).  Measurements behind the defaults:
-``docs/benchmarks.md``.
+``docs/kernels.md`` and ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Launch code of the Triton LayerNorm (kernels: :mod:`audiomamba.ops.triton.layer_norm_kernels`).
 
 Why our own: VMamba's norms run on 48..1536 channels over up to 262k tokens per batch, and PyTorch's CUDA kernel
-gives each row its own thread block, far from copy bandwidth at these widths (figures in ``docs/benchmarks.md``).
+gives each row its own thread block, far from copy bandwidth at these widths (figures in ``docs/kernels.md``).
 The kernels normalise a tile of rows per program with float32 statistics and write the output straight in the
 dtype its consumer wants (under autocast, the matmul that follows would cast a float32 output anyway).  This
 module picks the tiles and grids and wraps the two kernels for autograd; :func:`audiomamba.ops.layer_norm`
@@ -84,7 +84,7 @@ def _backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, me
 class _LayerNormFunction(torch.autograd.Function):
     """Autograd around the two kernels.  A plain ``autograd.Function`` rather than a ``torch.library`` custom op:
     a custom op's dispatch costs more host time per call (``bench/dev/launch_overhead.py``; figures in
-    ``docs/benchmarks.md``), and eager batch-64 inference is host-bound; ``torch.compile`` takes PyTorch's
+    ``docs/kernels.md``), and eager batch-64 inference is host-bound; ``torch.compile`` takes PyTorch's
     LayerNorm instead (:func:`audiomamba.ops.layer_norm`), which inductor fuses itself."""
 
     @staticmethod

@@ -277,7 +277,7 @@ torch.library.register_autograd("audiomamba::selective_scan_fwd", _backward, set
 
 class _ScanFunction(torch.autograd.Function):
     """Eager autograd around the same forward and backward as the custom ops.  A custom op's dispatch costs more
-    host time per call (``bench/dev/launch_overhead.py``; figures in ``docs/benchmarks.md``) and eager batch-64
+    host time per call (``bench/dev/launch_overhead.py``; figures in ``docs/kernels.md``) and eager batch-64
     inference is host-bound, so eager calls take this path and ``torch.compile`` the custom op."""
 
     @staticmethod

@@ -24,7 +24,7 @@ program and added once.  Launches with whole channel blocks and chunks (``EVEN``
 forward can split each stream into ``S`` segments scanned in parallel (``SUMMARY``: a pass that keeps each
 segment's step-size sum and end state; then a pass that carries the state across segments).
 
-Design notes and measurements: ``docs/triton-notes.md``.
+Design notes and measurements: ``docs/kernels.md``.
 """
 
 from __future__ import annotations
