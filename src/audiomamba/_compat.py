@@ -29,6 +29,8 @@ MOVED: dict[str, str] = {
     "audiomamba.data.sources": "audiomamba.soundscapes.sources",
     "audiomamba.data.vocabulary": "audiomamba.soundscapes.vocabulary",
     "audiomamba.datasets.synthetic": "audiomamba.soundscapes.toy",
+    "audiomamba.ops.scan_triton": "audiomamba.ops.triton.scan",
+    "audiomamba.ops.layer_norm_triton": "audiomamba.ops.triton.layer_norm",
 }
 
 
