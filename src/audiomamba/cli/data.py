@@ -138,12 +138,16 @@ def _run_build(args: argparse.Namespace, layout: str) -> int:
     total = sum(summary.clips.values())
     print(f"wrote {total} clips ({', '.join(f'{k} {v}' for k, v in summary.clips.items())}) of "
           f"{len(summary.classes)} classes to {summary.out} in {dt:.1f} s ({total / dt:.1f} clips/s)")
-    if summary.dropped_classes:
-        print(f"dropped {len(summary.dropped_classes)} class(es) without recordings for every split: "
-              + "; ".join(summary.dropped_classes))
-    if summary.failed_reads:
-        print(f"skipped {summary.failed_reads} unreadable recording read(s)")
+    _print_losses(summary.dropped_classes, summary.failed_reads, "unreadable recording read(s)")
     return 0
+
+
+def _print_losses(dropped: dict[str, str], failed: int, what: str) -> None:
+    """The lines after a build: classes dropped for lacking recordings in some split, recordings skipped."""
+    if dropped:
+        print(f"dropped {len(dropped)} class(es) without recordings for every split: " + "; ".join(dropped))
+    if failed:
+        print(f"skipped {failed} {what}")
 
 
 def _split_counts(text: str) -> dict[str, int]:
@@ -192,11 +196,7 @@ def _run_bank(args: argparse.Namespace) -> int:
     print(f"wrote a source bank of {sum(s.recordings.values())} recordings "
           f"({', '.join(f'{k} {v}' for k, v in s.recordings.items())}), {len(s.classes)} classes, {s.seconds:.0f} s of "
           f"audio in {s.bytes / 1e6:.1f} MB to {s.out} in {time.perf_counter() - t0:.1f} s")
-    if s.dropped_classes:
-        print(f"dropped {len(s.dropped_classes)} class(es) without recordings for every split: "
-              + "; ".join(s.dropped_classes))
-    if s.failed_reads:
-        print(f"skipped {s.failed_reads} unreadable or silent recording(s)")
+    _print_losses(s.dropped_classes, s.failed_reads, "unreadable or silent recording(s)")
     return 0
 
 
