@@ -39,6 +39,7 @@ from torch import nn
 
 from audiomamba.checkpoint import FORMAT, FORMAT_VERSION, load, read_meta, save_model
 from audiomamba.errors import CheckpointError, UnknownModelError
+from audiomamba.models.pretrained import list_pretrained, pretrained_path
 from audiomamba.utils.io import atomic_write
 
 if TYPE_CHECKING:
@@ -284,11 +285,10 @@ def resolve_files(
             raise CheckpointError(f"{path}: not an audiomamba model folder: missing {names}")
         return path / CONFIG_NAME, path / WEIGHTS_NAME
     name = str(name_or_path)
-    from audiomamba.models.pretrained import list_pretrained, pretrained_path
-
     if name in list_pretrained():
         if revision is not None or cache_dir is not None:
-            raise ValueError(f"{name}: revision and cache_dir apply to Hub repo ids, not to a tagger shipped with the package")
+            raise ValueError(f"{name}: revision and cache_dir apply to Hub repo ids, not to a tagger shipped with the "
+                             "package")
         return None, pretrained_path(name)
     if _looks_like_path(name):
         raise CheckpointError(f"model not found: {name} (no such file or folder)")

@@ -26,11 +26,15 @@ Each line: ``{"t": end_of_audio_seen_s, "tags": [{"label", "score"}], "events": 
 ``hop_s + lookahead_s`` (plus ``min_gap``) after it ends.  Memory is constant however long the stream runs: the
 ring buffer, one open run per class and, for a microphone, a bounded queue; nothing accumulates.
 
-Tolerance against tagging the whole recording at once: a window holds only the last ``window_s`` seconds, so a
-model whose output depends on audio further back (a scan's memory) can differ from its whole-file output.  Where
-it does not, streamed framewise probabilities equal the whole file's to within 0.002 with the default
-``lookahead_s=1.0`` (to 0.03 with 0.64 s, to 0.2 with none: the last 0.3-1 s of a window lack right-hand
-context), and events match to the frame (tests/inference/test_stream.py checks this on 60 s of bursts).
+Tolerance against tagging the whole recording at once: each line's tags are exactly the tagger's on its window,
+and the frames are those of the window that decided them.  Where the model's output depends only on audio within
+the window, streamed framewise probabilities equal the whole recording's to within 0.002 with the default
+``lookahead_s=1.0`` (the last 0.3-1 s of a window lack right-hand context: without lookahead they differ by up
+to 0.2), and events match to the frame (tests/inference/test_stream.py checks the events on 60 s of bursts).  A
+model that draws on longer context (a scan can remember its whole input; the shipped tagger, trained on 10 s
+clips, does) gives framewise probabilities that differ from one pass over a long recording, most around onsets:
+the stream reports what the model hears in the last ``window_s``, for such a model best the length it was
+trained on.
 
 A live source (a microphone) is never allowed to fall behind: when compute is slower than the hop, the hops that
 arrive together are tagged once, at the newest, and their frames are still all decided as long as they fit in the
