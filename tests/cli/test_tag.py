@@ -83,3 +83,36 @@ def test_without_checkpoint_the_shipped_tagger_tags(audio_dir, monkeypatch, caps
     assert len(tags) == 3 and all(0.0 <= t["score"] <= 1.0 for t in tags)
     assert main(["tag", str(audio_dir / "good.wav"), "--model", DEFAULT_TAGGER, "-q", "-f", "json", "-k", "3"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["tags"] == tags
+
+
+def test_stream_from_standard_input(nano_ckpt, tmp_path):
+    """`tag --stream`: a WAV stream or raw PCM piped in gives one JSON line per hop, then a final line; bad
+    streams and options end with one error line and exit 1 or 2."""
+    import io
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    x = (0.1 * np.random.default_rng(0).standard_normal(32000 * 5)).astype(np.float32)
+    wav = io.BytesIO()
+    sf.write(wav, x, 32000, format="WAV", subtype="PCM_16")
+    cmd = [sys.executable, "-m", "audiomamba", "tag", "-c", str(nano_ckpt), "-q"]
+    p = subprocess.run(cmd + ["--stream", "--stream-window", "3", "--stream-hop", "1", "--lookahead", "0.5"],
+                       input=wav.getvalue(), capture_output=True, timeout=300)
+    assert p.returncode == 0, p.stderr.decode()
+    lines = [json.loads(line) for line in p.stdout.decode().splitlines()]
+    assert [round(line["t"], 2) for line in lines[:5]] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert lines[-1].get("final") is True
+    assert all(len(line["tags"]) == 3 and isinstance(line["events"], list) for line in lines)  # 3 classes
+    raw = (x * 32767).astype("<i2").tobytes()
+    p = subprocess.run(cmd + ["--stream", "-", "--raw", "s16le", "--rate", "32000", "--stream-hop", "2",
+                              "--stream-window", "4", "--lookahead", "0"], input=raw, capture_output=True, timeout=300)
+    assert p.returncode == 0 and len(p.stdout.decode().splitlines()) >= 2, p.stderr.decode()
+    p = subprocess.run(cmd + ["--stream", "--raw", "s16le"], input=raw, capture_output=True, timeout=300)
+    assert p.returncode == 2 and b"sample rate" in p.stderr
+    p = subprocess.run(cmd + ["--stream"], input=b"not a wav stream at all", capture_output=True, timeout=300)
+    assert p.returncode == 1 and b"stdin: not a WAV stream" in p.stderr
+    p = subprocess.run(cmd + [str(tmp_path / "x.wav"), "--stream", "-"], input=b"", capture_output=True, timeout=300)
+    assert p.returncode == 2 and b"give no PATH" in p.stderr

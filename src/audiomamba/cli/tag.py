@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "exit codes: 0 all files tagged; 1 some files failed (named on stderr), the others were tagged; "
         "2 usage error; 3 checkpoint error; 130 interrupted"
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or directories")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="audio files or directories")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subdirectories of directory arguments")
     p.add_argument("-c", "--checkpoint", default=os.environ.get(CHECKPOINT_ENV),
                    help=f"audiomamba .safetensors checkpoint (default: ${CHECKPOINT_ENV}, else --model)")
@@ -61,6 +61,86 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aggregate", choices=("mean", "max"), default="mean", help="windowed mode: how windows combine")
     p.add_argument("--chunk", type=float, default=300.0, help="native mode: longest single pass (s); longer files are chunked")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no warnings")
+    s = p.add_argument_group("live streams (--stream)")
+    s.add_argument("--stream", nargs="?", const="-", default=None, metavar="SOURCE",
+                   help="tag audio as it arrives, one JSON line per hop: '-' (default) reads standard input (a WAV "
+                        "stream, or raw PCM with --raw), 'mic' or 'mic:DEVICE' a microphone (the 'stream' extra)")
+    s.add_argument("--raw", default=None, metavar="ENCODING", help="raw PCM on standard input: s16le, s24le, s32le, "
+                   "f32le, f64le or u8 (needs --rate)")
+    s.add_argument("--rate", type=int, default=None, help="sample rate of raw PCM or of the microphone (Hz)")
+    s.add_argument("--channels", type=int, default=1, help="channels of raw PCM or of the microphone (default 1)")
+    s.add_argument("--stream-window", type=float, default=10.0, help="seconds of audio scored per hop (default 10)")
+    s.add_argument("--stream-hop", type=float, default=1.0, help="seconds between lines (default 1)")
+    s.add_argument("--lookahead", type=float, default=1.0,
+                   help="right-hand context before a frame's events are decided (s, default 1)")
+
+
+def tagger_options(args: argparse.Namespace) -> dict:
+    """The Tagger's options from the command line."""
+    return dict(device=args.device, dtype=args.dtype, mode=args.mode, window_s=args.window, hop_s=args.hop,
+                aggregate=args.aggregate, chunk_s=args.chunk, batch_size=args.batch_size, cuda_graph=args.cuda_graph)
+
+
+def load_tagger(args: argparse.Namespace, options: dict):
+    """``--checkpoint`` (or ``$AUDIOMAMBA_CHECKPOINT``), else ``--model``, else the shipped tagger (with a note)."""
+    from audiomamba.inference.tagger import Tagger
+
+    if args.checkpoint:
+        return Tagger.from_checkpoint(args.checkpoint, **options)
+    if not args.model and not args.quiet:
+        from audiomamba.models.pretrained import DEFAULT_TAGGER
+
+        _err(f"note: no --checkpoint or --model given: using the shipped tagger {DEFAULT_TAGGER}")
+    return Tagger.from_pretrained(args.model, **options)
+
+
+def _run_stream(args: argparse.Namespace, options: dict) -> int:
+    """``--stream``: JSON lines to stdout (or --output) until the stream ends or Ctrl-C."""
+    from audiomamba.checkpoint import CheckpointError
+    from audiomamba.errors import AudioDecodeError
+    from audiomamba.inference import stream
+
+    if args.raw is not None and args.raw not in stream.ENCODINGS:
+        _err(f"error: --raw must be one of {', '.join(stream.ENCODINGS)}, got {args.raw!r}")
+        return EXIT_USAGE
+    if args.channels < 1 or (args.rate is not None and args.rate < 1):
+        _err("error: --channels and --rate must be positive")
+        return EXIT_USAGE
+    try:
+        tagger = load_tagger(args, options)
+    except CheckpointError as e:
+        _err(f"error: {e}")
+        return EXIT_CHECKPOINT
+    except ValueError as e:
+        _err(f"error: {e}")
+        return EXIT_USAGE
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        if args.stream == "mic" or args.stream.startswith("mic:"):
+            device = args.stream[4:] or None
+            source = stream.Microphone(args.rate, args.channels, int(device) if device and device.isdigit() else device)
+        elif args.stream == "-":
+            source = stream.open_source(sys.stdin.buffer, args.raw, args.rate, args.channels)
+        else:
+            _err(f"error: --stream takes '-' (standard input) or 'mic[:DEVICE]', got {args.stream!r}")
+            return EXIT_USAGE
+        stream.run(tagger, source, out, window_s=args.stream_window, hop_s=args.stream_hop, top_k=args.top_k,
+                   tag_threshold=args.threshold, threshold=0.5 if args.threshold is None else args.threshold,
+                   min_duration=args.min_duration, min_gap=args.min_gap, median_filter=args.median_filter,
+                   lookahead_s=args.lookahead)
+    except ImportError as e:
+        _err(f"error: {e}: the microphone needs pip install 'audiomamba[stream]'")
+        return EXIT_USAGE
+    except ValueError as e:
+        _err(f"error: {e}")
+        return EXIT_USAGE
+    except AudioDecodeError as e:
+        _err(f"error: {e}")
+        return EXIT_FILE_ERRORS
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return EXIT_OK
 
 
 def find_audio_files(paths: list[str], recursive: bool) -> tuple[list[str], list[str]]:
@@ -95,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from audiomamba.checkpoint import CheckpointError
-    from audiomamba.inference.tagger import FileError, Tagger
+    from audiomamba.inference.tagger import FileError
 
     if args.checkpoint and args.model:
         _err("error: give --checkpoint or --model, not both")
@@ -109,23 +189,19 @@ def _run(args: argparse.Namespace) -> int:
         except ImportError:
             _err("error: --plot needs matplotlib: pip install 'audiomamba[plot]'")
             return EXIT_USAGE
+    if args.stream is not None:
+        if args.paths:
+            _err("error: --stream reads standard input or a microphone; give no PATH with it")
+            return EXIT_USAGE
+        return _run_stream(args, tagger_options(args))
     files, empty = find_audio_files(args.paths, args.recursive)
     for d in empty:
         _err(f"warning: {d}: directory holds no audio files{'' if args.recursive else ' (use --recursive for subdirectories)'}")
     if not files:
         _err("error: no audio files to tag")
         return EXIT_USAGE
-    options = dict(device=args.device, dtype=args.dtype, mode=args.mode, window_s=args.window, hop_s=args.hop,
-                   aggregate=args.aggregate, chunk_s=args.chunk, batch_size=args.batch_size, cuda_graph=args.cuda_graph)
     try:
-        if args.checkpoint:
-            tagger = Tagger.from_checkpoint(args.checkpoint, **options)
-        else:
-            if not args.model and not args.quiet:
-                from audiomamba.models.pretrained import DEFAULT_TAGGER
-
-                _err(f"note: no --checkpoint or --model given: using the shipped tagger {DEFAULT_TAGGER}")
-            tagger = Tagger.from_pretrained(args.model, **options)
+        tagger = load_tagger(args, tagger_options(args))
     except CheckpointError as e:
         _err(f"error: {e}")
         return EXIT_CHECKPOINT
