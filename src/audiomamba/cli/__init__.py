@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("audiomamba.cli.data", "build soundscape / ESC-50-style data sets from offline source recordings"),
     "tag": ("audiomamba.cli.tag", "tag audio files: clip tags, timestamped events, plots (any length)"),
     "export": ("audiomamba.cli.export", "export a checkpoint to ONNX or TorchScript (front end included)"),
+    "convert": ("audiomamba.cli.convert", "convert a .safetensors checkpoint to a Hugging Face Hub model folder, or back"),
 }
 
 
