@@ -6,11 +6,12 @@
 A stream of generated audio (quiet noise with loud bursts) is fed to :class:`~audiomamba.inference.stream.StreamTagger`
 one hop at a time, as a live source delivers it, as fast as the tagger takes it.  Latency = wall time of one hop's
 ``feed`` (scoring the window and deciding the hop's frames): the delay between a hop's audio arriving and its JSON
-line.  Real-time factor = hop / median latency: above 1 the tagger keeps up with a live source at that hop; below,
+line; CPU time per hop (all threads) is given too, since wall time also counts other processes on a busy machine.
+Real-time factor = hop / median latency: above 1 the tagger keeps up with a live source at that hop; below,
 a live source skips hops (``realtime``).  Each hop re-scores the whole window, so the cost of a hop is about one
 forward pass on ``--window`` seconds whatever the hop.  The first ``--warmup`` hops (compilation, allocator) are
-not timed.  RSS at the start and after each quarter of the timed hops shows that memory stays flat.  Random weights (speed does not
-depend on them), 527 classes, float32.
+not timed.  RSS at the start and after each quarter of the timed hops shows that memory stays flat.  Random
+weights (speed does not depend on them), 527 classes, float32.
 """
 
 from __future__ import annotations
@@ -60,14 +61,15 @@ def bench(name: str, args) -> dict:
         streamer.feed(next(blocks))
     hops = int(round(args.seconds / args.hop))
     rss = [rss_mb()]  # at the start and after each quarter of the timed hops
-    latencies, lines = [], 0
+    latencies, cpu, lines = [], [], 0
     for i in range(hops):
         block = next(blocks)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         lines += len(streamer.feed(block))
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         latencies.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         if (i + 1) % max(1, hops // 4) == 0:
             rss.append(rss_mb())
     lat = np.array(latencies) * 1000
@@ -83,6 +85,7 @@ def bench(name: str, args) -> dict:
         "latency_ms_median": round(float(np.median(lat)), 1),
         "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
         "latency_ms_max": round(float(lat.max()), 1),
+        "cpu_ms_median": round(float(np.median(cpu)) * 1000, 1),
         "rtf": round(args.hop * 1000 / float(np.median(lat)), 2),
         "keeps_up": bool(np.percentile(lat, 95) < args.hop * 1000),
         "rss_mb": [round(r, 1) for r in rss],
@@ -105,12 +108,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = []
     print(f"{'model':<20} {'params':>7} {'window':>6} {'hop':>5} {'median ms':>10} {'p95 ms':>8} {'max ms':>8} "
-          f"{'RTF':>6} {'keeps up':>8}  RSS MB (start, each quarter)")
+          f"{'CPU ms':>7} {'RTF':>6} {'keeps up':>8}  RSS MB (start, each quarter)")
     for name in args.models.split(","):
         r = bench(name, args)
         rows.append(r)
         print(f"{r['model']:<20} {r['params_m']:>6}M {r['window_s']:>6g} {r['hop_s']:>5g} {r['latency_ms_median']:>10} "
-              f"{r['latency_ms_p95']:>8} {r['latency_ms_max']:>8} {r['rtf']:>6} {'yes' if r['keeps_up'] else 'no':>8} "
+              f"{r['latency_ms_p95']:>8} {r['latency_ms_max']:>8} {r['cpu_ms_median']:>7} {r['rtf']:>6} {'yes' if r['keeps_up'] else 'no':>8} "
               f"{' '.join(f'{m:.0f}' for m in r['rss_mb'])}", flush=True)
     if args.json:
         setup = {"date": time.strftime("%Y-%m-%d"), "device": args.device, "threads": args.threads,
