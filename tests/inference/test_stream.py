@@ -146,8 +146,9 @@ def test_ring_buffer_keeps_the_newest_samples():
         ring.latest(11)
 
 
-@pytest.mark.parametrize("min_gap,min_duration", [(0.0, 0.0), (0.05, 0.0), (0.03, 0.04)])
-def test_event_tracker_fed_in_pieces_equals_frames_to_events(min_gap, min_duration):
+@pytest.mark.parametrize("min_gap,min_duration,max_block", [(0.0, 0.0, 250), (0.05, 0.0, 250), (0.03, 0.04, 250),
+                                                          (0.05, 0.02, 3)])
+def test_event_tracker_fed_in_pieces_equals_frames_to_events(min_gap, min_duration, max_block):
     rng = np.random.default_rng(1)
     frames, labels = 3000, ["a", "b", "c", "d"]
     smooth = np.stack([np.convolve(rng.standard_normal(frames), np.ones(15) / 15, "same") for _ in range(4)], axis=1)
@@ -157,7 +158,7 @@ def test_event_tracker_fed_in_pieces_equals_frames_to_events(min_gap, min_durati
     tracker = stream.EventTracker(labels, 100.0, threshold, min_duration, min_gap)
     got, pos = [], 0
     while pos < frames:
-        n = int(rng.integers(0, 250))
+        n = int(rng.integers(0, max_block))
         got += tracker.update(probs[pos : pos + n])
         pos += n
     got += tracker.close(frames / 100.0)

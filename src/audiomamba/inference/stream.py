@@ -387,22 +387,29 @@ class EventTracker:
         probs = np.asarray(probs)
         if probs.ndim != 2 or probs.shape[1] != len(self.labels):
             raise ValueError(f"expected (frames, {len(self.labels)}) probabilities, got {probs.shape}")
-        active = binarize(probs, self.threshold)
+        first, end = self.frames, self.frames + probs.shape[0]
+        active = binarize(probs, self.threshold).astype(np.int8)
+        edges = np.diff(active, axis=0, prepend=0, append=0).T  # (classes, n + 1): +1 where a run starts, -1 after it
         ended: list[Event] = []
-        cols = np.flatnonzero(active.any(axis=0) | (self._start >= 0))  # only classes with something going on
-        for c in cols:
-            col, p = active[:, c], probs[:, c]
-            for i in range(probs.shape[0]):
-                f = self.frames + i
-                if col[i]:
-                    if self._start[c] < 0:
-                        self._start[c], self._peak[c] = f, p[i]
-                    else:
-                        self._peak[c] = max(self._peak[c], p[i])
-                    self._stop[c] = f + 1
-                elif self._start[c] >= 0 and f + 1 - self._stop[c] > self.max_gap:  # no later run can merge
-                    ended += self._end(c, None)
-        self.frames += probs.shape[0]
+        # runs of this block, class by class and in time order (the +1s and -1s of a class alternate), and the
+        # highest probability in each (one reduction over the class-major probabilities for all of them)
+        classes, starts = np.nonzero(edges == 1)
+        stops = np.nonzero(edges == -1)[1]
+        n = probs.shape[0]
+        bounds = np.stack([classes * n + starts, classes * n + stops], axis=1).ravel()
+        peaks = np.maximum.reduceat(np.append(probs.T.ravel(), 0), bounds)[::2] if bounds.size else bounds
+        for c, a, b, peak in zip(classes.tolist(), starts.tolist(), stops.tolist(), peaks.tolist()):
+            if self._start[c] >= 0 and first + a - self._stop[c] > self.max_gap:  # too far to merge: the open run ends
+                ended += self._end(c, None)
+            if self._start[c] < 0:
+                self._start[c], self._peak[c] = first + a, peak
+            else:
+                self._peak[c] = max(self._peak[c], peak)
+            self._stop[c] = first + b
+        # runs that no later frame can extend: inactive for more than max_gap frames by the end of the block
+        for c in np.flatnonzero((self._start >= 0) & (end - self._stop > self.max_gap)):
+            ended += self._end(c, None)
+        self.frames = end
         return sorted(ended, key=lambda e: (e.onset, e.label))
 
     def close(self, end_s: float | None = None) -> list[Event]:
