@@ -138,6 +138,8 @@ def _embed(
     model, dev = hm.model, hm.device
     wave = _prepare(audio, hm).to(dev)
     n, samples = wave.shape
+    if n == 0:
+        raise ValueError("expected at least one sound, got a batch of shape (0, n_samples)")
     duration_ms = 1000.0 * samples / model.sample_rate
     min_samples = model.frontend.min_samples
     if samples < min_samples:
@@ -159,7 +161,8 @@ def _embed(
             idx = ((positions >= piece.keep_from) & (positions < piece.keep_to)).nonzero().squeeze(1)
             # scene: native, every token of the sound once (a chunk's tokens that start in its kept range); fold, the
             # mean of each window's tokens (the model's own clip embedding of a long input)
-            kept = slice((piece.keep_from - piece.start) // PATCH_STRIDE, -(-(piece.keep_to - piece.start) // PATCH_STRIDE))
+            kept = slice((piece.keep_from - piece.start) // PATCH_STRIDE,
+                         -(-(piece.keep_to - piece.start) // PATCH_STRIDE))
             per = max(1, _BATCH_FRAMES // piece.length)
             for b0 in range(0, n, per):
                 tokens = _tokens(hm, spec[b0 : b0 + per, piece.start : piece.start + piece.length])  # (b, T, D)
