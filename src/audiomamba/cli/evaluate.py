@@ -67,7 +67,6 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
              events: bool = True, out: str | None = None, device: str = "auto", workers: int = 0,
              fold: int | None = None) -> dict:
     import numpy as np
-    import torch
 
     from audiomamba.checkpoint import load
     from audiomamba.datasets import open_split

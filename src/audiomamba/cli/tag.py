@@ -94,9 +94,23 @@ def load_tagger(args: argparse.Namespace, options: dict):
     return Tagger.from_pretrained(args.model, **options)
 
 
-def _run_stream(args: argparse.Namespace, options: dict) -> int:
-    """``--stream``: JSON lines to stdout (or --output) until the stream ends or Ctrl-C."""
+def _tagger_or_exit(args: argparse.Namespace):
+    """The tagger of the command line, or the exit code after one error line (3: checkpoint; 2: bad device, mode
+    or CUDA-graph options)."""
     from audiomamba.checkpoint import CheckpointError
+
+    try:
+        return load_tagger(args, tagger_options(args))
+    except CheckpointError as e:
+        _err(f"error: {e}")
+        return EXIT_CHECKPOINT
+    except ValueError as e:
+        _err(f"error: {e}")
+        return EXIT_USAGE
+
+
+def _run_stream(args: argparse.Namespace) -> int:
+    """``--stream``: JSON lines to stdout (or --output) until the stream ends or Ctrl-C."""
     from audiomamba.errors import AudioDecodeError
     from audiomamba.inference import stream
 
@@ -106,14 +120,9 @@ def _run_stream(args: argparse.Namespace, options: dict) -> int:
     if args.channels < 1 or (args.rate is not None and args.rate < 1):
         _err("error: --channels and --rate must be positive")
         return EXIT_USAGE
-    try:
-        tagger = load_tagger(args, options)
-    except CheckpointError as e:
-        _err(f"error: {e}")
-        return EXIT_CHECKPOINT
-    except ValueError as e:
-        _err(f"error: {e}")
-        return EXIT_USAGE
+    tagger = _tagger_or_exit(args)
+    if isinstance(tagger, int):
+        return tagger
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         if args.stream == "mic" or args.stream.startswith("mic:"):
@@ -174,7 +183,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from audiomamba.checkpoint import CheckpointError
     from audiomamba.inference.tagger import FileError
 
     if args.checkpoint and args.model:
@@ -193,21 +201,16 @@ def _run(args: argparse.Namespace) -> int:
         if args.paths:
             _err("error: --stream reads standard input or a microphone; give no PATH with it")
             return EXIT_USAGE
-        return _run_stream(args, tagger_options(args))
+        return _run_stream(args)
     files, empty = find_audio_files(args.paths, args.recursive)
     for d in empty:
         _err(f"warning: {d}: directory holds no audio files{'' if args.recursive else ' (use --recursive for subdirectories)'}")
     if not files:
         _err("error: no audio files to tag")
         return EXIT_USAGE
-    try:
-        tagger = load_tagger(args, tagger_options(args))
-    except CheckpointError as e:
-        _err(f"error: {e}")
-        return EXIT_CHECKPOINT
-    except ValueError as e:  # bad device / mode / cuda-graph options
-        _err(f"error: {e}")
-        return EXIT_USAGE
+    tagger = _tagger_or_exit(args)
+    if isinstance(tagger, int):
+        return tagger
     if (args.events or args.plot) and not tagger.has_framewise:
         _err(f"error: {args.checkpoint}: linear-head model, no framewise output: --events/--plot need a tscam head")
         return EXIT_USAGE
