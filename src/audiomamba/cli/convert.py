@@ -26,16 +26,14 @@ def _err(msg: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from audiomamba.errors import CheckpointError
     from audiomamba.hub import convert_checkpoint
-    from audiomamba.models.pretrained import SHIPPED, pretrained_path
 
     dst = Path(args.dst)
     if dst.exists() and not args.overwrite and (dst.is_file() or any(dst.iterdir())):
         _err(f"error: {dst} exists; choose another path or pass --overwrite")
         return 2
-    src = str(pretrained_path(args.src)) if args.src in SHIPPED else args.src
     options = {} if args.revision is None else {"revision": args.revision}
     try:
-        out = convert_checkpoint(src, dst, **options)
+        out = convert_checkpoint(args.src, dst, **options)
     except CheckpointError as e:
         _err(f"error: {e}")
         return 3

@@ -159,13 +159,11 @@ class Tagger:
         (``revision``, ``cache_dir``, ``local_files_only`` as in :func:`audiomamba.hub.from_pretrained`) or a
         single ``.safetensors`` checkpoint.  ``kwargs``: the tagger's options."""
         from audiomamba.hub import tagger_from_pretrained
-        from audiomamba.models.pretrained import DEFAULT_TAGGER, SHIPPED, pretrained_path
+        from audiomamba.models.pretrained import DEFAULT_TAGGER
 
-        name = DEFAULT_TAGGER if name_or_path is None else name_or_path
-        if isinstance(name, str) and name in SHIPPED:
-            return cls.from_checkpoint(pretrained_path(name), device=device, dtype=dtype, **kwargs)
-        return tagger_from_pretrained(name, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
-                                      device=device, dtype=dtype, **kwargs)
+        return tagger_from_pretrained(DEFAULT_TAGGER if name_or_path is None else name_or_path, revision=revision,
+                                      cache_dir=cache_dir, local_files_only=local_files_only, device=device,
+                                      dtype=dtype, **kwargs)
 
     @property
     def sample_rate(self) -> int:
