@@ -232,3 +232,20 @@ def test_keep_freed_memory_context_allocates_and_restores():
             del big
     after = torch.ones(50_000_000 // 4)  # malloc works as before once the context is left
     assert float(after.sum()) == after.numel()
+
+
+def test_default_window_holds_a_ten_second_clip_in_one_piece():
+    """10.0 s at 32 kHz is 1001 frames: one 10.24 s window (1024 frames, what the fold layout holds), not two."""
+    torch.manual_seed(3)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=3).eval()  # fold layout: windowed by default
+    t = Tagger(model)
+    assert t.mode == "windowed" and (t.window_frames, t.hop_frames) == (1024, 512)
+    assert t.plan.pieces(1001) == [(0, 1001, 0, 1001)] and len(t.plan.pieces(1024)) == 1
+    assert len(t.plan.pieces(1025)) == 2
+    wave = noise(10.0, seed=7)
+    scores, _, _ = model_probs(model, wave)  # the fold model's own forward: one pass over 1001 frames
+    np.testing.assert_allclose(t.tag(wave, sample_rate=SR).scores, scores, atol=1e-5)
+    # an input that was one piece under the old default (10.0 s / 5.0 s) gives the same result as before
+    old = Tagger(model, window_s=10.0, hop_s=5.0)
+    short = noise(4.0, seed=8)
+    np.testing.assert_array_equal(t.tag(short, sample_rate=SR).scores, old.tag(short, sample_rate=SR).scores)

@@ -56,8 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for decoding (default 0)")
     p.add_argument("--mode", choices=("auto", "native", "windowed"), default="auto",
                    help="native: one pass (or long overlapping chunks); windowed: HTS-AT/AST windows (default: from the model's layout)")
-    p.add_argument("--window", type=float, default=10.0, help="windowed mode: window length (s)")
-    p.add_argument("--hop", type=float, default=5.0, help="windowed mode: hop (s)")
+    p.add_argument("--window", type=float, default=10.24, help="windowed mode: window length (s)")
+    p.add_argument("--hop", type=float, default=5.12, help="windowed mode: hop (s)")
     p.add_argument("--aggregate", choices=("mean", "max"), default="mean", help="windowed mode: how windows combine")
     p.add_argument("--chunk", type=float, default=300.0, help="native mode: longest single pass (s); longer files are chunked")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no warnings")
