@@ -58,3 +58,20 @@ class UnknownModelError(AudiomambaError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly
         return str(self.args[0])
+
+
+class WriteError(AudiomambaError, OSError):
+    """An output (checkpoint, metrics, results) could not be written: disk full, permission denied, a directory in
+    the way.  The message names the path and the cause, e.g. ``cannot write runs/x/last.pt: no space left on
+    device``; ``errno`` and ``filename`` are those of the failed write.  An atomic write that fails leaves the
+    previous file as it was."""
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.errno, self.filename = errno, filename
+
+    def __str__(self) -> str:  # OSError would format "[Errno n] ..." from its arguments; show the message plainly
+        return str(self.args[0])
+
+
+__all__ += ["WriteError"]
