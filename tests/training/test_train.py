@@ -142,13 +142,17 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, root, out):
+def _ddp_worker(rank, world, port, root, out, cuda_graph):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
-    train(cfg_for(root, out, train__epochs=2, train__threads=1, optim__eps=1e-3))
+    train(cfg_for(root, out, train__epochs=2, train__threads=1, optim__eps=1e-3, train__cuda_graph=cuda_graph))
 
 
-def test_ddp_two_processes_match_one(toy, tmp_path):
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["ddp", "allreduce_after_backward"])
+def test_ddp_two_processes_match_one(toy, tmp_path, cuda_graph):
+    """Two gloo processes train to the single process's weights, with DDP's bucketed all-reduce and with the
+    one all-reduce after the backward that train.cuda_graph uses (on a CPU the step runs eagerly, the gradient
+    synchronisation is the graphed trainer's)."""
     import torch.multiprocessing as mp
 
     from audiomamba.checkpoint import save_model
@@ -156,7 +160,7 @@ def test_ddp_two_processes_match_one(toy, tmp_path):
     torch.manual_seed(0)  # the trainer's initial weights (seed 0)
     save_model(build_model(cfg_for(toy, tmp_path / "x"), 4), tmp_path / "init.safetensors")
     single = train(cfg_for(toy, tmp_path / "one", train__epochs=2, optim__eps=1e-3))
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(toy), str(tmp_path / "two")), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(toy), str(tmp_path / "two"), cuda_graph), nprocs=2, join=True)
     a, b = load_file(tmp_path / "one" / "final.safetensors"), load_file(tmp_path / "two" / "final.safetensors")
     assert single["steps"] == 4 and a.keys() == b.keys()
     # Adam moves a weight by ~lr per step however small its gradient: weights the loss barely depends on (bn0's
@@ -247,3 +251,29 @@ def test_cuda_graph_without_cuda_trains_eagerly(toy, tmp_path, caplog):
     caplog.set_level("WARNING", logger="audiomamba.train")
     res = train(cfg_for(toy, tmp_path / "g", train__cuda_graph=True, train__device="cpu"))
     assert res["steps"] == 2 and "train.cuda_graph needs CUDA" in caplog.text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (NCCL)")
+def test_graphed_training_under_torchrun_matches_one_process(toy, tmp_path):
+    """train.cuda_graph under torchrun (one NCCL process: the process group, the all-reduce after the replayed
+    backward and the buffer broadcast all run) trains to the weights of the plain single-process graphed run."""
+    import json
+
+    single = train(cfg_for(toy, tmp_path / "one", train__device="cuda", train__cuda_graph=True, train__epochs=2))
+    cfg = {"model": {"name": "audiomamba_nano", "layout": "native", "sample_rate": SR, "spec_augment": False,
+                     "drop_path_rate": 0.0},
+           "data": {"root": str(toy), "validation": None, "clip_seconds": 0.5}, "augment": {"random_crop": False},
+           "optim": {"lr": 3e-3, "schedule": "constant", "weight_decay": 0.0},
+           "train": {"output_dir": str(tmp_path / "ddp"), "epochs": 2, "batch_size": 4, "progress": False,
+                     "tensorboard": False, "threads": 1, "checkpoint_every": 100, "device": "cuda", "cuda_graph": True}}
+    (tmp_path / "c.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+                           "-m", "audiomamba", "train", "--config", str(tmp_path / "c.yaml")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "all-reduced after the backward" in proc.stderr, proc.stderr[-3000:]
+    a, b = load_file(tmp_path / "one" / "final.safetensors"), load_file(tmp_path / "ddp" / "final.safetensors")
+    assert single["steps"] == 4 and a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), rtol=0, atol=1e-5), (k, (a[k].float() - b[k].float()).abs().max())

@@ -173,7 +173,10 @@ class Trainer:
         cfg, dc, tc = self.cfg, self.cfg.data, self.cfg.train
         torch.manual_seed(tc.seed)
         model = build_model(cfg, self.train_cs.num_classes).to(self.device)
-        if self.world > 1 and tc.sync_bn:
+        # SyncBatchNorm's collectives are not captured into train.cuda_graph's graphs: there each rank
+        # normalises with its own batch statistics, and rank 0's running statistics are broadcast each step
+        graphed = tc.cuda_graph and self.device.type == "cuda"
+        if self.world > 1 and tc.sync_bn and not graphed:
             model = D.convert_sync_batchnorm(model, self.device)
         self.raw_model = model  # never wrapped: what is saved, evaluated and averaged
         sr = model.sample_rate
@@ -203,7 +206,14 @@ class Trainer:
         self.ema = EMA(raw, tc.ema_decay) if tc.ema_decay else None
         self.parts = Resumable(raw, self.optimizer, self.scaler, self.ema)
         self.model = raw
-        if self.world > 1:
+        # Gradients of a torchrun job: DDP all-reduces them in buckets while the backward runs; a CUDA graph
+        # replays the backward as one launch, with no hooks for DDP to fire, so with train.cuda_graph the
+        # gradients are all-reduced after the backward instead, in one flat buffer (utils/distributed.py).  A
+        # cuda_graph run on a CPU keeps that synchronisation (it is what the CPU tests check).
+        self.sync_after_backward = D.is_distributed() and tc.cuda_graph
+        if self.sync_after_backward and self.is_main:
+            log.info("train.cuda_graph with %d process(es): gradients all-reduced after the backward", self.world)
+        if D.is_distributed() and not self.sync_after_backward:
             self.model = nn.parallel.DistributedDataParallel(raw, device_ids=[self.device.index] if cuda else None)
         # torch.compile of the training forward (evaluation stays eager: its clip lengths vary); the Triton scan is
         # a custom op, so the graph has no breaks around it (figures: docs/benchmarks.md)
@@ -213,8 +223,6 @@ class Trainer:
             log.warning("train.cuda_graph needs CUDA; training eagerly on %s", self.device)
             self.use_graph = False
         if self.use_graph:
-            if self.world > 1:
-                raise ValueError("train.cuda_graph: CUDA-graph training runs in one process only; set it false with torchrun")
             check_graphable(raw, self.clip_samples)
 
     def _start(self, resume_from: str | None) -> Progress:
@@ -265,7 +273,8 @@ class Trainer:
         gen = batch_generator(self.cfg.train.seed, p.step, p.micro, self.rank)
         wave, target, mixup_lambda = mix_batch(wave, target, self.cfg.augment, gen)
         last_micro = p.micro % accumulate == 0
-        sync = contextlib.nullcontext() if (last_micro or self.world == 1) else self.model.no_sync()
+        ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
+        sync = self.model.no_sync() if (ddp and not last_micro) else contextlib.nullcontext()
         with sync:
             logits = self._forward(wave, mixup_lambda)
             loss = tagging_loss(logits, target, self.multi_label) * weight
@@ -294,6 +303,8 @@ class Trainer:
         """The optimiser update of the accumulated gradients: learning rate, clipping, AdamW (through the AMP
         scaler), EMA; then the step's loss is recorded."""
         p, oc = self.progress, self.cfg.optim
+        if self.sync_after_backward:
+            D.all_reduce_gradients(self.raw_model)
         for g in self.optimizer.param_groups:
             g["lr"] = oc.lr * lr_factor(oc, p.step, self.steps_per_epoch, self.total_steps)
         if oc.grad_clip:
@@ -302,6 +313,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=self.graphed is None)  # a graph needs gradients of the parameters' own
+        if self.sync_after_backward:  # as DDP does: every rank runs with rank 0's BatchNorm statistics
+            D.broadcast_buffers(self.raw_model)
         if self.ema is not None:
             self.ema.update(self.raw_model)
         p.step += 1

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from audiomamba.utils.device import resolve_device
 
 
-__all__ = ["world_size", "rank", "setup", "process_group", "gather_objects", "barrier", "all_reduce_mean",
+__all__ = ["world_size", "rank", "is_distributed", "setup", "all_reduce_gradients", "broadcast_buffers", "process_group", "gather_objects", "barrier", "all_reduce_mean",
            "GlooSyncBatchNorm", "convert_sync_batchnorm"]
 
 
@@ -26,9 +26,16 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def is_distributed() -> bool:
+    """Whether a process group is initialised (a torchrun job, one process included)."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def setup(device: str = "auto") -> tuple[torch.device, bool]:
-    """Initialise the process group when launched by torchrun (``WORLD_SIZE`` > 1); returns (device, started)."""
+    """Initialise the process group when launched by torchrun (one process too: it then runs the multi-GPU code
+    path on one GPU); returns (device, started)."""
     ws = int(os.environ.get("WORLD_SIZE", "1"))
+    launched = ws > 1 or ("RANK" in os.environ and "LOCAL_RANK" in os.environ and "MASTER_ADDR" in os.environ)
     local = int(os.environ.get("LOCAL_RANK", "0"))
     try:
         dev = resolve_device(device)
@@ -39,7 +46,7 @@ def setup(device: str = "auto") -> tuple[torch.device, bool]:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     started = False
-    if ws > 1 and not dist.is_initialized():
+    if launched and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
         started = True
     return dev, started
@@ -55,6 +62,39 @@ def process_group(device: str = "auto") -> Iterator[torch.device]:
     finally:
         if started:
             dist.destroy_process_group()
+
+
+def all_reduce_gradients(model: torch.nn.Module) -> None:
+    """Average the gradients of ``model``'s trainable parameters over the ranks, in one all-reduce of one flat
+    buffer per dtype (a parameter without a gradient counts as zero, so every rank sends the same layout).  What
+    DDP does during the backward, for a backward DDP cannot hook into (one replayed from a CUDA graph).  The
+    gradients are updated in place: a graph's static gradient buffers stay where they are."""
+    if not is_distributed():
+        return
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for p in params:
+        by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+    for grads in by_dtype.values():
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat.div_(world_size())
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset : offset + n].view_as(g))
+            offset += n
+
+
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics and counters) to every rank, in place."""
+    if not is_distributed():
+        return
+    for b in model.buffers():
+        dist.broadcast(b, src=0)
 
 
 def gather_objects(obj):
