@@ -1,8 +1,11 @@
 """``audiomamba evaluate --checkpoint C --data D``: tagging metrics (and event metrics with strong labels).
 
 Writes ``OUT/summary.json`` (mAP, mAUC, d', micro/macro F1 at ``--threshold``, top-1 accuracy for single-label
-data, event F1 / PSDS when the data has events) and ``OUT/per_class.csv``.  The data's labels are matched to the
-checkpoint's by display name or mid; a label the checkpoint does not know is an error.
+data, event F1 / PSDS when the data has events) and ``OUT/per_class.csv``.  The data's classes are matched to the
+checkpoint's by AudioSet mid, else by normalised display name (:mod:`audiomamba.evaluation.label_match`), and the
+model's scores restricted to the matched classes: a model can be scored on a dataset whose classes are a subset of
+its own, or overlap them.  Dataset classes the model does not have are reported by name and left out of the metrics
+(``--strict-labels``: an error instead); no matching class at all is an error.
 
 ESC-50 cross-validation: ``--cv 1,2,3,4,5`` with ``--checkpoint 'runs/esc50/fold{fold}/best.safetensors'``
 evaluates each fold's model on its held-out fold and reports the mean and standard deviation.
@@ -25,6 +28,9 @@ def add_arguments(p) -> None:
     p.add_argument("--format", default="auto", choices=["auto", "manifest", "audioset", "esc50", "folder", "shards"])
     p.add_argument("--split", default="test", help="split to evaluate (default: test; ESC-50: fold<k>)")
     p.add_argument("--labels", default=None, help="class_labels_indices.csv of the data (default: the dataset's)")
+    p.add_argument("--strict-labels", action="store_true",
+                   help="a dataset class the model does not have is an error (default: reported and left out of "
+                        "the metrics; classes match by AudioSet mid, else by display name)")
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold for F1 and event detection")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seconds", type=float, default=None, help="evaluate at most this many seconds of each clip")
@@ -36,36 +42,34 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=int, default=0)
 
 
-def _remap(cs, ckpt_labels: list[dict]):
-    """Re-index the dataset's targets onto the checkpoint's label order."""
+def _remap(cs, match):
+    """The clips of ``cs`` with their targets and events re-indexed onto the model's classes (``match``); labels of
+    unmatched classes are dropped (such clips stay in, as negatives of every matched class)."""
     import dataclasses
 
-    from audiomamba.datasets import ClipSet, DatasetError
-    from audiomamba.datasets.core import LabelIndex
+    from audiomamba.datasets import ClipSet
 
-    index = LabelIndex(ckpt_labels)
-    mapping = []
-    for lab in cs.labels:
-        try:
-            mapping.append(index(lab["display_name"], cs.name))
-        except DatasetError:
-            if lab.get("mid"):
-                try:
-                    mapping.append(index(lab["mid"], cs.name))
-                    continue
-                except DatasetError:
-                    pass
-            raise DatasetError(f"{cs.name}: label {lab['display_name']!r} is not one of the checkpoint's "
-                               f"{len(ckpt_labels)} labels") from None
-    clips = [dataclasses.replace(c, targets=tuple(sorted({mapping[t] for t in c.targets})),
-                                 events=tuple((mapping[t], a, b) for t, a, b in c.events)) for c in cs.clips]
-    return ClipSet(ckpt_labels, clips, cs.multi_label, cs.name, cs.info)
+    to_model = match.data_to_model
+    clips = [dataclasses.replace(c, targets=tuple(sorted({to_model[t] for t in c.targets if t in to_model})),
+                                 events=tuple((to_model[t], a, b) for t, a, b in c.events if t in to_model))
+             for c in cs.clips]
+    return ClipSet(match.model_labels, clips, cs.multi_label, cs.name, cs.info)
+
+
+def _restrict(pred: dict, match) -> dict:
+    """A :func:`~audiomamba.evaluation.predict` result (over the model's classes) restricted to the matched
+    classes, in the dataset's class order."""
+    cols = match.model_columns
+    out = dict(pred, scores=pred["scores"][:, cols], targets=pred["targets"][:, cols])
+    if pred.get("framewise") is not None:
+        out["framewise"] = {i: f[:, cols] for i, f in pred["framewise"].items()}
+    return out
 
 
 def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto", labels: str | None = None,
              threshold: float = 0.5, batch_size: int = 8, seconds: float | None = None, tta_shifts: int = 1,
              events: bool = True, out: str | None = None, device: str = "auto", workers: int = 0,
-             fold: int | None = None) -> dict:
+             fold: int | None = None, strict_labels: bool = False) -> dict:
     import numpy as np
 
     from audiomamba.checkpoint import load
@@ -77,22 +81,35 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     dev = resolve_device(device)
     model = load(checkpoint, dev)
     meta = model.meta
-    cs = _remap(open_split(data, split, fmt, labels, fold), meta["labels"])
+    from audiomamba.datasets import DatasetError
+    from audiomamba.evaluation.label_match import match_labels
+
+    ds = open_split(data, split, fmt, labels, fold)
+    match = match_labels(meta["labels"], ds.labels, ds.name or str(data))
+    if match.unmatched and strict_labels:
+        raise DatasetError(f"{ds.name or data}: classes not among the checkpoint's {len(meta['labels'])} labels "
+                           f"(--strict-labels): {', '.join(repr(n) for n in match.unmatched)}")
+    log.info("%s", match.describe())
+    cs = _remap(ds, match)
     multi_label = bool(meta.get("multi_label", True))
     want_events = events and cs.has_events and model.head_type == "tscam"
     pred = predict(model, cs, batch_size, dev, multi_label, seconds, framewise=want_events, tta_shifts=tta_shifts,
                    num_workers=workers, progress=True, on_error=lambda e: log.warning("skipped clip %s", e))
     skipped = pred["errors"]
+    pred = _restrict(pred, match)
     m = evaluate_scores(pred, multi_label, threshold)
-    names = [lab["display_name"] for lab in meta["labels"]]
+    names = match.names
     table = per_class_table(m, names)
+    for row, model_name in zip(table, match.model_names):
+        row["model_label"] = model_name
     m.pop("_per_class")
     summary = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "model": meta["model"]["name"],
-               "multi_label": multi_label, **m, "skipped_clips": len(skipped)}
+               "multi_label": multi_label, **m, "skipped_clips": len(skipped), "labels": match.report()}
     if want_events:
         hop = model.frontend.cfg.hop_length / model.sample_rate
+        model_to_name = {k: n for k, n in zip(match.model_columns, names)}
         fw = {cs.clips[i].name: p for i, p in pred["framewise"].items()}
-        gt = {cs.clips[i].name: [(a, b, names[t]) for t, a, b in cs.clips[i].events] for i in pred["framewise"]}
+        gt = {cs.clips[i].name: [(a, b, model_to_name[t]) for t, a, b in cs.clips[i].events] for i in pred["framewise"]}
         dur = {cs.clips[i].name: max(p.shape[0] * hop, max((b for _, b, _ in gt[cs.clips[i].name]), default=0.0))
                for i, p in pred["framewise"].items()}
         try:
@@ -110,6 +127,9 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     np.save(out_dir / "scores.npy", pred["scores"])
     if skipped:
         log.warning("%d clip(s) could not be decoded and were skipped", len(skipped))
+    if match.unmatched:
+        log.warning("left out of the metrics (not among the model's classes): %s",
+                    ", ".join(repr(n) for n in match.unmatched))
     summary["out"] = str(out_dir)
     return summary
 
@@ -118,7 +138,7 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     common = dict(fmt=args.format, labels=args.labels, threshold=args.threshold, batch_size=args.batch_size,
                   seconds=args.seconds, tta_shifts=args.tta_shifts, events=not args.no_events, device=args.device,
-                  workers=args.workers)
+                  workers=args.workers, strict_labels=args.strict_labels)
     if not args.cv:
         s = evaluate(args.checkpoint, args.data, args.split, out=args.out, **common)
         print(json.dumps(s, default=float))
