@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from audiomamba.errors import AudioDecodeError
 
@@ -24,7 +25,8 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 
 __all__ = [
     "AUDIO_EXTENSIONS", "AudioDecodeError", "is_audio_file", "load_audio", "to_mono", "array_to_mono", "resample",
-    "check_waveform", "audio_duration",
+    "check_waveform", "audio_duration", "decode_audio", "resample_torch", "resampled_length",
+    "device_resampler_fits",
 ]
 
 
@@ -135,8 +137,28 @@ def load_audio(
 
     ``offset_s`` / ``duration_s`` read only a part of the file (seeking where the format allows).
     Returns ``(samples, sample_rate)``. Raises ``FileNotFoundError`` for a missing path and
-    :class:`AudioDecodeError` (naming the file) for anything soundfile cannot decode.
+    :class:`AudioDecodeError` (naming the file) for anything soundfile cannot decode, for a truncated file (a
+    header promising more samples than the file holds) and for NaN or infinite samples.
     """
+    x, sr = decode_audio(path, offset_s=offset_s, duration_s=duration_s)
+    x = to_mono(x)
+    if sample_rate is not None and sample_rate != sr:
+        x = resample(x, sr, sample_rate)
+        sr = sample_rate
+    return np.ascontiguousarray(x, dtype=np.float32), sr
+
+
+def decode_audio(
+    path: str | os.PathLike,
+    *,
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+    dtype: str = "float32",
+) -> tuple[np.ndarray, int]:
+    """Decode a file as it is: ``(samples, channels)`` at its own rate.  ``dtype``: "float32", or "pcm16": int16
+    samples as stored for a 16-bit PCM file (WAV, FLAC, ...; ``int16 / 32768`` is exactly its float32 decode, in
+    half the bytes), float32 for any other.  The checks of :func:`load_audio` (missing, undecodable, truncated,
+    non-finite) apply."""
     import soundfile as sf
 
     path = Path(path)
@@ -150,15 +172,60 @@ def load_audio(
             start = int(round(offset_s * sr))
             if start:
                 f.seek(min(start, f.frames))
-            frames = -1 if duration_s is None else int(round(duration_s * sr))
-            x = f.read(frames=frames, dtype="float32", always_2d=True)
+            want = f.frames - min(start, f.frames) if duration_s is None else int(round(duration_s * sr))
+            frames = -1 if duration_s is None else want
+            if dtype == "pcm16":
+                dtype = "int16" if f.subtype == "PCM_16" else "float32"
+            x = f.read(frames=frames, dtype=dtype, always_2d=True)
+            promised = f.frames
+            fmt = f.format
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:  # libsndfile reports most problems as these
         raise AudioDecodeError(f"{path}: cannot decode audio ({e})") from e
-    x = to_mono(x)
-    if sample_rate is not None and sample_rate != sr:
-        x = resample(x, sr, sample_rate)
-        sr = sample_rate
-    return np.ascontiguousarray(x, dtype=np.float32), sr
+    if duration_s is None and x.shape[0] < want:
+        raise AudioDecodeError(f"{path}: truncated: the header promises {promised} samples, {start + x.shape[0]} could be read")
+    if fmt in ("WAV", "WAVEX"):
+        declared = _wav_declared_frames(path)
+        if declared is not None and declared > promised:
+            raise AudioDecodeError(
+                f"{path}: truncated: the WAV header promises {declared} samples per channel, the file holds {promised}"
+            )
+    if dtype != "int16" and not np.isfinite(x).all():
+        raise AudioDecodeError(f"{path}: audio contains NaN or infinite samples")
+    return x, sr
+
+
+def _wav_declared_frames(path: Path) -> int | None:
+    """Frames per channel that a RIFF/WAVE file's ``data`` chunk declares (None: not a plain RIFF WAVE file, a
+    streaming placeholder size, or no ``fmt `` before ``data``).  libsndfile clips the count to what the file holds
+    without a word, so a truncated file would otherwise decode as a shorter, valid one."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = None
+            for _ in range(64):  # a WAV file has a handful of chunks; give up on anything stranger
+                hdr = f.read(8)
+                if len(hdr) < 8:
+                    return None
+                cid, size = hdr[:4], struct.unpack("<I", hdr[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(min(size, 16))
+                    if len(fmt) < 14:
+                        return None
+                    block_align = struct.unpack("<H", fmt[12:14])[0]
+                    f.seek(size - len(fmt) + (size & 1), 1)
+                elif cid == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    f.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+    return None
 
 
 def audio_duration(path: str | os.PathLike) -> float:
@@ -170,3 +237,84 @@ def audio_duration(path: str | os.PathLike) -> float:
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioDecodeError(f"{path}: cannot read audio header ({e})") from e
     return info.frames / info.samplerate
+
+
+# ---------------------------------------------------------------------- resampling on the device
+# A polyphase windowed-sinc resampler in torch, for resampling batches of waveforms where the model runs (the
+# Tagger's file path on a GPU decodes at the file's own rate in its workers and resamples here).  For the rate
+# change L/M (in lowest terms), output sample k sits at input time k*M/L; output samples q*L + r (phase r = 0..L-1)
+# read the input around q*M + r*M/L, so one conv1d with stride M and L output channels (one filter per phase)
+# computes all of them.  The filter is a sinc low-pass (cut-off just below the lower of the two Nyquist
+# frequencies) under a Kaiser window; outputs are aligned with the input (no delay) and there are
+# round(n * L / M) of them, as soxr gives.  Accuracy against soxr (HQ) is in tests/test_audio.py.
+
+RESAMPLE_ZEROS = 48  # zero crossings of the sinc on each side (at the cut-off rate): sets the transition width
+RESAMPLE_ROLLOFF = 0.945  # cut-off as a fraction of the lower Nyquist frequency (the mel bank ends at 14 kHz of 16)
+RESAMPLE_BETA = 12.0  # Kaiser window beta (stop-band attenuation around 120 dB)
+RESAMPLE_MAX_WEIGHTS = 1 << 22  # filters above this many taps in all (odd rate pairs): use soxr instead
+
+_FILTERS: dict[tuple, torch.Tensor] = {}
+
+
+def _rates(orig_sr: int, target_sr: int) -> tuple[int, int]:
+    g = math.gcd(int(orig_sr), int(target_sr))
+    return int(target_sr) // g, int(orig_sr) // g
+
+
+def _filter_geometry(up: int, down: int) -> tuple[float, int, int]:
+    """(cut-off in cycles per input sample x 2, half-width in input samples, taps per phase)."""
+    cutoff = min(1.0, up / down) * RESAMPLE_ROLLOFF
+    half = int(math.ceil(RESAMPLE_ZEROS / cutoff))
+    return cutoff, half, 2 * half + down + 1
+
+
+def device_resampler_fits(orig_sr: int, target_sr: int) -> bool:
+    """Whether :func:`resample_torch`'s filter bank for this rate pair is of a sensible size."""
+    up, down = _rates(orig_sr, target_sr)
+    return up * _filter_geometry(up, down)[2] <= RESAMPLE_MAX_WEIGHTS
+
+
+def _polyphase_filters(up: int, down: int, device: torch.device) -> torch.Tensor:
+    key = (up, down, str(device))
+    w = _FILTERS.get(key)
+    if w is None:
+        cutoff, half, taps = _filter_geometry(up, down)
+        # phase r, tap m reads input sample q*down + m - half; its weight is h(r*down/up + half - m)
+        t = (np.arange(up, dtype=np.float64)[:, None] * down / up + half) - np.arange(taps, dtype=np.float64)[None]
+        window = np.where(np.abs(t) <= half, np.i0(RESAMPLE_BETA * np.sqrt(np.clip(1 - (t / half) ** 2, 0, 1))), 0.0)
+        h = cutoff * np.sinc(cutoff * t) * window / np.i0(RESAMPLE_BETA)
+        w = _FILTERS[key] = torch.from_numpy(h.astype(np.float32)).to(device)[:, None, :]
+    return w
+
+
+def resampled_length(samples: int, orig_sr: int, target_sr: int) -> int:
+    """Samples out of :func:`resample` and :func:`resample_torch` for ``samples`` in: ``round(samples * target /
+    orig)``."""
+    up, down = _rates(orig_sr, target_sr)
+    return (samples * up + down // 2) // down
+
+
+def resample_torch(x: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
+    """Resample float waveforms ``(..., samples)`` from ``orig_sr`` to ``target_sr`` on their device (float32,
+    no TF32), with a polyphase windowed-sinc filter; ``round(samples * target / orig)`` samples out, aligned with
+    the input.  Matches :func:`resample` (soxr) to about -100 dB on band-limited audio (tests)."""
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    if orig_sr == target_sr:
+        return x
+    up, down = _rates(orig_sr, target_sr)
+    _, half, taps = _filter_geometry(up, down)
+    lead, n = x.shape[:-1], x.shape[-1]
+    n_out = resampled_length(n, orig_sr, target_sr)
+    blocks = -(-n_out // up)  # output blocks of `up` samples; block q reads input from q*down - half
+    right = max(0, (blocks - 1) * down + taps - half - n)
+    w = _polyphase_filters(up, down, x.device)
+    flat = F.pad(x.reshape(-1, 1, n).float(), (half, right))
+    tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = False
+        with torch.autocast(x.device.type, enabled=False):
+            y = F.conv1d(flat, w, stride=down)  # (batch, up, blocks)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    return y.transpose(1, 2).reshape(*lead, -1)[..., :n_out]

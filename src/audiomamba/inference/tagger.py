@@ -36,7 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audiomamba.audio import AudioDecodeError, array_to_mono, check_waveform, load_audio, resample
+from audiomamba.audio import (
+    AudioDecodeError, array_to_mono, check_waveform, decode_audio, device_resampler_fits, load_audio, resample,
+    resample_torch, resampled_length, to_mono,
+)
 from audiomamba.inference.events import detect_events
 from audiomamba.inference.pieces import Piece, PiecePlan
 from audiomamba.inference.results import FileError, TagResult
@@ -177,7 +180,7 @@ class Tagger:
     def tag(self, x: Any, sample_rate: int | None = None, top_k: int = 5) -> TagResult:
         """Clip-level scores of a path, numpy array or tensor (any length)."""
         wave, name, warnings = self.prepare(x, sample_rate)
-        return self._result(self._run([wave], framewise=False)[0], wave, name, warnings, top_k)
+        return self._result(self._checked(self._run([wave], framewise=False)[0], name), wave, name, warnings, top_k)
 
     def detect(
         self,
@@ -196,13 +199,13 @@ class Tagger:
         """
         self._require_framewise()
         wave, name, warnings = self.prepare(x, sample_rate)
-        result = self._result(self._run([wave], framewise=True)[0], wave, name, warnings, top_k)
+        result = self._result(self._checked(self._run([wave], framewise=True)[0], name), wave, name, warnings, top_k)
         return self._add_events(result, threshold, min_duration, median_filter, min_gap)
 
     def embed(self, x: Any, sample_rate: int | None = None) -> np.ndarray:
         """The clip embedding (D,), averaged over pieces for long inputs."""
-        wave, _, _ = self.prepare(x, sample_rate)
-        return self._run([wave], framewise=False)[0].embedding.float().cpu().numpy()
+        wave, name, _ = self.prepare(x, sample_rate)
+        return self._checked(self._run([wave], framewise=False)[0], name).embedding.float().cpu().numpy()
 
     def tag_files(
         self,
@@ -216,34 +219,43 @@ class Tagger:
         embeddings: bool = False,
         num_workers: int = 0,
         batch_size: int | None = None,
+        resample_on_device: bool | None = None,
+        prefetch: int = 4,
     ) -> Iterator[TagResult | FileError]:
         """Tag many files; yields, in input order, a :class:`TagResult` or a :class:`FileError` per file.
 
-        Files are decoded and resampled by a ``torch.utils.data.DataLoader`` (``num_workers`` processes);
-        ``batch_size`` files are decoded together and their pieces (windows/chunks of equal length) go
-        through the model ``batch_size`` at a time.
+        Files are decoded by a ``torch.utils.data.DataLoader`` (``num_workers`` processes, ``prefetch`` batches
+        ahead each), ``batch_size`` files a batch.  Each worker stacks the files of one length and rate into one
+        tensor (16-bit PCM stays 16-bit until it is on the device), so a batch crosses to the main process, to
+        pinned memory (CUDA) and to the device as one block, without a copy per file; the files of a block are
+        converted, downmixed, resampled, turned into log-mel spectrograms and cut into pieces together, their
+        pieces run through the model ``batch_size`` at a time and are stitched together, and the outputs come back
+        to the host in one copy per block, while the next batch is already on its way (no synchronisation per
+        file).  ``resample_on_device`` (default: on for CUDA): files at another rate are resampled where the
+        model runs (:func:`audiomamba.audio.resample_torch`, within about -100 dB of soxr on audio below 14 kHz)
+        instead of with soxr in the workers; it changes scores by less than float tolerance matters.  A file whose
+        model output is not finite (a broken checkpoint) is a :class:`FileError` of kind "model".
         """
         from torch.utils.data import DataLoader
 
         if events:
             self._require_framewise()
-        dataset = _AudioFiles([str(p) for p in paths], self)
-        loader = DataLoader(dataset, batch_size=batch_size or self.batch_size, num_workers=num_workers, collate_fn=list)
+        cuda = self.device.type == "cuda"
+        on_device = cuda if resample_on_device is None else bool(resample_on_device)
+        dataset = _AudioFiles([str(p) for p in paths], self.sample_rate, self.model.frontend.min_samples, on_device)
+        loader = DataLoader(dataset, batch_size=batch_size or self.batch_size, num_workers=num_workers,
+                            collate_fn=_collate, pin_memory=cuda,
+                            prefetch_factor=max(1, prefetch) if num_workers > 0 else None)
+        options = dict(top_k=top_k, events=events, threshold=threshold, min_duration=min_duration,
+                       median_filter=median_filter, min_gap=min_gap, embeddings=embeddings)
+        pending = None
         for batch in loader:
-            ok = [(idx, w.numpy(), warn) for idx, w, warn in batch if not isinstance(w, FileError)]
-            raws = self._run([w for _, w, _ in ok], framewise=events) if ok else []
-            by_index = {idx: (raw, w, warn) for (idx, w, warn), raw in zip(ok, raws)}
-            for idx, payload, _ in batch:
-                if isinstance(payload, FileError):
-                    yield payload
-                    continue
-                raw, wave, warnings = by_index[idx]
-                result = self._result(raw, wave, dataset.paths[idx], warnings, top_k)
-                if not embeddings:
-                    result.embedding = None
-                if events:
-                    result = self._add_events(result, threshold, min_duration, median_filter, min_gap)
-                yield result
+            launched = self._launch(batch, framewise=events)  # queued on the device; nothing waits for it here
+            if pending is not None:
+                yield from self._finish(pending, dataset.paths, **options)
+            pending = launched
+        if pending is not None:
+            yield from self._finish(pending, dataset.paths, **options)
 
     def detect_files(self, paths: Iterable[str | os.PathLike], **kwargs: Any) -> Iterator[TagResult | FileError]:
         """:meth:`tag_files` with events."""
@@ -299,24 +311,6 @@ class Tagger:
             logmel = self.model.frontend(waves, block_frames=SPEC_BLOCK_FRAMES)
             return self.model.normalise(logmel) if normalise else logmel
 
-    def _spectrograms(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
-        """:meth:`spectrogram` of each wave; waves of one length (the usual case: clips of a dataset) go through
-        the front end together, at most ``BATCH_FRAMES`` frames at a time, with one host-to-device copy (pageable:
-        pinning a fresh buffer per batch costs more than the copy); a wave longer than a block goes alone."""
-        specs: list[torch.Tensor | None] = [None] * len(waves)
-        by_length: dict[int, list[int]] = {}
-        for i, w in enumerate(waves):
-            by_length.setdefault(w.size, []).append(i)
-        for samples, idx in by_length.items():
-            frames = self.model.frontend.num_frames(samples)
-            per = 1 if frames > SPEC_BLOCK_FRAMES else max(1, BATCH_FRAMES // frames)
-            for g0 in range(0, len(idx), per):
-                group = idx[g0 : g0 + per]
-                out = self._spectrogram(torch.from_numpy(np.stack([waves[i] for i in group])).to(self.device))
-                for j, i in enumerate(group):
-                    specs[i] = out[j]
-        return specs  # type: ignore[return-value]
-
     # ------------------------------------------------------------------ pieces -> model
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Spectrogram pieces ``(B, frames, mels)`` -> (logits, framewise logits or None, embedding)."""
@@ -324,35 +318,123 @@ class Tagger:
         return out.logits, out.framewise_logits, out.embedding
 
     def _run(self, waves: list[np.ndarray], framewise: bool) -> list[_Raw]:
-        """Waveforms -> stitched logits / embeddings / framewise logits, the pieces of all waves batched by length."""
-        specs = self._spectrograms(waves)
-        jobs: dict[int, list[tuple[int, Piece]]] = {}  # piece length -> [(wave, piece)]
-        for i, spec in enumerate(specs):
-            for piece in self.plan.pieces(spec.shape[0]):
-                jobs.setdefault(piece.length, []).append((i, piece))
-        stitchers = [self.plan.stitcher(spec.shape[0]) for spec in specs]
+        """Waveforms at the model's rate -> stitched logits / embeddings / framewise logits on the host; waves of
+        one length go through the model together (:meth:`_infer`), with one device-to-host copy per length."""
+        raws: list[_Raw | None] = [None] * len(waves)
+        by_length: dict[int, list[int]] = {}
+        for i, w in enumerate(waves):
+            by_length.setdefault(w.size, []).append(i)
+        for idx in by_length.values():
+            x = torch.from_numpy(np.stack([waves[i] for i in idx])).to(self.device)
+            logits, fw, emb = self._infer(x, framewise)
+            logits, emb = logits.cpu(), emb.cpu()
+            fw = None if fw is None else fw.cpu()
+            for j, i in enumerate(idx):
+                raws[i] = _Raw(logits[j], emb[j], None if fw is None else fw[j])
+        return raws  # type: ignore[return-value]
+
+    def _infer(self, waves: torch.Tensor, framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Waves ``(n, samples)`` at the model's rate, on the device -> ``(logits (n, C), framewise logits
+        (n, frames, C) or None, embeddings (n, D))``, float32 on the device; no host synchronisation.
+
+        All ``n`` inputs have the same pieces: they are batched (``batch_size`` pieces per forward, padded to
+        a full batch for CUDA graphs) and stitched together by one batched stitcher."""
+        n, samples = waves.shape
+        frames = self.model.frontend.num_frames(samples)
+        per = 1 if frames > SPEC_BLOCK_FRAMES else max(1, BATCH_FRAMES // frames)
+        specs = [self._spectrogram(waves[g0 : g0 + per]) for g0 in range(0, n, per)]
+        spec = specs[0] if len(specs) == 1 else torch.cat(specs)
+        pieces = self.plan.pieces(frames)
+        length = pieces[0].length
+        whole = len(pieces) == 1  # the spectrogram is the piece: no copy
+        total = len(pieces) * n
+        per_batch = max(1, min(self.batch_size, BATCH_FRAMES // length))
+        stitcher = self.plan.stitcher(frames)
+        pending: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
+        rows, k = 0, 0  # rows of model output not yet stitched; next piece to stitch
         with torch.inference_mode(), keep_freed_memory(self.device.type == "cpu"):
-            for length, items in jobs.items():
-                per_batch = max(1, min(self.batch_size, BATCH_FRAMES // length))
-                for b0 in range(0, len(items), per_batch):
-                    group = items[b0 : b0 + per_batch]
-                    x = torch.stack([specs[i][p.start : p.start + p.length] for i, p in group])
-                    if self.cuda_graphs is not None:  # padded to a full batch: every batch of a length shares a graph
-                        x = F.pad(x, (0, 0, 0, 0, 0, per_batch - len(group)))
-                        logits, fw, emb = self.cuda_graphs(x, variant=self.layout)
-                    else:
-                        with autocast(self.device, self.dtype):
-                            logits, fw, emb = self._forward(x)
-                    keep_fw = framewise and fw is not None
-                    for j, (i, p) in enumerate(group):
-                        stitchers[i].add(p, logits[j].float(), emb[j].float(), fw[j].float() if keep_fw else None)
-        outs = [st.result() for st in stitchers]
-        # one device-to-host copy per kind for the whole batch, not one (and a sync) per file and kind
-        logits, embs = torch.stack([o[0] for o in outs]).cpu(), torch.stack([o[2] for o in outs]).cpu()
-        if any(o[1] is None for o in outs):
-            return [_Raw(lg, e, None) for lg, e in zip(logits, embs)]
-        fws = torch.cat([o[1] for o in outs]).cpu().split([o[1].shape[0] for o in outs])
-        return [_Raw(lg, e, fw) for lg, e, fw in zip(logits, embs, fws)]
+            for b0 in range(0, total, per_batch):
+                m = min(per_batch, total - b0)
+                if whole:
+                    x = spec[b0 : b0 + m]
+                else:  # flat row r = piece r // n of input r % n
+                    x = torch.stack([spec[r % n, pieces[r // n].start : pieces[r // n].start + length]
+                                     for r in range(b0, b0 + m)])
+                if self.cuda_graphs is not None:  # padded to a full batch: every batch of a length shares a graph
+                    x = F.pad(x, (0, 0, 0, 0, 0, per_batch - m))
+                    logits, fw, emb = self.cuda_graphs(x, variant=self.layout)
+                else:
+                    with autocast(self.device, self.dtype):
+                        logits, fw, emb = self._forward(x)
+                keep_fw = framewise and fw is not None
+                pending.append((logits[:m].float(), fw[:m].float() if keep_fw else None, emb[:m].float()))
+                rows += m
+                while rows >= n and k < len(pieces):  # every input's output of piece k is in: stitch it
+                    lg, fws, em = (t[0] if len(pending) == 1 else (None if t[0] is None else torch.cat(t))
+                                   for t in zip(*pending))
+                    stitcher.add(pieces[k], lg[:n], em[:n], None if fws is None else fws[:n])
+                    rows, k = rows - n, k + 1
+                    pending = [(lg[n:], None if fws is None else fws[n:], em[n:])] if rows else []
+        logits, fw, emb = stitcher.result()
+        return logits, fw, emb
+
+    def _launch(self, batch: "_Batch", framewise: bool) -> "_Launched":
+        """Queue a decoded batch's work on the device: copy (asynchronous from pinned memory), convert to float,
+        downmix, resample, model, and an asynchronous copy of the outputs into pinned host memory."""
+        cuda = self.device.type == "cuda"
+        outs = []
+        for g in batch.groups:
+            x = g.wave.to(self.device, non_blocking=cuda)
+            if x.dtype == torch.int16:  # 16-bit PCM: exactly soundfile's float32 decode, channels averaged
+                x = x.float()
+                x = (x.sum(-1) / x.shape[-1] if x.ndim == 3 else x) * (1.0 / 32768)
+            if g.rate != self.sample_rate:
+                x = resample_torch(x, g.rate, self.sample_rate)
+            logits, fw, emb = self._infer(x, framewise)
+            packed = torch.cat([logits, emb], 1)
+            fw = fw if framewise else None
+            if cuda:
+                host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+                host.copy_(packed, non_blocking=True)
+                fw_host = None
+                if fw is not None:
+                    fw_host = torch.empty(fw.shape, dtype=fw.dtype, pin_memory=True)
+                    fw_host.copy_(fw, non_blocking=True)
+            else:
+                host, fw_host = packed, fw
+            outs.append((g, host, fw_host))
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        return _Launched(batch, outs, event)
+
+    def _finish(self, launched: "_Launched", paths: list[str], top_k: int, events: bool, threshold, min_duration: float,
+                median_filter: float, min_gap: float, embeddings: bool) -> Iterator[TagResult | FileError]:
+        """Wait for a launched batch's outputs and yield its results (and errors) in input order."""
+        if launched.event is not None:
+            launched.event.synchronize()
+        out: dict[int, TagResult | FileError] = dict(launched.batch.errors)
+        C = len(self.labels)
+        for g, host, fw_host in launched.outs:
+            packed = host.numpy().copy()  # out of pinned memory: results must not hold the copy buffers
+            finite = np.isfinite(packed).all(axis=1)
+            scores = self.activation(torch.from_numpy(packed[:, :C])).numpy()
+            fw_scores = None if fw_host is None else self.activation(fw_host).numpy()
+            for j, i in enumerate(g.index):
+                path = paths[i]
+                if not finite[j] or (fw_scores is not None and not np.isfinite(fw_scores[j]).all()):
+                    out[i] = FileError(path, _nonfinite_message(path), "model")
+                    continue
+                result = TagResult(self.labels, scores[j], g.duration[j], file=path, top_k=top_k,
+                                   framewise=None if fw_scores is None else fw_scores[j].copy(),
+                                   frame_rate=self.frame_rate, embedding=packed[j, C:] if embeddings else None,
+                                   warnings=list(g.warnings[j]))
+                if events:
+                    result = self._add_events(result, threshold, min_duration, median_filter, min_gap)
+                out[i] = result
+        for i in sorted(out):
+            yield out[i]
 
     # ------------------------------------------------------------------ postprocess
     def activation(self, logits: torch.Tensor) -> torch.Tensor:
@@ -364,6 +446,14 @@ class Tagger:
         return TagResult(self.labels, self.activation(raw.logits).cpu().numpy(), wave.size / self.sample_rate, file=name,
                          top_k=top_k, framewise=fw, frame_rate=self.frame_rate,
                          embedding=raw.embedding.float().cpu().numpy(), warnings=list(warnings))
+
+    def _checked(self, raw: _Raw, name: str | None) -> _Raw:
+        """``raw``, or ``ValueError`` naming the input if the model's output is not finite (a broken checkpoint:
+        NaN or inf weights); a NaN is never a score."""
+        if not (bool(torch.isfinite(raw.logits).all()) and bool(torch.isfinite(raw.embedding).all())
+                and (raw.framewise is None or bool(torch.isfinite(raw.framewise).all()))):
+            raise ValueError(_nonfinite_message(name or "input"))
+        return raw
 
     def _add_events(self, result: TagResult, threshold, min_duration: float, median_filter: float, min_gap: float) -> TagResult:
         frames = 1 if not median_filter else max(1, int(round(median_filter * self.frame_rate)) | 1)
@@ -377,12 +467,22 @@ class Tagger:
             raise ValueError("this model has a linear head: it gives clip scores only, no framewise output or events")
 
 
-class _AudioFiles(torch.utils.data.Dataset):
-    """Decodes file ``i`` to the tagger's rate; returns ``(i, wave tensor, warnings)`` or ``(i, FileError, [])``."""
+def _nonfinite_message(name: str) -> str:
+    return (f"{name}: the model's output is not finite (NaN or inf): the checkpoint's weights are broken "
+            "(or the model overflowed in this dtype); no scores")
 
-    def __init__(self, paths: list[str], tagger: Tagger) -> None:
-        self.paths = paths
-        self._prepare = tagger.prepare
+
+class _AudioFiles(torch.utils.data.Dataset):
+    """Decodes file ``i`` for the tagger (in a DataLoader worker): returns ``(i, wave, rate, warnings, duration)``
+    or ``(i, FileError)``.
+
+    ``wave``: a tensor, 16-bit PCM kept as int16 ``(samples,)`` or ``(samples, channels)`` (averaged on the
+    device), anything else float32 mono.  ``rate``: the model's rate, or the file's own when the tagger resamples
+    on the device (``on_device``; files too short for the front end after resampling, and rate pairs without a
+    compact filter, are resampled here with soxr).  The checks and warnings are :meth:`Tagger.prepare`'s."""
+
+    def __init__(self, paths: list[str], sample_rate: int, min_samples: int, on_device: bool) -> None:
+        self.paths, self.sample_rate, self.min_samples, self.on_device = paths, sample_rate, min_samples, on_device
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -390,13 +490,91 @@ class _AudioFiles(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         path = self.paths[i]
         try:
-            wave, _, warnings = self._prepare(Path(path))
-            # a tensor, not the numpy array: from a worker process the DataLoader passes tensors through shared
-            # memory, while it pickles arrays through a pipe, which is slower (figures in docs/tagging.md)
-            return i, torch.from_numpy(wave), warnings
+            return (i, *self._decode(path))
         except FileNotFoundError as e:
-            return i, FileError(path, str(e), "not_found"), []
+            return i, FileError(path, str(e), "not_found")
         except AudioDecodeError as e:
-            return i, FileError(path, str(e), "decode"), []
+            return i, FileError(path, str(e), "decode")
         except (ValueError, TypeError) as e:
-            return i, FileError(path, str(e), "invalid"), []
+            return i, FileError(path, str(e), "invalid")
+
+    def _decode(self, path: str):
+        sr = self.sample_rate
+        x, rate = decode_audio(path, dtype="pcm16")  # (samples, channels)
+        if x.shape[0] == 0:
+            raise ValueError(f"{path}: audio is empty (0 samples)")
+        pcm = x.dtype == np.int16
+        n_out = resampled_length(x.shape[0], rate, sr)
+        device_rs = rate != sr and self.on_device and n_out >= self.min_samples and device_resampler_fits(rate, sr)
+        if rate != sr and not device_rs:
+            x = resample(to_mono(x.astype(np.float32) / 32768 if pcm else x), rate, sr)
+            pcm, rate = False, sr
+        elif not pcm:
+            x = to_mono(x)
+        elif x.shape[1] == 1:
+            x = x[:, 0]
+        if pcm:  # the peak of the channels' mean, as prepare sees it
+            total = x.astype(np.int32) if x.ndim == 1 else x.astype(np.int32).sum(axis=1)
+            peak = float(np.abs(total).max()) / (32768 * (1 if x.ndim == 1 else x.shape[1]))
+        else:
+            peak = float(np.abs(x).max())
+        warnings: list[str] = []
+        if peak < SILENCE_PEAK:
+            warnings.append(f"{path}: audio is silent (peak below -100 dBFS); its scores are not meaningful")
+        if n_out < self.min_samples:  # never on the device-resampling path
+            warnings.append(f"{path}: {n_out} samples, shorter than the {self.min_samples} the front end needs; zero-padded")
+            x = np.pad(x, [(0, self.min_samples - n_out)] + [(0, 0)] * (x.ndim - 1))
+            n_out = self.min_samples
+        # a tensor, not the numpy array: from a worker process tensors travel through shared memory
+        return torch.from_numpy(np.ascontiguousarray(x)), rate, warnings, n_out / sr
+
+
+@dataclass
+class _Group:
+    """Decoded files of one shape, dtype and rate, stacked into one tensor."""
+
+    index: list[int]
+    wave: torch.Tensor  # (files, samples) or (files, samples, channels)
+    rate: int
+    warnings: list[list[str]]
+    duration: list[float]
+
+
+class _Batch:
+    """What a DataLoader worker hands over: the batch's files in :class:`_Group` blocks, and its errors."""
+
+    def __init__(self, groups: list[_Group], errors: list[tuple[int, FileError]]) -> None:
+        self.groups, self.errors = groups, errors
+
+    def pin_memory(self, device=None) -> "_Batch":  # the DataLoader's pin-memory thread calls this
+        for g in self.groups:
+            g.wave = g.wave.pin_memory()
+        return self
+
+
+@dataclass
+class _Launched:
+    batch: _Batch
+    outs: list
+    event: Any
+
+
+def _collate(items: list) -> _Batch:
+    """Stack the files of a batch that share shape, dtype and rate (in a worker: straight into shared memory, so
+    the block crosses to the main process as one tensor)."""
+    errors = [(it[0], it[1]) for it in items if isinstance(it[1], FileError)]
+    keyed: dict[tuple, list] = {}
+    for it in items:
+        if not isinstance(it[1], FileError):
+            keyed.setdefault((tuple(it[1].shape), it[1].dtype, it[2]), []).append(it)
+    groups = []
+    in_worker = torch.utils.data.get_worker_info() is not None
+    for (shape, dtype, rate), its in keyed.items():
+        waves = [it[1] for it in its]
+        if in_worker:  # as default_collate does: the stacked block is allocated in shared memory
+            storage = waves[0]._typed_storage()._new_shared(len(waves) * waves[0].numel(), device=waves[0].device)
+            out = torch.stack(waves, out=waves[0].new(storage).resize_(len(waves), *shape))
+        else:
+            out = torch.stack(waves)
+        groups.append(_Group([it[0] for it in its], out, rate, [it[3] for it in its], [it[4] for it in its]))
+    return _Batch(groups, errors)
