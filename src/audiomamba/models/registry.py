@@ -39,9 +39,33 @@ AUDIOMAMBA_VARIANTS: dict[str, AudioMambaVariant] = {
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """All registered model names, optionally filtered by a shell-style ``pattern`` (e.g. ``"audiomamba_*"``)."""
-    names = sorted(VMAMBA_CONFIGS) + sorted(AUDIOMAMBA_VARIANTS)
+    """All registered model names, optionally filtered by a shell-style ``pattern`` (e.g. ``"audiomamba_*"``).
+    The timm peers (:mod:`audiomamba.models.peers`) are listed only where timm is installed."""
+    from audiomamba.models.peers import PEERS, timm_available
+
+    has_timm = timm_available()
+    peers = sorted(n for n, (_, needs_timm, _) in PEERS.items() if has_timm or not needs_timm)
+    names = sorted(VMAMBA_CONFIGS) + sorted(AUDIOMAMBA_VARIANTS) + peers
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def model_description(name: str) -> str:
+    """One line describing a registered model (for ``audiomamba models``)."""
+    from audiomamba.models.peers import PEERS
+
+    if name in AUDIOMAMBA_VARIANTS:
+        return AUDIOMAMBA_VARIANTS[name].description
+    if name in PEERS:
+        return PEERS[name][2]
+    if name in VMAMBA_CONFIGS:
+        return "ImageNet-1K classifier (official layout)"
+    raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+
+
+def _peers() -> dict:
+    from audiomamba.models.peers import PEERS
+
+    return PEERS
 
 
 def _check_overrides(name: str, fn, overrides: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
@@ -58,6 +82,8 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     ``audiomamba_*``: overrides ``num_classes``, ``head``, ``layout``, ``extra_transformer_blocks``,
     ``drop_path_rate``, ``sample_rate``, ``spec_augment``, and ``pretrained_backbone=PATH`` (an official
     ImageNet VMamba checkpoint) with ``stem_adapt="mean"|"sum"``.
+    Peers (``swin_t_htsat_like``, ``vit_b_ast_like``, ``cnn14_panns_like``; :mod:`audiomamba.models.peers`): the
+    same arguments but the ImageNet ones, plus their own (e.g. the CNN's ``dropout``).
     The built model carries ``model.config = {"name": ..., "args": {...}}``, enough to rebuild it.
     """
     if name in VMAMBA_CONFIGS:
@@ -76,6 +102,10 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
         if pretrained is not None:
             model.pretrained_report = init_backbone_from_imagenet(model, pretrained, stem_adapt=stem_adapt)
         overrides = args
+    elif name in _peers():
+        cls = _peers()[name][0]
+        _check_overrides(name, cls.__init__, overrides)
+        model = cls(**overrides)
     else:
         raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     model.config = {"name": name, "args": dict(overrides)}
