@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 from torch import nn
 
-from audiomamba.checkpoint import FORMAT, FORMAT_VERSION, load, read_meta, save_model
-from audiomamba.errors import CheckpointError, UnknownModelError
+from audiomamba.checkpoint import build, load, read_meta, save_model, validate_meta
+from audiomamba.errors import CheckpointError, UsageError
 from audiomamba.models.pretrained import list_pretrained, pretrained_path
 from audiomamba.utils.io import atomic_write
 
@@ -276,7 +276,7 @@ def resolve_files(
     path = Path(name_or_path).expanduser()
     if path.is_file() or path.is_dir():
         if revision is not None or cache_dir is not None:
-            raise ValueError(f"{path}: revision and cache_dir apply to Hub repo ids, not to a local path")
+            raise UsageError(f"{path}: revision and cache_dir apply to Hub repo ids, not to a local path")
         if path.is_file():
             return None, path
         missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (path / name).is_file()]
@@ -287,7 +287,7 @@ def resolve_files(
     name = str(name_or_path)
     if name in list_pretrained():
         if revision is not None or cache_dir is not None:
-            raise ValueError(f"{name}: revision and cache_dir apply to Hub repo ids, not to a tagger shipped with the "
+            raise UsageError(f"{name}: revision and cache_dir apply to Hub repo ids, not to a tagger shipped with the "
                              "package")
         return None, pretrained_path(name)
     if _looks_like_path(name):
@@ -342,45 +342,15 @@ def _read_config(path: Path) -> dict[str, Any]:
     """config.json -> the checkpoint config, checked like a single file's metadata."""
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not a readable JSON config ({e})") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an audiomamba config (no \"format\": \"{FORMAT}\")")
-    try:
-        version = int(meta.get("format_version", 0))
-    except (TypeError, ValueError):
-        version = -1
-    if not 0 < version <= FORMAT_VERSION:
-        raise CheckpointError(f"{path}: unsupported config format_version {meta.get('format_version')!r} "
-                              f"(this version reads 1..{FORMAT_VERSION})")
-    model = meta.get("model")
-    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not isinstance(model.get("args", {}), dict):
-        raise CheckpointError(f"{path}: \"model\" must be {{\"name\": str, \"args\": {{...}}}}, got {model!r}")
-    return meta
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: not a readable JSON config ({e})") from None
+    return validate_meta(meta, path)
 
 
 def _build(meta: dict[str, Any], weights: Path, config_source: Path) -> nn.Module:
-    """The model ``meta`` describes, with the tensors of ``weights`` (strictly: every key, every shape)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from audiomamba.models.registry import create_model
-
-    name, args = meta["model"]["name"], meta["model"].get("args", {})
-    try:
-        model = create_model(name, **args)
-    except (UnknownModelError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{config_source}: cannot build model {name!r} with {args}: {e}") from e
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from e
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{weights}: weights do not match the model of {config_source} ({name!r}): {e}") from e
-    model.meta = meta
-    return model
+    """The model ``meta`` describes, with the tensors of ``weights``: names, dtypes and shapes are checked
+    against the config before anything is allocated, then loaded strictly; non-finite weights are refused."""
+    return build(meta, weights, config_source)
 
 
 # ---------------------------------------------------------------------- conversion and sharing
