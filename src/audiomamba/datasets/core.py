@@ -3,9 +3,10 @@
 A dataset split is a :class:`ClipSet`: the label set (``class_labels_indices`` dicts), whether the task is
 multi-label, and a list of :class:`Clip` -- an audio file (or a member of a shard), an optional time range,
 the indices of its labels, and optional strong labels (events with onset/offset in seconds, relative to the
-clip's start).  Readers validate eagerly: a label not in the label set, a missing file or an empty split is a
-:class:`DatasetError` naming the file and line.  Clips whose audio cannot be decoded are skipped (and counted)
-while training, not here.
+clip's start).  Readers validate eagerly: a label not in the label set, a missing file (or a folder where a file
+is listed) or an empty split is a :class:`DatasetError` naming the file and line.  Clips whose audio cannot be
+used (undecodable, truncated, NaN or infinite samples) are skipped and counted while training and evaluating
+(:class:`~audiomamba.datasets.loader.ClipDataset`), not here.
 """
 
 from __future__ import annotations
@@ -109,5 +110,9 @@ class LabelIndex:
 
 
 def check_file(path: Path, source: str) -> None:
+    """A listed audio file must be a file: a missing one, or a folder of that name, is a ``DatasetError`` naming
+    ``source`` (the manifest's ``file:line``)."""
+    if path.is_dir():
+        raise DatasetError(f"{source}: {path} is a directory, not an audio file")
     if not path.is_file():
         raise DatasetError(f"{source}: audio file not found: {path}")

@@ -22,7 +22,7 @@ from audiomamba.soundscapes.bank import open_bank
 log = logging.getLogger("audiomamba.datasets")
 
 FORMATS = ("auto", "manifest", "audioset", "esc50", "folder", "shards", "bank")
-__all__ = ["detect_format", "open_split", "load_clip", "ClipDataset", "collate", "FORMATS"]
+__all__ = ["detect_format", "open_split", "load_clip", "describe_failure", "ClipDataset", "collate", "FORMATS"]
 
 
 def detect_format(data: str | Path) -> str:
@@ -85,26 +85,36 @@ def open_split(data: str | Path, split: str, fmt: str = "auto", labels: str | No
 
 
 def load_clip(clip: Clip, sample_rate: int, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
-    """Decode ``clip`` (from ``start`` seconds into it, at most ``seconds``) as mono float32 at ``sample_rate``."""
+    """Decode ``clip`` (from ``start`` seconds into it, at most ``seconds``) as mono float32 at ``sample_rate``.
+
+    The whole clip (its ``offset``/``duration`` range of the file) is decoded and checked before the part asked
+    for is cut out, so a crop never hides damage elsewhere in the clip: undecodable or truncated audio (a header
+    promising more samples than the file holds), NaN or infinite samples anywhere, or an empty clip raise
+    (``AudioDecodeError`` / ``ValueError``, naming the file)."""
     if clip.plan is not None:
         bank = open_bank(clip.path)
         x, sr = bank.render(clip.plan), bank.sample_rate
-        a = int(round(start * sr))
-        x = x[a: a + int(round(seconds * sr))] if seconds is not None else x[a:]
-        if sr != sample_rate:
-            x = resample(x, sr, sample_rate)
     elif clip.shard is not None:
         x, sr = read_member(clip)
-        a = int(round(start * sr))
-        x = x[a: a + int(round(seconds * sr))] if seconds is not None else x[a:]
-        if sr != sample_rate:
-            x = resample(x, sr, sample_rate)
     else:
-        dur = seconds
-        if clip.duration is not None:
-            dur = min(dur, clip.duration - start) if dur is not None else clip.duration - start
-        x, _ = load_audio(clip.path, sample_rate, offset_s=clip.offset + start, duration_s=dur)
+        x, sr = load_audio(clip.path, None, offset_s=clip.offset, duration_s=clip.duration)
+    check_waveform(x, clip.name)  # the whole clip: empty, NaN or inf anywhere
+    a = int(round(start * sr))
+    x = x[a: a + int(round(seconds * sr))] if seconds is not None else x[a:]
+    if sr != sample_rate:
+        x = resample(x, sr, sample_rate)
     return check_waveform(x, clip.name)
+
+
+def describe_failure(clip: Clip, exc: BaseException) -> str:
+    """One line naming a clip that cannot be used and why: ``FILE (MANIFEST:LINE): CAUSE``."""
+    where = clip.path if clip.shard is None and clip.plan is None else clip.name
+    msg = str(exc) or type(exc).__name__
+    for prefix in (clip.path, clip.name):  # decoders name the file themselves: say it once
+        if prefix and msg.startswith(prefix + ": "):
+            msg = msg[len(prefix) + 2:]
+            break
+    return f"{where} ({clip.source}): {msg}" if clip.source and clip.source != where else f"{where}: {msg}"
 
 
 def _known_duration(clip: Clip) -> float | None:
@@ -116,7 +126,9 @@ def _known_duration(clip: Clip) -> float | None:
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """Clips -> ``{"wave", "target", "index"}`` (or ``{"index", "error"}`` for a clip that cannot be decoded).
+    """Clips -> ``{"wave", "target", "index"}`` (or ``{"index", "error"}`` for a clip that cannot be used: one
+    that does not decode, is truncated, or holds NaN or infinite samples anywhere -- checked on the whole clip,
+    before any crop; ``error`` names the file and why, see :func:`load_clip`).
 
     Training (``train=True``): items are requested as ``(clip_index, seed)``; a ``clip_seconds`` crop at a random
     position (or the start without ``random_crop``), zero-padded at a random position, random gain (+-``gain_db``)
@@ -161,7 +173,7 @@ class ClipDataset(torch.utils.data.Dataset):
                 x = np.pad(x, (0, n - len(x)))
             return {"wave": x, "target": self._target(clip), "index": idx}
         except Exception as e:  # noqa: BLE001 - a bad clip is reported and skipped, not fatal
-            return {"index": idx, "error": f"{clip.name} ({clip.source}): {e}"}
+            return {"index": idx, "error": describe_failure(clip, e)}
 
     def _train_item(self, idx: int, clip: Clip, seed: int) -> dict:
         rng = np.random.default_rng(seed)
@@ -192,11 +204,14 @@ class ClipDataset(torch.utils.data.Dataset):
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack good items (zero-padding waves to the longest); bad ones go to ``"errors"``."""
+    """Stack good items (zero-padding waves to the longest); bad ones go to ``"errors"`` (their messages) and
+    ``"error_indices"`` (their clip indices)."""
     good = [it for it in items if "error" not in it]
     errors = [it["error"] for it in items if "error" in it]
+    bad = [it["index"] for it in items if "error" in it]
     if not good:
-        return {"wave": None, "target": None, "index": torch.zeros(0, dtype=torch.long), "lengths": None, "errors": errors}
+        return {"wave": None, "target": None, "index": torch.zeros(0, dtype=torch.long), "lengths": None,
+                "errors": errors, "error_indices": bad}
     n = max(len(it["wave"]) for it in good)
     wave = torch.zeros(len(good), n)
     for i, it in enumerate(good):
@@ -207,4 +222,5 @@ def collate(items: list[dict]) -> dict:
         "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
         "lengths": torch.tensor([len(it["wave"]) for it in good], dtype=torch.long),
         "errors": errors,
+        "error_indices": bad,
     }

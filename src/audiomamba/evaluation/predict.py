@@ -31,11 +31,13 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
 
     ``eval_seconds`` caps each clip's length; ``framewise`` also returns per-frame scores (models with a
     framewise head); ``tta_shifts`` averages the logits over that many circular shifts of the waveform, 10 ms
-    apart; ``on_error`` is called with the message of each clip that fails to
-    decode (such clips are skipped and marked invalid).  The model is left in eval mode.
+    apart; ``on_error`` is called (on the rank that read it) with the message of each clip that cannot be
+    used -- undecodable, truncated, or holding NaN or infinite samples anywhere; the message names the file and
+    the cause.  Such clips are skipped and marked invalid, and counted in ``errors``.  The model is left in
+    eval mode.
 
     Returns ``{"scores": (N, C), "targets": (N, C), "valid": (N,) bool, "framewise": {i: (frames, C)} | None,
-    "errors": [...]}`` on every rank.
+    "errors": [...] (all ranks'), "name": the clip set's name}`` on every rank.
     """
     model.eval()
     sr = model.sample_rate
@@ -75,7 +77,7 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
         scores[idx], targets[idx], valid[idx] = e["s"], e["t"], True
         if framewise and "f" in e:
             fws[idx] = e["f"]
-    return {"scores": scores, "targets": targets, "valid": valid, "framewise": fws, "errors": allerr}
+    return {"scores": scores, "targets": targets, "valid": valid, "framewise": fws, "errors": allerr, "name": cs.name}
 
 
 def _shifted_logits(model: nn.Module, wave: torch.Tensor, shifts: int,
@@ -97,5 +99,8 @@ def evaluate_scores(pred: dict, multi_label: bool, threshold: float = 0.5) -> di
     ``DatasetError`` when no clip could be decoded."""
     v = pred["valid"]
     if not v.any():
-        raise DatasetError("no clip of the evaluation set could be decoded")
+        where = f"{pred['name']}: " if pred.get("name") else ""
+        n = len(pred["errors"])
+        raise DatasetError(f"{where}none of the {len(v)} clips could be used ({n} undecodable, truncated or "
+                           f"non-finite; the first: {pred['errors'][0] if n else 'none'})")
     return tagging_metrics(pred["scores"][v], pred["targets"][v], threshold, multi_label)

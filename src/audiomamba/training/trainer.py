@@ -6,6 +6,13 @@ the full state (:mod:`audiomamba.training.state`); ``--resume`` restores it and 
 validation mAP gives ``best.safetensors``, the end of training ``final.safetensors`` (both loadable with
 :func:`audiomamba.checkpoint.load`); ``metrics.jsonl`` gets one line per validation and ``summary.json`` the
 :class:`TrainResult`.
+
+Bad data never stops a run: a training or validation clip that cannot be used (undecodable, truncated, NaN or
+infinite samples anywhere in it) is skipped, with one warning line naming the file, and counted (the epoch log,
+``metrics.jsonl``, ``summary.json``).  Crash leftovers: a run removes the temporary files of writes that an
+earlier, killed process left in its output folder, and a resumed run drops the ``metrics.jsonl`` rows written
+after the step it resumes from.  An output that cannot be written is a :class:`~audiomamba.errors.WriteError`
+naming the file and the cause; the previous ``last.pt`` stays intact.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from audiomamba.training.step import (AudioMambaLogits, LossLog, batch_generator
 from audiomamba.utils import distributed as D
 from audiomamba.utils.cuda_graphs import GraphedTraining
 from audiomamba.utils.device import PRECISION_DTYPES, autocast
+from audiomamba.utils.io import atomic_write, remove_stale_temps, write_error
 
 log = logging.getLogger("audiomamba.train")
 
@@ -89,7 +97,14 @@ def init_from_checkpoint(model: nn.Module, path: str) -> list[str]:
 
 class TrainResult(dict):
     """``{"output_dir", "steps", "epochs_done", "best_mAP", "best_step", "best", "final_metrics",
-    "skipped_clips", "seconds", "stopped_early", "losses"}`` (``losses``: one mean per optimiser step)."""
+    "skipped_clips", "skipped_distinct_clips", "seconds", "stopped_early", "losses"}`` (``losses``: one mean per
+    optimiser step; ``skipped_clips``: training examples skipped, ``skipped_distinct_clips``: the clips they came
+    from)."""
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a small text output atomically; ``WriteError`` naming it when that fails."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 # ----------------------------------------------------------------------------- training
@@ -128,8 +143,10 @@ class Trainer:
         self._eval_model: nn.Module | None = None  # holds the EMA weights for validation
         self._loader_gen = torch.Generator()  # the data loader's own: it leaves the global RNG alone
         self._pbar = self._writer = self._metrics_file = None
+        self._val_warned: set[str] = set()  # validation clips already named in a warning
+        self._skips_reported = 0  # training skips already in an epoch log line
         if self.is_main:
-            (self.out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+            _write_text(self.out_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))
             val = f"{len(self.val_cs)} clips" if self.val_cs else "none"
             log.info("train: %d clips (%s), %d classes, %s loss; validation: %s; %d process(es), %d steps/epoch, %d steps",
                      len(self.train_cs), self.train_cs.name, self.train_cs.num_classes, self.loss_kind, val,
@@ -144,7 +161,11 @@ class Trainer:
         if tc.threads:
             torch.set_num_threads(tc.threads)
         if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise write_error(self.out_dir, e) from e
+            remove_stale_temps(self.out_dir)  # of writes an earlier, killed run left half done
         if tc.precision != "fp32" and self.device.type != "cuda":
             log.warning("train.precision=%s needs CUDA; training in fp32 on %s", tc.precision, self.device)
         # autocast's dtype (float32: none)
@@ -227,6 +248,7 @@ class Trainer:
 
     def _start(self, resume_from: str | None) -> Progress:
         """The counters, weights, optimiser and RNG states of a resumed run, or a fresh start's per-rank seed."""
+        self.resumed = bool(resume_from)
         if not resume_from:
             torch.manual_seed(self.cfg.train.seed * 1000 + self.rank)  # per-rank streams for SpecAugment / drop-path
             return Progress()
@@ -261,9 +283,12 @@ class Trainer:
         Returns True when an update was made."""
         p, accumulate = self.progress, self.cfg.optim.accumulate
         p.micro += 1
-        for e in batch["errors"]:
+        for i, e in zip(batch.get("error_indices") or [None] * len(batch["errors"]), batch["errors"]):
             p.skipped += 1
-            log.warning("skipped clip %s", e)
+            if i is None or i not in p.bad_clips:  # one warning per clip; its later skips are only counted
+                log.warning("skipped training clip %s", e)
+            if i is not None:
+                p.bad_clips.add(i)
         weight = 1.0
         if batch["wave"] is None:  # every clip of this rank's batch failed: a zero-weight dummy keeps ranks in step
             batch = {"wave": torch.zeros(1, self.clip_samples), "target": torch.zeros(1, self.train_cs.num_classes)}
@@ -359,15 +384,27 @@ class Trainer:
         pred = predict(model, self.val_cs, tc.eval_batch_size or self.per_rank, self.device, self.multi_label,
                        dc.eval_seconds, num_workers=dc.num_workers)
         self.model.train()
+        train_skipped, _ = self._skip_totals()
+        val_skipped = len(pred["errors"])
+        if self.is_main:
+            for e in pred["errors"]:
+                if e not in self._val_warned:
+                    self._val_warned.add(e)
+                    log.warning("skipped validation clip %s", e)
         m = evaluate_scores(pred, self.multi_label)
         m.pop("_per_class")
         self.last_map = m["mAP"]
         if not self.is_main:
             return
         p = self.progress
-        self._metrics_file.write(json.dumps({"epoch": p.epoch, "step": p.step, "train_loss": self.loss_log.average, **m})
-                                 + "\n")
-        self._metrics_file.flush()
+        row = {"epoch": p.epoch, "step": p.step, "train_loss": self.loss_log.average, **m,
+               "skipped_val_clips": val_skipped, "skipped_train_clips": train_skipped}
+        path = self.out_dir / "metrics.jsonl"
+        try:
+            self._metrics_file.write(json.dumps(row) + "\n")
+            self._metrics_file.flush()
+        except OSError as e:
+            raise write_error(path, e) from e
         if self._writer is not None:
             for k in VALIDATION_SCALARS:
                 if k in m:
@@ -375,6 +412,8 @@ class Trainer:
         msg = f"epoch {p.epoch} step {p.step}: val mAP {m['mAP']:.4f} mAUC {m['mAUC']:.4f}"
         if "top1_accuracy" in m:
             msg += f" acc {m['top1_accuracy']:.4f}"
+        if val_skipped:
+            msg += f" ({val_skipped} of {len(self.val_cs)} validation clips skipped)"
         (self._pbar.write if self._pbar is not None else log.info)(msg)
         if m["mAP"] > p.best["mAP"]:
             p.best = {"mAP": m["mAP"], "step": p.step, "epoch": p.epoch,
@@ -424,6 +463,7 @@ class Trainer:
                     break
                 p.epoch, p.micro = p.epoch + 1, 0
                 self.loss_log.flush()
+                self._report_skips()
                 if self.val_cs is not None and (p.epoch % tc.eval_every_epochs == 0 or p.epoch == tc.epochs):
                     self.validate()
                 self.save_last()
@@ -435,10 +475,11 @@ class Trainer:
             if self.eager_batches:
                 log.info("train.cuda_graph: %d batch(es) of another shape ran eagerly", self.eager_batches)
             if self.is_main and result["skipped_clips"]:
-                log.warning("%d clip(s) could not be decoded and were skipped (see the warnings above)",
-                            result["skipped_clips"])
+                log.warning("%d training example(s) skipped: %d clip(s) could not be used (undecodable, truncated "
+                            "or non-finite audio; see the warnings above)", result["skipped_clips"],
+                            result["skipped_distinct_clips"])
         if self.is_main:
-            (self.out_dir / "summary.json").write_text(json.dumps(dict(result), indent=2, default=float))
+            _write_text(self.out_dir / "summary.json", json.dumps(dict(result), indent=2, default=float))
             log.info("done: %s", json.dumps(dict(result), default=float))
         return result
 
@@ -477,7 +518,12 @@ class Trainer:
                 stack.callback(self._writer.close)
             except ImportError:
                 log.info("tensorboard is not installed: no TensorBoard scalars (pip install tensorboard)")
-        self._metrics_file = stack.enter_context(open(self.out_dir / "metrics.jsonl", "a"))
+        path = self.out_dir / "metrics.jsonl"
+        self._trim_metrics(path)
+        try:
+            self._metrics_file = stack.enter_context(open(path, "a"))
+        except OSError as e:
+            raise write_error(path, e) from e
         if tc.progress:
             from tqdm import tqdm
 
@@ -485,11 +531,60 @@ class Trainer:
                               dynamic_ncols=True)
             stack.callback(self._pbar.close)
 
+    def _trim_metrics(self, path: Path) -> None:
+        """Keep the ``metrics.jsonl`` rows a resumed run has already written (rows up to the (epoch, step) it
+        resumes from), so that nothing is written twice; a fresh run starts the file anew.  Rows written after
+        the checkpoint by a killed run, and a line cut short by the kill, are dropped."""
+        if not path.exists():
+            return
+        p = self.progress
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as e:
+            raise write_error(path, e) from e
+        keep = []
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # cut short by a kill
+            if not isinstance(row, dict):
+                continue
+            at = (row.get("epoch"), row.get("step"))
+            if self.resumed and all(isinstance(v, int) for v in at) and at <= (p.epoch, p.step):
+                keep.append(line)
+        if len(keep) == len(lines):
+            return
+        if self.resumed:
+            log.info("%s: %d row(s) after epoch %d step %d dropped (written after the checkpoint resumed from)",
+                     path, len(lines) - len(keep), p.epoch, p.step)
+        else:
+            log.info("%s: a fresh run replaces the %d row(s) of an earlier run", path, len(lines))
+        _write_text(path, "".join(line + "\n" for line in keep))
+
+    def _skip_totals(self) -> tuple[int, int]:
+        """(training examples skipped, distinct training clips skipped), all ranks together (every rank calls
+        this)."""
+        p = self.progress
+        if self.world == 1:
+            return p.skipped, len(p.bad_clips)
+        counts = D.gather_objects((p.skipped, sorted(p.bad_clips)))
+        return sum(c[0] for c in counts), len({i for c in counts for i in c[1]})
+
+    def _report_skips(self) -> None:
+        """At an epoch's end: one log line when training clips were skipped in it (every rank calls this)."""
+        total, distinct = self._skip_totals()
+        if self.is_main and total > self._skips_reported:
+            log.warning("epoch %d: %d training example(s) skipped (%d so far, from %d clip(s) that cannot be used)",
+                        self.progress.epoch, total - self._skips_reported, total, distinct)
+        self._skips_reported = total
+
     def _result(self) -> TrainResult:
         p = self.progress
-        skipped = p.skipped if self.world == 1 else sum(D.gather_objects(p.skipped))
+        skipped, distinct = self._skip_totals()
         final_metrics = {"mAP": self.last_map} if self.val_cs is not None and self.last_map is not None else None
         return TrainResult(output_dir=str(self.out_dir), steps=p.step, epochs_done=p.epoch, best_mAP=p.best["mAP"],
                            best_step=p.best["step"], best=p.best, final_metrics=final_metrics, skipped_clips=skipped,
+                           skipped_distinct_clips=distinct,
                            seconds=round(time.time() - self.t_start, 1), stopped_early=self.stopped,
                            losses=self.loss_log.losses)
