@@ -158,15 +158,17 @@ def _parse_meta(metadata: dict[str, str], path: Path) -> dict[str, Any]:
 
 _ARG_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 _MAX_SAMPLE_RATE = 384_000
+_MAX_INT_ARG = 4096  # widths, depths, heads: a bound that keeps even building on the meta device quick
 
 
 def _model_params(name: str) -> dict[str, inspect.Parameter]:
     """The keyword arguments a checkpoint may give the registered model ``name`` (not ``pretrained_backbone``:
     a checkpoint never makes loading read another file)."""
     from audiomamba.models.audiomamba import AudioMamba
+    from audiomamba.models.peers import PEERS
     from audiomamba.models.vmamba import VMAMBA_CONFIGS, VMamba
 
-    cls = VMamba if name in VMAMBA_CONFIGS else AudioMamba
+    cls = VMamba if name in VMAMBA_CONFIGS else PEERS[name][0] if name in PEERS else AudioMamba
     return {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k not in ("self", "cfg", "backbone")}
 
 
@@ -192,6 +194,9 @@ def _check_arg(where: str, key: str, value: Any, param: inspect.Parameter) -> No
     if not good:
         want = " or ".join(t for t in kinds if t != "None") or ann
         raise CheckpointError(f"{where}: model.args.{key} must be {want}, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and key not in ("num_classes", "sample_rate") \
+            and value > _MAX_INT_ARG:
+        raise CheckpointError(f"{where}: model.args.{key}={value} is implausibly large (> {_MAX_INT_ARG})")
     ranges = {"num_classes": (0, None), "extra_transformer_blocks": (0, None), "drop_path_rate": (0.0, 1.0),
               "sample_rate": (1000, _MAX_SAMPLE_RATE), "in_chans": (1, None)}
     if key in ranges:
@@ -224,7 +229,9 @@ def validate_meta(meta: Any, where: str | os.PathLike) -> dict[str, Any]:
     name, args = model.get("name"), model.get("args", {})
     if not isinstance(name, str):
         raise CheckpointError(f"{where}: model.name must be a string, got {name!r}")
-    if name not in list_models():
+    from audiomamba.models.peers import PEERS
+
+    if name not in list_models() and name not in PEERS:
         raise CheckpointError(f"{where}: cannot build model {name!r}: model.name is not a registered model (known: "
                               f"{', '.join(list_models())})")
     if not isinstance(args, dict):

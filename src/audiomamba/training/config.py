@@ -7,6 +7,7 @@ every key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,15 +128,92 @@ class Config:
             v = getattr(getattr(self, sec), key)
             if v not in allowed:
                 raise ConfigError(f"{sec}.{key}: {v!r} is not one of {', '.join(allowed)}")
-        positive = [("train", "batch_size"), ("train", "epochs"), ("optim", "accumulate"), ("train", "checkpoint_every")]
-        for sec, key in positive:
-            if getattr(getattr(self, sec), key) < 1:
-                raise ConfigError(f"{sec}.{key} must be >= 1")
+        for (sec, key), (low, high, low_open, high_open) in RANGES.items():
+            _check_range(f"{sec}.{key}", getattr(getattr(self, sec), key), low, high, low_open, high_open)
+        if len(self.optim.betas) != 2:
+            raise ConfigError(f"optim.betas must be two numbers [beta1, beta2], got {self.optim.betas}")
+        for i, b in enumerate(self.optim.betas):
+            _check_range(f"optim.betas[{i}]", b, 0.0, 1.0, False, True)
+        for i, w in enumerate(self.optim.htsat_warmup):
+            _check_range(f"optim.htsat_warmup[{i}]", w, 0.0, None, True, False)
+        for i, m in enumerate(self.optim.htsat_milestones):
+            _check_range(f"optim.htsat_milestones[{i}]", m, 0, None, False, False)
+        if sorted(self.optim.htsat_milestones) != list(self.optim.htsat_milestones):
+            raise ConfigError(f"optim.htsat_milestones must be in increasing order, got {self.optim.htsat_milestones}")
+        if self.model.stem_adapt not in ("mean", "sum"):
+            raise ConfigError(f"model.stem_adapt: {self.model.stem_adapt!r} is not one of mean, sum")
+        from audiomamba.models.peers import PEERS
+        from audiomamba.models.registry import AUDIOMAMBA_VARIANTS
+
+        trainable = list(AUDIOMAMBA_VARIANTS) + list(PEERS)
+        if self.model.name not in trainable:
+            raise ConfigError(f"model.name: {self.model.name!r} is not a trainable model (one of {', '.join(trainable)})")
+        _check_device(self.train.device)
         if self.train.cuda_graph and self.train.compile != "off":
             raise ConfigError(f"train.cuda_graph and train.compile={self.train.compile!r} exclude each other; choose one")
         if not self.data.root:
             raise ConfigError("data.root is required (the dataset folder or manifest)")
         return self
+
+
+# (section, key) -> (low, high, low excluded, high excluded); None: no bound.  Optional keys may also be null.
+RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool, bool]] = {
+    ("model", "extra_transformer_blocks"): (0, None, False, False),
+    ("model", "drop_path_rate"): (0.0, 1.0, False, True),
+    ("model", "sample_rate"): (1000, 384000, False, False),
+    ("data", "fold"): (1, None, False, False),
+    ("data", "val_fraction"): (0.0, 1.0, False, True),
+    ("data", "clip_seconds"): (0.0, None, True, False),
+    ("data", "eval_seconds"): (0.0, None, True, False),
+    ("data", "num_workers"): (0, None, False, False),
+    ("sampling", "epoch_size"): (1, None, False, False),
+    ("augment", "gain_db"): (0.0, None, False, False),
+    ("augment", "time_shift"): (0.0, None, False, False),
+    ("augment", "mixup_alpha"): (0.0, None, True, False),
+    ("augment", "mixup_prob"): (0.0, 1.0, False, False),
+    ("augment", "cutmix_prob"): (0.0, 1.0, False, False),
+    ("augment", "cutmix_alpha"): (0.0, None, True, False),
+    ("optim", "lr"): (0.0, None, True, False),
+    ("optim", "eps"): (0.0, None, True, False),
+    ("optim", "weight_decay"): (0.0, None, False, False),
+    ("optim", "warmup_steps"): (0, None, False, False),
+    ("optim", "min_lr_ratio"): (0.0, 1.0, False, False),
+    ("optim", "grad_clip"): (0.0, None, True, False),
+    ("optim", "accumulate"): (1, None, False, False),
+    ("train", "epochs"): (1, None, False, False),
+    ("train", "batch_size"): (1, None, False, False),
+    ("train", "ema_decay"): (0.0, 1.0, True, True),
+    ("train", "seed"): (0, 2**32 - 1, False, False),
+    ("train", "threads"): (1, None, False, False),
+    ("train", "eval_every_epochs"): (1, None, False, False),
+    ("train", "eval_batch_size"): (1, None, False, False),
+    ("train", "checkpoint_every"): (1, None, False, False),
+    ("train", "log_every"): (1, None, False, False),
+    ("train", "stop_after_steps"): (1, None, False, False),
+}
+
+
+def _check_range(key: str, value: Any, low, high, low_open: bool, high_open: bool) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ConfigError(f"{key} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ConfigError(f"{key} must be {'<' if high_open else '<='} {high}, got {value}")
+
+
+def _check_device(value: str) -> None:
+    """train.device names a device (auto, cpu, cuda, cuda:N); whether it is there is checked when training starts."""
+    if value == "auto":
+        return
+    import torch
+
+    try:
+        torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"train.device: {value!r} is not a device (auto, cpu, cuda or cuda:N)") from None
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -166,14 +244,19 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if tp is float:
+        out = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            out = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                out = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if out is None:
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(out):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return out
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -211,12 +294,19 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise ConfigError(f"override {ov!r} must look like section.key=value")
         key, value = ov.split("=", 1)
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {ov!r}: {key.strip()!r} is not a section.key name")
         node = data
         for p in parts[:-1]:
-            node = node.setdefault(p, {})
+            if node.get(p) is None:
+                node[p] = {}
+            node = node[p]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {ov!r}: {p} is not a section")
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        try:
+            node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {ov!r}: the value is not valid YAML ({' '.join(str(e).split())})") from None
     return data
 
 
@@ -226,17 +316,39 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     where = ""
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not a config file")
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = path.read_bytes()[: e.start].count(b"\n") + 1
+            raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                              "a config is a YAML text file") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read the config ({e.strerror or e})") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}{at}: not valid YAML ({' '.join(str(e).split())})") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config is a mapping of sections (model:, data:, train:, ...), got "
+                              f"{type(data).__name__}")
         where = f"{path}: "
     if raw:
         import copy
 
         data = {**data, **copy.deepcopy(raw)}
     apply_overrides(data, overrides or [])
-    return _build(Config, data, "", where).validate()
+    cfg = _build(Config, data, "", where)
+    try:
+        return cfg.validate()
+    except ConfigError as e:
+        raise ConfigError(f"{where}{e}") from None
