@@ -3,6 +3,7 @@ in place of a file that could not be tagged."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,13 +50,21 @@ class TagResult:
         return np.arange(n) / self.frame_rate
 
     def to_dict(self, top_k: int | None = None, threshold: float | None = None) -> dict[str, Any]:
-        """The CLI's JSON object: ``{"file", "duration_s", "tags": [{"label", "score"}], "events": [...]}``."""
+        """The CLI's JSON object: ``{"file", "duration_s", "tags": [{"label", "score"}], "events": [...]}``.
+
+        Always valid JSON: a non-finite number (which the Tagger never gives: it refuses a non-finite model
+        output) is written as ``null``, not as ``NaN``."""
         return {
             "file": self.file,
-            "duration_s": round(float(self.duration_s), 3),
-            "tags": [{"label": lab, "score": round(s, 4)} for lab, s in self.top(top_k, threshold)],
+            "duration_s": _finite(self.duration_s, 3),
+            "tags": [{"label": lab, "score": _finite(s, 4)} for lab, s in self.top(top_k, threshold)],
             "events": [e.to_dict() for e in self.events],
         }
+
+
+def _finite(x: float, digits: int) -> float | None:
+    x = float(x)
+    return round(x, digits) if math.isfinite(x) else None
 
 
 @dataclass
@@ -64,7 +73,7 @@ class FileError:
 
     file: str
     message: str
-    kind: str = "error"  # "not_found", "decode", "invalid"
+    kind: str = "error"  # "not_found", "decode", "invalid", "model" (the model's output is not finite)
 
     def __str__(self) -> str:
         return self.message
