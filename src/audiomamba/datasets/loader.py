@@ -11,6 +11,7 @@ import torch
 
 from audiomamba.audio import audio_duration, check_waveform, load_audio, resample
 from audiomamba.datasets.audioset import read_audioset
+from audiomamba.errors import AudioDecodeError
 from audiomamba.datasets.bank import read_bank
 from audiomamba.datasets.core import Clip, ClipSet, DatasetError
 from audiomamba.datasets.esc50 import esc50_folds, read_esc50
@@ -122,6 +123,11 @@ def _known_duration(clip: Clip) -> float | None:
         return clip.duration
     if clip.shard is not None:
         return None
+    path = Path(clip.path)
+    if path.is_dir():  # say so (libsndfile would say "format not recognised")
+        raise AudioDecodeError(f"{path}: is a directory, not an audio file")
+    if not path.exists():
+        raise FileNotFoundError(f"audio file not found: {path}")
     return max(0.0, audio_duration(clip.path) - clip.offset)
 
 
