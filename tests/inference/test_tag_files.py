@@ -136,3 +136,19 @@ def test_tag_result_json_is_always_valid():
     text = json.dumps(d, allow_nan=False)  # raises on NaN / inf
     assert {"label": "a", "score": 0.5} in json.loads(text)["tags"]
     assert all(t["score"] is None or math.isfinite(t["score"]) for t in d["tags"])
+
+
+def test_pcm16_silence_check_is_prepares():
+    from audiomamba.inference.tagger import SILENCE_PEAK, _pcm16_silent
+
+    rng = np.random.default_rng(0)
+    cases = [np.zeros(100, np.int16), np.array([0, 1, 0], np.int16), np.zeros((9000, 2), np.int16)]
+    a = rng.integers(-30000, 30000, 9000).astype(np.int16)
+    cases += [np.stack([a, -a], 1), np.stack([a, a], 1), np.stack([a, -a, np.zeros_like(a)], 1)]
+    late = np.zeros((9000, 2), np.int16)
+    late[8000] = (3, -2)  # a nonzero mean only after the first 4096 frames
+    cases += [late, np.full((10, 4), 0, np.int16) + np.array([1, 0, 0, 0], np.int16)]
+    for x in cases:
+        f = x.astype(np.float32) / 32768
+        want = float(np.abs(f if f.ndim == 1 else f.mean(axis=1)).max()) < SILENCE_PEAK
+        assert _pcm16_silent(x) == want, x

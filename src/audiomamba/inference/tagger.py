@@ -220,7 +220,7 @@ class Tagger:
         num_workers: int = 0,
         batch_size: int | None = None,
         resample_on_device: bool | None = None,
-        prefetch: int = 4,
+        prefetch: int = 2,
     ) -> Iterator[TagResult | FileError]:
         """Tag many files; yields, in input order, a :class:`TagResult` or a :class:`FileError` per file.
 
@@ -513,13 +513,12 @@ class _AudioFiles(torch.utils.data.Dataset):
             x = to_mono(x)
         elif x.shape[1] == 1:
             x = x[:, 0]
-        if pcm:  # the peak of the channels' mean, as prepare sees it
-            total = x.astype(np.int32) if x.ndim == 1 else x.astype(np.int32).sum(axis=1)
-            peak = float(np.abs(total).max()) / (32768 * (1 if x.ndim == 1 else x.shape[1]))
+        if pcm:
+            silent = _pcm16_silent(x)
         else:
-            peak = float(np.abs(x).max())
+            silent = float(np.abs(x).max()) < SILENCE_PEAK
         warnings: list[str] = []
-        if peak < SILENCE_PEAK:
+        if silent:
             warnings.append(f"{path}: audio is silent (peak below -100 dBFS); its scores are not meaningful")
         if n_out < self.min_samples:  # never on the device-resampling path
             warnings.append(f"{path}: {n_out} samples, shorter than the {self.min_samples} the front end needs; zero-padded")
@@ -527,6 +526,23 @@ class _AudioFiles(torch.utils.data.Dataset):
             n_out = self.min_samples
         # a tensor, not the numpy array: from a worker process tensors travel through shared memory
         return torch.from_numpy(np.ascontiguousarray(x)), rate, warnings, n_out / sr
+
+
+def _pcm16_silent(x: np.ndarray) -> bool:
+    """Whether 16-bit PCM ``(samples,)`` or ``(samples, channels)`` is silent as :meth:`Tagger.prepare` judges
+    it (the peak of the channels' float mean below ``SILENCE_PEAK``), without converting the whole file."""
+    if not x.any():
+        return True
+    if x.ndim == 1:
+        return False  # one nonzero sample is 1/32768 > SILENCE_PEAK
+    limit = SILENCE_PEAK * 32768 * x.shape[1]
+    for part in (x[:4096], x):  # a nonzero channel sum near the start settles it cheaply
+        total = part[:, 0].astype(np.int32)
+        for c in range(1, x.shape[1]):
+            total += part[:, c]
+        if np.abs(total).max() >= limit:
+            return False
+    return True
 
 
 @dataclass
