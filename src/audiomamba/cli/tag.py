@@ -1,10 +1,13 @@
 """``audiomamba tag``: tag audio files (clip tags, optionally timestamped events and plots).
 
-Exit codes:
+Every option is checked before any work (ranges, the device, that --output and --plot can be written), so
+nothing fails after the files are tagged.  Exit codes (the command line's scheme, docs/errors.md):
   0  every file was tagged
   1  at least one file could not be tagged (each named on stderr); the others were tagged and written
-  2  usage error: bad option, no checkpoint given, no input file found, missing optional dependency
-  3  the checkpoint could not be loaded (missing, not an audiomamba checkpoint, config/weights mismatch)
+     (--stream: the stream broke off after some lines were written)
+  2  usage error: bad option or value, no input file found, missing optional dependency
+  3  the checkpoint could not be loaded (missing, damaged, unsafe, config/weights mismatch, non-finite weights)
+  6  --output or --plot cannot be written (a directory, permission denied, disk full)
   130 interrupted (Ctrl-C)
 """
 
@@ -18,9 +21,23 @@ import os
 import sys
 from pathlib import Path
 
-from audiomamba.audio import is_audio_file
+import numpy as np
 
-EXIT_OK, EXIT_FILE_ERRORS, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from audiomamba.audio import is_audio_file
+from audiomamba.cli import _checks as C
+from audiomamba.errors import (
+    EXIT_CHECKPOINT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    MissingDependencyError,
+    UsageError,
+    WriteError,
+)
+
+EXIT_FILE_ERRORS = EXIT_PARTIAL
+__all__ = ["EXIT_OK", "EXIT_FILE_ERRORS", "EXIT_USAGE", "EXIT_CHECKPOINT", "EXIT_INTERRUPTED"]
 CHECKPOINT_ENV = "AUDIOMAMBA_CHECKPOINT"
 
 
@@ -28,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = (
         "exit codes: 0 all files tagged; 1 some files failed (named on stderr), the others were tagged; "
-        "2 usage error; 3 checkpoint error; 130 interrupted"
+        "2 usage error; 3 checkpoint error; 6 cannot write --output/--plot; 70 bug; 130 interrupted (docs/errors.md)"
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="audio files or directories")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subdirectories of directory arguments")
@@ -94,19 +111,60 @@ def load_tagger(args: argparse.Namespace, options: dict):
     return Tagger.from_pretrained(args.model, **options)
 
 
-def _tagger_or_exit(args: argparse.Namespace):
-    """The tagger of the command line, or the exit code after one error line (3: checkpoint; 2: bad device, mode
-    or CUDA-graph options)."""
-    from audiomamba.checkpoint import CheckpointError
+def _load(args: argparse.Namespace):
+    """The tagger of the command line.  Checkpoint problems raise CheckpointError (exit 3); the Tagger's own
+    option checks (mode, window, chunk ...) become a UsageError (exit 2)."""
+    from audiomamba.errors import AudiomambaError
 
     try:
         return load_tagger(args, tagger_options(args))
-    except CheckpointError as e:
-        _err(f"error: {e}")
-        return EXIT_CHECKPOINT
+    except AudiomambaError:
+        raise
     except ValueError as e:
-        _err(f"error: {e}")
-        return EXIT_USAGE
+        raise UsageError(str(e)) from None
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Every option, before any work: ranges, the device, the stream options, --output and --plot writable."""
+    if args.checkpoint and args.model:
+        raise UsageError("give --checkpoint or --model, not both")
+    C.number(args.top_k, "--top-k", low=1)
+    C.number(args.threshold, "--threshold", low=0, high=1, allow_none=True)
+    for value, option in ((args.min_duration, "--min-duration"), (args.min_gap, "--min-gap"),
+                          (args.median_filter, "--median-filter")):
+        C.number(value, option, low=0)
+    C.number(args.batch_size, "--batch-size", low=1)
+    C.number(args.workers, "--workers", low=0)
+    for value, option in ((args.window, "--window"), (args.hop, "--hop"), (args.chunk, "--chunk")):
+        C.number(value, option, low=0, low_open=True)
+    if args.hop > args.window:
+        raise UsageError(f"--hop ({args.hop:g} s) must not exceed --window ({args.window:g} s)")
+    device = C.device(args.device, "--device")
+    if args.cuda_graph and device.type != "cuda":
+        raise UsageError(f"--cuda-graph needs a CUDA device (--device cuda), got --device {args.device}")
+    if args.stream is not None:
+        from audiomamba.inference import stream
+
+        if args.paths:
+            raise UsageError("--stream reads standard input or a microphone; give no PATH with it")
+        if not (args.stream == "-" or args.stream == "mic" or args.stream.startswith("mic:")):
+            raise UsageError(f"--stream takes '-' (standard input) or 'mic[:DEVICE]', got {args.stream!r}")
+        if args.raw is not None and args.raw not in stream.ENCODINGS:
+            raise UsageError(f"--raw must be one of {', '.join(stream.ENCODINGS)}, got {args.raw!r}")
+        C.number(args.channels, "--channels", low=1)
+        C.number(args.rate, "--rate", low=1, allow_none=True)
+        C.number(args.stream_window, "--stream-window", low=0, low_open=True)
+        C.number(args.stream_hop, "--stream-hop", low=0, low_open=True)
+        C.number(args.lookahead, "--lookahead", low=0)
+        if args.plot:
+            raise UsageError("--plot does not apply to --stream")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError("--plot needs matplotlib: pip install 'audiomamba[plot]'") from None
+        C.output_dir(args.plot, "--plot")
+    C.output_file(args.output, "--output")
 
 
 def _run_stream(args: argparse.Namespace) -> int:
@@ -114,38 +172,33 @@ def _run_stream(args: argparse.Namespace) -> int:
     from audiomamba.errors import AudioDecodeError
     from audiomamba.inference import stream
 
-    if args.raw is not None and args.raw not in stream.ENCODINGS:
-        _err(f"error: --raw must be one of {', '.join(stream.ENCODINGS)}, got {args.raw!r}")
-        return EXIT_USAGE
-    if args.channels < 1 or (args.rate is not None and args.rate < 1):
-        _err("error: --channels and --rate must be positive")
-        return EXIT_USAGE
-    tagger = _tagger_or_exit(args)
-    if isinstance(tagger, int):
-        return tagger
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        if args.stream == "mic" or args.stream.startswith("mic:"):
-            device = args.stream[4:] or None
+    tagger = _load(args)
+    if args.stream.startswith("mic"):
+        device = args.stream[4:] or None
+        try:
             source = stream.Microphone(args.rate, args.channels, int(device) if device and device.isdigit() else device)
-        elif args.stream == "-":
+        except ImportError as e:
+            raise MissingDependencyError(f"{e}: the microphone needs pip install 'audiomamba[stream]'") from None
+    else:
+        source = None
+    try:
+        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    except OSError as e:
+        raise WriteError(f"--output {args.output}: cannot write ({e.strerror or e})", e.errno, args.output) from None
+    try:
+        if source is None:
             source = stream.open_source(sys.stdin.buffer, args.raw, args.rate, args.channels)
-        else:
-            _err(f"error: --stream takes '-' (standard input) or 'mic[:DEVICE]', got {args.stream!r}")
-            return EXIT_USAGE
         stream.run(tagger, source, out, window_s=args.stream_window, hop_s=args.stream_hop, top_k=args.top_k,
                    tag_threshold=args.threshold, threshold=0.5 if args.threshold is None else args.threshold,
                    min_duration=args.min_duration, min_gap=args.min_gap, median_filter=args.median_filter,
                    lookahead_s=args.lookahead)
-    except ImportError as e:
-        _err(f"error: {e}: the microphone needs pip install 'audiomamba[stream]'")
-        return EXIT_USAGE
-    except ValueError as e:
-        _err(f"error: {e}")
-        return EXIT_USAGE
-    except AudioDecodeError as e:
+    except AudioDecodeError as e:  # the stream broke off: the lines so far were written
         _err(f"error: {e}")
         return EXIT_FILE_ERRORS
+    except ValueError as e:
+        if isinstance(e, UsageError) or type(e) is ValueError:
+            raise UsageError(str(e)) from None
+        raise
     finally:
         if out is not sys.stdout:
             out.close()
@@ -175,45 +228,33 @@ def _err(msg: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return EXIT_INTERRUPTED
+    """Errors raise (audiomamba.cli.main prints the one line and picks the exit code); per-file failures are
+    named here, one line each, and end in exit code 1."""
+    validate(args)
+    if args.stream is not None:
+        return _run_stream(args)
+    return _run(args)
+
+
+def _finite(res) -> bool:
+    """The result's scores (and event scores) are all finite numbers."""
+    if not np.all(np.isfinite(np.asarray(res.scores, dtype=np.float64))):
+        return False
+    return all(np.isfinite(float(e.score)) for e in (res.events or []))
 
 
 def _run(args: argparse.Namespace) -> int:
     from audiomamba.inference.tagger import FileError
 
-    if args.checkpoint and args.model:
-        _err("error: give --checkpoint or --model, not both")
-        return EXIT_USAGE
-    if args.top_k < 0 or args.batch_size < 1:
-        _err("error: --top-k must be >= 0 and --batch-size >= 1")
-        return EXIT_USAGE
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            _err("error: --plot needs matplotlib: pip install 'audiomamba[plot]'")
-            return EXIT_USAGE
-    if args.stream is not None:
-        if args.paths:
-            _err("error: --stream reads standard input or a microphone; give no PATH with it")
-            return EXIT_USAGE
-        return _run_stream(args)
     files, empty = find_audio_files(args.paths, args.recursive)
     for d in empty:
         _err(f"warning: {d}: directory holds no audio files{'' if args.recursive else ' (use --recursive for subdirectories)'}")
     if not files:
-        _err("error: no audio files to tag")
-        return EXIT_USAGE
-    tagger = _tagger_or_exit(args)
-    if isinstance(tagger, int):
-        return tagger
+        raise UsageError("no audio files to tag" + (" (give files or directories as PATH)" if not args.paths else ""))
+    tagger = _load(args)
     if (args.events or args.plot) and not tagger.has_framewise:
-        _err(f"error: {args.checkpoint}: linear-head model, no framewise output: --events/--plot need a tscam head")
-        return EXIT_USAGE
+        raise UsageError(f"{args.checkpoint or args.model}: linear-head model, no framewise output: --events/--plot "
+                         "need a tscam head")
     framewise = bool(args.events or args.plot)
     event_threshold = 0.5 if args.threshold is None else args.threshold
 
@@ -234,6 +275,11 @@ def _run(args: argparse.Namespace) -> int:
                 progress.clear()
                 _err(f"error: {res.message}" if res.file in res.message else f"error: {res.file}: {res.message}")
                 continue
+            if not _finite(res):  # never a NaN score in the output: the file counts as failed
+                failures += 1
+                progress.clear()
+                _err(f"error: {res.file}: the model's output is not finite (NaN or inf); no result written")
+                continue
             if not args.quiet:
                 for w in res.warnings:
                     progress.clear()
@@ -251,29 +297,41 @@ def _run(args: argparse.Namespace) -> int:
             res.framewise = None  # free memory: only the summary is written
             results.append(res)
             if args.format == "jsonl" and args.output is None:
-                print(json.dumps(res.to_dict(args.top_k, args.threshold)), flush=True)
+                print(json.dumps(res.to_dict(args.top_k, args.threshold), allow_nan=False), flush=True)
     finally:
         progress.close()
     if not (args.format == "jsonl" and args.output is None):
         text = format_results(results, args.format, args.top_k, args.threshold)
         if args.output:
-            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.output).write_text(text, encoding="utf-8")
+            _write_output(Path(args.output), text)
         else:
             sys.stdout.write(text)
+            sys.stdout.flush()
     if failures:
         _err(f"{failures} of {len(files)} file(s) failed")
         return EXIT_FILE_ERRORS
     return EXIT_OK
 
 
+def _write_output(path: Path, text: str) -> None:
+    """Write the results atomically (a failed write keeps any previous file); an I/O error names the path."""
+    from audiomamba.utils.io import atomic_write
+
+    try:
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    except WriteError:
+        raise
+    except OSError as e:
+        raise WriteError(f"--output {path}: cannot write ({e.strerror or e})", e.errno, str(path)) from None
+
+
 def format_results(results, fmt: str, top_k: int, threshold: float | None) -> str:
     """Render results as table, json (array), jsonl or csv text."""
     dicts = [r.to_dict(top_k, threshold) for r in results]
     if fmt == "json":
-        return json.dumps(dicts, indent=2) + "\n"
+        return json.dumps(dicts, indent=2, allow_nan=False) + "\n"
     if fmt == "jsonl":
-        return "".join(json.dumps(d) + "\n" for d in dicts)
+        return "".join(json.dumps(d, allow_nan=False) + "\n" for d in dicts)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
