@@ -1,0 +1,197 @@
+"""Training on bad data and after crashes: damaged clips are warned about once and counted (epoch log,
+metrics.jsonl, summary); a kill -9 inside a checkpoint write, then --resume, gives the uninterrupted run's weights,
+no duplicate metrics rows and no leftover temporary file; a full disk names the file and keeps the previous
+last.pt."""
+
+import errno
+import json
+import logging
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from audiomamba.errors import EXIT_IO, WriteError, exit_code_of
+from audiomamba.soundscapes.toy import make_toy_dataset
+from audiomamba.training import load_state, train
+from audiomamba.training.config import load_config
+from audiomamba.utils.io import is_temp_name
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"), {"train": 8}, seconds=0.5, sample_rate=SR)
+
+
+def raw_cfg(root, out, **over):
+    raw = {
+        "model": {"name": "audiomamba_nano", "layout": "native", "sample_rate": SR, "spec_augment": False,
+                  "drop_path_rate": 0.0},
+        "data": {"root": str(root), "validation": None, "clip_seconds": 0.3},
+        "augment": {"random_crop": False},
+        "optim": {"lr": 3e-3, "schedule": "constant", "weight_decay": 0.0},
+        "train": {"output_dir": str(out), "epochs": 1, "batch_size": 4, "progress": False, "tensorboard": False,
+                  "threads": 1, "checkpoint_every": 100},
+    }
+    for k, v in over.items():
+        sec, key = k.split("__")
+        raw.setdefault(sec, {})[key] = v
+    return raw
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_bad_training_and_validation_clips_are_warned_once_and_counted(toy, tmp_path, caplog):
+    d = tmp_path / "data"
+    d.mkdir()
+    x = (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    x[int(0.9 * SR)] = np.nan  # a 0.3 s crop from the start misses it
+    sf.write(d / "nan_late.wav", x, SR, subtype="FLOAT")
+    sf.write(d / "short.wav", x[:4000] * 0, SR)
+    b = bytearray((d / "short.wav").read_bytes())  # then the header promises 10 times the samples it holds
+    i = b.index(b"data")
+    b[i + 4: i + 8] = struct.pack("<I", struct.unpack("<I", b[i + 4: i + 8])[0] * 10)
+    (d / "short.wav").write_bytes(bytes(b))
+    good = [json.loads(line) for line in (toy / "train.jsonl").read_text().splitlines()][:6]
+    rows = [{**r, "path": str(toy / r["path"])} for r in good]
+    rows += [{"path": "nan_late.wav", "labels": good[0]["labels"]}, {"path": "short.wav", "labels": good[1]["labels"]}]
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "class_labels_indices.csv").write_text((toy / "class_labels_indices.csv").read_text())
+
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "run"
+    res = train(load_config(raw=raw_cfg(d, out, data__validation="train", train__epochs=2)))
+    assert res["steps"] == 4
+    assert res["skipped_clips"] == 4 and res["skipped_distinct_clips"] == 2  # 2 bad clips, in each of 2 epochs
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    train_warn = [w for w in warned if w.startswith("skipped training clip")]
+    val_warn = [w for w in warned if w.startswith("skipped validation clip")]
+    assert len(train_warn) == 2 and len(val_warn) == 2  # once per clip, though each was met twice
+    for ws in (train_warn, val_warn):
+        assert any("nan_late.wav (" in w and "train.jsonl:7)" in w and "NaN or infinite" in w for w in ws), ws
+        assert any("short.wav (" in w and "train.jsonl:8)" in w and "truncated" in w for w in ws), ws
+    assert any(w.startswith("epoch 1: 2 training example(s) skipped (2 so far, from 2 clip(s)") for w in warned)
+    assert any(w.startswith("epoch 2: 2 training example(s) skipped (4 so far, from 2 clip(s)") for w in warned)
+    assert any("(2 of 8 validation clips skipped)" in r.getMessage() for r in caplog.records)
+    metrics = _rows(out / "metrics.jsonl")
+    assert [(m["step"], m["skipped_val_clips"], m["skipped_train_clips"]) for m in metrics] == [(2, 2, 2), (4, 2, 4)]
+    assert all(np.isfinite(m["mAP"]) for m in metrics)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_clips"] == 4 and summary["skipped_distinct_clips"] == 2
+
+
+_KILLER = """
+import json, os, signal, sys
+import audiomamba.training.state as st
+from audiomamba.training import train
+from audiomamba.training.config import load_config
+
+raw, kill_at, resume = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3] or None
+real, calls = st.atomic_write, [0]
+
+def dying(path, write):  # the kill_at-th checkpoint write dies half way, as kill -9 leaves it
+    calls[0] += 1
+    if calls[0] != kill_at:
+        return real(path, write)
+    def half(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half a checkpoint")
+            f.flush()
+            os.fsync(f.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, half)
+
+st.atomic_write = dying
+train(load_config(raw=raw), resume=resume)
+"""
+
+
+def test_kill_9_in_a_checkpoint_write_then_resume(toy, tmp_path):
+    """Epoch 2 ends: its validation row is written, then the process is killed inside the write of last.pt.  The
+    resumed run (a new process) removes the leftover temporary file, drops the row written after its checkpoint,
+    and ends with the uninterrupted run's weights and metrics."""
+    over = dict(data__validation="train", train__epochs=3, train__checkpoint_every=1, augment__random_crop=True,
+                augment__gain_db=3.0, augment__mixup="spec", model__spec_augment=True, optim__schedule="cosine")
+    full = train(load_config(raw=raw_cfg(toy, tmp_path / "full", **over)))
+    assert full["steps"] == 6
+
+    out = tmp_path / "killed"
+    out.mkdir()
+    (out / "notes.tmp").write_text("a user's file")  # never touched
+    (out / ".notes.tmp").write_text("nor this")
+    raw = json.dumps(raw_cfg(toy, out, **over))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # checkpoint writes: steps 1, 2, end of epoch 1, steps 3, 4, end of epoch 2 (the 6th: killed)
+    proc = subprocess.run([sys.executable, "-c", _KILLER, raw, "6", ""], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    leftovers = [p.name for p in out.iterdir() if is_temp_name(p.name)]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".last.pt.")
+    state = load_state(out / "last.pt")
+    assert (state["epoch"], state["step"]) == (1, 4)
+    assert [(m["epoch"], m["step"]) for m in _rows(out / "metrics.jsonl")] == [(1, 2), (2, 4)]  # (2, 4): after it
+
+    proc = subprocess.run([sys.executable, "-c", _KILLER, raw, "0", str(out / "last.pt")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "left by an interrupted write" in proc.stderr
+    assert not [p.name for p in out.iterdir() if is_temp_name(p.name)]
+    assert (out / "notes.tmp").read_text() == "a user's file" and (out / ".notes.tmp").exists()
+
+    rows, want = _rows(out / "metrics.jsonl"), _rows(tmp_path / "full" / "metrics.jsonl")
+    assert [(m["epoch"], m["step"]) for m in rows] == [(1, 2), (2, 4), (3, 6)]
+    for a, b in zip(rows, want):
+        a.pop("train_loss"), b.pop("train_loss")  # the loss average restarts with the process
+        assert a == b
+    a, b = load_file(tmp_path / "full" / "final.safetensors"), load_file(out / "final.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_full_disk_in_a_checkpoint_write(toy, tmp_path, monkeypatch):
+    """Fault injection: the third write of last.pt finds the disk full (OSError ENOSPC half way through)."""
+    import audiomamba.training.state as st
+
+    real, calls = st.write_torch, [0]
+
+    def filling(obj, tmp):
+        calls[0] += 1
+        if calls[0] < 3:
+            return real(obj, tmp)
+        with open(tmp, "wb") as f:
+            f.write(b"the first bytes")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(st, "write_torch", filling)
+    out = tmp_path / "run"
+    with pytest.raises(WriteError) as info:
+        train(load_config(raw=raw_cfg(toy, out, train__epochs=2, train__checkpoint_every=1)))
+    assert str(info.value) == f"cannot write {out / 'last.pt'}: no space left on device"
+    assert exit_code_of(info.value) == EXIT_IO
+    state = load_state(out / "last.pt")  # the previous checkpoint, whole
+    assert state["step"] == 2 and state["epoch"] == 0
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_resume_drops_rows_after_the_checkpoint_and_fresh_run_starts_anew(toy, tmp_path):
+    out = tmp_path / "run"
+    train(load_config(raw=raw_cfg(toy, out, data__validation="train", train__epochs=1)))
+    assert [m["step"] for m in _rows(out / "metrics.jsonl")] == [2]
+    with open(out / "metrics.jsonl", "a") as f:  # what a killed later run may leave: a row past last.pt, a cut line
+        f.write(json.dumps({"epoch": 2, "step": 4, "mAP": 0.1}) + "\n" + '{"epoch": 3, "st')
+    res = train(load_config(raw=raw_cfg(toy, out, data__validation="train", train__epochs=2)),
+                resume=str(out / "last.pt"))
+    assert res["steps"] == 4
+    assert [(m["epoch"], m["step"]) for m in _rows(out / "metrics.jsonl")] == [(1, 2), (2, 4)]
+    assert _rows(out / "metrics.jsonl")[1]["mAP"] != 0.1
+    train(load_config(raw=raw_cfg(toy, out, data__validation="train", train__epochs=1)))  # no --resume
+    assert [(m["epoch"], m["step"]) for m in _rows(out / "metrics.jsonl")] == [(1, 2)]
