@@ -146,6 +146,8 @@ def _missing_dependency(exc: ImportError) -> MissingDependencyError | None:
     top = (getattr(exc, "name", None) or "").split(".")[0]
     if top in EXTRAS:
         return MissingDependencyError(f"{top} is not installed: pip install 'audiomamba[{EXTRAS[top]}]'")
+    if top == "timm":  # the peer models' blocks
+        return MissingDependencyError("timm is not installed (the peer models need it): pip install timm")
     if "pip install 'audiomamba[" in str(exc):  # the package's own hint for an extra
         return MissingDependencyError(str(exc))
     return None

@@ -43,8 +43,19 @@ def number(value, option: str, *, low: float | None = None, high: float | None =
 def device(value: str | None, option: str = "--device"):
     """The torch device ``value`` names; one that is not there (CUDA without a GPU, cuda:7 of 1) is a
     :class:`UsageError` naming ``option``."""
+    import torch
+
     from audiomamba.utils.device import resolve_device
 
+    try:
+        dev = torch.device(value) if value not in (None, "auto") else None
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"{option} {value!r}: not a device (auto, cpu, cuda or cuda:N)") from None
+    if dev is not None and dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"{option} {value}: CUDA is not available on this machine (use cpu, or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"{option} {value}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     try:
         return resolve_device(value)
     except (ValueError, RuntimeError) as e:

@@ -1,14 +1,13 @@
 """``audiomamba convert SRC DST``: a single-file ``.safetensors`` checkpoint to a model folder in the Hugging Face
 Hub's layout (config.json, model.safetensors, README.md model card), or back.
 
-Exit codes: 0 written; 2 usage error (the ``hub`` extra missing for a repo id, DST exists); 3 SRC missing or not
-an audiomamba model.
+Exit codes (the command line's scheme, docs/errors.md): 0 written; 2 usage error (the ``hub`` extra missing for a
+repo id, DST exists); 3 SRC missing, damaged or not an audiomamba model; 6 DST cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -19,26 +18,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
 
 
-def _err(msg: str) -> None:
-    print(f"audiomamba convert: {msg}", file=sys.stderr, flush=True)
-
-
-def run(args: argparse.Namespace) -> int:
-    from audiomamba.errors import CheckpointError
-    from audiomamba.hub import convert_checkpoint
+def validate(args: argparse.Namespace) -> Path:
+    """DST, before anything is read: not in the way of an existing file or folder (unless --overwrite), of the
+    right kind, writable."""
+    from audiomamba.cli import _checks as C
+    from audiomamba.errors import UsageError
 
     dst = Path(args.dst)
     if dst.exists() and not args.overwrite and (dst.is_file() or any(dst.iterdir())):
-        _err(f"error: {dst} exists; choose another path or pass --overwrite")
-        return 2
+        raise UsageError(f"{dst} exists; choose another path or pass --overwrite")
+    if str(args.dst).endswith(".safetensors"):
+        C.output_file(dst, "DST")
+    else:
+        C.output_dir(dst, "DST", create=False)
+    return dst
+
+
+def run(args: argparse.Namespace) -> int:
+    from audiomamba.hub import convert_checkpoint
+
+    dst = validate(args)
     options = {} if args.revision is None else {"revision": args.revision}
-    try:
-        out = convert_checkpoint(args.src, dst, **options)
-    except CheckpointError as e:
-        _err(f"error: {e}")
-        return 3
-    except (ImportError, ValueError) as e:
-        _err(f"error: {e}")
-        return 2
+    out = convert_checkpoint(args.src, dst, **options)  # CheckpointError: exit 3; UsageError: exit 2
     print(f"wrote {out}")
     return 0

@@ -1,8 +1,10 @@
 """``audiomamba data ...``: build data sets from the offline source recordings, list the sources, pack a
 dataset into shards.
 
-Subcommands live in :data:`SUBCOMMANDS` (name -> help, argument adder, runner).  Runners return the exit code;
-build and dataset errors print one clear line and exit 2.
+Subcommands live in :data:`SUBCOMMANDS` (name -> help, argument adder, runner).  Every option is checked before
+any work (:func:`validate`); errors are raised and end in one line and the command line's exit code
+(docs/errors.md): 2 a bad option, 5 missing or unusable sources or data, 6 an output that cannot be written.  A build
+that skipped unreadable source recordings writes the data set and exits 1.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
-from audiomamba.errors import DataBuildError, DatasetError, SourceError
+from audiomamba.cli import _checks as C
+from audiomamba.errors import EXIT_OK, EXIT_PARTIAL, DatasetError, SourceError, UsageError
 from audiomamba.soundscapes.mixer import MixConfig, build_esc50, build_soundscapes
 from audiomamba.soundscapes.sources import FAMILIES, default_cache_dir, discover, user_items
 
@@ -116,11 +119,91 @@ def _gather(args: argparse.Namespace) -> list:
     return items
 
 
+def _check_source_options(args: argparse.Namespace) -> None:
+    C.number(args.jobs, "--jobs", low=1)
+    C.number(args.sample_rate, "--sample-rate", low=1000, high=192000)
+    for folder in args.source_dir:
+        C.input_path(folder, "--source-dir", SourceError, kind="dir")
+    if args.no_builtin and not args.source_dir:
+        raise UsageError("--no-builtin needs at least one --source-dir")
+    if args.cache_dir is not None:
+        C.output_dir(args.cache_dir, "--cache-dir", create=False)
+    if args.families is not None:
+        known = [f.name for f in FAMILIES]
+        unknown = [f for f in args.families if f not in known]
+        if unknown:
+            raise UsageError(f"--families: unknown family {unknown[0]!r} (known: {', '.join(known)})")
+
+
+def _check_range(value: tuple[float, float], option: str) -> None:
+    lo, hi = value
+    C.number(lo, option)
+    C.number(hi, option)
+    if lo > hi:
+        raise UsageError(f"{option} takes LOW,HIGH with LOW <= HIGH, got {lo:g},{hi:g}")
+
+
+def _check_events(value: tuple[float, float]) -> None:
+    lo, hi = value
+    _check_range(value, "--events")
+    if lo != int(lo) or hi != int(hi) or lo < 1:
+        raise UsageError(f"--events takes whole numbers MIN,MAX with 1 <= MIN <= MAX, got {lo:g},{hi:g}")
+
+
+def _check_fractions(value: tuple[float, float, float]) -> None:
+    for f in value:
+        C.number(f, "--splits", low=0, high=1)
+    if abs(sum(value) - 1.0) > 1e-6:
+        raise UsageError(f"--splits: the three fractions must sum to 1, got {','.join(f'{f:g}' for f in value)}")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    out = C.output_dir(args.out, "--out", create=False)
+    if out.is_dir() and any(out.iterdir()) and not getattr(args, "overwrite", False):
+        raise UsageError(f"--out {out}: folder is not empty; choose another or pass --overwrite")
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Every option of the data subcommand ``args`` names, before any work."""
+    runner = args._data_run
+    if runner in (_run_soundscapes, _run_esc50, _run_bank, _run_sources):
+        _check_source_options(args)
+    if runner in (_run_soundscapes, _run_esc50, _run_bank):
+        C.number(args.duration, "--duration", low=0, low_open=True)
+        _check_range(args.snr, "--snr")
+        if args.classes is not None and not args.classes:
+            raise UsageError("--classes names no class")
+    if runner in (_run_soundscapes, _run_esc50):
+        C.number(args.clips, "--clips", low=1)
+        _check_out(args)
+    if runner is _run_soundscapes:
+        _check_events(args.events)
+        _check_fractions(args.splits)
+    if runner is _run_bank:
+        from audiomamba.soundscapes.bank import SPLITS
+
+        C.number(args.max_seconds, "--max-seconds", low=0, low_open=True)
+        C.number(args.quality, "--quality", low=0, high=1)
+        _check_events(args.events)
+        _check_fractions(args.splits)
+        unknown = sorted(set(args.clips) - set(SPLITS))
+        bad = {k: n for k, n in args.clips.items() if n < 1}
+        if unknown or bad:
+            raise UsageError(f"--clips: clips per split must name {', '.join(SPLITS)} with counts >= 1, got "
+                             f"{','.join(f'{k}={n}' for k, n in args.clips.items())}")
+        _check_out(args)
+    if runner is _run_pack:
+        C.input_path(args.data, "--data", DatasetError, kind="any")
+        if args.labels is not None:
+            C.input_path(args.labels, "--labels", DatasetError)
+        C.number(args.sample_rate, "--sample-rate", low=1000, high=192000)
+        C.number(args.shard_size, "--shard-size", low=1)
+        if not [s for s in args.splits.split(",") if s.strip()]:
+            raise UsageError("--splits names no split")
+        C.output_dir(args.out, "--out", create=False)
+
+
 def _run_build(args: argparse.Namespace, layout: str) -> int:
-    if args.clips <= 0:
-        raise DataBuildError(f"--clips must be at least 1, got {args.clips}")
-    if args.jobs < 1:
-        raise DataBuildError(f"--jobs must be at least 1, got {args.jobs}")
     t0 = time.perf_counter()
     items = _gather(args)
     common = dict(clips=args.clips, seed=args.seed, classes=args.classes, jobs=args.jobs, overwrite=args.overwrite)
@@ -129,8 +212,6 @@ def _run_build(args: argparse.Namespace, layout: str) -> int:
         summary = build_esc50(items, args.out, mix=mix, **common)
     else:
         lo, hi = args.events
-        if lo != int(lo) or hi != int(hi):
-            raise DataBuildError(f"--events takes whole numbers, got {args.events}")
         mix = MixConfig(duration=args.duration, sample_rate=args.sample_rate, snr_db=args.snr,
                         min_events=int(lo), max_events=int(hi))
         summary = build_soundscapes(items, args.out, mix=mix, fractions=args.splits, **common)
@@ -138,16 +219,20 @@ def _run_build(args: argparse.Namespace, layout: str) -> int:
     total = sum(summary.clips.values())
     print(f"wrote {total} clips ({', '.join(f'{k} {v}' for k, v in summary.clips.items())}) of "
           f"{len(summary.classes)} classes to {summary.out} in {dt:.1f} s ({total / dt:.1f} clips/s)")
-    _print_losses(summary.dropped_classes, summary.failed_reads, "unreadable recording read(s)")
-    return 0
+    return _print_losses(summary.dropped_classes, summary.failed_reads, "unreadable recording read(s)")
 
 
-def _print_losses(dropped: dict[str, str], failed: int, what: str) -> None:
-    """The lines after a build: classes dropped for lacking recordings in some split, recordings skipped."""
+def _print_losses(dropped: dict[str, str], failed: int, what: str) -> int:
+    """The lines after a build: classes dropped for lacking recordings in some split, recordings skipped.
+    Returns the exit code: 1 when recordings were skipped (the data set was written without them), else 0."""
     if dropped:
         print(f"dropped {len(dropped)} class(es) without recordings for every split: " + "; ".join(dropped))
     if failed:
         print(f"skipped {failed} {what}")
+        print(f"audiomamba data: {failed} {what} skipped (see the warnings above); the rest was written",
+              file=sys.stderr, flush=True)
+        return EXIT_PARTIAL
+    return EXIT_OK
 
 
 def _split_counts(text: str) -> dict[str, int]:
@@ -182,11 +267,7 @@ def _add_bank(p: argparse.ArgumentParser) -> None:
 def _run_bank(args: argparse.Namespace) -> int:
     from audiomamba.soundscapes.bank import build_bank
 
-    if args.jobs < 1:
-        raise DataBuildError(f"--jobs must be at least 1, got {args.jobs}")
     lo, hi = args.events
-    if lo != int(lo) or hi != int(hi):
-        raise DataBuildError(f"--events takes whole numbers, got {args.events}")
     t0 = time.perf_counter()
     items = _gather(args)
     mix = MixConfig(duration=args.duration, sample_rate=args.sample_rate, snr_db=args.snr, min_events=int(lo),
@@ -196,8 +277,7 @@ def _run_bank(args: argparse.Namespace) -> int:
     print(f"wrote a source bank of {sum(s.recordings.values())} recordings "
           f"({', '.join(f'{k} {v}' for k, v in s.recordings.items())}), {len(s.classes)} classes, {s.seconds:.0f} s of "
           f"audio in {s.bytes / 1e6:.1f} MB to {s.out} in {time.perf_counter() - t0:.1f} s")
-    _print_losses(s.dropped_classes, s.failed_reads, "unreadable or silent recording(s)")
-    return 0
+    return _print_losses(s.dropped_classes, s.failed_reads, "unreadable or silent recording(s)")
 
 
 def _run_soundscapes(args: argparse.Namespace) -> int:
@@ -236,7 +316,10 @@ def _run_sources(args: argparse.Namespace) -> int:
         print("classes (recordings / distinct groups):")
         for c in sorted(groups):
             print(f"  {c:45s} {counts[c]:5d} / {len(groups[c]):4d}")
-    return 0 if cat.items else 1
+    if not cat.items:
+        raise SourceError("no source recordings installed (the list above says how to install them; "
+                          "scripts/setup_sources.sh installs them all)")
+    return 0
 
 
 def _add_pack(p: argparse.ArgumentParser) -> None:
@@ -287,13 +370,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     runner = getattr(args, "_data_run", None)
     if runner is None:
-        args._data_parser.print_help()
-        return 2
+        args._data_parser.print_help(sys.stderr)
+        raise UsageError(f"give a subcommand: {', '.join(SUBCOMMANDS)}")
+    validate(args)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(message)s", stream=sys.stderr)
     log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
-    try:
-        return int(runner(args))
-    except (DataBuildError, SourceError, DatasetError) as e:
-        print(f"audiomamba data: error: {e}", file=sys.stderr)
-        return 2
+    return int(runner(args))

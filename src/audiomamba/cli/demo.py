@@ -36,16 +36,51 @@ def generated_waveform(seconds: float, sample_rate: int, seed: int = 0) -> torch
     return wave.float()
 
 
+def validate(args: argparse.Namespace) -> None:
+    """Every option before any work: --seconds, --model (a registered tagger), the files, --out writable."""
+    from audiomamba.cli import _checks as C
+    from audiomamba.errors import CheckpointError, UsageError
+    from audiomamba.models.peers import PEERS
+    from audiomamba.models.registry import AUDIOMAMBA_VARIANTS
+
+    C.number(args.seconds, "--seconds", low=0, low_open=True)
+    if args.seconds > 3600:
+        raise UsageError(f"--seconds must be at most 3600, got {args.seconds:g}")
+    if args.checkpoint is not None:
+        if args.imagenet is not None:
+            raise UsageError("give --checkpoint or --imagenet, not both")
+        C.input_path(args.checkpoint, "--checkpoint", CheckpointError)
+        return
+    taggers = list(AUDIOMAMBA_VARIANTS) + list(PEERS)
+    if args.model not in taggers:
+        raise UsageError(f"--model {args.model!r} is not a registered tagger (one of {', '.join(taggers)}; "
+                         "audiomamba models lists them)")
+    if args.imagenet is not None:
+        if args.model not in AUDIOMAMBA_VARIANTS:
+            raise UsageError(f"--imagenet initialises Audio Mamba backbones only, not {args.model}")
+        C.input_path(args.imagenet, "--imagenet", CheckpointError)
+    if args.out is not None:
+        C.output_dir(args.out, "--out")
+
+
 def run(args: argparse.Namespace) -> int:
     from audiomamba import create_model
     from audiomamba.checkpoint import load, save_model
     from audiomamba.models.heads import logits_to_scores
 
+    validate(args)
     if args.checkpoint is not None:
         model = load(args.checkpoint)
         print(f"loaded {args.checkpoint} ({model.config['name']})")
     else:
-        model = create_model(args.model, layout=args.layout, pretrained_backbone=args.imagenet)
+        from audiomamba.errors import AudiomambaError, UsageError
+
+        try:
+            model = create_model(args.model, layout=args.layout, pretrained_backbone=args.imagenet)
+        except AudiomambaError:
+            raise
+        except ValueError as e:
+            raise UsageError(f"--model {args.model} --layout {args.layout}: {e}") from None
         if args.imagenet is not None:
             print(model.pretrained_report.summary())
         else:

@@ -134,18 +134,64 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     return summary
 
 
+def validate(args) -> list[int]:
+    """Every option, before any work (returns the --cv folds): ranges (exit 2), the device (exit 2), each
+    checkpoint checked against its own config (exit 3), the data and label file present (exit 5), the output
+    folder writable (exit 6)."""
+    from audiomamba.checkpoint import check as check_checkpoint
+    from audiomamba.cli import _checks as C
+    from audiomamba.errors import CheckpointError, DatasetError, UsageError
+
+    C.number(args.threshold, "--threshold", low=0, high=1)
+    C.number(args.batch_size, "--batch-size", low=1)
+    C.number(args.seconds, "--seconds", low=0, low_open=True, allow_none=True)
+    C.number(args.tta_shifts, "--tta-shifts", low=1)
+    C.number(args.workers, "--workers", low=0)
+    C.device(args.device, "--device")
+    folds = C.int_list(args.cv, "--cv") if args.cv else []
+    if folds and "{fold}" not in args.checkpoint:
+        raise UsageError("with --cv, --checkpoint must contain {fold}, e.g. runs/esc50/fold{fold}/best.safetensors")
+    checkpoints = [args.checkpoint.format(fold=k) for k in folds] if folds else [args.checkpoint]
+    for ck in checkpoints:
+        C.input_path(ck, "--checkpoint", CheckpointError)
+        check_checkpoint(ck)
+    C.input_path(args.data, "--data", DatasetError, kind="any")
+    if args.labels is not None:
+        C.input_path(args.labels, "--labels", DatasetError)
+    if args.out:
+        C.output_dir(args.out, "--out")
+    else:
+        for ck in checkpoints:
+            split = args.split if not folds else None
+            C.output_dir(Path(ck).parent / f"eval_{split}" if split else Path(ck).parent, "--out (default)")
+    return folds
+
+
+def _json_safe(obj):
+    """``obj`` with non-finite floats as null: what is printed is always valid JSON."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy scalars
+        return _json_safe(obj.item())
+    return obj
+
+
 def run(args) -> int:
+    folds = validate(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     common = dict(fmt=args.format, labels=args.labels, threshold=args.threshold, batch_size=args.batch_size,
                   seconds=args.seconds, tta_shifts=args.tta_shifts, events=not args.no_events, device=args.device,
                   workers=args.workers, strict_labels=args.strict_labels)
-    if not args.cv:
+    if not folds:
         s = evaluate(args.checkpoint, args.data, args.split, out=args.out, **common)
-        print(json.dumps(s, default=float))
+        print(json.dumps(_json_safe(s), default=float, allow_nan=False))
         return 0
-    folds = [int(f) for f in args.cv.split(",") if f.strip()]
-    if "{fold}" not in args.checkpoint:
-        raise SystemExit("error: with --cv, --checkpoint must contain {fold}, e.g. runs/esc50/fold{fold}/best.safetensors")
     from audiomamba.evaluation.summary import cv_summary
 
     per_fold = {}
@@ -153,9 +199,11 @@ def run(args) -> int:
         ck = args.checkpoint.format(fold=k)
         out = str(Path(args.out) / f"fold{k}") if args.out else None
         per_fold[k] = evaluate(ck, args.data, f"fold{k}", out=out, **common)
-    summary = cv_summary(per_fold, ("top1_accuracy", "mAP", "mAUC"))
+    summary = _json_safe(cv_summary(per_fold, ("top1_accuracy", "mAP", "mAUC")))
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "cv_summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, default=float))
+        from audiomamba.utils.io import atomic_write
+
+        text = json.dumps(summary, indent=2, default=float, allow_nan=False)
+        atomic_write(Path(args.out) / "cv_summary.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    print(json.dumps(summary, default=float, allow_nan=False))
     return 0

@@ -16,30 +16,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from audiomamba import create_model, list_models
-    from audiomamba.models.registry import AUDIOMAMBA_VARIANTS
+    from audiomamba.errors import UsageError
+    from audiomamba.models.registry import model_description
 
     if args.pretrained:
-        return _list_pretrained()
+        return _list_pretrained(args.pattern)
 
     names = list_models(args.pattern)
     if not names:
-        print(f"no model matches {args.pattern!r}")
-        return 1
+        raise UsageError(f"no model matches {args.pattern!r} (audiomamba models lists all {len(list_models())})")
     print(f"{'model':24s} {'params':>9s}  description")
     for name in names:
         with torch.device("meta"):  # shapes only: no memory, no initialisation
             n = sum(p.numel() for p in create_model(name).parameters())
-        desc = AUDIOMAMBA_VARIANTS[name].description if name in AUDIOMAMBA_VARIANTS else "ImageNet-1K classifier (official layout)"
+        desc = model_description(name)
         print(f"{name:24s} {n / 1e6:8.2f}M  {desc}")
     return 0
 
 
-def _list_pretrained() -> int:
+def _list_pretrained(pattern: str | None = None) -> int:
+    import fnmatch
+
     from audiomamba.checkpoint import read_meta
+    from audiomamba.errors import UsageError
     from audiomamba.models.pretrained import DEFAULT_TAGGER, list_pretrained, pretrained_path
 
+    names = [n for n in list_pretrained() if pattern is None or fnmatch.fnmatch(n, pattern)]
+    if not names:
+        raise UsageError(f"no shipped tagger matches {pattern!r} (shipped: {', '.join(list_pretrained())})")
+
     print(f"{'tagger':30s} {'model':22s} {'classes':>7s} {'MB':>6s} {'test mAP':>8s}")
-    for name in list_pretrained():
+    for name in names:
         path = pretrained_path(name)
         meta = read_meta(path)
         m_ap = meta.get("provenance", {}).get("test_metrics", {}).get("mAP")

@@ -3,6 +3,11 @@
 ``--cv-folds 1,2,3,4,5`` runs one training per held-out fold (ESC-50), in ``output_dir/fold<k>``, and writes
 ``cv_summary.json`` with each fold's best validation score and their mean and standard deviation.
 Multi-GPU: ``torchrun --nproc_per_node=N -m audiomamba train --config ...``.
+
+Before any work the command checks the config (keys, types, ranges: exit 2), ``train.device`` (CUDA asked for
+on a machine without it: exit 2), the dataset root (exit 5), ``--resume``, ``model.init_checkpoint`` and
+``model.pretrained_backbone`` (missing, damaged or unsafe: exit 3) and that ``train.output_dir`` can be written
+(exit 6).  docs/errors.md lists every exit code.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import json
 import logging
 import os
 from pathlib import Path
+
+from audiomamba.cli import _checks as C
+from audiomamba.errors import CheckpointError, ConfigError, DatasetError
 
 
 def add_arguments(p) -> None:
@@ -29,9 +37,65 @@ def _resolve_resume(resume: str | None, out_dir: str) -> str | None:
     return resume
 
 
+def check_resume(path: str, model_name: str | None = None) -> None:
+    """``--resume PATH``: an audiomamba training checkpoint (``last.pt``) of ``model_name``, readable without
+    unpickling anything; else :class:`CheckpointError` (exit 3) before any work.  Memory-mapped, so a large
+    file costs no copy."""
+    import pickle
+
+    import torch
+
+    p = C.input_path(path, "--resume", CheckpointError)
+    try:
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:  # a file of the old (non-zip) format cannot be memory-mapped
+            if "mmap" not in str(e):
+                raise
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"--resume {p}: holds Python objects besides tensors and plain containers; it is not "
+                              f"loaded, because unpickling can run code ({' '.join(str(e).split())[:200]})") from None
+    except Exception as e:  # zip, pickle or tensor errors of a truncated or damaged file
+        raise CheckpointError(f"--resume {p}: not a readable training checkpoint (damaged or truncated?): "
+                              f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
+    from audiomamba.training.state import STATE_FORMAT
+
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"--resume {p}: not an audiomamba training checkpoint (a last.pt written by "
+                              "audiomamba train)")
+    missing = [k for k in ("model", "optimizer", "step", "epoch", "model_name", "num_classes") if k not in state]
+    if missing:
+        raise CheckpointError(f"--resume {p}: damaged training checkpoint, missing {', '.join(missing)}")
+    if model_name is not None and state["model_name"] != model_name:
+        raise CheckpointError(f"--resume {p}: a {state['model_name']} checkpoint cannot resume a run of model.name="
+                              f"{model_name}")
+
+
+def check_config(cfg, resume: str | None) -> None:
+    """What a config points at, before any work: the device, the data, the checkpoints, the output folder."""
+    from audiomamba.checkpoint import check as check_checkpoint
+
+    C.device(cfg.train.device, "train.device")
+    if not cfg.data.root.startswith(("http://", "https://", "pipe:")) and not any(ch in cfg.data.root for ch in "{*?["):
+        root = Path(cfg.data.root).expanduser()
+        if not root.exists():
+            raise DatasetError(f"data.root {root}: no such file or directory")
+    if cfg.model.init_checkpoint:
+        C.input_path(cfg.model.init_checkpoint, "model.init_checkpoint", CheckpointError)
+        try:
+            check_checkpoint(cfg.model.init_checkpoint)
+        except CheckpointError as e:
+            raise CheckpointError(f"model.init_checkpoint: {e}") from None
+    if cfg.model.pretrained_backbone:
+        C.input_path(cfg.model.pretrained_backbone, "model.pretrained_backbone", CheckpointError)
+    if resume is not None:
+        check_resume(resume, cfg.model.name)
+    C.output_dir(cfg.train.output_dir, "train.output_dir")
+
+
 def run(args) -> int:
-    from audiomamba.evaluation.summary import cv_summary
-    from audiomamba.training import ConfigError, load_config, train
+    from audiomamba.training import load_config, train
     from audiomamba.utils import distributed as D
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -40,23 +104,38 @@ def run(args) -> int:
     overrides = list(args.overrides)
     if args.quiet:
         overrides.append("train.progress=false")
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
-    if not args.cv_folds:
-        result = train(cfg, _resolve_resume(args.resume, cfg.train.output_dir))
+    folds = C.int_list(args.cv_folds, "--cv-folds") if args.cv_folds else []
+    if args.resume is not None and args.resume != "auto":
+        C.input_path(args.resume, "--resume", CheckpointError)
+    cfg = load_config(args.config, overrides)
+    if not folds:
+        resume = _resolve_resume(args.resume, cfg.train.output_dir)
+        check_config(cfg, resume)
+        result = train(cfg, resume)
         # The per-step losses are in the run's summary.json; the terminal gets the headline figures.
         print(json.dumps({k: v for k, v in dict(result).items() if k != "losses"}, default=float))
         return 0
-    folds = [int(f) for f in args.cv_folds.split(",") if f.strip()]
     base = cfg.train.output_dir
+    fold_cfgs = {k: load_config(args.config, overrides + [f"data.fold={k}", f"train.output_dir={base}/fold{k}"])
+                 for k in folds}
+    for k, fold_cfg in fold_cfgs.items():  # every fold's config and files checked before the first trains
+        check_config(fold_cfg, _resolve_resume(args.resume, fold_cfg.train.output_dir))
     best_per_fold = {}
-    for k in folds:
-        fold_cfg = load_config(args.config, overrides + [f"data.fold={k}", f"train.output_dir={base}/fold{k}"])
+    for k, fold_cfg in fold_cfgs.items():
         best_per_fold[k] = train(fold_cfg, _resolve_resume(args.resume, fold_cfg.train.output_dir))["best"]
+    from audiomamba.evaluation.summary import cv_summary
+
     summary = cv_summary(best_per_fold, ("mAP", "top1_accuracy"))
-    Path(base).mkdir(parents=True, exist_ok=True)
-    (Path(base) / "cv_summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary))
+    _write_json(Path(base) / "cv_summary.json", summary)
+    print(json.dumps(summary, default=float))
     return 0
+
+
+def _write_json(path: Path, obj) -> None:
+    from audiomamba.utils.io import atomic_write
+
+    text = json.dumps(obj, indent=2, default=float)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+__all__ = ["add_arguments", "run", "check_config", "check_resume", "ConfigError"]
