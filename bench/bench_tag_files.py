@@ -8,7 +8,11 @@ on the weights), and times:
   (1001 frames, what a 10 s clip gives), from CUDA graphs on CUDA (warm), eagerly otherwise; and the same from
   waveforms on the device (front end included);
 - **tag_files**: clips/s of ``list(tagger.tag_files(paths, num_workers=W))`` for each worker count and format,
-  after a warm-up run over the first batch (graphs captured, page cache warm), and its ratio to the model's own.
+  after a warm-up run over the first two batches (graphs captured, page cache warm), and its ratio to the model's
+  own; with ``--resample both``, 44.1 kHz files are timed resampled on the device and by soxr in the workers;
+- **decode**: milliseconds one worker spends per file (decode, checks, soxr when the workers resample), timed in
+  the main process; ``workers * 1000 / ms`` is the clips/s decoding alone allows (the ceiling when it is the
+  bottleneck, e.g. libsndfile's FLAC decoder).
 
 Targets (issue 16): >= 0.5x the model on 32 kHz mono WAV, >= 0.35x on 44.1 kHz stereo WAV/FLAC, on a 16-core
 GPU machine.  ``--profile`` runs one more tag_files pass under cProfile and prints where the main process's time
@@ -102,11 +106,11 @@ def model_clips_per_s(tagger: Tagger, batch: int, seconds: float, min_time: floa
                 return iters * batch / wall
 
 
-def time_tag_files(tagger: Tagger, paths: list[str], workers: int, batch: int) -> tuple[float, int]:
-    list(tagger.tag_files(paths[: 2 * batch], num_workers=workers))  # warm: graphs, page cache, worker start-up paths
+def time_tag_files(tagger: Tagger, paths: list[str], workers: int, batch: int, **kw) -> tuple[float, int]:
+    list(tagger.tag_files(paths[: 2 * batch], num_workers=workers, **kw))  # warm: graphs, page cache
     sync(tagger.device)
     t0 = time.perf_counter()
-    out = list(tagger.tag_files(paths, num_workers=workers))
+    out = list(tagger.tag_files(paths, num_workers=workers, **kw))
     sync(tagger.device)
     wall = time.perf_counter() - t0
     bad = [o for o in out if not isinstance(o, audiomamba.TagResult)]
@@ -115,10 +119,23 @@ def time_tag_files(tagger: Tagger, paths: list[str], workers: int, batch: int) -
     return wall, len(out)
 
 
-def profile_tag_files(tagger: Tagger, paths: list[str], workers: int, top: int = 30) -> str:
+def decode_ms_per_file(tagger: Tagger, paths: list[str], on_device: bool, n: int = 32) -> float:
+    """Milliseconds one worker spends per file (decode, checks, and soxr where the device does not resample),
+    timed in this process: ``workers * 1000 / ms`` bounds tag_files' clips/s when decoding is the bottleneck."""
+    from audiomamba.inference.tagger import _AudioFiles
+
+    ds = _AudioFiles(paths[:n], tagger.sample_rate, tagger.model.frontend.min_samples, on_device)
+    ds[0]
+    t0 = time.perf_counter()
+    for i in range(len(ds)):
+        ds[i]
+    return (time.perf_counter() - t0) / len(ds) * 1000
+
+
+def profile_tag_files(tagger: Tagger, paths: list[str], workers: int, top: int = 30, **kw) -> str:
     prof = cProfile.Profile()
     prof.enable()
-    list(tagger.tag_files(paths, num_workers=workers))
+    list(tagger.tag_files(paths, num_workers=workers, **kw))
     sync(tagger.device)
     prof.disable()
     buf = io.StringIO()
@@ -140,6 +157,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads of the main process")
     ap.add_argument("--model-time", type=float, default=3.0, help="seconds to time the model's own speed")
     ap.add_argument("--profile", action="store_true", help="also print a cProfile of the main process's time")
+    ap.add_argument("--resample", default="auto", choices=("auto", "device", "workers", "both"),
+                    help="where 44.1 kHz files are resampled: auto (the tagger's default: on the device for CUDA), "
+                         "device, workers (soxr), or both (a row for each)")
     ap.add_argument("--tmp", default=None, help="folder for the generated files (default: a temporary one)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
@@ -166,21 +186,34 @@ def main() -> None:
     rows = []
     tmp = args.tmp or tempfile.mkdtemp(prefix="bench_tag_files_")
     try:
-        print("| format | workers | clips/s | wall s | x model |", flush=True)
+        print("| format | resample | workers | clips/s | wall s | x model | decode ms/file (1 worker) | decode-bound "
+              "clips/s |", flush=True)
         for fmt in formats:
             t0 = time.perf_counter()
             paths = write_files(tmp, fmt, args.files, args.seconds)
             written = time.perf_counter() - t0
-            for w in workers:
-                wall, n = time_tag_files(tagger, paths, w, args.batch)
-                row = {"format": fmt, "workers": w, "files": n, "wall_s": round(wall, 3),
-                       "clips_s": round(n / wall, 1), "ratio_to_model": round(n / wall / model_pieces, 3),
-                       "ratio_to_model_from_waves": round(n / wall / model_waves, 3)}
-                rows.append(row)
-                print(f"| {fmt} | {w} | {row['clips_s']:.0f} | {wall:.2f} | {row['ratio_to_model']:.2f} |", flush=True)
-            if args.profile:
-                print(f"## cProfile of the main process: {fmt}, {workers[-1]} workers (files written in {written:.1f} s)")
-                print(profile_tag_files(tagger, paths, workers[-1]), flush=True)
+            places = {"auto": [None], "device": [True], "workers": [False], "both": [True, False]}[args.resample]
+            if FORMATS[fmt][0] == tagger.sample_rate:
+                places = places[:1]
+            for on_device in places:
+                where = {None: "auto", True: "device", False: "workers"}[on_device]
+                auto = device.type == "cuda" if on_device is None else on_device
+                decode_ms = decode_ms_per_file(tagger, paths, auto)
+                for w in workers:
+                    wall, n = time_tag_files(tagger, paths, w, args.batch, resample_on_device=on_device)
+                    row = {"format": fmt, "resample": where if FORMATS[fmt][0] != tagger.sample_rate else "none",
+                           "workers": w, "files": n, "wall_s": round(wall, 3), "clips_s": round(n / wall, 1),
+                           "ratio_to_model": round(n / wall / model_pieces, 3),
+                           "ratio_to_model_from_waves": round(n / wall / model_waves, 3),
+                           "decode_ms_per_file": round(decode_ms, 2),
+                           "decode_bound_clips_s": round(max(w, 1) * 1000 / decode_ms, 1)}
+                    rows.append(row)
+                    print(f"| {fmt} | {row['resample']} | {w} | {row['clips_s']:.1f} | {wall:.2f} | "
+                          f"{row['ratio_to_model']:.2f} | {decode_ms:.1f} | {row['decode_bound_clips_s']:.0f} |", flush=True)
+                if args.profile:
+                    print(f"## cProfile of the main process: {fmt}, resample {where}, {workers[-1]} workers "
+                          f"(files written in {written:.1f} s)")
+                    print(profile_tag_files(tagger, paths, workers[-1], resample_on_device=on_device), flush=True)
             if not args.tmp:
                 shutil.rmtree(os.path.join(tmp, fmt), ignore_errors=True)
     finally:
