@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Issue 17's equal-budget comparison and ablations, all on one GPU in one call: every model of configs/compare/
+# (Audio Mamba nano, micro, tiny, tiny_v2, micro_v2; the Swin-T, ViT-B and CNN14 peers) and the ablations of
+# configs/ablate/ (+ transformer blocks, + CutMix, + mixup on the micro_v2 recipe; pretraining on the bank without
+# 10 held-out classes, then 5-fold fine-tuning on them vs from scratch) train CONCURRENTLY, each for the same
+# number of optimiser steps with a wall-clock cap, then each validation-selected checkpoint is scored on the test
+# split once (scripts/compare_runs.py), and scripts/collect_results.py writes the table and the plot.
+# Run from the repository root with the bank in .bank; on a machine without soundfile/soxr, put their wheels
+# (and cffi, pycparser) in .whl.
+#   TOTAL_S  seconds for everything from the start of the runs (default 480); the packing after it takes ~10 s
+#   STEPS    optimiser steps of every run (default 240, batch 64) in EVALS validation intervals (default 3)
+#   WORKERS  loader workers shared by the concurrent runs (default 14)
+#   OUT      where the results go (default runs/compare_out): results.md, results.json, map_vs_params.png,
+#            jobs.json, gpu.csv, runs.tar.gz (logs, configs, metrics, test summaries, step-rate scores)
+#   CPU=1    smoke test on the CPU: tiny splits, batches and clips (STEPS=3 EVALS=1 is a good choice)
+#   ONLY     comma-separated config names (and 'finetune') to run a subset
+# Extra arguments go to scripts/compare_runs.py.
+set -uo pipefail
+TOTAL_S=${TOTAL_S:-480}
+STEPS=${STEPS:-240}
+EVALS=${EVALS:-3}
+WORKERS=${WORKERS:-14}
+OUT=${OUT:-runs/compare_out}
+RUNS=${RUNS:-runs/compare}
+t_start=$(date +%s)
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+if compgen -G ".whl/*.whl" > /dev/null && ! $PY -c "import soundfile, soxr" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+$PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
+$PY -c "import timm; print('timm', timm.__version__)" 2>&1 | tail -n 1
+$PY -c "import sed_scores_eval; print('sed_scores_eval: event metrics here')" 2>/dev/null || echo "sed_scores_eval missing: event metrics later from the step-rate scores (collect_results.py --events)"
+rm -rf "$RUNS"
+extra=()
+if [ "${CPU:-0}" = 1 ]; then
+  extra=(--cpu --val-split validation:8 --test-split test:8 --per-class 5
+         --override data.train=train:256 train.batch_size=2 train.eval_batch_size=4 data.clip_seconds=1.0
+         --ft-override train.batch_size=2 sampling.epoch_size=4)
+fi
+[ -n "${ONLY:-}" ] && extra+=(--only "$ONLY")
+$PY scripts/compare_runs.py --runs "$RUNS" --budget "$TOTAL_S" --steps "$STEPS" --evals "$EVALS" --workers "$WORKERS" \
+  --ft-epochs "${FT_EPOCHS:-5}" "${extra[@]}" "$@"
+echo "runs done after $(( $(date +%s) - t_start )) s"
+$PY scripts/collect_results.py --runs "$RUNS" --out "$OUT" || echo "collect_results failed (the runs are in the tar)"
+# one tar of the small files of every run (no checkpoints)
+tar -czf "$OUT/runs.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude="$RUNS/data" "$RUNS" 2>/dev/null
+cp "$RUNS/jobs.json" "$OUT/" 2>/dev/null; cp "$RUNS/gpu.csv" "$OUT/" 2>/dev/null
+ls -la "$OUT"
+echo "total $(( $(date +%s) - t_start )) s"
