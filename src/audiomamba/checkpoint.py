@@ -109,10 +109,11 @@ def _open_checked(path: str | os.PathLike) -> Path:
                               "layout is read by --model / audiomamba.hub.from_pretrained)")
     try:
         with open(path, "rb") as f:
-            magic = f.read(8)
+            magic = f.read(9)
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
-    if magic[:2] == b"PK" or magic[:1] == b"\x80":
+    # a safetensors file: an 8-byte header length, then the JSON header; torch.save writes a zip or a pickle
+    if magic[8:9] != b"{" and (magic[:4] == b"PK\x03\x04" or (magic[:1] == b"\x80" and magic[1:2] in b"\x02\x03\x04\x05")):
         raise CheckpointError(
             f"{path}: a PyTorch pickle file (such as a training run's last.pt), not a .safetensors checkpoint; it is "
             "not loaded, because unpickling can run code. Use the run's best.safetensors or final.safetensors")

@@ -104,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     command = "audiomamba"
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the command they were given to, not by the top-level parser
+            prog = f"audiomamba {args.command}" if getattr(args, "command", None) else "audiomamba"
+            err = UsageError(f"unrecognized arguments: {' '.join(extra)} (see {prog} --help)")
+            err.prog = prog  # type: ignore[attr-defined]
+            raise err
         if not getattr(args, "_module", None):
             parser.print_help(sys.stderr)
             return EXIT_USAGE

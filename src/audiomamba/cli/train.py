@@ -46,6 +46,14 @@ def check_resume(path: str, model_name: str | None = None) -> None:
     import torch
 
     p = C.input_path(path, "--resume", CheckpointError)
+    with open(p, "rb") as f:
+        magic = f.read(9)
+    if magic[8:9] == b"{":  # a safetensors file
+        raise CheckpointError(f"--resume {p}: a model checkpoint, not a training state: --resume takes a run's "
+                              "last.pt; to fine-tune from a model, set model.init_checkpoint")
+    if magic[:4] != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch.save writes a zip file (or, long ago, a pickle)
+        raise CheckpointError(f"--resume {p}: not a readable training checkpoint (not a file written by torch.save; "
+                              "a last.pt written by audiomamba train is)")
     try:
         try:
             state = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
@@ -54,8 +62,12 @@ def check_resume(path: str, model_name: str | None = None) -> None:
                 raise
             state = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"--resume {p}: holds Python objects besides tensors and plain containers; it is not "
-                              f"loaded, because unpickling can run code ({' '.join(str(e).split())[:200]})") from None
+        import re
+
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f" (it refers to {found.group(1)})" if found else ""
+        raise CheckpointError(f"--resume {p}: holds Python objects besides tensors and plain containers{what}; it is "
+                              "not loaded, because unpickling can run code") from None
     except Exception as e:  # zip, pickle or tensor errors of a truncated or damaged file
         raise CheckpointError(f"--resume {p}: not a readable training checkpoint (damaged or truncated?): "
                               f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
