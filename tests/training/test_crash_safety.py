@@ -91,7 +91,7 @@ def test_bad_training_and_validation_clips_are_warned_once_and_counted(toy, tmp_
 
 
 _KILLER = """
-import json, os, signal, sys
+import json, logging, os, signal, sys
 import audiomamba.training.state as st
 from audiomamba.training import train
 from audiomamba.training.config import load_config
@@ -112,6 +112,7 @@ def dying(path, write):  # the kill_at-th checkpoint write dies half way, as kil
     return real(path, half)
 
 st.atomic_write = dying
+logging.basicConfig(level=logging.INFO)
 train(load_config(raw=raw), resume=resume)
 """
 

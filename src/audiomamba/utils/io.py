@@ -159,10 +159,10 @@ def process_start_time() -> float:
         with open("/proc/self/stat") as f:
             stat = f.read()
         ticks = int(stat[stat.rindex(")") + 2:].split()[19])  # field 22, starttime, in clock ticks after boot
-        with open("/proc/stat") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-        return min(boot + ticks / os.sysconf("SC_CLK_TCK"), _IMPORTED_AT)
-    except (OSError, ValueError, IndexError, StopIteration):
+        # the tick counter is truncated: the start lies within the tick after it (10 ms)
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - (ticks + 1) / os.sysconf("SC_CLK_TCK")
+        return min(time.time() - age, _IMPORTED_AT)
+    except (OSError, ValueError, IndexError, AttributeError):  # not Linux
         return _IMPORTED_AT
 
 
