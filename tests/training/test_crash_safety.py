@@ -196,3 +196,17 @@ def test_resume_drops_rows_after_the_checkpoint_and_fresh_run_starts_anew(toy, t
     assert _rows(out / "metrics.jsonl")[1]["mAP"] != 0.1
     train(load_config(raw=raw_cfg(toy, out, data__validation="train", train__epochs=1)))  # no --resume
     assert [(m["epoch"], m["step"]) for m in _rows(out / "metrics.jsonl")] == [(1, 2)]
+
+
+def test_output_folder_that_is_a_file_or_unwritable(toy, tmp_path, monkeypatch):
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(WriteError, match=r"cannot write to .*out: it is a file, not a folder \(train.output_dir\)"):
+        train(load_config(raw=raw_cfg(toy, tmp_path / "out")))
+    import audiomamba.utils.io as amio
+
+    def refuse(*a, **k):  # as an unwritable folder does (injected: root writes anywhere)
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(amio.tempfile, "mkstemp", refuse)
+    with pytest.raises(WriteError, match=f"^cannot write {tmp_path / 'run' / 'config.json'}: permission denied$"):
+        train(load_config(raw=raw_cfg(toy, tmp_path / "run")))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import json
 import logging
 import time
@@ -30,6 +31,7 @@ from torch import nn
 from audiomamba.checkpoint import CheckpointError, read_meta, save_model
 from audiomamba.datasets import ClipDataset, DatasetError, collate, open_split
 from audiomamba.datasets.sampler import BatchSampler
+from audiomamba.errors import WriteError
 from audiomamba.evaluation.predict import evaluate_scores, predict
 from audiomamba.training.config import Config, config_to_dict
 from audiomamba.training.optim import EMA, lr_factor, param_groups
@@ -161,6 +163,9 @@ class Trainer:
         if tc.threads:
             torch.set_num_threads(tc.threads)
         if self.is_main:
+            if self.out_dir.exists() and not self.out_dir.is_dir():
+                raise WriteError(f"cannot write to {self.out_dir}: it is a file, not a folder (train.output_dir)",
+                                 errno.ENOTDIR, str(self.out_dir))
             try:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
