@@ -210,3 +210,48 @@ def test_output_folder_that_is_a_file_or_unwritable(toy, tmp_path, monkeypatch):
     monkeypatch.setattr(amio.tempfile, "mkstemp", refuse)
     with pytest.raises(WriteError, match=f"^cannot write {tmp_path / 'run' / 'config.json'}: permission denied$"):
         train(load_config(raw=raw_cfg(toy, tmp_path / "run")))
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # would create the marker file if it ran
+
+
+def test_damaged_resume_files_are_checkpoint_errors(tmp_path):
+    from audiomamba.errors import CheckpointError, EXIT_CHECKPOINT
+    from audiomamba.training.state import STATE_FORMAT, CheckpointNotFoundError
+
+    good = {"format": STATE_FORMAT, "version": 1, "step": 3, "epoch": 1, "micro": 1, "model_name": "audiomamba_nano",
+            "num_classes": 4, "world_size": 1, "model": {"w": torch.ones(3)}, "optimizer": {}, "rng": [],
+            "best": {"mAP": -1.0, "step": -1}}
+    torch.save(good, tmp_path / "good.pt")
+    assert load_state(tmp_path / "good.pt")["step"] == 3
+    whole = (tmp_path / "good.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "text.pt").write_text("hello")
+    (tmp_path / "dir.pt").mkdir()
+    torch.save({**good, "x": _Payload(str(tmp_path / "ran"))}, tmp_path / "evil.pt")
+    torch.save({k: v for k, v in good.items() if k != "num_classes"}, tmp_path / "nokey.pt")
+    torch.save({**good, "step": "3"}, tmp_path / "badtype.pt")
+    cases = {
+        "cut.pt": "damaged or not a training checkpoint",
+        "text.pt": "damaged or not a training checkpoint",
+        "dir.pt": "is a directory, not a training checkpoint",
+        "evil.pt": "holds Python objects besides tensors",
+        "nokey.pt": "'num_classes' should be of type int, is missing",
+        "badtype.pt": "'step' should be of type int, is a str",
+        "missing.pt": "training checkpoint not found",
+    }
+    for name, fragment in cases.items():
+        with pytest.raises(CheckpointError) as info:
+            load_state(tmp_path / name)
+        msg = str(info.value)
+        assert fragment in msg and str(tmp_path / name) in msg and "weights_only=False" not in msg, msg
+        assert "\n" not in msg and exit_code_of(info.value) == EXIT_CHECKPOINT
+    assert not (tmp_path / "ran").exists()
+    with pytest.raises(CheckpointNotFoundError):  # still a FileNotFoundError for existing callers
+        load_state(tmp_path / "missing.pt")
+    assert issubclass(CheckpointNotFoundError, FileNotFoundError)

@@ -120,8 +120,9 @@ def test_folder_in_the_way_and_unwritable_folder(tmp_path, monkeypatch):
 
 
 def test_file_size_limit_is_a_real_write_error(tmp_path):
-    """No fault injection: the kernel refuses the write (RLIMIT_FSIZE, which needs no privileges), through torch.save."""
-    resource = pytest.importorskip("resource")
+    """No fault injection: the kernel refuses the write (RLIMIT_FSIZE, which needs no privileges), through
+    torch.save."""
+    pytest.importorskip("resource")
     target = tmp_path / "last.pt"
     code = (
         "import resource, signal, sys, torch\n"
@@ -170,8 +171,9 @@ def test_real_full_disk_where_a_small_tmpfs_can_be_mounted(tmp_path):
         f"print(s['step'], bool((s['w'] == 1).all()), sorted(os.listdir({str(disk)!r})))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.run(["unshare", "-rm", "sh", "-c", f'mount -t tmpfs -o size=256k none {disk} && exec "$0" -c "$1"',
-                           sys.executable, code], env=env, capture_output=True, text=True, timeout=120)
+    mount_then_run = f'mount -t tmpfs -o size=256k none {disk} && exec "$0" -c "$1"'
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", mount_then_run, sys.executable, code], env=env,
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [f"cannot write {target}: no space left on device", "1 True ['last.pt']"]
 

@@ -25,7 +25,8 @@ from audiomamba.training.optim import EMA
 from audiomamba.utils import distributed as D
 from audiomamba.utils.io import atomic_write, write_torch
 
-__all__ = ["STATE_FORMAT", "STATE_VERSION", "CheckpointNotFoundError", "Progress", "Resumable", "load_state", "save_state", "restore_state",
+__all__ = ["STATE_FORMAT", "STATE_VERSION", "CheckpointNotFoundError", "Progress", "Resumable", "load_state",
+           "save_state", "restore_state",
            "rng_state", "set_rng_state"]
 
 log = logging.getLogger("audiomamba.train")
@@ -115,8 +116,9 @@ def load_state(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise CheckpointError(f"{path}: holds Python objects besides tensors; an audiomamba last.pt never does, so "
-                              "it was not loaded (it may come from another program, or have been tampered with)") from None
+        raise CheckpointError(f"{path}: holds Python objects besides tensors; an audiomamba last.pt never does, "
+                              "so it was not loaded (it may come from another program, or have been tampered "
+                              "with)") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
     except Exception as e:  # noqa: BLE001 - torch reports truncated or garbled files as assorted errors
@@ -127,7 +129,7 @@ def load_state(path: str | Path) -> dict:
     for key, kind in _STATE_KEYS.items():
         if not isinstance(state.get(key), kind) or (kind is int and isinstance(state.get(key), bool)):
             got = "missing" if key not in state else f"a {type(state[key]).__name__}"
-            raise CheckpointError(f"{path}: damaged training checkpoint: {key!r} should be a {kind.__name__}, is {got}")
+            raise CheckpointError(f"{path}: damaged training checkpoint: {key!r} should be of type {kind.__name__}, is {got}")
     return state
 
 
@@ -155,7 +157,8 @@ def restore_state(path: str | Path, parts: Resumable, cfg: Config, num_classes: 
         set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0], device)
     except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: damaged training checkpoint, its state does not fit this run ({first})") from None
+        raise CheckpointError(f"{path}: damaged training checkpoint, its state does not fit this run "
+                              f"({first})") from None
     # the skip counts are of all ranks together: rank 0 carries them on (the totals sum over ranks)
     return Progress(step=state["step"], epoch=state["epoch"], micro=state["micro"], best=dict(state["best"]),
                     skipped=state["skipped"] if rank == 0 else 0,
