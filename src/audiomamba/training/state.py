@@ -129,7 +129,8 @@ def load_state(path: str | Path) -> dict:
     for key, kind in _STATE_KEYS.items():
         if not isinstance(state.get(key), kind) or (kind is int and isinstance(state.get(key), bool)):
             got = "missing" if key not in state else f"a {type(state[key]).__name__}"
-            raise CheckpointError(f"{path}: damaged training checkpoint: {key!r} should be of type {kind.__name__}, is {got}")
+            raise CheckpointError(f"{path}: damaged training checkpoint: {key!r} should be of type "
+                                  f"{kind.__name__}, is {got}")
     return state
 
 
