@@ -34,8 +34,10 @@ def main() -> None:
     model = audiomamba.create_model("audiomamba_nano").eval()
     tagger = audiomamba.Tagger(model, window_s=10.24, hop_s=5.12, batch_size=args.batch)
     C, D = model.num_classes, model.num_features
-    tagger._forward = lambda x: (torch.zeros(len(x), C), torch.zeros(len(x), x.shape[1], C), torch.zeros(len(x), D))
-    tagger._spectrograms = lambda waves: [torch.zeros(model.frontend.num_frames(w.size), 64) for w in waves]
+    # the whole device side (front end, pieces, model, stitching) of a block of equal-length waves
+    tagger._infer = lambda waves, framewise: (
+        torch.zeros(len(waves), C), None if not framewise else torch.zeros(len(waves), model.frontend.num_frames(waves.shape[1]), C),
+        torch.zeros(len(waves), D))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(0)
