@@ -41,6 +41,17 @@ def test_resample_torch_matches_soxr(orig, target):
     assert np.abs(y - ref).max() < 0.05  # edges too, less tightly
 
 
+def test_resample_torch_in_chunks_is_the_same(monkeypatch):
+    import audiomamba.audio as audio
+
+    x = torch.from_numpy(np.stack([tones(44100, 0.4, 10000, seed=s) for s in range(2)]))
+    whole = resample_torch(x, 44100, 32000)
+    monkeypatch.setattr(audio, "RESAMPLE_CHUNK", 2 * 638 * 7)  # 7 blocks of 320 outputs per product
+    np.testing.assert_allclose(resample_torch(x, 44100, 32000).numpy(), whole.numpy(), atol=1e-6)
+    up = resample_torch(x[:, :16000], 16000, 32000)
+    assert up.shape == (2, 32000)
+
+
 def test_resample_torch_batches_lengths_and_identity():
     x = np.stack([tones(44100, 0.5, 10000, seed=s) for s in range(3)])
     y = resample_torch(torch.from_numpy(x), 44100, 32000)

@@ -243,8 +243,9 @@ def audio_duration(path: str | os.PathLike) -> float:
 # A polyphase windowed-sinc resampler in torch, for resampling batches of waveforms where the model runs (the
 # Tagger's file path on a GPU decodes at the file's own rate in its workers and resamples here).  For the rate
 # change L/M (in lowest terms), output sample k sits at input time k*M/L; output samples q*L + r (phase r = 0..L-1)
-# read the input around q*M + r*M/L, so one conv1d with stride M and L output channels (one filter per phase)
-# computes all of them.  The filter is a sinc low-pass (cut-off just below the lower of the two Nyquist
+# read the input around q*M + r*M/L: the input frames of ``taps`` samples every M samples (a strided view),
+# times the (taps, L) matrix of the L phase filters, give the output L samples at a time (one matrix product,
+# in chunks that bound the gathered frames' memory).  The filter is a sinc low-pass (cut-off just below the lower of the two Nyquist
 # frequencies) under a Kaiser window; outputs are aligned with the input (no delay) and there are
 # round(n * L / M) of them, as soxr gives.  Accuracy against soxr (HQ) is in tests/test_audio.py.
 
@@ -252,6 +253,7 @@ RESAMPLE_ZEROS = 48  # zero crossings of the sinc on each side (at the cut-off r
 RESAMPLE_ROLLOFF = 0.945  # cut-off as a fraction of the lower Nyquist frequency (the mel bank ends at 14 kHz of 16)
 RESAMPLE_BETA = 12.0  # Kaiser window beta (stop-band attenuation around 120 dB)
 RESAMPLE_MAX_WEIGHTS = 1 << 22  # filters above this many taps in all (odd rate pairs): use soxr instead
+RESAMPLE_CHUNK = 1 << 26  # at most this many input samples gathered into filter frames at once (256 MB)
 
 _FILTERS: dict[tuple, torch.Tensor] = {}
 
@@ -308,13 +310,15 @@ def resample_torch(x: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tenso
     n_out = resampled_length(n, orig_sr, target_sr)
     blocks = -(-n_out // up)  # output blocks of `up` samples; block q reads input from q*down - half
     right = max(0, (blocks - 1) * down + taps - half - n)
-    w = _polyphase_filters(up, down, x.device)
-    flat = F.pad(x.reshape(-1, 1, n).float(), (half, right))
-    tf32 = torch.backends.cudnn.allow_tf32
+    w = _polyphase_filters(up, down, x.device)[:, 0].T  # (taps, phases)
+    rows = F.pad(x.reshape(-1, n).float(), (half, right))
+    frames = rows.unfold(-1, taps, down)  # (batch, blocks, taps): block q = input q*down - half ...
+    per = max(1, RESAMPLE_CHUNK // max(1, frames.shape[0] * taps))  # blocks per matmul: bounds the unfolded copy
+    tf32 = torch.backends.cuda.matmul.allow_tf32
     try:
-        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False  # full float32 products (TF32 would cost ~60 dB)
         with torch.autocast(x.device.type, enabled=False):
-            y = F.conv1d(flat, w, stride=down)  # (batch, up, blocks)
+            y = torch.cat([frames[:, b0 : min(b0 + per, blocks)] @ w for b0 in range(0, blocks, per)], 1)  # (batch, blocks, phases)
     finally:
-        torch.backends.cudnn.allow_tf32 = tf32
-    return y.transpose(1, 2).reshape(*lead, -1)[..., :n_out]
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return y.reshape(*lead, -1)[..., :n_out]
