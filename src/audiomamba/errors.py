@@ -30,6 +30,7 @@ __all__ = [
     "EXIT_EXPORT",
     "EXIT_DATA",
     "EXIT_IO",
+    "EXIT_MEMORY",
     "EXIT_BUG",
     "EXIT_INTERRUPTED",
     "exit_code_of",
@@ -43,6 +44,7 @@ EXIT_CHECKPOINT = 3  # a checkpoint is missing, unreadable, damaged, unsafe or i
 EXIT_EXPORT = 4  # export failed, or the exported model does not reproduce PyTorch's outputs
 EXIT_DATA = 5  # a dataset, manifest, label file, source recording or audio input cannot be used
 EXIT_IO = 6  # an output (or other file) cannot be written or read: disk full, permission, a directory in the way
+EXIT_MEMORY = 7  # out of memory (host or GPU): a batch, input or model too large for this machine
 EXIT_BUG = 70  # an unexpected exception: a bug in audiomamba (the traceback is printed)
 EXIT_INTERRUPTED = 130  # Ctrl-C
 

@@ -395,7 +395,9 @@ TAG = [
     (["tag", "{wav}", "-c", "{ckpt}", "--batch-size", "0"], 2, "--batch-size must be >= 1, got 0"),
     (["tag", "{wav}", "-c", "{ckpt}", "--top-k", "0"], 2, "--top-k must be >= 1, got 0"),
     (["tag", "{wav}", "-c", "{ckpt}", "--top-k", "three"], 2, "argument -k/--top-k: invalid int value: 'three'"),
-    (["tag", "{wav}", "-c", "{ckpt}", "--workers", "-1"], 2, "--workers must be >= 0, got -1"),
+    (["tag", "{wav}", "-c", "{ckpt}", "--workers", "-1"], 2, "--workers must be in [0, "),
+    (["tag", "{wav}", "-c", "{ckpt}", "--workers", "100000"], 2, "--workers must be in [0, "),
+    (["tag", "{wav}", "-c", "{ckpt}", "--device", "mps:7"], 2, "--device mps:7: not available here"),
     (["tag", "{wav}", "-c", "{ckpt}", "--window", "0"], 2, "--window must be > 0"),
     (["tag", "{wav}", "-c", "{ckpt}", "--hop", "-1"], 2, "--hop must be > 0"),
     (["tag", "{wav}", "-c", "{ckpt}", "--hop", "20", "--window", "10"], 2, "--hop (20 s) must not exceed --window"),
@@ -510,6 +512,8 @@ TRAIN = [
     (["train", "--config", "{cfg}", "augment.mixup_prob=2"], 2, "augment.mixup_prob must be <= 1"),
     (["train", "--config", "{cfg}", "data.clip_seconds=0"], 2, "data.clip_seconds must be > 0"),
     (["train", "--config", "{cfg}", "data.num_workers=-2"], 2, "data.num_workers must be >= 0"),
+    (["train", "--config", "{cfg}", "train.threads=100000"], 2, "train.threads must be <= 1024"),
+    (["train", "--config", "{cfg}", "data.labels={tmp}/none.csv"], 5, "data.labels {tmp}/none.csv: no such file"),
     (["train", "--config", "{cfg}", "data.val_fraction=1"], 2, "data.val_fraction must be < 1"),
     (["train", "--config", "{cfg}", "model.name=bogus"], 2, "model.name: 'bogus' is not a trainable model"),
     (["train", "--config", "{cfg}", "model.sample_rate=100"], 2, "model.sample_rate must be >= 1000"),
@@ -557,7 +561,7 @@ EVAL = [
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--threshold", "1.5"], 2, "--threshold must be in [0, 1]"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--threshold", "nan"], 2, "--threshold must be a finite"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--tta-shifts", "0"], 2, "--tta-shifts must be >= 1"),
-    (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--workers", "-1"], 2, "--workers must be >= 0"),
+    (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--workers", "-1"], 2, "--workers must be in [0, "),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--seconds", "0"], 2, "--seconds must be > 0"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--device", "banana"], 2, "not a device"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--format", "parquet"], 2, "argument --format"),
@@ -738,6 +742,14 @@ def test_os_errors_name_the_file(monkeypatch, capsys):
     _patched_run(monkeypatch, OSError(errno.ENOSPC, "No space left on device", "/data/out.json"))
     assert main(["models"]) == 6
     assert capsys.readouterr().err.strip() == "audiomamba models: error: /data/out.json: no space left on device"
+
+
+def test_out_of_memory_is_7(monkeypatch, capsys):
+    _patched_run(monkeypatch, RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate "
+                                           "memory: you tried to allocate 1099511627776 bytes"))
+    assert main(["models"]) == 7
+    err = capsys.readouterr().err
+    assert err.startswith("audiomamba models: error: out of memory (") and err.count("\n") == 1
 
 
 def test_missing_optional_dependency_names_the_extra(monkeypatch, capsys):

@@ -13,6 +13,7 @@ line on stderr, ``audiomamba COMMAND: error: MESSAGE``, and the class's exit cod
 4     export failed, or the exported model does not reproduce PyTorch
 5     data: a dataset, manifest, label file, source recording or audio input that cannot be used
 6     a file that cannot be written or read: disk full, permission denied, a directory in the way
+7     out of memory (host or GPU): a batch, input or model too large for this machine
 70    a bug in audiomamba: the traceback is printed, then a line saying so
 130   interrupted (Ctrl-C)
 141   standard output was closed early (e.g. piped into ``head``); nothing is printed
@@ -32,6 +33,7 @@ from audiomamba.errors import (
     EXIT_BUG,
     EXIT_INTERRUPTED,
     EXIT_IO,
+    EXIT_MEMORY,
     EXIT_USAGE,
     AudiomambaError,
     MissingDependencyError,
@@ -61,7 +63,8 @@ EXTRAS: dict[str, str] = {
 
 EXIT_CODES_EPILOG = (
     "exit codes: 0 done; 1 some inputs failed, the others were written; 2 usage, option or config error; "
-    "3 checkpoint error; 4 export failed; 5 data error; 6 cannot write (or read) a file; 70 bug; 130 interrupted "
+    "3 checkpoint error; 4 export failed; 5 data error; 6 cannot write (or read) a file; 7 out of memory; 70 bug; "
+    "130 interrupted "
     "(docs/errors.md)"
 )
 
@@ -158,6 +161,13 @@ def _missing_dependency(exc: ImportError) -> MissingDependencyError | None:
     return None
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "CUDA out of memory" in text)
+
+
 def report(exc: BaseException, command: str = "audiomamba") -> int:
     """Print what ``exc`` means for the user on stderr and return the exit code (the command line's scheme)."""
     if isinstance(exc, KeyboardInterrupt):
@@ -181,6 +191,10 @@ def report(exc: BaseException, command: str = "audiomamba") -> int:
     if isinstance(exc, OSError):
         _line(f"{command}: error: {one_line(_message(exc))}")
         return EXIT_IO
+    if _out_of_memory(exc):
+        _line(f"{command}: error: out of memory ({one_line(str(exc) or type(exc).__name__, 300)}); use a smaller batch "
+              "size (--batch-size, train.batch_size) or shorter input")
+        return EXIT_MEMORY
     from audiomamba import __version__
 
     traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from audiomamba.errors import AudiomambaError, UsageError, WriteError
 
-__all__ = ["number", "device", "output_file", "output_dir", "input_path", "int_list"]
+__all__ = ["number", "device", "output_file", "output_dir", "input_path", "int_list", "workers"]
 
 
 def number(value, option: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -51,6 +51,10 @@ def device(value: str | None, option: str = "--device"):
         dev = torch.device(value) if value not in (None, "auto") else None
     except (RuntimeError, TypeError, ValueError):
         raise UsageError(f"{option} {value!r}: not a device (auto, cpu, cuda or cuda:N)") from None
+    if dev is not None and dev.type not in ("cpu", "cuda"):
+        mps = dev.type == "mps" and getattr(getattr(torch.backends, "mps", None), "is_available", lambda: False)()
+        if not mps:
+            raise UsageError(f"{option} {value}: not available here (use cpu, cuda, cuda:N or auto)")
     if dev is not None and dev.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"{option} {value}: CUDA is not available on this machine (use cpu, or auto)")
@@ -173,3 +177,9 @@ def int_list(text: str | None, option: str, low: int = 1) -> list[int]:
     if not out:
         raise UsageError(f"{option} takes comma-separated whole numbers, got {text!r}")
     return out
+
+
+def workers(value: int, option: str = "--workers") -> None:
+    """A worker-process count: >= 0, and not more than a few per CPU core (each one is a process)."""
+    limit = max(64, 4 * (os.cpu_count() or 1))
+    number(value, option, low=0, high=limit)

@@ -146,7 +146,7 @@ def validate(args) -> list[int]:
     C.number(args.batch_size, "--batch-size", low=1)
     C.number(args.seconds, "--seconds", low=0, low_open=True, allow_none=True)
     C.number(args.tta_shifts, "--tta-shifts", low=1)
-    C.number(args.workers, "--workers", low=0)
+    C.workers(args.workers, "--workers")
     C.device(args.device, "--device")
     folds = C.int_list(args.cv, "--cv") if args.cv else []
     if folds and "{fold}" not in args.checkpoint:

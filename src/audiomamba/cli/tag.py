@@ -134,7 +134,7 @@ def validate(args: argparse.Namespace) -> None:
                           (args.median_filter, "--median-filter")):
         C.number(value, option, low=0)
     C.number(args.batch_size, "--batch-size", low=1)
-    C.number(args.workers, "--workers", low=0)
+    C.workers(args.workers, "--workers")
     for value, option in ((args.window, "--window"), (args.hop, "--hop"), (args.chunk, "--chunk")):
         C.number(value, option, low=0, low_open=True)
     if args.hop > args.window:

@@ -93,6 +93,8 @@ def check_config(cfg, resume: str | None) -> None:
         root = Path(cfg.data.root).expanduser()
         if not root.exists():
             raise DatasetError(f"data.root {root}: no such file or directory")
+    if cfg.data.labels:
+        C.input_path(cfg.data.labels, "data.labels", DatasetError)
     if cfg.model.init_checkpoint:
         C.input_path(cfg.model.init_checkpoint, "model.init_checkpoint", CheckpointError)
         try:
