@@ -381,6 +381,10 @@ class Tagger:
     def _launch(self, batch: "_Batch", framewise: bool) -> "_Launched":
         """Queue a decoded batch's work on the device: copy (asynchronous from pinned memory), convert to float,
         downmix, resample, model, and an asynchronous copy of the outputs into pinned host memory."""
+        with torch.inference_mode():
+            return self._launch_groups(batch, framewise)
+
+    def _launch_groups(self, batch: "_Batch", framewise: bool) -> "_Launched":
         cuda = self.device.type == "cuda"
         outs = []
         for g in batch.groups:
@@ -420,10 +424,13 @@ class Tagger:
             packed = host.numpy().copy()  # out of pinned memory: results must not hold the copy buffers
             finite = np.isfinite(packed).all(axis=1)
             scores = self.activation(torch.from_numpy(packed[:, :C])).numpy()
-            fw_scores = None if fw_host is None else self.activation(fw_host).numpy()
+            fw_scores = None
+            if fw_host is not None:
+                finite &= torch.isfinite(fw_host).flatten(1).all(1).numpy()
+                fw_scores = self.activation(fw_host).numpy()
             for j, i in enumerate(g.index):
                 path = paths[i]
-                if not finite[j] or (fw_scores is not None and not np.isfinite(fw_scores[j]).all()):
+                if not finite[j]:
                     out[i] = FileError(path, _nonfinite_message(path), "model")
                     continue
                 result = TagResult(self.labels, scores[j], g.duration[j], file=path, top_k=top_k,
