@@ -146,3 +146,16 @@ def test_a_folder_listed_as_audio_is_a_dataset_error(tmp_path):
     cs = open_split(tmp_path, "train", check_files=False)
     item = ClipDataset(cs, SR, train=True, clip_seconds=0.5)[(1, 0)]
     assert "x.wav" in item["error"] and "is a directory" in item["error"]
+
+
+def test_pack_skips_bad_clips_and_names_an_unwritable_output(data, tmp_path):
+    from audiomamba.datasets.pack import pack
+    from audiomamba.errors import WriteError
+
+    cs = open_split(data, "train")
+    summary = pack(cs, tmp_path / "packed", "train", SR, progress=False)
+    assert summary["clips"] == 3 and summary["skipped"] == len(BAD)
+    assert len(open_split(tmp_path / "packed", "train")) == 3
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteError, match=r"^cannot write .*file: "):
+        pack(cs, tmp_path / "file", "train", SR, progress=False)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from audiomamba.datasets.core import ClipSet, DatasetError
-from audiomamba.datasets.loader import load_clip, open_split
+from audiomamba.datasets.loader import describe_failure, load_clip, open_split
 from audiomamba.labels import write_class_labels
-from audiomamba.utils.io import atomic_write
+from audiomamba.utils.io import atomic_write, write_error
 
 log = logging.getLogger("audiomamba.datasets")
 
@@ -45,39 +45,45 @@ def pack(cs: ClipSet, out: str | Path, split: str, sample_rate: int, shard_size:
          progress: bool = True) -> dict:
     """Write ``cs`` as shards of ``split`` under ``out``; bad clips are skipped and counted."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_class_labels(cs.labels, out / "class_labels_indices.csv")
-    shards, entries, skipped = [], [], 0
-    tar, in_shard = None, 0
-    t0 = time.time()
-    it = cs.clips
-    if progress:
-        from tqdm import tqdm
+    writing = out  # the file being written, for the message of a failed write
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        writing = out / "class_labels_indices.csv"
+        write_class_labels(cs.labels, writing)
+        shards, entries, skipped = [], [], 0
+        tar, in_shard = None, 0
+        t0 = time.time()
+        it = cs.clips
+        if progress:
+            from tqdm import tqdm
 
-        it = tqdm(it, desc=f"pack {split}", unit="clip")
-    for n, clip in enumerate(it):
-        try:
-            x = load_clip(clip, sample_rate)
-        except Exception as e:  # noqa: BLE001 - any undecodable clip is skipped and counted
-            log.warning("skipping %s (%s): %s", clip.name, clip.source, e)
-            skipped += 1
-            continue
-        if tar is None or in_shard >= shard_size:
-            if tar is not None:
-                tar.close()
-            shards.append(f"{split}-{len(shards):06d}.tar")
-            tar = tarfile.open(out / shards[-1], "w", format=tarfile.USTAR_FORMAT)
-            in_shard = 0
-        in_shard += 1
-        key = f"{n:08d}"
-        flac = _encode_flac(x, sample_rate)
-        off, size = _add(tar, f"{key}.flac", flac), len(flac)
-        meta = {"targets": list(clip.targets), "events": [list(e) for e in clip.events], "source": clip.name}
-        _add(tar, f"{key}.json", json.dumps(meta).encode())
-        entries.append([len(shards) - 1, off, size, key, list(clip.targets), [list(e) for e in clip.events],
-                        round(len(x) / sample_rate, 6)])
-    if tar is not None:
-        tar.close()
+            it = tqdm(it, desc=f"pack {split}", unit="clip")
+        for n, clip in enumerate(it):
+            try:
+                x = load_clip(clip, sample_rate)
+            except Exception as e:  # noqa: BLE001 - any unusable clip is skipped and counted
+                log.warning("skipping %s", describe_failure(clip, e))
+                skipped += 1
+                continue
+            if tar is None or in_shard >= shard_size:
+                if tar is not None:
+                    tar.close()
+                shards.append(f"{split}-{len(shards):06d}.tar")
+                writing = out / shards[-1]
+                tar = tarfile.open(writing, "w", format=tarfile.USTAR_FORMAT)
+                in_shard = 0
+            in_shard += 1
+            key = f"{n:08d}"
+            flac = _encode_flac(x, sample_rate)
+            off, size = _add(tar, f"{key}.flac", flac), len(flac)
+            meta = {"targets": list(clip.targets), "events": [list(e) for e in clip.events], "source": clip.name}
+            _add(tar, f"{key}.json", json.dumps(meta).encode())
+            entries.append([len(shards) - 1, off, size, key, list(clip.targets), [list(e) for e in clip.events],
+                            round(len(x) / sample_rate, 6)])
+        if tar is not None:
+            tar.close()
+    except OSError as e:  # disk full, permission, a file where the folder should be
+        raise write_error(writing, e) from e
     if not entries:
         raise DatasetError(f"{cs.name}: no clip could be packed")
     index = {"sample_rate": sample_rate, "multi_label": cs.multi_label, "shards": shards, "clips": entries}
