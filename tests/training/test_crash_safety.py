@@ -255,3 +255,21 @@ def test_damaged_resume_files_are_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointNotFoundError):  # still a FileNotFoundError for existing callers
         load_state(tmp_path / "missing.pt")
     assert issubclass(CheckpointNotFoundError, FileNotFoundError)
+
+
+def test_an_epoch_without_one_usable_clip_is_an_error(tmp_path):
+    from audiomamba.datasets import DatasetError
+
+    d = tmp_path / "data"
+    d.mkdir()
+    x = np.full(SR // 2, np.inf, np.float32)
+    rows = []
+    for k in range(4):
+        sf.write(d / f"bad{k}.wav", x, SR, subtype="FLOAT")
+        rows.append({"path": f"bad{k}.wav", "labels": ["Dog" if k % 2 else "Cat"]})
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    with pytest.raises(DatasetError, match=r"train.jsonl: none of the 4 training examples of epoch 1 could be used "
+                                           r"\(4 clip\(s\) undecodable, truncated or non-finite"):
+        train(load_config(raw=raw_cfg(d, out, train__epochs=3)))
+    assert not (out / "final.safetensors").exists()

@@ -147,6 +147,7 @@ class Trainer:
         self._pbar = self._writer = self._metrics_file = None
         self._val_warned: set[str] = set()  # validation clips already named in a warning
         self._skips_reported = 0  # training skips already in an epoch log line
+        self._used_in_epoch = 0  # training examples of this rank used in the current epoch
         if self.is_main:
             _write_text(self.out_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))
             val = f"{len(self.val_cs)} clips" if self.val_cs else "none"
@@ -294,6 +295,8 @@ class Trainer:
                 log.warning("skipped training clip %s", e)
             if i is not None:
                 p.bad_clips.add(i)
+        if batch["wave"] is not None:
+            self._used_in_epoch += int(batch["wave"].shape[0])
         weight = 1.0
         if batch["wave"] is None:  # every clip of this rank's batch failed: a zero-weight dummy keeps ranks in step
             batch = {"wave": torch.zeros(1, self.clip_samples), "target": torch.zeros(1, self.train_cs.num_classes)}
@@ -577,12 +580,18 @@ class Trainer:
         return sum(c[0] for c in counts), len({i for c in counts for i in c[1]})
 
     def _report_skips(self) -> None:
-        """At an epoch's end: one log line when training clips were skipped in it (every rank calls this)."""
+        """At an epoch's end: one log line when training clips were skipped in it; a ``DatasetError`` when no
+        clip of the epoch could be used (every rank calls this)."""
         total, distinct = self._skip_totals()
-        if self.is_main and total > self._skips_reported:
+        used = self._used_in_epoch if self.world == 1 else sum(D.gather_objects(self._used_in_epoch))
+        skipped, self._skips_reported, self._used_in_epoch = total - self._skips_reported, total, 0
+        if skipped and not used:
+            raise DatasetError(f"{self.train_cs.name}: none of the {skipped} training examples of epoch "
+                               f"{self.progress.epoch} could be used ({distinct} clip(s) undecodable, truncated or "
+                               "non-finite; see the warnings above)")
+        if self.is_main and skipped:
             log.warning("epoch %d: %d training example(s) skipped (%d so far, from %d clip(s) that cannot be used)",
-                        self.progress.epoch, total - self._skips_reported, total, distinct)
-        self._skips_reported = total
+                        self.progress.epoch, skipped, total, distinct)
 
     def _result(self) -> TrainResult:
         p = self.progress
