@@ -30,7 +30,9 @@ class DropPath(nn.Module):
         self.p = float(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
+        # training first: in eval mode torch.compile then guards on nothing here (a guard on p would recompile the
+        # code after each block for every block's own rate)
+        if not self.training or self.p == 0.0:
             return x
         keep = 1.0 - self.p
         mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
