@@ -20,20 +20,29 @@ def main() -> None:
     ap.add_argument("--model", default="audiomamba_tiny_v2")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--mode", default="default", help="torch.compile mode")
+    ap.add_argument("--breaks-only", action="store_true", help="only the graph breaks (no compilation)")
+    ap.add_argument("--train", action="store_true", help="explain the training forward (train mode, with grad)")
     args = ap.parse_args()
-    m = audiomamba.create_model(args.model).cuda().eval()
+    m = audiomamba.create_model(args.model).cuda().train(args.train)
     spec = torch.randn(args.batch, 1001, 64, device="cuda")
 
     def fn(x):
         return m.forward_head(*m.forward_features(x), x.shape[1]).logits
 
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+    with torch.set_grad_enabled(args.train), torch.autocast("cuda", dtype=torch.bfloat16):
         ex = torch._dynamo.explain(fn)(spec)
     print(f"graphs {ex.graph_count}, graph breaks {ex.graph_break_count}, ops per graph "
           f"{[len(o) for o in ex.ops_per_graph]}")
+    seen = set()
     for r in ex.break_reasons:
-        print("break:", r.reason, "|", r.user_stack[-1] if r.user_stack else "")
+        key = str(r.reason)[:300]
+        if key in seen:
+            continue
+        seen.add(key)
+        print("break:", key, "\n   at", " <- ".join(str(f) for f in reversed(r.user_stack[-5:])))
     torch._dynamo.reset()
+    if args.breaks_only:
+        return
 
     comp = torch.compile(fn, mode=None if args.mode == "default" else args.mode)
 
