@@ -44,8 +44,7 @@ def validate(args: argparse.Namespace) -> None:
     from audiomamba.models.registry import AUDIOMAMBA_VARIANTS
 
     C.number(args.seconds, "--seconds", low=0, low_open=True)
-    if args.seconds > 3600:
-        raise UsageError(f"--seconds must be at most 3600, got {args.seconds:g}")
+    C.number(args.seconds, "--seconds", low=0.1, high=3600)
     if args.checkpoint is not None:
         if args.imagenet is not None:
             raise UsageError("give --checkpoint or --imagenet, not both")

@@ -130,9 +130,9 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError("give --checkpoint or --model, not both")
     C.number(args.top_k, "--top-k", low=1)
     C.number(args.threshold, "--threshold", low=0, high=1, allow_none=True)
-    for value, option in ((args.min_duration, "--min-duration"), (args.min_gap, "--min-gap"),
-                          (args.median_filter, "--median-filter")):
+    for value, option in ((args.min_duration, "--min-duration"), (args.min_gap, "--min-gap")):
         C.number(value, option, low=0)
+    C.number(args.median_filter, "--median-filter", low=0, high=60)  # seconds of frames in one filter window
     C.number(args.batch_size, "--batch-size", low=1)
     C.workers(args.workers, "--workers")
     for value, option in ((args.window, "--window"), (args.hop, "--hop"), (args.chunk, "--chunk")):

@@ -149,6 +149,15 @@ class Config:
         if self.model.name not in trainable:
             raise ConfigError(f"model.name: {self.model.name!r} is not a trainable model (one of {', '.join(trainable)})")
         _check_device(self.train.device)
+        from audiomamba.models.features import FrontendConfig
+
+        n_fft = FrontendConfig.for_sample_rate(self.model.sample_rate).n_fft
+        shortest = (n_fft // 2 + 1) / self.model.sample_rate  # the centred STFT's shortest input
+        for key in ("clip_seconds", "eval_seconds"):
+            value = getattr(self.data, key)
+            if value is not None and value < shortest:
+                raise ConfigError(f"data.{key}={value:g} is shorter than the model's shortest input ({shortest:.3f} s "
+                                  f"at model.sample_rate={self.model.sample_rate})")
         if self.train.cuda_graph and self.train.compile != "off":
             raise ConfigError(f"train.cuda_graph and train.compile={self.train.compile!r} exclude each other; choose one")
         if not self.data.root:
