@@ -1,7 +1,7 @@
 """The tables and the plot of issue 17's comparison and ablations, from the runs of scripts/compare_gpu.sh.
 
     python scripts/collect_results.py --runs runs/compare --out runs/compare_out [--events --bank .bank]
-    python scripts/collect_results.py --tar runs/compare_out/runs.tar.gz --out results/ --events --bank .bank
+    python scripts/collect_results.py --tar OUT/runs.tar.gz OUT/steps_*.tar --out results/ --events --bank .bank
 
 Reads each run's trainer outputs (``config.json``, ``metrics.jsonl``, ``summary.json``, the log), its test scores
 (``eval_test/summary.json`` of scripts/compare_eval.py), the fine-tuning folds (``finetune_*/eval_cv/cv_summary.json``)
@@ -142,9 +142,10 @@ def _f(v, nd=3) -> str:
 
 
 def markdown(comp: list[dict], abl: list[dict], ft: dict, pre: dict | None, meta: dict) -> str:
-    lines = [f"# Equal-budget comparison and ablations (issue 17)", "",
+    first = (comp + abl + [pre or {}])[0]
+    lines = ["# Equal-budget comparison and ablations (issue 17)", "",
              f"Budget: {meta.get('budget_s')} s for everything, {meta.get('elapsed_s')} s used; every run "
-             f"{comp[0]['steps_planned'] if comp else '?'} steps of {comp[0]['batch'] if comp else '?'} clips, "
+             f"{first.get('steps_planned', '?')} steps of {first.get('batch', '?')} clips, "
              "trained concurrently on one GPU; checkpoint selected on validation, test split scored once. "
              "GPU min: the run's share of the GPU (1/N while N jobs ran), training + testing.", "",
              "| model | layout | params (M) | test mAP | mAUC | d' | micro F1 | event F1 | PSDS1 | steps done | "
@@ -233,7 +234,8 @@ def collect(runs: Path, out: Path, events: bool = False, bank: str | None = None
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default=None, help="the runs folder of scripts/compare_runs.py")
-    ap.add_argument("--tar", default=None, help="or the runs.tar.gz that scripts/compare_gpu.sh wrote")
+    ap.add_argument("--tar", nargs="+", default=None,
+                    help="or the runs.tar.gz (and steps_*.tar) that scripts/compare_gpu.sh wrote")
     ap.add_argument("--out", required=True)
     ap.add_argument("--events", action="store_true", help="event metrics from the step-rate scores where missing")
     ap.add_argument("--bank", default=None, help="the bank (reference events for --events)")
@@ -242,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --runs or --tar")
     if a.tar:
         tmp = tempfile.mkdtemp(prefix="compare_")
-        with tarfile.open(a.tar) as t:
-            t.extractall(tmp, filter="data")
+        for path in a.tar:
+            with tarfile.open(path) as t:
+                t.extractall(tmp, filter="data")
         found = [p.parent for p in Path(tmp).rglob("jobs.json")]
         if not found:
             raise SystemExit(f"error: no jobs.json in {a.tar}")

@@ -11,7 +11,8 @@
 #   STEPS    optimiser steps of every run (default 240, batch 64) in EVALS validation intervals (default 3)
 #   WORKERS  loader workers shared by the concurrent runs (default 14)
 #   OUT      where the results go (default runs/compare_out): results.md, results.json, map_vs_params.png,
-#            jobs.json, gpu.csv, runs.tar.gz (logs, configs, metrics, test summaries, step-rate scores)
+#            gpu.csv, runs.tar.gz (jobs.json, logs, configs, metrics, test summaries), steps_*.tar (the
+#            step-rate test scores, for event metrics where sed_scores_eval is: collect_results.py --events)
 #   CPU=1    smoke test on the CPU: tiny splits, batches and clips (STEPS=3 EVALS=1 is a good choice)
 #   ONLY     comma-separated config names (and 'finetune') to run a subset
 # Extra arguments go to scripts/compare_runs.py.
@@ -45,8 +46,27 @@ $PY scripts/compare_runs.py --runs "$RUNS" --budget "$TOTAL_S" --steps "$STEPS" 
   --ft-epochs "${FT_EPOCHS:-5}" "${extra[@]}" "$@"
 echo "runs done after $(( $(date +%s) - t_start )) s"
 $PY scripts/collect_results.py --runs "$RUNS" --out "$OUT" || echo "collect_results failed (the runs are in the tar)"
-# one tar of the small files of every run (no checkpoints)
-tar -czf "$OUT/runs.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude="$RUNS/data" "$RUNS" 2>/dev/null
-cp "$RUNS/jobs.json" "$OUT/" 2>/dev/null; cp "$RUNS/gpu.csv" "$OUT/" 2>/dev/null
+# the small files of every run in one tar (no checkpoints, no data), the step-rate test scores in tars of <= 15 MiB
+tar -czf "$OUT/runs.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='steps.npz' --exclude="$RUNS/data" \
+  "$RUNS" 2>/dev/null
+$PY - "$RUNS" "$OUT" <<'PYEOF'
+import sys, tarfile
+from pathlib import Path
+runs, out = Path(sys.argv[1]), Path(sys.argv[2])
+files, part, size, tar = sorted(runs.glob("*/eval_test/steps.npz")), 0, 0, None
+for f in files:
+    n = f.stat().st_size
+    if tar is None or size + n > 15 * 2**20:
+        if tar is not None:
+            tar.close()
+        part, size = part + 1, 0
+        tar = tarfile.open(out / f"steps_{part}.tar", "w")
+    tar.add(f, arcname=str(f))
+    size += n
+if tar is not None:
+    tar.close()
+print(f"{len(files)} step-score files in {part} tar(s)")
+PYEOF
+cp "$RUNS/gpu.csv" "$OUT/" 2>/dev/null
 ls -la "$OUT"
 echo "total $(( $(date +%s) - t_start )) s"
