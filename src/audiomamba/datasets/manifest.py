@@ -20,7 +20,9 @@ Labels are matched by display name (case-insensitive) or mid against the label s
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 from pathlib import Path
 
 from audiomamba.datasets.core import Clip, ClipSet, DatasetError, LabelIndex, check_file
@@ -50,46 +52,83 @@ def _split_labels(value) -> list[str]:
     raise ValueError(f"labels must be a list or a ';'-separated string, got {type(value).__name__}")
 
 
-def _opt_float(v, what: str, source: str) -> float | None:
-    if v is None or v == "":
+def _opt_float(v, what: str, source: str, low: float | None = None, above: float | None = None) -> float | None:
+    """A number of seconds (or None when absent); finite, at least ``low`` / more than ``above``."""
+    if v is None or (isinstance(v, str) and not v.strip()):
         return None
     try:
-        return float(v)
+        if isinstance(v, bool):
+            raise TypeError
+        x = float(v)
     except (TypeError, ValueError):
         raise DatasetError(f"{source}: {what} must be a number, got {v!r}") from None
+    if not math.isfinite(x):
+        raise DatasetError(f"{source}: {what} must be a finite number, got {v!r}")
+    if low is not None and x < low:
+        raise DatasetError(f"{source}: {what} must be at least {low:g}, got {x:g}")
+    if above is not None and x <= above:
+        raise DatasetError(f"{source}: {what} must be more than {above:g}, got {x:g}")
+    return x
+
+
+def _text(path: Path) -> str:
+    """The manifest's text, decoded as UTF-8 (a leading byte-order mark is dropped); a ``DatasetError`` naming
+    the line of the first byte that is not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read the manifest ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); save the manifest as "
+                           "UTF-8") from None
+    return text
+
+
+def _event(ev, src: str) -> tuple[str, float, float]:
+    try:
+        label = ev.get("label", ev.get("event_label"))
+        on, off = ev["onset"], ev["offset"]
+    except (KeyError, TypeError, AttributeError):
+        raise DatasetError(f"{src}: each event needs label, onset and offset, got {ev!r}") from None
+    if not isinstance(label, str) or not label.strip():
+        raise DatasetError(f"{src}: each event needs label, onset and offset, got {ev!r}")
+    return label, _opt_float(on, "event onset", src, low=0.0), _opt_float(off, "event offset", src, low=0.0)
 
 
 def _raw_rows(path: Path) -> list[tuple[str, dict]]:
     """(source, {path, labels: [..], events: [(label, on, off)], offset, duration}) per clip."""
     rows: list[tuple[str, dict]] = []
+    text = _text(path)
     if path.suffix in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                src = f"{path}:{n}"
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DatasetError(f"{src}: not valid JSON ({e})") from None
-                if not isinstance(obj, dict) or "path" not in obj:
-                    raise DatasetError(f"{src}: each line must be an object with a 'path'")
-                try:
-                    labels = _split_labels(obj.get("labels", obj.get("label")))
-                except ValueError as e:
-                    raise DatasetError(f"{src}: {e}") from None
-                events = []
-                for ev in obj.get("events") or []:
-                    try:
-                        events.append((str(ev.get("label", ev.get("event_label"))), float(ev["onset"]), float(ev["offset"])))
-                    except (KeyError, TypeError, ValueError, AttributeError):
-                        raise DatasetError(f"{src}: each event needs label, onset and offset, got {ev!r}") from None
-                rows.append((src, {"path": str(obj["path"]), "labels": labels, "events": events,
-                                   "offset": _opt_float(obj.get("offset"), "offset", src),
-                                   "duration": _opt_float(obj.get("duration"), "duration", src)}))
+        for n, line in enumerate(text.split("\n"), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            src = f"{path}:{n}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"{src}: not valid JSON ({e})") from None
+            if not isinstance(obj, dict) or "path" not in obj:
+                raise DatasetError(f"{src}: each line must be an object with a 'path'")
+            if not isinstance(obj["path"], str) or not obj["path"].strip():
+                raise DatasetError(f"{src}: 'path' must be a non-empty string, got {obj['path']!r}")
+            try:
+                labels = _split_labels(obj.get("labels", obj.get("label")))
+            except ValueError as e:
+                raise DatasetError(f"{src}: {e}") from None
+            evs = obj.get("events") or []
+            if not isinstance(evs, list):
+                raise DatasetError(f"{src}: 'events' must be a list of objects, got {evs!r}")
+            events = [_event(ev, src) for ev in evs]
+            rows.append((src, {"path": obj["path"], "labels": labels, "events": events,
+                               "offset": _opt_float(obj.get("offset"), "offset", src, low=0.0),
+                               "duration": _opt_float(obj.get("duration"), "duration", src, above=0.0)}))
         return rows
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         cols = set(reader.fieldnames or [])
         if "path" not in cols:
@@ -108,14 +147,15 @@ def _raw_rows(path: Path) -> list[tuple[str, dict]]:
             if entry is None:
                 entry = {"path": p, "labels": [], "events": [], "offset": None, "duration": None}
                 if "duration" in cols:
-                    entry["duration"] = _opt_float(r.get("duration"), "duration", src)
+                    entry["duration"] = _opt_float(r.get("duration"), "duration", src, above=0.0)
                 if not strong and "offset" in cols:
-                    entry["offset"] = _opt_float(r.get("offset"), "offset", src)
+                    entry["offset"] = _opt_float(r.get("offset"), "offset", src, low=0.0)
                 by_path[p] = entry
                 rows.append((src, entry))
             entry["labels"] += _split_labels(r.get("labels"))
             if strong and (r.get("onset") or "").strip():
-                on, off = _opt_float(r.get("onset"), "onset", src), _opt_float(r.get("offset"), "offset", src)
+                on = _opt_float(r.get("onset"), "onset", src, low=0.0)
+                off = _opt_float(r.get("offset"), "offset", src, low=0.0)
                 if off is None or not (r.get(label_col) or "").strip():
                     raise DatasetError(f"{src}: a strong label needs {label_col}, onset and offset")
                 entry["events"].append((r[label_col].strip(), on, off))
