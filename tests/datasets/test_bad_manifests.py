@@ -66,3 +66,40 @@ def test_an_offset_past_the_end_is_a_counted_skip(tmp_path):
     cs = open_split(tmp_path / "m.jsonl", "x")
     assert "audio is empty" in ClipDataset(cs, SR)[0]["error"]
     assert "audio is empty" in ClipDataset(cs, SR, train=True, clip_seconds=0.3)[(0, 0)]["error"]
+
+
+@pytest.mark.parametrize("meta,message", [
+    (b"filename,fold,target,category\na.wav,1,0,caf\xe9\n", "esc50.csv:2: not UTF-8 text (byte 0xe9)"),
+    (b"filename,fold,target,category\na.wav,1\n", "esc50.csv:2: every row needs category, filename, fold, target"),
+    (b"filename,fold,target,category\na.wav,x,0,dog\n", "esc50.csv:2: fold and target must be integers"),
+])
+def test_damaged_esc50_metadata(tmp_path, meta, message):
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "a.wav", np.full(8000, 0.1, np.float32), SR)
+    (tmp_path / "meta" / "esc50.csv").write_bytes(meta)
+    with pytest.raises(DatasetError, match=f"^{tmp_path}/meta/" + message.replace("(", r"\(").replace(")", r"\)")):
+        open_split(tmp_path, "fold1")
+
+
+def test_damaged_shard_index(tmp_path):
+    from audiomamba.datasets.pack import pack
+
+    sf.write(tmp_path / "a.wav", np.full(8000, 0.1, np.float32), SR)
+    (tmp_path / "m.jsonl").write_text('{"path": "a.wav", "labels": ["Dog"]}\n')
+    pack(open_split(tmp_path / "m.jsonl", "x"), tmp_path / "p", "train", SR, progress=False)
+    index = tmp_path / "p" / "train.index.json"
+    good = json.loads(index.read_text())
+    (off, size) = good["clips"][0][1:3]
+    for content, message in [
+        (b"{", "damaged index, not valid JSON"),
+        (b"{}", "damaged index (KeyError: 'shards')"),
+        (json.dumps({**good, "clips": [[0, off, size, "k", [7], [], 0.5]]}).encode(),
+         "damaged index (ValueError: clip 0: a label or shard index out of range)"),
+        (json.dumps({**good, "clips": [[0, 1]]}).encode(), "damaged index (ValueError: not enough values"),
+        (b'{"x": "\xe9"}', ":1: not UTF-8 text (byte 0xe9)"),
+    ]:
+        index.write_bytes(content)
+        with pytest.raises(DatasetError) as info:
+            open_split(tmp_path / "p", "train")
+        assert str(info.value).startswith(str(index)) and message in str(info.value), str(info.value)

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from audiomamba.audio import is_audio_file
-from audiomamba.datasets.core import Clip, ClipSet, DatasetError, LabelIndex
+from audiomamba.datasets.core import Clip, ClipSet, DatasetError, LabelIndex, read_text
 from audiomamba.labels import audioset_labels, read_class_labels
 
 log = logging.getLogger("audiomamba.datasets")
@@ -35,20 +35,19 @@ __all__ = ["read_segments", "read_audioset"]
 def read_segments(path: Path) -> list[tuple[str, str, float, float, list[str]]]:
     """(source, ytid, start, end, mids) for each segment line; '#' lines are comments."""
     out = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            src = f"{path}:{n}"
-            row = next(csv.reader([line], skipinitialspace=True))
-            if len(row) < 4:
-                raise DatasetError(f"{src}: expected 'YTID, start_seconds, end_seconds, \"mid,mid\"', got {line.strip()!r}")
-            try:
-                start, end = float(row[1]), float(row[2])
-            except ValueError:
-                raise DatasetError(f"{src}: start/end seconds are not numbers: {row[1]!r}, {row[2]!r}") from None
-            mids = [m.strip() for m in ",".join(row[3:]).split(",") if m.strip()]
-            out.append((src, row[0].strip(), start, end, mids))
+    for n, line in enumerate(read_text(path, "segment file").split("\n"), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        src = f"{path}:{n}"
+        row = next(csv.reader([line], skipinitialspace=True))
+        if len(row) < 4:
+            raise DatasetError(f"{src}: expected 'YTID, start_seconds, end_seconds, \"mid,mid\"', got {line.strip()!r}")
+        try:
+            start, end = float(row[1]), float(row[2])
+        except ValueError:
+            raise DatasetError(f"{src}: start/end seconds are not numbers: {row[1]!r}, {row[2]!r}") from None
+        mids = [m.strip() for m in ",".join(row[3:]).split(",") if m.strip()]
+        out.append((src, row[0].strip(), start, end, mids))
     return out
 
 

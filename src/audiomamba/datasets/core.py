@@ -109,6 +109,21 @@ class LabelIndex:
         return idx
 
 
+def read_text(path: Path, what: str = "file") -> str:
+    """A dataset's text file (manifest, metadata, index), decoded as UTF-8 (a leading byte-order mark dropped):
+    a ``DatasetError`` naming the file -- and the line of the first byte that is not UTF-8."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); save the {what} as "
+                           "UTF-8") from None
+
+
 def check_file(path: Path, source: str) -> None:
     """A listed audio file must be a file: a missing one, or a folder of that name, is a ``DatasetError`` naming
     ``source`` (the manifest's ``file:line``)."""

@@ -7,9 +7,10 @@ label ``target`` t is the ``category`` name (the label set is built from the CSV
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
-from audiomamba.datasets.core import Clip, ClipSet, DatasetError, check_file
+from audiomamba.datasets.core import Clip, ClipSet, DatasetError, check_file, read_text
 
 __all__ = ["read_esc50", "esc50_folds"]
 
@@ -18,16 +19,27 @@ def _rows(root: Path) -> list[tuple[str, dict]]:
     meta = root / "meta" / "esc50.csv"
     if not meta.is_file():
         raise DatasetError(f"ESC-50 metadata not found: {meta}")
-    with open(meta, newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(meta, "metadata"), newline="") as f:
         reader = csv.DictReader(f)
         need = {"filename", "fold", "target", "category"}
         if not need <= set(reader.fieldnames or []):
             raise DatasetError(f"{meta}:1: expected columns {sorted(need)}, got {reader.fieldnames}")
-        return [(f"{meta}:{n}", r) for n, r in enumerate(reader, 2)]
+        rows = []
+        for n, r in enumerate(reader, 2):
+            if any(not (r.get(k) or "").strip() for k in need):
+                raise DatasetError(f"{meta}:{n}: every row needs {', '.join(sorted(need))}; got {r}")
+            rows.append((f"{meta}:{n}", {k: r[k].strip() for k in need}))
+        return rows
 
 
 def esc50_folds(root: str | Path) -> list[int]:
-    return sorted({int(r["fold"]) for _, r in _rows(Path(root))})
+    folds = set()
+    for src, r in _rows(Path(root)):
+        try:
+            folds.add(int(r["fold"]))
+        except ValueError:
+            raise DatasetError(f"{src}: fold and target must be integers") from None
+    return sorted(folds)
 
 
 def read_esc50(root: str | Path, folds: list[int] | None = None, check_files: bool = True) -> ClipSet:

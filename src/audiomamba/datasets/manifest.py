@@ -25,7 +25,7 @@ import json
 import math
 from pathlib import Path
 
-from audiomamba.datasets.core import Clip, ClipSet, DatasetError, LabelIndex, check_file
+from audiomamba.datasets.core import Clip, ClipSet, DatasetError, LabelIndex, check_file, read_text
 from audiomamba.labels import read_class_labels
 
 __all__ = ["read_manifest", "find_manifest"]
@@ -71,22 +71,6 @@ def _opt_float(v, what: str, source: str, low: float | None = None, above: float
     return x
 
 
-def _text(path: Path) -> str:
-    """The manifest's text, decoded as UTF-8 (a leading byte-order mark is dropped); a ``DatasetError`` naming
-    the line of the first byte that is not UTF-8."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read the manifest ({e.strerror or e})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); save the manifest as "
-                           "UTF-8") from None
-    return text
-
-
 def _event(ev, src: str) -> tuple[str, float, float]:
     try:
         label = ev.get("label", ev.get("event_label"))
@@ -101,7 +85,7 @@ def _event(ev, src: str) -> tuple[str, float, float]:
 def _raw_rows(path: Path) -> list[tuple[str, dict]]:
     """(source, {path, labels: [..], events: [(label, on, off)], offset, duration}) per clip."""
     rows: list[tuple[str, dict]] = []
-    text = _text(path)
+    text = read_text(path, "manifest")
     if path.suffix in (".jsonl", ".json"):
         for n, line in enumerate(text.split("\n"), 1):
             line = line.strip()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiomamba.datasets.core import Clip, ClipSet, DatasetError
+from audiomamba.datasets.core import Clip, ClipSet, DatasetError, read_text
 from audiomamba.labels import read_class_labels
 
 __all__ = ["read_shards", "read_member"]
@@ -32,18 +32,28 @@ def read_shards(root: str | Path, split: str) -> ClipSet:
     index_path = root / f"{split}.index.json"
     if not index_path.is_file():
         raise DatasetError(f"no packed split {split!r}: {index_path} not found")
-    with open(index_path, encoding="utf-8") as f:
-        idx = json.load(f)
+    try:
+        idx = json.loads(read_text(index_path, "index"))
+    except ValueError as e:
+        if isinstance(e, DatasetError):
+            raise
+        raise DatasetError(f"{index_path}: damaged index, not valid JSON ({e})") from None
     labels = read_class_labels(root / "class_labels_indices.csv")
-    shards = [str(root / s) for s in idx["shards"]]
+    try:
+        shards = [str(root / s) for s in idx["shards"]]
+        clips = []
+        for n, (sh, off, size, key, t, ev, dur) in enumerate(idx["clips"]):
+            targets = tuple(int(i) for i in t)
+            if any(not 0 <= i < len(labels) for i in targets) or not 0 <= int(sh) < len(shards):
+                raise ValueError(f"clip {n}: a label or shard index out of range")
+            clips.append(Clip(f"{shards[sh]}::{key}", targets,
+                              tuple((int(e[0]), float(e[1]), float(e[2])) for e in ev), 0.0, dur,
+                              f"{index_path}:clip {n}", shard=shards[sh], member=(int(off), int(size)), key=str(key)))
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise DatasetError(f"{index_path}: damaged index ({type(e).__name__}: {e})") from None
     for s in shards:
         if not Path(s).is_file():
             raise DatasetError(f"{index_path}: shard {s} is missing")
-    clips = [
-        Clip(f"{shards[sh]}::{key}", tuple(t), tuple((int(e[0]), float(e[1]), float(e[2])) for e in ev), 0.0, dur,
-             f"{index_path}:clip {n}", shard=shards[sh], member=(off, size), key=key)
-        for n, (sh, off, size, key, t, ev, dur) in enumerate(idx["clips"])
-    ]
     cs = ClipSet(labels, clips, bool(idx.get("multi_label", True)), name=f"{root}:{split}",
                  info={"sample_rate": idx.get("sample_rate")})
     return cs.require_nonempty()
