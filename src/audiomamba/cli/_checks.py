@@ -16,7 +16,8 @@ from pathlib import Path
 
 from audiomamba.errors import AudiomambaError, UsageError, WriteError
 
-__all__ = ["number", "device", "output_file", "output_dir", "input_path", "int_list", "workers"]
+__all__ = ["number", "device", "output_file", "output_dir", "input_path", "int_list", "workers", "label_file",
+           "tensor_file"]
 
 
 def number(value, option: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -183,3 +184,57 @@ def workers(value: int, option: str = "--workers") -> None:
     """A worker-process count: >= 0, and not more than a few per CPU core (each one is a process)."""
     limit = max(64, 4 * (os.cpu_count() or 1))
     number(value, option, low=0, high=limit)
+
+
+def label_file(path: str | os.PathLike, option: str) -> None:
+    """``path`` is a readable class_labels_indices.csv (index,mid,display_name); else a DatasetError naming the
+    option, the file and the line."""
+    from audiomamba.errors import DatasetError
+    from audiomamba.labels import read_class_labels
+
+    p = input_path(path, option, DatasetError)
+    try:
+        read_class_labels(p)
+    except (ValueError, KeyError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{option}: {e}") from None
+
+
+def tensor_file(path: str | os.PathLike, option: str) -> None:
+    """``path`` holds tensors that can be read without unpickling anything: a safetensors file (its header is
+    read), or a ``torch.save`` file that loads with ``weights_only=True`` (memory-mapped).  Else a
+    CheckpointError naming the option; never advice to unpickle."""
+    import pickle
+    import re
+
+    import torch
+
+    from audiomamba.errors import CheckpointError
+
+    p = input_path(path, option, CheckpointError)
+    with open(p, "rb") as f:
+        magic = f.read(9)
+    if magic[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
+        from audiomamba.checkpoint import read_header
+
+        try:
+            read_header(p)
+        except CheckpointError as e:
+            raise CheckpointError(f"{option}: {e}") from None
+        return
+    if magic[:4] != b"PK\x03\x04" and magic[:1] != b"\x80":
+        raise CheckpointError(f"{option} {p}: not a checkpoint (neither safetensors nor a torch.save file)")
+    try:
+        try:
+            torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f" (it refers to {found.group(1)})" if found else ""
+        raise CheckpointError(f"{option} {p}: holds Python objects besides tensors and plain containers{what}; it is "
+                              "not loaded, because unpickling can run code") from None
+    except Exception as e:  # zip, pickle or tensor errors of a truncated or damaged file
+        raise CheckpointError(f"{option} {p}: not a readable checkpoint (damaged or truncated?): {type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:300]}") from None

@@ -195,7 +195,7 @@ def validate(args: argparse.Namespace) -> None:
     if runner is _run_pack:
         C.input_path(args.data, "--data", DatasetError, kind="any")
         if args.labels is not None:
-            C.input_path(args.labels, "--labels", DatasetError)
+            C.label_file(args.labels, "--labels")
         C.number(args.sample_rate, "--sample-rate", low=1000, high=192000)
         C.number(args.shard_size, "--shard-size", low=1)
         if not [s for s in args.splits.split(",") if s.strip()]:

@@ -57,7 +57,7 @@ def validate(args: argparse.Namespace) -> None:
     if args.imagenet is not None:
         if args.model not in AUDIOMAMBA_VARIANTS:
             raise UsageError(f"--imagenet initialises Audio Mamba backbones only, not {args.model}")
-        C.input_path(args.imagenet, "--imagenet", CheckpointError)
+        C.tensor_file(args.imagenet, "--imagenet")
     if args.out is not None:
         C.output_dir(args.out, "--out")
 

@@ -157,7 +157,7 @@ def validate(args) -> list[int]:
         check_checkpoint(ck)
     C.input_path(args.data, "--data", DatasetError, kind="any")
     if args.labels is not None:
-        C.input_path(args.labels, "--labels", DatasetError)
+        C.label_file(args.labels, "--labels")
     if args.out:
         C.output_dir(args.out, "--out")
     else:

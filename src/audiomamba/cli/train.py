@@ -94,7 +94,7 @@ def check_config(cfg, resume: str | None) -> None:
         if not root.exists():
             raise DatasetError(f"data.root {root}: no such file or directory")
     if cfg.data.labels:
-        C.input_path(cfg.data.labels, "data.labels", DatasetError)
+        C.label_file(cfg.data.labels, "data.labels")
     if cfg.model.init_checkpoint:
         C.input_path(cfg.model.init_checkpoint, "model.init_checkpoint", CheckpointError)
         try:
@@ -102,7 +102,7 @@ def check_config(cfg, resume: str | None) -> None:
         except CheckpointError as e:
             raise CheckpointError(f"model.init_checkpoint: {e}") from None
     if cfg.model.pretrained_backbone:
-        C.input_path(cfg.model.pretrained_backbone, "model.pretrained_backbone", CheckpointError)
+        C.tensor_file(cfg.model.pretrained_backbone, "model.pretrained_backbone")
     if resume is not None:
         check_resume(resume, cfg.model.name)
     C.output_dir(cfg.train.output_dir, "train.output_dir")
