@@ -50,6 +50,8 @@ BAD = {  # file -> a fragment of the reason its item must give
     "cut.wav": "truncated",
     "garbage.wav": "cannot read audio header",
     "empty.wav": "empty",
+    "huge.wav": "samples far outside [-1, 1] (peak 1e+30)",  # finite, but the features would overflow
+    "stereo_nan_right.wav": "NaN or infinite",  # damage in one channel only
 }
 
 
@@ -67,6 +69,12 @@ def data(tmp_path_factory):
     _cut(a / "cut.wav")
     (a / "garbage.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk" + bytes(64))
     sf.write(a / "empty.wav", np.zeros(0, np.float32), SR)
+    x = _noise(1.0)
+    x[100] = 1e30
+    sf.write(a / "huge.wav", x, SR, subtype="FLOAT")
+    right = _noise(2.0, seed=5)
+    right[int(1.8 * SR)] = np.nan
+    sf.write(a / "stereo_nan_right.wav", np.stack([_noise(2.0), right], axis=1), SR, subtype="FLOAT")
     names = [f"good{i}.wav" for i in range(3)] + list(BAD)
     lines = [json.dumps({"path": f"audio/{n}", "labels": ["Dog" if k % 2 else "Cat"]}) for k, n in enumerate(names)]
     (d / "train.jsonl").write_text("\n".join(lines) + "\n")
@@ -120,7 +128,7 @@ def test_predict_counts_skips_and_names_the_set_when_nothing_is_left(data, nano1
     bad_only = open_split(data, "train")
     bad_only.clips = bad_only.clips[3:]
     pred = predict(nano16, bad_only, 4, torch.device("cpu"), True)
-    with pytest.raises(DatasetError, match=r"train.jsonl: none of the 7 clips could be used \(7 undecodable"):
+    with pytest.raises(DatasetError, match=r"train.jsonl: none of the 9 clips could be used \(9 undecodable"):
         evaluate_scores(pred, True)
 
 

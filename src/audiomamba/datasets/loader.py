@@ -85,13 +85,16 @@ def open_split(data: str | Path, split: str, fmt: str = "auto", labels: str | No
     raise DatasetError(f"unknown dataset format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
+MAX_SAMPLE = 1e6  # |sample| above this is damage (or a float file scaled wildly wrong), not audio
+
+
 def load_clip(clip: Clip, sample_rate: int, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
     """Decode ``clip`` (from ``start`` seconds into it, at most ``seconds``) as mono float32 at ``sample_rate``.
 
     The whole clip (its ``offset``/``duration`` range of the file) is decoded and checked before the part asked
     for is cut out, so a crop never hides damage elsewhere in the clip: undecodable or truncated audio (a header
-    promising more samples than the file holds), NaN or infinite samples anywhere, or an empty clip raise
-    (``AudioDecodeError`` / ``ValueError``, naming the file)."""
+    promising more samples than the file holds), NaN or infinite samples anywhere, samples beyond
+    :data:`MAX_SAMPLE`, or an empty clip raise (``AudioDecodeError`` / ``ValueError``, naming the file)."""
     if clip.plan is not None:
         bank = open_bank(clip.path)
         x, sr = bank.render(clip.plan), bank.sample_rate
@@ -100,6 +103,10 @@ def load_clip(clip: Clip, sample_rate: int, start: float = 0.0, seconds: float |
     else:
         x, sr = load_audio(clip.path, None, offset_s=clip.offset, duration_s=clip.duration)
     check_waveform(x, clip.name)  # the whole clip: empty, NaN or inf anywhere
+    peak = float(np.abs(x).max())
+    if peak > MAX_SAMPLE:
+        raise ValueError(f"{clip.name}: samples far outside [-1, 1] (peak {peak:.3g}); no audio is that loud, and "
+                         "the features would overflow")
     a = int(round(start * sr))
     x = x[a: a + int(round(seconds * sr))] if seconds is not None else x[a:]
     if sr != sample_rate:
