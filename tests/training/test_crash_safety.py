@@ -273,3 +273,14 @@ def test_an_epoch_without_one_usable_clip_is_an_error(tmp_path):
                                            r"\(4 clip\(s\) undecodable, truncated or non-finite"):
         train(load_config(raw=raw_cfg(d, out, train__epochs=3)))
     assert not (out / "final.safetensors").exists()
+
+
+def test_metrics_and_summary_are_strict_json():
+    """A diverged loss or an undefined metric is null, never NaN (which is not JSON)."""
+    from audiomamba.training.trainer import _json
+
+    text = _json({"loss": float("nan"), "losses": [1.0, float("inf"), -float("inf")], "mAP": np.float32(0.5),
+                  "steps": np.int64(3), "ok": True, "name": "x", "none": None})
+    assert json.loads(text) == {"loss": None, "losses": [1.0, None, None], "mAP": 0.5, "steps": 3, "ok": True,
+                                "name": "x", "none": None}
+    assert "NaN" not in text and "Infinity" not in text

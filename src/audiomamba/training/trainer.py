@@ -22,6 +22,8 @@ import copy
 import errno
 import json
 import logging
+import math
+import numbers
 import time
 from pathlib import Path
 
@@ -102,6 +104,26 @@ class TrainResult(dict):
     "skipped_clips", "skipped_distinct_clips", "seconds", "stopped_early", "losses"}`` (``losses``: one mean per
     optimiser step; ``skipped_clips``: training examples skipped, ``skipped_distinct_clips``: the clips they came
     from)."""
+
+
+def _json(obj, indent: int | None = None) -> str:
+    """Strict JSON: a NaN or infinite number (a diverged loss, an undefined metric) is written as null."""
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            return v
+        if isinstance(v, numbers.Integral):
+            return int(v)
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return str(v)
+        return f if math.isfinite(f) else None
+
+    return json.dumps(clean(obj), indent=indent, allow_nan=False)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -409,7 +431,7 @@ class Trainer:
                "skipped_val_clips": val_skipped, "skipped_train_clips": train_skipped}
         path = self.out_dir / "metrics.jsonl"
         try:
-            self._metrics_file.write(json.dumps(row) + "\n")
+            self._metrics_file.write(_json(row) + "\n")
             self._metrics_file.flush()
         except OSError as e:
             raise write_error(path, e) from e
@@ -487,7 +509,7 @@ class Trainer:
                             "or non-finite audio; see the warnings above)", result["skipped_clips"],
                             result["skipped_distinct_clips"])
         if self.is_main:
-            _write_text(self.out_dir / "summary.json", json.dumps(dict(result), indent=2, default=float))
+            _write_text(self.out_dir / "summary.json", _json(dict(result), indent=2))
             log.info("done: %s", json.dumps(dict(result), default=float))
         return result
 
