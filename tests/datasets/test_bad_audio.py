@@ -167,3 +167,16 @@ def test_pack_skips_bad_clips_and_names_an_unwritable_output(data, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(WriteError, match=r"^cannot write .*file: "):
         pack(cs, tmp_path / "file", "train", SR, progress=False)
+
+
+def test_predict_refuses_a_model_with_non_finite_output(data, nano16):
+    import copy
+
+    from audiomamba.errors import CheckpointError
+
+    broken = copy.deepcopy(nano16)
+    with torch.no_grad():
+        next(p for n, p in broken.named_parameters() if n.startswith("head")).fill_(float("nan"))
+    cs = open_split(data, "train")
+    with pytest.raises(CheckpointError, match=r"good0.wav \(.*train.jsonl:1\): the model's output is not finite"):
+        predict(broken, cs, 4, torch.device("cpu"), True)

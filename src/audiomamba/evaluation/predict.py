@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from audiomamba.datasets import ClipDataset, ClipSet, DatasetError, collate
+from audiomamba.errors import CheckpointError
 from audiomamba.evaluation.metrics import tagging_metrics
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils import distributed as D
@@ -31,7 +32,8 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
 
     ``eval_seconds`` caps each clip's length; ``framewise`` also returns per-frame scores (models with a
     framewise head); ``tta_shifts`` averages the logits over that many circular shifts of the waveform, 10 ms
-    apart; ``on_error`` is called (on the rank that read it) with the message of each clip that cannot be
+    apart; a model output that is not finite is a ``CheckpointError`` naming the clip (broken weights give no
+    scores); ``on_error`` is called (on the rank that read it) with the message of each clip that cannot be
     used -- undecodable, truncated, or holding NaN or infinite samples anywhere; the message names the file and
     the cause.  Such clips are skipped and marked invalid, and counted in ``errors``.  The model is left in
     eval mode.
@@ -59,6 +61,12 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
         if batch["wave"] is None:
             continue
         logits, fw_logits = _shifted_logits(model, batch["wave"].to(device), tta_shifts, framewise)
+        bad = ~torch.isfinite(logits).all(dim=1)
+        if bool(bad.any()):  # finite input (checked) but not finite output: broken weights, never a score
+            idx = int(batch["index"][int(bad.nonzero()[0, 0])])
+            clip = cs.clips[idx]
+            raise CheckpointError(f"{clip.path} ({clip.source}): the model's output is not finite (NaN or inf): its "
+                                  "weights are broken (a diverged training run, or a damaged checkpoint)")
         scores = logits_to_scores(logits, multi_label)
         fw_scores = logits_to_scores(fw_logits, multi_label).cpu().numpy() if fw_logits is not None else None
         for j, idx in enumerate(batch["index"].tolist()):
