@@ -241,12 +241,12 @@ def F(tmp_path_factory, nano_ckpt) -> dict[str, str]:
     shutil.rmtree(missing_audio / "audio" / "train")
     files["missing_audio"] = missing_audio
     # configs
+    import yaml
+
     good = {"model": {"name": "audiomamba_nano", "layout": "native", "sample_rate": TOY_SR, "spec_augment": False},
             "data": {"root": str(files["toy"]), "validation": None, "clip_seconds": 0.5},
             "train": {"output_dir": str(d / "run"), "epochs": 1, "batch_size": 2, "progress": False,
                       "tensorboard": False, "threads": 1, "stop_after_steps": 1}}
-    import yaml
-
     def config(name: str, text: str | bytes) -> Path:
         p = d / name
         p.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -268,6 +268,23 @@ def F(tmp_path_factory, nano_ckpt) -> dict[str, str]:
     files["cfg_missing_audio"] = config("missing_audio.yaml",
                                         yaml.safe_dump({**good, "data": {**good["data"], "root": str(missing_audio)}}))
     files["cfg_no_root"] = config("no_root.yaml", yaml.safe_dump({k: v for k, v in good.items() if k != "data"}))
+    manifests = {  # name -> the one line of its train.jsonl and test.jsonl
+        "m_dir_wav": '{"path": "audio/dir.wav", "labels": ["Beep"]}',
+        "m_empty": None,
+        "m_path_int": '{"path": 5, "labels": "Beep"}',
+        "m_onset_after_offset": '{"path": "audio/train/000000.wav", "labels": ["Beep"], '
+                                '"events": [{"label": "Beep", "onset": 0.4, "offset": 0.1}]}',
+        "m_not_object": '["audio/train/000000.wav", "Beep"]',
+    }
+    for name, line in manifests.items():
+        m = d / name
+        shutil.copytree(files["toy"], m)
+        (m / "audio" / "dir.wav").mkdir()
+        for split in ("train", "test"):
+            (m / f"{split}.jsonl").write_text("" if line is None else line + "\n")
+        files[name] = m
+        files[f"cfg_{name}"] = d / f"{name}.yaml"
+        files[f"cfg_{name}"].write_text(yaml.safe_dump({**good, "data": {**good["data"], "root": str(m)}}))
     files["cfg_dir"] = d / "adir"
     # training states for --resume
     files["state_junk"] = d / "junk.pt"
@@ -449,6 +466,19 @@ def test_tag_partial_failure_writes_the_rest_as_valid_json(F, capsys, tmp_path):
     assert [Path(d["file"]).name for d in data] == ["good.wav"]
 
 
+@pytest.mark.parametrize("stdin,extra,code,fragment", [
+    (b"garbage" * 50, [], 1, "stdin: not a WAV stream"),
+    (b"", [], 1, "stdin: not a WAV stream"),
+    (b"\x00\x01" * 50, ["--raw", "s16le"], 2, "raw s16le needs its sample rate"),
+])
+def test_tag_stream_of_bad_input(stdin, extra, code, fragment, F, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    err = run_bad(capsys, F, ["tag", "--stream", "-c", "{ckpt}", *extra], code, fragment)
+    assert len([line for line in err.splitlines() if ERROR_LINE.match(line)]) == 1
+
+
 def test_output_checked_before_any_tagging(F, capsys, monkeypatch):
     """--output in the way fails before the checkpoint is even loaded: no work is lost."""
     from audiomamba.inference import tagger
@@ -552,6 +582,11 @@ TRAIN = [
     # data problems found when the data is opened (before the first step)
     (["train", "--config", "{cfg_bad_manifest}"], 5, "train.jsonl"),
     (["train", "--config", "{cfg_unknown_label}"], 5, "Kazoo solo"),
+    (["train", "--config", "{cfg_m_dir_wav}"], 5, "train.jsonl:1: {m_dir_wav}/audio/dir.wav is a directory"),
+    (["train", "--config", "{cfg_m_empty}"], 5, "train.jsonl: the split is empty"),
+    (["train", "--config", "{cfg_m_path_int}"], 5, "train.jsonl:1: 'path' must be a non-empty string, got 5"),
+    (["train", "--config", "{cfg_m_onset_after_offset}"], 5, "train.jsonl:1: event offset 0.1 is before its onset"),
+    (["train", "--config", "{cfg_m_not_object}"], 5, "train.jsonl:1"),
 ]
 if not CUDA:
     TRAIN.append((["train", "--config", "{cfg}", "train.device=cuda"], 2, "train.device cuda: CUDA is not available"))
@@ -583,6 +618,10 @@ EVAL = [
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--out", "{afile}"], 6, "--out {afile}: exists and is not"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{bad_manifest}", "--out", "{tmp}/ev1"], 5, "test.jsonl"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{unknown_label}", "--out", "{tmp}/ev2"], 5, "Kazoo solo"),
+    (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{m_dir_wav}", "--out", "{tmp}/ev4"], 5, "is a directory"),
+    (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{m_empty}", "--out", "{tmp}/ev4"], 5, "the split is empty"),
+    (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{m_path_int}", "--out", "{tmp}/ev4"], 5, "test.jsonl:1: 'path'"),
+    (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{m_not_object}", "--out", "{tmp}/ev4"], 5, "test.jsonl:1"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--split", "nosuchsplit", "--out", "{tmp}/ev3"], 5,
      "nosuchsplit"),
 ]
