@@ -487,6 +487,14 @@ def test_output_checked_before_any_tagging(F, capsys, monkeypatch):
     run_bad(capsys, F, ["tag", "{wav}", "-c", "{ck_missing}", "--output", "{adir}"], 6, "is a directory")
 
 
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="no /dev/full device on this platform")
+def test_tag_output_on_a_full_disk(F, capsys):
+    """/dev/full: every write fails with ENOSPC, as on a full disk; the device itself is left alone."""
+    run_bad(capsys, F, ["tag", "{wav}", "-c", "{ckpt}", "-q", "--output", "/dev/full"], 6,
+            "--output /dev/full: cannot write (no space left on device)")
+    assert Path("/dev/full").is_char_device()
+
+
 @pytest.mark.skipif(ROOT, reason="root writes into read-only folders")
 def test_tag_output_in_unwritable_folder(F, capsys):
     run_bad(capsys, F, ["tag", "{wav}", "-c", "{ckpt}", "--output", "{readonly}/res.json"], 6, "permission denied")

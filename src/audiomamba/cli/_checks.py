@@ -103,6 +103,10 @@ def output_file(path: str | os.PathLike | None, option: str, create_parent: bool
     what = f"{option} {p}"
     if str(path).endswith(("/", os.sep)) or p.is_dir():
         raise WriteError(f"{what}: is a directory; give a file name", errno.EISDIR, str(p))
+    if p.exists() and not p.is_file():  # a device or pipe (/dev/stdout, a FIFO): written in place
+        if not os.access(p, os.W_OK):
+            raise WriteError(f"{what}: permission denied", errno.EACCES, str(p))
+        return p
     parent = p.parent
     if not parent.is_dir():
         anc = _existing_ancestor(parent)

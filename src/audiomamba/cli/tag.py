@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import io
 import json
 import os
@@ -318,11 +319,16 @@ def _write_output(path: Path, text: str) -> None:
     from audiomamba.utils.io import atomic_write
 
     try:
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        if path.exists() and not path.is_file():  # a device or pipe (/dev/stdout, a FIFO): never replaced
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     except WriteError:
         raise
     except OSError as e:
-        raise WriteError(f"--output {path}: cannot write ({e.strerror or e})", e.errno, str(path)) from None
+        cause = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e)).lower()
+        raise WriteError(f"--output {path}: cannot write ({cause})", e.errno, str(path)) from None
 
 
 def format_results(results, fmt: str, top_k: int, threshold: float | None) -> str:
