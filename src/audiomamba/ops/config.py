@@ -23,6 +23,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import torch
+
 __all__ = ["ScanConfig", "get_scan_config", "scan_config", "plan_segments"]
 
 
@@ -76,8 +78,16 @@ class ScanConfig:
 _CONFIG: contextvars.ContextVar[ScanConfig] = contextvars.ContextVar("audiomamba_scan_config", default=ScanConfig())
 
 
+# The config most recently put in effect by any thread, for code that dynamo traces: it cannot trace
+# ``ContextVar.get`` (a graph break at every call); a module global it reads as a guarded constant.
+_LATEST: ScanConfig = _CONFIG.get()
+
+
 def get_scan_config() -> ScanConfig:
-    """The scan knobs in effect here: the defaults, or what the innermost :func:`scan_config` set."""
+    """The scan knobs in effect here: the defaults, or what the innermost :func:`scan_config` set (under
+    ``torch.compile``: the one most recently set in any thread)."""
+    if torch.compiler.is_compiling():
+        return _LATEST
     return _CONFIG.get()
 
 
@@ -85,12 +95,15 @@ def get_scan_config() -> ScanConfig:
 def scan_config(config: ScanConfig | None = None, /, **changes: Any) -> Iterator[ScanConfig]:
     """Inside the block, :func:`get_scan_config` returns ``config`` (default: the one in effect) with ``changes``
     applied, e.g. ``scan_config(segments=1)``; yields that config.  Unknown names raise ``TypeError``."""
+    global _LATEST
     new = dataclasses.replace(config if config is not None else get_scan_config(), **changes)
     token = _CONFIG.set(new)
+    _LATEST = new
     try:
         yield new
     finally:
         _CONFIG.reset(token)
+        _LATEST = _CONFIG.get()
 
 
 def plan_segments(walks: int, n_chunks: int, config: ScanConfig | None = None) -> int:

@@ -111,14 +111,23 @@ def available_backends() -> list[str]:
 _EXPORT_MODE: contextvars.ContextVar[bool] = contextvars.ContextVar("audiomamba_scan_export_mode", default=False)
 
 
+# Exports in progress in any thread, read instead of the context variable by code that dynamo traces: dynamo
+# cannot trace ``ContextVar.get`` and breaks the graph there (at every scan of a compiled model), while it reads
+# a module global as a guarded constant.
+_EXPORTS_ANYWHERE = 0
+
+
 @contextlib.contextmanager
 def export_mode() -> Iterator[None]:
     """Inside: ``backend="auto"`` picks the loop-free, data-independent "blocked" scan, which traces and exports
     (:mod:`audiomamba.ops.scan_blocked`), and the fused CPU/GPU kernels step aside."""
+    global _EXPORTS_ANYWHERE
     token = _EXPORT_MODE.set(True)
+    _EXPORTS_ANYWHERE += 1
     try:
         yield
     finally:
+        _EXPORTS_ANYWHERE -= 1
         _EXPORT_MODE.reset(token)
 
 
@@ -128,15 +137,12 @@ def exporting() -> bool:
 
 
 def _export_mode_applies() -> bool:
-    """:func:`exporting`, as the dispatcher sees it: ``torch.compile`` cannot trace a context variable's read
-    (it would break the graph at every scan) and compiled graphs are not exported, so under ``torch.compile`` it
-    is False; under ``torch.export`` (and ``torch.jit.trace``), which run this code in Python, it is read."""
-    if torch.compiler.is_compiling() and not _is_exporting():
-        return False
+    """:func:`exporting`, as the dispatcher sees it.  Code that dynamo traces (``torch.compile``, and
+    ``torch.export``, which traces with dynamo) reads whether an :func:`export_mode` block is open in any thread,
+    a plain global; eager code and ``torch.jit.trace`` read this thread's context variable."""
+    if torch.compiler.is_compiling():
+        return _EXPORTS_ANYWHERE > 0
     return exporting()
-
-
-_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)  # torch < 2.5 has no torch.export check
 
 
 def resolve_backend(
