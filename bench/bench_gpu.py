@@ -351,8 +351,9 @@ def sec_models(args):
             m = m.cuda()
             row["params_M"] = sum(p.numel() for p in m.parameters()) / 1e6
             spec = torch.randn(batch, FRAMES_10S, 64, device="cuda")
-            for kind, modes, timer in (("infer", INFER_MODES, _time_infer), ("train", TRAIN_MODES, _time_train)):
-                for mode in modes:
+            for kind, modes, timer in (("infer", args.infer_modes.split(","), _time_infer),
+                                       ("train", args.train_modes.split(","), _time_train)):
+                for mode in [m for m in modes if m]:
                     if mode.startswith("compile") and name not in comp:
                         continue
                     if deadline and mode.startswith("compile") and time.time() > deadline:
@@ -683,6 +684,8 @@ def main():
                     help="models section: models to time (comma-separated)")
     ap.add_argument("--compile-models", default="all", help="models section: the models also timed under "
                     "torch.compile and compile 'reduce-overhead' ('all', or comma-separated names)")
+    ap.add_argument("--infer-modes", default=",".join(INFER_MODES), help="models section: inference modes to time")
+    ap.add_argument("--train-modes", default=",".join(TRAIN_MODES), help="models section: training modes to time")
     ap.add_argument("--budget-s", type=float, default=0, help="models section: skip compiled modes once this many "
                     "seconds have passed (0: no limit)")
     ap.add_argument("--segments", type=int, default=None, help="set the scan forward's segments per stream "
