@@ -713,6 +713,21 @@ def test_data(argv, code, fragment, F, capsys):
     run_bad(capsys, F, argv, code, fragment)
 
 
+def test_data_build_with_an_unreadable_source_writes_the_rest_and_exits_1(F, capsys, tmp_path):
+    src = tmp_path / "sources"
+    for label in ("Dog", "Cat"):
+        for g in range(5):  # one source group per ESC-50 fold
+            (src / label / f"g{g}").mkdir(parents=True)
+            sf.write(src / label / f"g{g}" / "a.wav", (np.random.default_rng(g).standard_normal(TOY_SR) * 0.2)
+                     .astype(np.float32), TOY_SR)
+    (src / "Dog" / "g0" / "broken.wav").write_bytes(b"RIFFjunk")
+    out = tmp_path / "esc"
+    run_bad(capsys, F, ["data", "esc50-like", "--out", str(out), "--clips", "5", "--duration", "1", "--no-builtin",
+                        "--source-dir", str(src), "--jobs", "1", "--sample-rate", str(TOY_SR), "-q"], 1,
+            "1 unreadable source file(s) skipped")
+    assert any(out.rglob("*.wav"))
+
+
 # ------------------------------------------------------------------------------------------------ demo, models, convert
 DEMO = [
     (["demo", "--model", "audiomamba_gigantic"], 2, "--model 'audiomamba_gigantic' is not a registered tagger"),

@@ -112,6 +112,7 @@ def _gather(args: argparse.Namespace) -> list:
         log.info("source folder %s: %d recordings", folder, len(found))
     if skipped:
         log.warning("%d unreadable source file(s) skipped (see the lines above)", skipped)
+    args._skipped_sources = skipped  # the build's exit code is 1 when sources were skipped
     if not items:
         hints = "; ".join(f"{n}: {h}" for n, h in missing.items()) or "pass --source-dir with your own recordings"
         raise SourceError("no source recordings found. Install some sources (scripts/setup_sources.sh does it): "
@@ -219,7 +220,8 @@ def _run_build(args: argparse.Namespace, layout: str) -> int:
     total = sum(summary.clips.values())
     print(f"wrote {total} clips ({', '.join(f'{k} {v}' for k, v in summary.clips.items())}) of "
           f"{len(summary.classes)} classes to {summary.out} in {dt:.1f} s ({total / dt:.1f} clips/s)")
-    return _print_losses(summary.dropped_classes, summary.failed_reads, "unreadable recording read(s)")
+    return max(_print_losses(summary.dropped_classes, summary.failed_reads, "unreadable recording read(s)"),
+               _skipped_code(args))
 
 
 def _print_losses(dropped: dict[str, str], failed: int, what: str) -> int:
@@ -233,6 +235,16 @@ def _print_losses(dropped: dict[str, str], failed: int, what: str) -> int:
               file=sys.stderr, flush=True)
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def _skipped_code(args: argparse.Namespace) -> int:
+    """1 (with a line on stderr) when unreadable source files were skipped while gathering, else 0."""
+    n = getattr(args, "_skipped_sources", 0)
+    if not n:
+        return EXIT_OK
+    print(f"audiomamba data: {n} unreadable source file(s) skipped (named above); the rest was written",
+          file=sys.stderr, flush=True)
+    return EXIT_PARTIAL
 
 
 def _split_counts(text: str) -> dict[str, int]:
@@ -277,7 +289,7 @@ def _run_bank(args: argparse.Namespace) -> int:
     print(f"wrote a source bank of {sum(s.recordings.values())} recordings "
           f"({', '.join(f'{k} {v}' for k, v in s.recordings.items())}), {len(s.classes)} classes, {s.seconds:.0f} s of "
           f"audio in {s.bytes / 1e6:.1f} MB to {s.out} in {time.perf_counter() - t0:.1f} s")
-    return _print_losses(s.dropped_classes, s.failed_reads, "unreadable or silent recording(s)")
+    return max(_print_losses(s.dropped_classes, s.failed_reads, "unreadable or silent recording(s)"), _skipped_code(args))
 
 
 def _run_soundscapes(args: argparse.Namespace) -> int:
