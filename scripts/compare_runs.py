@@ -13,7 +13,10 @@ Jobs (each a process; a job starts when the jobs it needs have finished):
   so far is used; the steps done are recorded), its share of the loader workers.  A run that fails within its
   first 240 s with ``train.cuda_graph`` on is retried once without it.
 - ``eval:NAME``: scripts/compare_eval.py on the test split of the run's data (once, after training).
-- ``data:esc``, ``data:bank43``: scripts/bank_tasks.py (the task of held-out classes, the bank without them).
+- ``data:esc``: scripts/bank_tasks.py esc50 (the task of the held-out classes); the bank without them
+  (scripts/bank_tasks.py exclude) is written before any job starts.
+- Jobs start in order, slowest training first, the pretraining next; a GPU job waits while the running jobs'
+  memory estimates (``MEM_GIB``) would pass ``--gpu-gib``.
 - ``ft:pretrained``, ``ft:scratch``: the 5-fold fine-tuning (configs/ablate/finetune_heldout.yaml) from the
   ``pretrain_heldout`` run's checkpoint and from scratch; ``cv:...``: ``audiomamba evaluate --cv`` of their
   final checkpoints on the held-out folds.
@@ -41,14 +44,22 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 # expected training speed alone on an H200 (clips/s; the lead's and docs' measurements, rough for the peers):
 # the loader-worker share follows it (a worker renders about 200 clips/s)
-SPEED = {"audiomamba_nano": 350, "audiomamba_micro": 250, "audiomamba_tiny": 200, "audiomamba_tiny_v2": 1700,
-         "audiomamba_micro_v2": 1280, "swin_t_htsat_like": 1500, "vit_b_ast_like": 410, "cnn14_panns_like": 1500}
+SPEED = {"audiomamba_nano": 347, "audiomamba_micro": 215, "audiomamba_tiny": 150, "audiomamba_tiny_v2": 1733,
+         "audiomamba_micro_v2": 1280, "swin_t_htsat_like": 1549, "vit_b_ast_like": 413, "cnn14_panns_like": 1500}
+# GPU memory a training run holds at batch 64 with CUDA graphs (GiB; docs/benchmarks.md's peaks where measured,
+# estimates for tiny, micro_v2 and the CNN): a job starts only while the running jobs' sum stays under --gpu-gib
+MEM_GIB = {"audiomamba_nano": 7.5, "audiomamba_micro": 13.0, "audiomamba_tiny": 22.0, "audiomamba_tiny_v2": 10.0,
+           "audiomamba_micro_v2": 6.5, "swin_t_htsat_like": 9.0, "vit_b_ast_like": 29.0, "cnn14_panns_like": 10.0}
+EVAL_GIB, FT_GIB = 4.0, 3.0
 
 
 class Job:
     def __init__(self, name: str, cmd: list[str], log: Path, gpu: bool = True, needs: tuple[str, ...] = (),
-                 cap_at: float | None = None, retry: list[str] | None = None, outputs: Path | None = None) -> None:
+                 cap_at: float | None = None, retry: list[str] | None = None, outputs: Path | None = None,
+                 gib: float = 0.0) -> None:
         self.name, self.cmd, self.log, self.gpu, self.needs = name, cmd, log, gpu, needs
+        self.gib = gib if gpu else 0.0
+        self.held = False
         self.cap_at = cap_at  # seconds after the start of the budget at which the job is interrupted
         self.retry = retry  # extra arguments for one retry after an early failure
         self.outputs = outputs
@@ -92,6 +103,9 @@ def plan(a: argparse.Namespace) -> list[Job]:
     ablate = [ROOT / "configs/ablate" / f"{n}.yaml" for n in ("micro_v2_extra_blocks", "micro_v2_cutmix",
                                                               "micro_v2_mixup", "pretrain_heldout")]
     trains = [p for p in compare + ablate if only is None or p.stem in only]
+    # slowest first (they set the wall time), the pretraining next (the fine-tuning waits for it)
+    trains.sort(key=lambda p: (SPEED.get(_config(p)["model"]["name"], 1000) if p.stem != "pretrain_heldout" else 1000,
+                               p.stem.startswith("micro_v2_"), p.stem))
     budget = a.budget
     # the fine-tuning chain needs about ft_reserve s after its pretraining; evaluation eval_reserve s after training
     train_cap = budget - a.eval_reserve
@@ -114,7 +128,7 @@ def plan(a: argparse.Namespace) -> list[Job]:
                *common, *a.override]
         root = cfg["data"]["root"]
         if p.stem == "pretrain_heldout":
-            needs, cap, root = ("data:bank43",), pre_cap, str(data / "bank43")
+            needs, cap, root = (), pre_cap, str(data / "bank43")  # main() writes bank43 before the jobs start
             cmd.append(f"data.root={root}")
         else:
             needs, cap = (), train_cap
@@ -123,16 +137,15 @@ def plan(a: argparse.Namespace) -> list[Job]:
             root = a.bank
         if a.val_split:
             cmd.append(f"data.validation={a.val_split}")
+        gib = MEM_GIB.get(cfg["model"]["name"], 10.0) + (1.0 if cfg["model"].get("extra_transformer_blocks") else 0.0)
         jobs.append(Job(f"train:{p.stem}", cmd, runs / "logs" / f"train_{p.stem}.log", needs=needs, cap_at=cap,
-                        retry=None if a.cpu else ["train.cuda_graph=false"], outputs=out))
+                        retry=None if a.cpu else ["train.cuda_graph=false"], outputs=out, gib=gib))
         ev = [PY, "scripts/compare_eval.py", "--checkpoint", str(out / "best.safetensors"), "--data", root,
               "--split", a.test_split, "--out", str(out / "eval_test"), "--workers", str(max(workers, 1)),
               "--device", "cpu" if a.cpu else "auto"]
         jobs.append(Job(f"eval:{p.stem}", ev, runs / "logs" / f"eval_{p.stem}.log", needs=(f"train:{p.stem}",),
-                        cap_at=budget - 5))
+                        cap_at=budget - 5, gib=EVAL_GIB))
     bank = a.bank or ".bank"
-    jobs.append(Job("data:bank43", [PY, "scripts/bank_tasks.py", "exclude", "--bank", bank, "--out", str(data / "bank43")],
-                    runs / "logs" / "data_bank43.log", gpu=False))
     if only is None or "finetune" in only:
         jobs.append(Job("data:esc", [PY, "scripts/bank_tasks.py", "esc50", "--bank", bank, "--out", str(data / "esc_heldout"),
                                      "--per-class", str(a.per_class)], runs / "logs" / "data_esc.log", gpu=False))
@@ -147,11 +160,12 @@ def plan(a: argparse.Namespace) -> list[Job]:
             cmd = [PY, "-m", "audiomamba", "train", "--config", ft_cfg, "--cv-folds", folds, f"train.output_dir={out}",
                    f"data.root={data / 'esc_heldout'}", *init, *ft_extra, *a.ft_override]
             jobs.append(Job(f"ft:{arm}", cmd, runs / "logs" / f"finetune_{arm}.log", needs=needs, cap_at=budget - 25,
-                            retry=None if a.cpu else ["train.cuda_graph=false"], outputs=out))
+                            retry=None if a.cpu else ["train.cuda_graph=false"], outputs=out, gib=FT_GIB))
             cv = [PY, "-m", "audiomamba", "evaluate", "--checkpoint", str(out / "fold{fold}" / "final.safetensors"),
                   "--data", str(data / "esc_heldout"), "--format", "esc50", "--cv", folds, "--no-events",
                   "--batch-size", "32", "--out", str(out / "eval_cv"), "--device", "cpu" if a.cpu else "auto"]
-            jobs.append(Job(f"cv:{arm}", cv, runs / "logs" / f"cv_{arm}.log", needs=(f"ft:{arm}",), cap_at=budget - 3))
+            jobs.append(Job(f"cv:{arm}", cv, runs / "logs" / f"cv_{arm}.log", needs=(f"ft:{arm}",), cap_at=budget - 3,
+                            gib=EVAL_GIB))
     return jobs
 
 
@@ -183,7 +197,7 @@ def _has_checkpoint(job: Job) -> bool:
     return o is not None and ((o / "best.safetensors").is_file() or any(o.glob("fold*/final.safetensors")))
 
 
-def run(jobs: list[Job], budget: float, runs: Path, cpu: bool) -> None:
+def run(jobs: list[Job], budget: float, runs: Path, cpu: bool, gpu_gib: float = 1e9) -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     by_name = {j.name: j for j in jobs}
     t0 = time.time()
@@ -203,6 +217,13 @@ def run(jobs: list[Job], budget: float, runs: Path, cpu: bool) -> None:
         for j in list(pending):
             state = _ready(j, by_name)
             if state == "wait":
+                continue
+            held_gib = sum(r.gib for r in running)
+            if state == "go" and j.gib and held_gib and held_gib + j.gib > gpu_gib:
+                if not j.held:  # it keeps its place in the queue
+                    print(f"[{el:6.1f}s] hold {j.name}: GPU memory ({held_gib:.0f} + {j.gib:.0f} GiB > {gpu_gib:.0f})",
+                          flush=True)
+                    j.held = True
                 continue
             pending.remove(j)
             if state != "go":
@@ -279,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="runs/compare", help="where the runs go (relative to the repository root)")
     ap.add_argument("--budget", type=float, default=480.0, help="seconds for everything, from now")
-    ap.add_argument("--steps", type=int, default=240, help="optimiser steps of every training run")
-    ap.add_argument("--evals", type=int, default=3, help="validations per run (the steps are split into as many epochs)")
+    ap.add_argument("--steps", type=int, default=200, help="optimiser steps of every training run")
+    ap.add_argument("--evals", type=int, default=4, help="validations per run (the steps are split into as many epochs)")
     ap.add_argument("--workers", type=int, default=14, help="loader workers shared by the concurrent runs")
     ap.add_argument("--eval-reserve", type=float, default=70.0, help="seconds kept after the training cap for testing")
     ap.add_argument("--ft-reserve", type=float, default=170.0, help="seconds kept after the pretraining cap for fine-tuning")
@@ -290,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-split", default=None, help="validation split override, e.g. validation:64")
     ap.add_argument("--test-split", default="test")
     ap.add_argument("--only", default=None, help="comma-separated run names (config stems; 'finetune' for the fine-tuning)")
+    ap.add_argument("--gpu-gib", type=float, default=None,
+                    help="GPU memory the concurrent jobs may hold by their estimates (MEM_GIB; default 118 of ~139; "
+                         "none with --cpu)")
     ap.add_argument("--cpu", action="store_true", help="smoke test on the CPU")
     ap.add_argument("--override", nargs="*", default=[], help="config overrides for every training run but the fine-tuning")
     ap.add_argument("--ft-override", nargs="*", default=[], help="config overrides for the fine-tuning runs")
@@ -297,10 +321,15 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # the configs' paths are relative to the repository root
     runs = Path(a.runs)
     runs.mkdir(parents=True, exist_ok=True)
+    # the bank without the held-out classes: a second's work, done before the jobs so that the pretraining
+    # starts with the first ones
+    bank43 = runs / "data" / "bank43"
+    subprocess.run([PY, "scripts/bank_tasks.py", "exclude", "--bank", a.bank or ".bank", "--out", str(bank43)],
+                   check=True, stdout=subprocess.DEVNULL)
     jobs = plan(a)
     print(f"{len(jobs)} jobs, budget {a.budget:.0f} s, {a.steps} steps per run in {a.evals} validation intervals",
           flush=True)
-    run(jobs, a.budget, runs, a.cpu)
+    run(jobs, a.budget, runs, a.cpu, a.gpu_gib if a.gpu_gib is not None else (1e9 if a.cpu else 118.0))
     return 0
 
 
