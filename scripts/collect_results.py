@@ -187,8 +187,11 @@ def plot(comp: list[dict], path: Path) -> bool:
     pts = [r for r in comp if r.get("params") and r.get("mAP") is not None]
     if not pts:
         return False
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: no plot (run collect_results.py again where it is)")
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
