@@ -346,6 +346,8 @@ def sec_models(args):
     deadline = time.time() + args.budget_s if args.budget_s else None
     for name in names:
         row = {"model": name, "batch": batch}
+        rows.append(row)
+        RESULTS["models"] = rows
         try:
             m, fn = build(name)
             m = m.cuda()
@@ -365,13 +367,12 @@ def sec_models(args):
                         row[f"{kind}_{mode}_error"] = repr(exc)[:300]
                     torch._dynamo.reset()
                     free()
+                    _save(args)  # after every mode: a run stopped by its time limit keeps what it measured
             del m
         except torch.OutOfMemoryError as exc:
             row["error"] = f"OOM: {exc}"[:200]
         free()
-        rows.append(row)
         log(row)
-        RESULTS["models"] = rows
         _save(args)
     log(f"\n## models, 10 s clips, batch {batch}, bf16 autocast (spectrogram -> logits), clips/s")
     cols = [("infer", m) for m in INFER_MODES] + [("train", m) for m in TRAIN_MODES]
