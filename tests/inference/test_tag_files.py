@@ -118,10 +118,12 @@ def nan_tagger():
 
 
 def test_non_finite_model_output_is_an_error_never_a_score(nan_tagger, files):
-    with pytest.raises(ValueError, match="good.wav|waveform") as e:
+    from audiomamba.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="good.wav|waveform") as e:
         nan_tagger.tag(noise(1.0), sample_rate=SR)
     assert "not finite" in str(e.value)
-    with pytest.raises(ValueError, match="same0.wav: the model's output is not finite"):
+    with pytest.raises(CheckpointError, match="same0.wav: the model's output is not finite"):
         nan_tagger.detect(files["same"][0])
     with pytest.raises(ValueError, match="not finite"):
         nan_tagger.embed(files["same"][0])

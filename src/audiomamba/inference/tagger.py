@@ -455,11 +455,13 @@ class Tagger:
                          embedding=raw.embedding.float().cpu().numpy(), warnings=list(warnings))
 
     def _checked(self, raw: _Raw, name: str | None) -> _Raw:
-        """``raw``, or ``ValueError`` naming the input if the model's output is not finite (a broken checkpoint:
-        NaN or inf weights); a NaN is never a score."""
+        """``raw``, or :class:`~audiomamba.errors.CheckpointError` (a ``ValueError``) naming the input if the
+        model's output is not finite (a broken checkpoint: NaN or inf weights); a NaN is never a score."""
         if not (bool(torch.isfinite(raw.logits).all()) and bool(torch.isfinite(raw.embedding).all())
                 and (raw.framewise is None or bool(torch.isfinite(raw.framewise).all()))):
-            raise ValueError(_nonfinite_message(name or "input"))
+            from audiomamba.errors import CheckpointError
+
+            raise CheckpointError(_nonfinite_message(name or "input"))
         return raw
 
     def _add_events(self, result: TagResult, threshold, min_duration: float, median_filter: float, min_gap: float) -> TagResult:
