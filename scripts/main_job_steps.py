@@ -22,6 +22,7 @@ TONE_CLASSES = 8
 TONE_SPLITS = {"train": 6, "validation": 3, "test": 6}  # clips per class
 TONE_SECONDS = 1.0
 SAMPLE_RATE = 32000
+MAX_EVENTS = 5  # events shown in the summary (all are in tag.json)
 
 
 def make_tones(out: str | Path, seed: int = 0) -> Path:
@@ -108,8 +109,12 @@ def summarise(run: str | Path, seconds: float | None = None) -> dict:
     lines.append(f"tagged clip {truth.get('clip', '?')}: truth "
                  + "; ".join(f"{e['label']} {e['onset']:.2f}-{e['offset']:.2f} s" for e in truth.get("events", [])))
     lines.append("  tags: " + ", ".join(f"{t['label']} {t['score']:.2f}" for t in (res.get("tags") or [])[:5]))
-    lines.append("  events: " + ("; ".join(f"{e['label']} {e['onset']:.2f}-{e['offset']:.2f} s"
-                                           for e in (res.get("events") or [])) or "none above the threshold"))
+    events = sorted(res.get("events") or [], key=lambda e: -e.get("score", 0.0))
+    shown = "; ".join(f"{e['label']} {e['onset']:.2f}-{e['offset']:.2f} s"
+                      for e in sorted(events[:MAX_EVENTS], key=lambda e: e["onset"]))
+    more = f" (+{len(events) - MAX_EVENTS} more in {run / 'tag.json'})" if len(events) > MAX_EVENTS else ""
+    lines.append(f"  events ({len(events)}; the {min(len(events), MAX_EVENTS)} highest-scoring): " + shown + more
+                 if events else "  events: none above the threshold")
     plots = sorted(str(p) for p in (run / "plots").glob("*.png")) if (run / "plots").is_dir() else []
     out["plots"] = plots
     lines.append("  plot: " + (", ".join(plots) or "none (pip install 'audiomamba[plot]')"))

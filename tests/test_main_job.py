@@ -113,6 +113,12 @@ def test_summary_reads_every_step(tmp_path):
     assert "fine-tuned from the shipped tagger" in text and "accuracy 1.000" in text and "accuracy 0.125" in text
     assert "Piano 1.00-2.50 s" in text and "Piano 0.91" in text and "Piano 1.10-2.40 s" in text
     assert "clip.png" in text and "main job: 170 s" in text
+    # many events: the highest-scoring few, in time order, and how many more
+    many = [{"label": f"C{i}", "onset": float(9 - i), "offset": 9.5, "score": i / 10} for i in range(8)]
+    (run / "tag.json").write_text(json.dumps([{"tags": [], "events": many}]))
+    text = "\n".join(steps.summarise(run, seconds=170)["lines"])
+    assert "events (8; the 5 highest-scoring): C7 2.00-9.50 s; C6 3.00-9.50 s; C5" in text and "(+3 more" in text
+    assert "C2 7.00" not in text
     saved = json.loads((run / "summary.json").read_text())
     assert saved["new_classes"]["scratch"]["test_accuracy"] == 0.125 and saved["seconds"] == 170
     assert saved["shipped_test"]["mAP"] == 0.7231
