@@ -18,7 +18,7 @@ RUN=runs/main_job
 TONES=data/new_classes
 STEPS=scripts/main_job_steps.py
 start=$(date +%s)
-mkdir -p "$RUN"
+rm -rf "$RUN/plots" && mkdir -p "$RUN"
 SHIPPED=$("$PY" -c "from audiomamba.models.pretrained import pretrained_path; print(pretrained_path())")
 
 if [ -f "$BANK/bank.json" ] && [ -f "$BANK/bank.ogg" ]; then
@@ -33,17 +33,16 @@ echo "== 2/5 the shipped tagger on the bank's test split (64 clips of 10 s; reco
   > "$RUN/shipped_test.log" 2>&1 || { tail -n 20 "$RUN/shipped_test.log"; exit 1; }
 
 echo "== 3/5 8 new classes: fine-tuning the shipped tagger, and the same budget from scratch"
-if [ ! -f "$TONES/test.jsonl" ]; then
-  "$PY" "$STEPS" tones --out "$TONES"
-fi
+rm -rf "$TONES" && "$PY" "$STEPS" tones --out "$TONES"   # about a second; same seed, same bytes
 for name in finetuned scratch; do
+  rm -rf "${RUN:?}/$name"
   init=()
   [ "$name" = finetuned ] && init=("model.init_checkpoint=$SHIPPED")
   "$AM" train --config configs/main_job_new_classes.yaml "train.output_dir=$RUN/$name" ${init[@]+"${init[@]}"} \
     > "$RUN/$name.log" 2>&1 || { tail -n 20 "$RUN/$name.log"; exit 1; }
   "$AM" evaluate --checkpoint "$RUN/$name/best.safetensors" --data "$TONES" --split test --batch-size 24 --no-events \
     --out "$RUN/$name/eval_test" > "$RUN/$name/eval_test.log" 2>&1 || { tail -n 20 "$RUN/$name/eval_test.log"; exit 1; }
-  echo "   $name: $(grep -o '"best_mAP": [0-9.]*' "$RUN/$name/summary.json") (validation)"
+  echo "   $name: best validation mAP $(grep -o '"best_mAP": [0-9.]*' "$RUN/$name/summary.json" | cut -d' ' -f2)"
 done
 
 echo "== 4/5 tagging one test clip of the bank with the shipped tagger (events and a plot)"
