@@ -205,7 +205,7 @@ def end_to_end(args) -> None:
                     raise RuntimeError(f"audiomamba tag failed ({proc.returncode}): {proc.stderr[-2000:]}")
                 report({"model": name, "input": what, "runtime": "audiomamba tag (CLI process, start-up included)",
                         "audio_s": audio_s, "wall_s": round(wall, 2), "rtf": round(audio_s / wall, 1),
-                        "command": " ".join(pin + cmd[1:]).replace(tmp, "$TMP")})
+                        "command": " ".join(pin + ["python"] + cmd[1:]).replace(tmp, "$TMP")})
             tagger = Tagger(model, batch_size=args.batch)
             list(tagger.tag_files(clips[:1]))
             for what, paths, audio_s in (("10 s clips", clips, 10.0 * args.clips), ("long file", [long_path], long_s)):
