@@ -268,6 +268,7 @@ def F(tmp_path_factory, nano_ckpt) -> dict[str, str]:
     files["cfg_missing_audio"] = config("missing_audio.yaml",
                                         yaml.safe_dump({**good, "data": {**good["data"], "root": str(missing_audio)}}))
     files["cfg_no_root"] = config("no_root.yaml", yaml.safe_dump({k: v for k, v in good.items() if k != "data"}))
+    files["cfg_number_key"] = config("number_key.yaml", yaml.safe_dump(good) + "1: 2\n")
     manifests = {  # name -> the one line of its train.jsonl and test.jsonl
         "m_dir_wav": '{"path": "audio/dir.wav", "labels": ["Beep"]}',
         "m_empty": None,
@@ -532,6 +533,10 @@ TRAIN = [
     (["train", "--config", "{cfg_unknown_key}"], 2, "unknown config key 'train.epoch'"),
     (["train", "--config", "{cfg_unknown_section}"], 2, "unknown config key 'trainer'"),
     (["train", "--config", "{cfg_no_root}"], 2, "data.root is required"),
+    (["train", "--config", "{cfg_number_key}"], 2, "unknown config key '1'"),
+    (["train", "--config", "{cfg}", "optim.betas=0.9"], 2, "optim.betas: expected a list, got 0.9"),
+    (["train", "--config", "{cfg}", "model.name.x=1"], 2, "override 'model.name.x=1': name is not a section"),
+    (["train", "--config", "{cfg}", "train.epochs="], 2, "train.epochs: expected an integer, got None"),
     (["train", "--config", "{cfg}", "train.eval_every_epochs=0"], 2, "train.eval_every_epochs must be >= 1, got 0"),
     (["train", "--config", "{cfg}", "optim.lr=-1"], 2, "optim.lr must be > 0"),
     (["train", "--config", "{cfg}", "optim.lr=0"], 2, "optim.lr must be > 0"),
@@ -617,6 +622,8 @@ EVAL = [
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--format", "parquet"], 2, "argument --format"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--cv", "a,b"], 2, "--cv takes comma-separated"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--cv", "1"], 2, "must contain {{fold}}"),
+    (["evaluate", "--checkpoint", "{tmp}/f{{fold}}/{{split}}.safetensors", "--data", "{toy}", "--cv", "1"], 2,
+     "the only {{...}} field is {{fold}}"),
     (["evaluate", "--checkpoint", "{toy_ckpt}"], 2, "the following arguments are required: --data"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{tmp}/no_data"], 5, "--data {tmp}/no_data: no such file"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--labels", "{tmp}/none.csv"], 5, "--labels"),

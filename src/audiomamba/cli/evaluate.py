@@ -151,7 +151,10 @@ def validate(args) -> list[int]:
     folds = C.int_list(args.cv, "--cv") if args.cv else []
     if folds and "{fold}" not in args.checkpoint:
         raise UsageError("with --cv, --checkpoint must contain {fold}, e.g. runs/esc50/fold{fold}/best.safetensors")
-    checkpoints = [args.checkpoint.format(fold=k) for k in folds] if folds else [args.checkpoint]
+    try:
+        checkpoints = [args.checkpoint.format(fold=k) for k in folds] if folds else [args.checkpoint]
+    except (KeyError, IndexError, ValueError) as e:
+        raise UsageError(f"--checkpoint {args.checkpoint!r}: with --cv, the only {{...}} field is {{fold}} ({e!r})") from None
     for ck in checkpoints:
         C.input_path(ck, "--checkpoint", CheckpointError)
         check_checkpoint(ck)

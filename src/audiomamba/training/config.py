@@ -278,7 +278,7 @@ def _build(cls, data: dict, prefix: str, where: str):
         raise ConfigError(f"{where}{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted((str(k) for k in set(data) - names))  # YAML keys may be numbers or null
     if unknown:
         raise ConfigError(f"{where}unknown config key '{prefix}{unknown[0]}' (known in {prefix.rstrip('.') or 'the top level'}: "
                           f"{', '.join(sorted(names))})")
