@@ -408,9 +408,9 @@ class Tagger:
                 host, fw_host = packed, fw
             outs.append((g, host, fw_host))
         event = None
-        if cuda:
+        if cuda:  # on the tagger's device's stream, whichever device is current
             event = torch.cuda.Event()
-            event.record()
+            event.record(torch.cuda.current_stream(self.device))
         return _Launched(batch, outs, event)
 
     def _finish(self, launched: "_Launched", paths: list[str], top_k: int, events: bool, threshold, min_duration: float,
