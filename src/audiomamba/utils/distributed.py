@@ -94,7 +94,12 @@ def broadcast_buffers(model: torch.nn.Module) -> None:
     if not is_distributed():
         return
     for b in model.buffers():
-        dist.broadcast(b, src=0)
+        if b.is_contiguous():
+            dist.broadcast(b, src=0)
+        else:  # NCCL takes contiguous tensors only (a buffer may be a view, e.g. a transposed filter bank)
+            t = b.contiguous()
+            dist.broadcast(t, src=0)
+            b.copy_(t)
 
 
 def gather_objects(obj):

@@ -1,0 +1,44 @@
+"""utils.distributed's gradient all-reduce and buffer broadcast, in a one-process gloo group (the two-process
+training tests are in tests/training/test_train.py)."""
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from audiomamba.utils import distributed as D
+
+
+@pytest.fixture
+def group(tmp_path):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(3, 2)
+        self.b = torch.nn.Linear(2, 2)  # never used: no gradient
+        self.register_buffer("stats", torch.arange(6.0).reshape(2, 3))
+        self.register_buffer("view", torch.arange(6.0).reshape(2, 3).t())  # a non-contiguous buffer
+
+
+def test_all_reduce_and_broadcast_in_place(group):
+    net = _Net()
+    net.a(torch.randn(4, 3)).sum().backward()
+    grad = net.a.weight.grad
+    before = grad.clone()
+    D.all_reduce_gradients(net)
+    assert net.a.weight.grad is grad and torch.equal(grad, before)  # world of one: the mean is the value, in place
+    assert torch.equal(net.b.weight.grad, torch.zeros(2, 2))  # unused parameters count as zero gradients
+    assert not net.view.is_contiguous()
+    D.broadcast_buffers(net)  # NCCL refuses non-contiguous tensors: the view goes through a contiguous copy
+    assert torch.equal(net.view, torch.arange(6.0).reshape(2, 3).t()) and torch.equal(net.stats, torch.arange(6.0).reshape(2, 3))
+
+
+def test_no_op_without_a_process_group():
+    net = _Net()
+    D.all_reduce_gradients(net)  # no gradients touched, none created
+    D.broadcast_buffers(net)
+    assert net.a.weight.grad is None and not D.is_distributed()
