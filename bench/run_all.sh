@@ -16,7 +16,7 @@
 #                                                                       -> OUT/loop/bench_train_loop.json
 #   ddp     GPU: graphed training under torchrun (one NCCL process) against one process (a test)
 #   cpu     CPU: `audiomamba tag` on 10 s clips and a 10-minute file on THREADS cores, next to ONNX Runtime
-#                                                                       -> OUT/cpu_tagging.json
+#                                                                       -> OUT/cpu_e2e.json
 # Budgets: MODELS_S, TAG_S, LOOP_S, CPU_S (seconds per stage). On a machine without soundfile / soxr, put their
 # wheels (and cffi, pycparser) in .whl/.
 set -uo pipefail
@@ -41,8 +41,8 @@ for stage in ${STAGES:-models latency tag loop ddp cpu}; do
       timeout "${LATENCY_S:-300}" python3 bench/bench_gpu.py --out "$OUT/gpu_latency" --sections ceil,kernel,latency,length > "$OUT/gpu_latency.log" 2>&1
       grep "^|\|^##\|Error" "$OUT/gpu_latency.log" ;;
     tag)
-      timeout "${TAG_S:-300}" python3 bench/bench_tag_files.py --device cuda --files "${FILES:-1024}" \
-        --workers "${WORKERS:-0,8,15}" --json "$OUT/tag_files.json" > "$OUT/tag_files.log" 2>&1
+      timeout "${TAG_S:-300}" python3 bench/bench_tag_files.py --device cuda --files "${FILES:-2048}" \
+        --workers "${WORKERS:-0,8,15}" --resample both --json "$OUT/tag_files.json" > "$OUT/tag_files.log" 2>&1
       grep -v "Warn" "$OUT/tag_files.log" | tail -n 25 ;;
     loop)
       timeout "${LOOP_S:-300}" python3 bench/bench_train_loop.py --out "$OUT/loop" --workers "${LOOP_WORKERS:-14}" \
@@ -53,8 +53,8 @@ for stage in ${STAGES:-models latency tag loop ddp cpu}; do
         -k torchrun > "$OUT/ddp.log" 2>&1
       tail -n 5 "$OUT/ddp.log" ;;
     cpu)
-      timeout "${CPU_S:-900}" python3 bench/bench_cpu.py --threads "${THREADS:-2}" --long-minutes 10 --onnx \
-        --json "$OUT/cpu_tagging.json" > "$OUT/cpu.log" 2>&1
+      timeout "${CPU_S:-900}" python3 bench/bench_cpu.py --e2e --threads "${THREADS:-2}" --long-minutes 10 \
+        --models audiomamba_nano,audiomamba_micro_v2 --json "$OUT/cpu_e2e.json" > "$OUT/cpu.log" 2>&1
       tail -n 20 "$OUT/cpu.log" ;;
   esac
 done
