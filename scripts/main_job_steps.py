@@ -3,7 +3,7 @@
     python scripts/main_job_steps.py tones --out data/new_classes
         the small task of new classes: 8 procedurally generated tone classes (audiomamba.soundscapes.toy: pitch,
         amplitude modulation, a second harmonic) that the shipped tagger never had as labels; 1 s single-label
-        clips at 32 kHz, 6 / 3 / 6 per class in train / validation / test
+        clips at 32 kHz, 4 / 3 / 6 per class in train / validation / test
     python scripts/main_job_steps.py clip --bank .bank --out runs/main_job/clip.wav
         renders one clip of the bank's test split (the first with two events) to a WAV file and prints its truth
     python scripts/main_job_steps.py summary --run runs/main_job --seconds S
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 TONE_CLASSES = 8
-TONE_SPLITS = {"train": 6, "validation": 3, "test": 6}  # clips per class
+TONE_SPLITS = {"train": 4, "validation": 3, "test": 6}  # clips per class
 TONE_SECONDS = 1.0
 SAMPLE_RATE = 32000
 MAX_EVENTS = 5  # events shown in the summary (all are in tag.json)
