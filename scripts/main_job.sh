@@ -25,7 +25,9 @@ if [ -f "$BANK/bank.json" ] && [ -f "$BANK/bank.ogg" ]; then
   echo "== 1/5 source bank: $BANK exists, reusing it"
 else
   echo "== 1/5 building the source bank ($BANK) from the installed source recordings"
-  "$AM" data bank --out "$BANK" -q
+  # exit 1: some source files could not be read (each named above) and the bank holds the rest
+  rc=0; "$AM" data bank --out "$BANK" -q || rc=$?
+  [ "$rc" -le 1 ] || exit "$rc"
 fi
 
 echo "== 2/5 the shipped tagger on the bank's test split (64 clips of 10 s; recordings it never heard)"

@@ -181,7 +181,7 @@ def decode_audio(
             fmt = f.format
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:  # libsndfile reports most problems as these
         raise AudioDecodeError(f"{path}: cannot decode audio ({e})") from e
-    if duration_s is None and x.shape[0] < want:
+    if duration_s is None and x.shape[0] < want and fmt in EXACT_LENGTH_FORMATS:
         raise AudioDecodeError(f"{path}: truncated: the header promises {promised} samples, {start + x.shape[0]} could be read")
     if fmt in ("WAV", "WAVEX"):
         declared = _wav_declared_frames(path)
@@ -192,6 +192,12 @@ def decode_audio(
     if dtype != "int16" and not np.isfinite(x).all():
         raise AudioDecodeError(f"{path}: audio contains NaN or infinite samples")
     return x, sr
+
+
+# Containers whose header states the exact number of frames: a short read there means a damaged file.  For
+# compressed streams (MP3, Ogg) libsndfile's frame count is an estimate from the bitrate or the last page, and
+# reading fewer frames than it is normal.
+EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF", "AU", "CAF"})
 
 
 def _wav_declared_frames(path: Path) -> int | None:
