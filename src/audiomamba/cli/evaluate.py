@@ -119,7 +119,10 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     summary["seconds"] = round(time.time() - t0, 1)
     out_dir = Path(out) if out else Path(checkpoint).parent / f"eval_{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    from audiomamba.utils.io import atomic_write
+
+    text = json.dumps(_json_safe(summary), indent=2, default=float, allow_nan=False)
+    atomic_write(out_dir / "summary.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     with open(out_dir / "per_class.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(table[0]))
         w.writeheader()

@@ -82,8 +82,8 @@ def read_state_dict(path: str | os.PathLike, use_ema: bool = False) -> dict[str,
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
-            f"{path}: holds Python objects besides tensors, so it is not loaded (weights_only=True). If you trust the "
-            f"file, re-save only its tensors: torch.save(torch.load(p, weights_only=False)['model'], 'clean.pth'). ({e})"
+            f"{path}: holds Python objects besides tensors, so it is not loaded (loading it could run code); use a "
+            f"file that holds only tensors, or its .safetensors version ({e})"
         ) from e
     except Exception as e:
         raise CheckpointError(f"{path}: cannot read checkpoint ({e})") from e

@@ -33,7 +33,7 @@ from torch import nn
 from audiomamba.checkpoint import CheckpointError, read_meta, save_model
 from audiomamba.datasets import ClipDataset, DatasetError, collate, open_split
 from audiomamba.datasets.sampler import BatchSampler
-from audiomamba.errors import WriteError
+from audiomamba.errors import ConfigError, WriteError
 from audiomamba.evaluation.predict import evaluate_scores, predict
 from audiomamba.training.config import Config, config_to_dict
 from audiomamba.training.optim import EMA, lr_factor, param_groups
@@ -199,7 +199,7 @@ class Trainer:
         # autocast's dtype (float32: none)
         self.compute_dtype = PRECISION_DTYPES[tc.precision] if self.device.type == "cuda" else torch.float32
         if tc.batch_size % self.world:
-            raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the number of processes ({self.world})")
+            raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by the number of processes ({self.world})")
         self.per_rank = tc.batch_size // self.world
 
     def _build_data(self) -> None:
@@ -231,14 +231,14 @@ class Trainer:
         sr = model.sample_rate
         min_clip = model.frontend.min_samples / sr
         if dc.clip_seconds < min_clip:
-            raise ValueError(f"data.clip_seconds={dc.clip_seconds} is shorter than the model's minimum input ({min_clip:.3f} s)")
+            raise ConfigError(f"data.clip_seconds={dc.clip_seconds} is shorter than the model's minimum input ({min_clip:.3f} s)")
         self.clip_samples = int(round(dc.clip_seconds * sr))
         self.sampler = BatchSampler(self.train_cs, self.per_rank, cfg.sampling.mode, cfg.sampling.epoch_size, tc.seed,
                                     self.rank, self.world)
         accumulate = cfg.optim.accumulate
         self.steps_per_epoch = self.sampler.steps_per_epoch // accumulate
         if self.steps_per_epoch < 1:
-            raise ValueError(f"an epoch has {self.sampler.steps_per_epoch} batches, fewer than optim.accumulate={accumulate}")
+            raise ConfigError(f"an epoch has {self.sampler.steps_per_epoch} batches, fewer than optim.accumulate={accumulate}")
         self.total_steps = self.steps_per_epoch * tc.epochs
         ac = cfg.augment
         self.dataset = ClipDataset(self.train_cs, sr, train=True, clip_seconds=dc.clip_seconds,
