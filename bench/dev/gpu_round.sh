@@ -43,8 +43,8 @@ for stage in ${STAGES:-tests norm ab}; do
     prof)
       timeout 150 python3 bench/dev/profile_gpu.py --out "$OUT/prof" --models audiomamba_tiny_v2 --no-scan > /dev/null 2>&1 ;;
     compile)
-      timeout ${COMPILE_S:-450} python3 bench/bench_gpu.py --out "$OUT/compile" --sections models --models "" \
-        --compile audiomamba_tiny_v2,swin_t_htsat_like 2>&1 | grep "^|\|{'model" ;;
+      timeout ${COMPILE_S:-450} python3 bench/bench_gpu.py --out "$OUT/compile" --sections models \
+        --models audiomamba_tiny_v2,swin_t_htsat_like --infer-modes compile,compile_ro --train-modes compile 2>&1 | grep "^|\|{'model" ;;
     graph)
       timeout ${GRAPH_S:-400} python3 -u -m pytest -v -rf --tb=short -p no:cacheprovider tests/utils/test_cuda_graphs_training.py \
         > "$OUT/pytest_graph.log" 2>&1
