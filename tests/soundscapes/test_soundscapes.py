@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
@@ -13,7 +12,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiomamba.cli import data as data_cli
 from audiomamba.soundscapes.mixer import MixConfig, _plan_labels, assign_splits, build_esc50, build_soundscapes
 from audiomamba.soundscapes.sources import SourceItem, active_region, user_items
 
@@ -218,9 +216,10 @@ def test_active_region_brackets_the_sound():
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="audiomamba data")
-    data_cli.add_arguments(parser)
-    return data_cli.run(parser.parse_args(argv))
+    """``audiomamba data ARGV`` as the command line runs it: its exit code (errors become one line and a code)."""
+    from audiomamba.cli import main
+
+    return main(["data", *argv])
 
 
 def _base(source_dir: Path, out: Path) -> list[str]:
@@ -231,17 +230,17 @@ def _base(source_dir: Path, out: Path) -> list[str]:
 def test_zero_clips_is_a_clear_error(source_dir, tmp_path, capsys):
     assert _cli(["soundscapes", "--clips", "0", *_base(source_dir, tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "--clips must be at least 1" in err and "Traceback" not in err
+    assert "--clips must be >= 1" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
 
 def test_no_sources_says_what_to_install(tmp_path, capsys):
     assert _cli(["soundscapes", "--clips", "3", "--out", str(tmp_path / "o"), "--no-builtin"]) == 2
-    assert "no source recordings found" in capsys.readouterr().err
+    assert "--no-builtin needs at least one --source-dir" in capsys.readouterr().err
 
 
 def test_class_without_recordings_is_a_clear_error(source_dir, tmp_path, capsys):
-    assert _cli(["soundscapes", "--clips", "3", "--classes", "Piano;Cat", *_base(source_dir, tmp_path / "o")]) == 2
+    assert _cli(["soundscapes", "--clips", "3", "--classes", "Piano;Cat", *_base(source_dir, tmp_path / "o")]) == 5  # data
     err = capsys.readouterr().err
     assert "no source recordings for class(es) ['Cat']" in err
 
@@ -253,7 +252,7 @@ def test_unreadable_files_are_skipped_and_counted(source_dir, tmp_path, caplog):
         for p in (source_dir / label).rglob("*.wav"):
             (bad / label / f"{p.parent.name}_{p.name}").write_bytes(p.read_bytes())
     (bad / "Piano" / "broken.wav").write_bytes(b"RIFF not really a wav file")
-    assert _cli(["soundscapes", "--clips", "4", *_base(bad, tmp_path / "o")]) == 0
+    assert _cli(["soundscapes", "--clips", "4", *_base(bad, tmp_path / "o")]) == 1  # written, some inputs skipped
     assert "broken.wav" in caplog.text and "1 unreadable source file(s) skipped" in caplog.text
 
 
@@ -279,6 +278,6 @@ def test_existing_output_needs_overwrite(source_dir, tmp_path, capsys):
 
 def test_bad_mix_settings_are_clear_errors(source_dir, tmp_path, capsys):
     assert _cli(["soundscapes", "--clips", "3", "--events", "3,1", *_base(source_dir, tmp_path / "o")]) == 2
-    assert "min events <= max events" in capsys.readouterr().err
+    assert "--events takes LOW,HIGH with LOW <= HIGH" in capsys.readouterr().err
     assert _cli(["soundscapes", "--clips", "3", "--splits", "0.5,0.5,0.5", *_base(source_dir, tmp_path / "p")]) == 2
-    assert "summing to 1" in capsys.readouterr().err
+    assert "--splits: the three fractions must sum to 1" in capsys.readouterr().err

@@ -135,16 +135,14 @@ def test_espeak_speaks(tmp_path):
 
 
 def test_sources_command_lists_missing_with_install_hint(monkeypatch, capsys):
-    import argparse
-
-    from audiomamba.cli import data as cli
-
     monkeypatch.setattr(S, "HYDROGEN_ROOT", Path("/nonexistent/drumkits"))
     monkeypatch.setattr(S, "FAMILIES", tuple(
         S.Family(f.name, f.description, f.install, (lambda: False) if f.name == "hydrogen" else f.available, f.items)
         for f in S.FAMILIES))
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    code = cli.run(parser.parse_args(["sources", "--families", "hydrogen"]))
-    out = capsys.readouterr().out
-    assert code == 1 and "apt-get install hydrogen-drumkits" in out
+    from audiomamba.cli import main
+    from audiomamba.errors import SourceError, exit_code_of
+
+    code = main(["data", "sources", "--families", "hydrogen"])
+    captured = capsys.readouterr()
+    assert code == exit_code_of(SourceError("")) and "apt-get install hydrogen-drumkits" in captured.out
+    assert "no source recordings installed" in captured.err
