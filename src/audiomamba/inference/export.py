@@ -73,6 +73,7 @@ class ExportableTagger(nn.Module):
         self.layout = model.layout if layout is None else layout
         self.frontend = ConvLogMel(self.model.frontend)
         self.multi_label = multi_label
+        self.eval()  # the whole wrapper: an inference graph (the exporter warns about a module in training mode)
 
     def forward(self, wave: torch.Tensor):
         m = self.model
