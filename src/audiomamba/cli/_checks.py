@@ -207,11 +207,6 @@ def tensor_file(path: str | os.PathLike, option: str) -> None:
     """``path`` holds tensors that can be read without unpickling anything: a safetensors file (its header is
     read), or a ``torch.save`` file that loads with ``weights_only=True`` (memory-mapped).  Else a
     CheckpointError naming the option; never advice to unpickle."""
-    import pickle
-    import re
-
-    import torch
-
     from audiomamba.errors import CheckpointError
 
     p = input_path(path, option, CheckpointError)
@@ -227,18 +222,32 @@ def tensor_file(path: str | os.PathLike, option: str) -> None:
         return
     if magic[:4] != b"PK\x03\x04" and magic[:1] != b"\x80":
         raise CheckpointError(f"{option} {p}: not a checkpoint (neither safetensors nor a torch.save file)")
+    torch_load_tensors(p, option, "checkpoint")
+
+
+def torch_load_tensors(p, option: str, what: str):
+    """``torch.load(p, weights_only=True)``, memory-mapped where the file's format allows; a file that holds
+    Python objects (it is not unpickled: that can run code) or that is damaged is a CheckpointError naming
+    ``option`` and the file (``what``: the kind of file expected, for the message)."""
+    import pickle
+    import re
+
+    import torch
+
+    from audiomamba.errors import CheckpointError
+
     try:
         try:
-            torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:
+            return torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:  # a file of the old (non-zip) format cannot be memory-mapped
             if "mmap" not in str(e):
                 raise
-            torch.load(p, map_location="cpu", weights_only=True)
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        what = f" (it refers to {found.group(1)})" if found else ""
-        raise CheckpointError(f"{option} {p}: holds Python objects besides tensors and plain containers{what}; it is "
+        refers = f" (it refers to {found.group(1)})" if found else ""
+        raise CheckpointError(f"{option} {p}: holds Python objects besides tensors and plain containers{refers}; it is "
                               "not loaded, because unpickling can run code") from None
     except Exception as e:  # zip, pickle or tensor errors of a truncated or damaged file
-        raise CheckpointError(f"{option} {p}: not a readable checkpoint (damaged or truncated?): {type(e).__name__}: "
+        raise CheckpointError(f"{option} {p}: not a readable {what} (damaged or truncated?): {type(e).__name__}: "
                               f"{' '.join(str(e).split())[:300]}") from None

@@ -41,10 +41,6 @@ def check_resume(path: str, model_name: str | None = None) -> None:
     """``--resume PATH``: an audiomamba training checkpoint (``last.pt``) of ``model_name``, readable without
     unpickling anything; else :class:`CheckpointError` (exit 3) before any work.  Memory-mapped, so a large
     file costs no copy."""
-    import pickle
-
-    import torch
-
     p = C.input_path(path, "--resume", CheckpointError)
     with open(p, "rb") as f:
         magic = f.read(9)
@@ -54,23 +50,7 @@ def check_resume(path: str, model_name: str | None = None) -> None:
     if magic[:4] != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch.save writes a zip file (or, long ago, a pickle)
         raise CheckpointError(f"--resume {p}: not a readable training checkpoint (not a file written by torch.save; "
                               "a last.pt written by audiomamba train is)")
-    try:
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:  # a file of the old (non-zip) format cannot be memory-mapped
-            if "mmap" not in str(e):
-                raise
-            state = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        import re
-
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        what = f" (it refers to {found.group(1)})" if found else ""
-        raise CheckpointError(f"--resume {p}: holds Python objects besides tensors and plain containers{what}; it is "
-                              "not loaded, because unpickling can run code") from None
-    except Exception as e:  # zip, pickle or tensor errors of a truncated or damaged file
-        raise CheckpointError(f"--resume {p}: not a readable training checkpoint (damaged or truncated?): "
-                              f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
+    state = C.torch_load_tensors(p, "--resume", "training checkpoint")
     from audiomamba.training.state import STATE_FORMAT
 
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
