@@ -37,6 +37,19 @@ import sys
 from audiomamba.models import vmamba
 
 
+
+def _start(machine: str):
+    """Print the machine line; returns (load average at start, the rows list, report(row): append and print)."""
+    load_start = os.getloadavg()
+    print(f"# {machine}, load average {load_start[0]:.2f}", flush=True)
+    rows: list[dict] = []
+
+    def report(row: dict) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    return load_start, rows, report
+
 def timed(fn, repeats: int = 1) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -101,13 +114,7 @@ def main() -> None:
     longw = (rng.standard_normal(int(long_s * sr)) * 0.1).astype(np.float32)
     machine = (f"{_cpu_model()} ({platform.machine()}), {len(os.sched_getaffinity(0))} cores, torch {torch.__version__}, "
                f"numba {numba_version()}, threads {torch.get_num_threads()}")
-    load_start = os.getloadavg()
-    print(f"# {machine}, load average {load_start[0]:.2f}", flush=True)
-    rows = []
-
-    def report(row):
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    load_start, rows, report = _start(machine)
 
     for name in args.models.split(","):
         torch.manual_seed(0)
@@ -168,13 +175,7 @@ def end_to_end(args) -> None:
                                           os.environ.get("PYTHONPATH", "")])}
     machine = (f"{_cpu_model()} ({platform.machine()}), {threads} of {len(os.sched_getaffinity(0))} cores, "
                f"torch {torch.__version__}, numba {numba_version()}, onnxruntime {_ort_version()}")
-    load_start = os.getloadavg()
-    print(f"# {machine}, load average {load_start[0]:.2f}", flush=True)
-    rows = []
-
-    def report(row):
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    load_start, rows, report = _start(machine)
 
     tmp = tempfile.mkdtemp(prefix="bench_cpu_e2e_")
     try:
