@@ -43,8 +43,9 @@ MODES = {
 class _TimedTrainer(Trainer):
     """The trainer with a clock on its optimiser steps: :meth:`_report_step` runs after each one."""
 
-    warmup: int
-    steps: int
+    def __init__(self, cfg, device: torch.device, warmup: int, steps: int) -> None:
+        self.warmup, self.steps = warmup, steps  # read by _report_step, which the constructor does not call
+        super().__init__(cfg, device)
 
     def _report_step(self) -> None:
         super()._report_step()
@@ -69,9 +70,7 @@ def run(root: str, fmt: str, out: str, args, overrides: list[str]) -> float:
         "train": {"output_dir": out, "epochs": 1, "batch_size": args.batch, "precision": "bf16", "progress": False,
                   "tensorboard": False, "device": "cuda", "ema_decay": 0.999,
                   "stop_after_steps": args.warmup + args.steps, "checkpoint_every": 100_000}}, overrides=overrides)
-    trainer = _TimedTrainer.__new__(_TimedTrainer)
-    trainer.warmup, trainer.steps = args.warmup, args.steps
-    Trainer.__init__(trainer, cfg, torch.device("cuda"))
+    trainer = _TimedTrainer(cfg, torch.device("cuda"), args.warmup, args.steps)
     trainer.fit()
     return (trainer.t1 - trainer.t0) / args.steps
 
