@@ -29,9 +29,14 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+# compiled modes keep their artifacts in the caches on disk (read when torch's inductor config is imported), which a
+# run with --warm-jobs fills first
+os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 # audiomamba is imported from PYTHONPATH / the installed package, never from a path fixed here: A/B runs
 # (bench/dev/ab_models.sh) point PYTHONPATH at different source trees, and the JSON records which one ran.
@@ -335,19 +340,106 @@ def _best(row, kind):
     return mode, v
 
 
+def _warm_one(args):
+    """``--warm-one MODEL,KIND,MODE``: build the model and make the mode's first call (compiling it), so that the
+    compile caches on disk (Triton's, inductor's FX-graph and AOTAutograd caches) hold its artifacts; prints one
+    JSON line with the first call's seconds."""
+    name, kind, mode = args.warm_one.split(",")
+    m, fn = build(name)
+    m = m.cuda()
+    spec = torch.randn(args.batch, FRAMES_10S, 64, device="cuda")
+    f = _infer_fn(fn, mode)
+    t0 = time.perf_counter()
+    if kind == "infer":
+        m.eval()
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            f(spec)
+    else:
+        m.train()
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True)
+        _train_step(m, f, spec, torch.rand(args.batch, m_num_classes(m), device="cuda"), opt)
+    torch.cuda.synchronize()
+    print(json.dumps({"unit": args.warm_one, "first_call_s": time.perf_counter() - t0}), flush=True)
+
+
+def _warm_caches(args, units: list[tuple[str, str, str]]) -> dict[str, float]:
+    """Compile every unit (model, kind, mode) once in its own process, ``--warm-jobs`` at a time, before any
+    timing: compiling is host work (tracing, lowering, Triton's compiler), so units compile side by side on the
+    machine's cores, and the timed run that follows finds their artifacts in the caches on disk.  Nothing is timed
+    while the units compile.  Returns each unit's cold first-call seconds (or the failure's last line)."""
+    import subprocess
+
+    env = dict(os.environ, TORCHINDUCTOR_FX_GRAPH_CACHE="1", TORCHINDUCTOR_AUTOGRAD_CACHE="1",
+               TORCHINDUCTOR_COMPILE_THREADS=str(max(1, (os.cpu_count() or 2) // args.warm_jobs)))
+    pending = list(units)
+    running: list[tuple[str, subprocess.Popen, float]] = []
+    cold: dict = {}
+    t_start = time.time()
+    while pending or running:
+        while pending and len(running) < args.warm_jobs:
+            unit = ",".join(pending.pop(0))
+            cmd = [sys.executable, os.path.abspath(__file__), "--warm-one", unit, "--batch", str(args.batch)]
+            running.append((unit, subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                   text=True), time.time()))
+        time.sleep(0.5)
+        for item in list(running):
+            unit, proc, t0 = item
+            if proc.poll() is None and time.time() - t0 < args.warm_timeout_s:
+                continue
+            if proc.poll() is None:
+                proc.kill()
+            out, err = proc.communicate()
+            running.remove(item)
+            got = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+            cold[unit] = got[0]["first_call_s"] if got else (err.strip().splitlines() or ["killed"])[-1][:200]
+            log(f"warm {unit}: {cold[unit]}")
+    log(f"[warm-up: {len(units)} units, {args.warm_jobs} at a time, {time.time() - t_start:.0f} s]")
+    return cold
+
+
+def _resumed_rows(path: str | None) -> dict[str, dict]:
+    """The model rows of an earlier bench_gpu.json (``--resume``), by model name."""
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        old = json.load(f)
+    RESULTS.setdefault("meta", {})["resumed_from"] = old.get("meta")
+    return {r["model"]: r for r in old.get("models", []) if "error" not in r}
+
+
 def sec_models(args):
     """Every model in every mode a user can run it in (eager, CUDA graph, torch.compile, compile
     "reduce-overhead"), inference and training step, and the headline: each model's best against each peer's best.
-    ``--compile-models`` limits the compiled modes to some models (compiling costs 20-90 s per model and mode)."""
+    ``--compile-models`` limits the compiled modes to some models (compiling costs 20-110 s per model and mode);
+    ``--warm-jobs N`` compiles them all side by side first (:func:`_warm_caches`); ``--resume FILE`` keeps the
+    modes an earlier run of this section measured and times only the rest."""
     batch = args.batch
     rows = []
     names = [n for n in args.models.split(",") if n]
     comp = set(names if args.compile_models == "all" else [n for n in args.compile_models.split(",") if n])
+    done = _resumed_rows(args.resume)
+    plan = [(name, kind, mode) for name in names
+            for kind, modes in (("infer", args.infer_modes), ("train", args.train_modes))
+            for mode in modes.split(",") if mode and (not mode.startswith("compile") or name in comp)
+            and f"{kind}_{mode}_clips_s" not in done.get(name, {})]
+    cold = {}
+    if args.warm_jobs > 1:
+        # the train units first (the longest compiles), then one eager unit per model (Triton's scan kernels)
+        units = sorted({u for u in plan if u[2].startswith("compile")}, key=lambda u: (u[1] != "train", u))
+        units += sorted({(n, "infer", "eager") for n, _, _ in plan})
+        cold = _warm_caches(args, units)
+        RESULTS["meta"]["warm_jobs"] = args.warm_jobs
     deadline = time.time() + args.budget_s if args.budget_s else None
     for name in names:
-        row = {"model": name, "batch": batch}
+        row = dict(done.get(name, {"model": name, "batch": batch}))
         rows.append(row)
         RESULTS["models"] = rows
+        for unit, v in cold.items():
+            n, kind, mode = unit.split(",")
+            if n == name and isinstance(v, float):
+                row[f"{kind}_{mode}_cold_first_call_s"] = v
+        if not any(u[0] == name for u in plan):
+            continue  # every mode kept from --resume
         try:
             m, fn = build(name)
             m = m.cuda()
@@ -356,7 +448,7 @@ def sec_models(args):
             for kind, modes, timer in (("infer", args.infer_modes.split(","), _time_infer),
                                        ("train", args.train_modes.split(","), _time_train)):
                 for mode in [m for m in modes if m]:
-                    if mode.startswith("compile") and name not in comp:
+                    if (name, kind, mode) not in plan:
                         continue
                     if deadline and mode.startswith("compile") and time.time() > deadline:
                         row[f"{kind}_{mode}_error"] = "skipped: --budget-s reached"
@@ -689,6 +781,12 @@ def main():
     ap.add_argument("--train-modes", default=",".join(TRAIN_MODES), help="models section: training modes to time")
     ap.add_argument("--budget-s", type=float, default=0, help="models section: skip compiled modes once this many "
                     "seconds have passed (0: no limit)")
+    ap.add_argument("--warm-jobs", type=int, default=0, help="models section: compile every compiled mode in "
+                    "this many processes side by side before timing (0: compile while timing, one at a time)")
+    ap.add_argument("--warm-timeout-s", type=float, default=420, help="models section: a warm-up unit's time limit")
+    ap.add_argument("--resume", default=None, help="models section: an earlier bench_gpu.json whose measured modes "
+                    "are kept (only the missing ones are timed)")
+    ap.add_argument("--warm-one", default=None, help=argparse.SUPPRESS)  # a warm-up unit (--warm-jobs)
     ap.add_argument("--segments", type=int, default=None, help="set the scan forward's segments per stream "
                     "(ops.ScanConfig.segments; 0: its rule, ops.plan_segments); default: the config's own setting")
     args = ap.parse_args()
@@ -699,10 +797,12 @@ def main():
     knobs = contextlib.ExitStack()  # scan knobs for the whole run (never closed: the process ends with it)
     if args.segments is not None:
         knobs.enter_context(ops.scan_config(segments=args.segments or None))
-    os.makedirs(args.out, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
+    if args.warm_one:
+        return _warm_one(args)
+    os.makedirs(args.out, exist_ok=True)
     RESULTS["meta"] = {
         "device": torch.cuda.get_device_name(), "torch": torch.__version__,
         "triton": __import__("triton").__version__, "date": datetime.date.today().isoformat(),

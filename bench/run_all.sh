@@ -8,6 +8,8 @@
 #   models  GPU: bench_gpu.py ceil,models,profile: every model (Audio Mamba sizes and the peers) in eager,
 #           CUDA-graph, torch.compile and compile "reduce-overhead" modes, the headline (best against best), and
 #           where tiny_v2's time goes against its floors               -> OUT/gpu/bench_gpu.json, bench_gpu.png
+#           (every compiled mode is first compiled in WARM_JOBS processes side by side, then all are timed one by
+#           one; RESUME=an earlier OUT/gpu/bench_gpu.json times only the modes it lacks)
 #   latency GPU: bench_gpu.py kernel,latency,length (the scan kernel against copy bandwidth; batch 1, 10 s to
 #           10 min)                                                     -> OUT/gpu_latency/bench_gpu.json
 #   tag     GPU: Tagger.tag_files end to end on 10 s files (32 kHz mono WAV, 44.1 kHz stereo WAV and FLAC)
@@ -35,8 +37,9 @@ for stage in ${STAGES:-models latency tag loop ddp cpu}; do
     models)
       timeout "${MODELS_S:-560}" python3 bench/bench_gpu.py --out "$OUT/gpu" --sections ceil,models,profile \
         --models "${MODELS:-audiomamba_tiny_v2,swin_t_htsat_like,cnn14_panns_like,vit_b_ast_like,audiomamba_tiny,audiomamba_micro,audiomamba_nano}" \
-        --compile-models "${COMPILE_MODELS:-all}" --budget-s "${COMPILE_BUDGET_S:-0}" > "$OUT/gpu.log" 2>&1
-      grep "^|\|^##\|Error" "$OUT/gpu.log" ;;
+        --compile-models "${COMPILE_MODELS:-all}" --budget-s "${COMPILE_BUDGET_S:-0}" --warm-jobs "${WARM_JOBS:-8}" \
+        ${RESUME:+--resume "$RESUME"} > "$OUT/gpu.log" 2>&1
+      grep "^|\|^##\|Error\|^warm\|^\[" "$OUT/gpu.log" ;;
     latency)
       timeout "${LATENCY_S:-300}" python3 bench/bench_gpu.py --out "$OUT/gpu_latency" --sections ceil,kernel,latency,length > "$OUT/gpu_latency.log" 2>&1
       grep "^|\|^##\|Error" "$OUT/gpu_latency.log" ;;
