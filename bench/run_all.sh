@@ -45,7 +45,7 @@ for stage in ${STAGES:-models latency tag loop ddp cpu}; do
       grep "^|\|^##\|Error" "$OUT/gpu_latency.log" ;;
     tag)
       timeout "${TAG_S:-300}" python3 bench/bench_tag_files.py --device cuda --files "${FILES:-2048}" \
-        --workers "${WORKERS:-0,8,15}" --resample both --json "$OUT/tag_files.json" > "$OUT/tag_files.log" 2>&1
+        --workers "${WORKERS:-0,8,15}" --resample both --profile --json "$OUT/tag_files.json" > "$OUT/tag_files.log" 2>&1
       grep -v "Warn" "$OUT/tag_files.log" | tail -n 25 ;;
     loop)
       timeout "${LOOP_S:-300}" python3 bench/bench_train_loop.py --out "$OUT/loop" --workers "${LOOP_WORKERS:-14}" \
