@@ -277,5 +277,9 @@ def test_graphed_training_under_torchrun_matches_one_process(toy, tmp_path):
     assert "all-reduced after the backward" in proc.stderr, proc.stderr[-3000:]
     a, b = load_file(tmp_path / "one" / "final.safetensors"), load_file(tmp_path / "ddp" / "final.safetensors")
     assert single["steps"] == 4 and a.keys() == b.keys()
+    # Two CUDA runs are not bit-identical (the scan's backward sums with atomics, in no fixed order) and AdamW turns
+    # gradient noise into steps of up to lr; 2026-12-02 on an H200 the largest difference was 2.5e-5 (lr 3e-3)
     for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), rtol=0, atol=1e-5), (k, (a[k].float() - b[k].float()).abs().max())
+        assert torch.allclose(a[k].float(), b[k].float(), rtol=0, atol=1e-4), (k, (a[k].float() - b[k].float()).abs().max())
+    drift = sum(float((a[k].float() - b[k].float()).norm() ** 2) for k in a) ** 0.5
+    assert drift < 1e-3 * sum(float(a[k].float().norm() ** 2) for k in a) ** 0.5
