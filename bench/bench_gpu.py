@@ -732,38 +732,51 @@ def sec_latency(args):
 
 
 def plot(path):
+    """One panel per section present in RESULTS: models (every mode, inference and training), length, kernel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5))
-    if "models" in RESULTS:
-        rows = [r for r in RESULTS["models"] if "error" not in r]
-        names = [r["model"].replace("audiomamba_", "am_") for r in rows]
-        xs = range(len(rows))
-        axes[0].bar([x - 0.2 for x in xs], [_best(r, "infer")[1] or 0 for r in rows], 0.4, label="inference (best mode)")
-        axes[0].bar([x + 0.2 for x in xs], [_best(r, "train")[1] or 0 for r in rows], 0.4, label="train step (best mode)")
-        axes[0].set_xticks(list(xs), names, rotation=30, ha="right")
-        axes[0].set_ylabel("clips/s (10 s, batch 64, bf16)")
-        axes[0].legend()
-    if "length" in RESULTS:
-        for name in sorted({r["model"] for r in RESULTS["length"]}):
-            pts = [(r["seconds"], r["ms"]) for r in RESULTS["length"] if r["model"] == name and "ms" in r]
-            axes[1].loglog(*zip(*pts), "o-", label=name)
-        axes[1].set_xlabel("audio seconds (batch 1)")
-        axes[1].set_ylabel("ms per clip")
-        axes[1].legend()
-    if "kernel" in RESULTS:
-        rows = RESULTS["kernel"]
-        xs = range(len(rows))
-        axes[2].bar(list(xs), [r["triton_fwd_TBps"] for r in rows])
-        if "ceilings" in RESULTS:
-            axes[2].axhline(RESULTS["ceilings"]["copy_TBps"], color="k", ls="--", label="device copy")
-            axes[2].axhline(RESULTS["ceilings"]["copy_TBps"] / 2, color="r", ls=":", label="50% target")
-        axes[2].set_xticks(list(xs), [r["case"].split(" (")[0] for r in rows], rotation=30, ha="right")
-        axes[2].set_ylabel("scan fwd TB/s (bytes it must move)")
-        axes[2].legend()
+    panels = [k for k in ("models", "length", "kernel") if RESULTS.get(k)]
+    if not panels:
+        return
+    widths = {"models": 2.2, "length": 1.0, "kernel": 1.0}
+    fig, axes = plt.subplots(1, len(panels), figsize=(sum(6 * widths[p] for p in panels), 5), squeeze=False,
+                             gridspec_kw={"width_ratios": [widths[p] for p in panels]})
+    for ax, panel in zip(axes[0], panels):
+        if panel == "models":
+            rows = [r for r in RESULTS["models"] if "error" not in r]
+            names = [r["model"].replace("audiomamba_", "am_").replace("_htsat_like", "").replace("_ast_like", "")
+                     .replace("_panns_like", "") for r in rows]
+            cols = [(k, m) for k in ("infer", "train") for m in INFER_MODES]
+            w = 0.8 / len(cols)
+            for i, (k, mode) in enumerate(cols):
+                xs = [x - 0.4 + (i + 0.5) * w for x in range(len(rows))]
+                ax.bar(xs, [r.get(f"{k}_{mode}_clips_s", 0) for r in rows], w,
+                       label=f"{'inference' if k == 'infer' else 'training'}, {MODE_NAMES[mode]}",
+                       color=plt.cm.Blues(0.35 + 0.17 * i) if k == "infer" else plt.cm.Oranges(0.35 + 0.17 * (i - 4)))
+            ax.set_xticks(list(range(len(rows))), names, rotation=20, ha="right")
+            ax.set_ylabel("clips/s (10 s, batch 64, bf16)")
+            ax.set_title("every model in every mode")
+            ax.legend(fontsize=7, ncol=2)
+        elif panel == "length":
+            for name in sorted({r["model"] for r in RESULTS["length"]}):
+                pts = [(r["seconds"], r["ms"]) for r in RESULTS["length"] if r["model"] == name and "ms" in r]
+                ax.loglog(*zip(*pts), "o-", label=name)
+            ax.set_xlabel("audio seconds (batch 1)")
+            ax.set_ylabel("ms per clip")
+            ax.legend()
+        else:
+            rows = RESULTS["kernel"]
+            xs = range(len(rows))
+            ax.bar(list(xs), [r["triton_fwd_TBps"] for r in rows])
+            if "ceilings" in RESULTS:
+                ax.axhline(RESULTS["ceilings"]["copy_TBps"], color="k", ls="--", label="device copy")
+                ax.axhline(RESULTS["ceilings"]["copy_TBps"] / 2, color="r", ls=":", label="50% target")
+            ax.set_xticks(list(xs), [r["case"].split(" (")[0] for r in rows], rotation=30, ha="right")
+            ax.set_ylabel("scan fwd TB/s (bytes it must move)")
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -787,6 +800,8 @@ def main():
     ap.add_argument("--resume", default=None, help="models section: an earlier bench_gpu.json whose measured modes "
                     "are kept (only the missing ones are timed)")
     ap.add_argument("--warm-one", default=None, help=argparse.SUPPRESS)  # a warm-up unit (--warm-jobs)
+    ap.add_argument("--plot", default=None, metavar="JSON", help="only draw the plot of an earlier bench_gpu.json "
+                    "(into --out)")
     ap.add_argument("--segments", type=int, default=None, help="set the scan forward's segments per stream "
                     "(ops.ScanConfig.segments; 0: its rule, ops.plan_segments); default: the config's own setting")
     args = ap.parse_args()
@@ -803,6 +818,10 @@ def main():
     if args.warm_one:
         return _warm_one(args)
     os.makedirs(args.out, exist_ok=True)
+    if args.plot:
+        with open(args.plot) as f:
+            RESULTS.update(json.load(f))
+        return plot(os.path.join(args.out, "bench_gpu.png"))
     RESULTS["meta"] = {
         "device": torch.cuda.get_device_name(), "torch": torch.__version__,
         "triton": __import__("triton").__version__, "date": datetime.date.today().isoformat(),
