@@ -6,6 +6,7 @@
 #   BUDGET_S wall-clock limit of the training command in seconds (default: none); the best validated checkpoint
 #            so far is kept when it is reached
 #   OUT      where the results go (default runs/pretrain_out)
+#   BENCH_BANK=0 skips timing the bank's loader first
 set -uo pipefail
 CONFIG=${CONFIG:-configs/pretrain_micro_v2.yaml}
 OUT=${OUT:-runs/pretrain_out}
@@ -17,8 +18,10 @@ fi
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 RUN=$(python3 -c "import sys; from audiomamba.training.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).train.output_dir)" "$CONFIG" "$@") || exit 1
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-python3 bench/bench_bank.py --bank .bank --workers 14 --clips 3072 --train-clips 20000 > "$OUT/bench_bank.json" 2> "$OUT/bench_bank.err"
-tail -n 12 "$OUT/bench_bank.json"
+if [ "${BENCH_BANK:-1}" = 1 ]; then
+  python3 bench/bench_bank.py --bank .bank --workers 14 --clips 3072 --train-clips 20000 > "$OUT/bench_bank.json" 2> "$OUT/bench_bank.err"
+  tail -n 12 "$OUT/bench_bank.json"
+fi
 start=$(date +%s)
 if [ -n "${BUDGET_S:-}" ]; then
   timeout --signal=INT "$BUDGET_S" python3 -m audiomamba train --config "$CONFIG" "$@" > "$OUT/train.log" 2>&1
