@@ -42,11 +42,14 @@ FOLD_WINDOWS = PiecePlan.windowed(FOLD_FRAMES, FOLD_FRAMES // 2)  # a fold-layou
 @dataclass
 class AudioMambaOutput:
     """``logits`` (B, classes); ``framewise_logits`` (B, frames, classes) aligned to the input's frames, or
-    None for the linear head; ``embedding`` (B, D)."""
+    None for the linear head; ``embedding`` (B, D); ``step_logits`` (B, classes, steps): the token-semantic
+    head's logits per valid time step (:meth:`AudioMamba.step_grid` says what part of the input each covers),
+    None for the linear head and for outputs stitched from windows."""
 
     logits: torch.Tensor
     framewise_logits: torch.Tensor | None
     embedding: torch.Tensor
+    step_logits: torch.Tensor | None = None
 
     def __getitem__(self, key: str) -> torch.Tensor | None:
         return getattr(self, key)
@@ -155,7 +158,7 @@ class AudioMamba(nn.Module):
         was made in; None: the model's)."""
         logits, steps, embedding = self.head(features, valid_steps)
         framewise = None if steps is None else self._steps_to_frames(steps, frames, self._layout(layout))
-        return AudioMambaOutput(logits, framewise, embedding)
+        return AudioMambaOutput(logits, framewise, embedding, None if steps is None else steps[..., :valid_steps])
 
     def _steps_to_frames(self, steps: torch.Tensor, frames: int, layout: str) -> torch.Tensor:
         """(B, classes, steps) -> (B, frames, classes): each step covers 32 frames of the (folded or padded)
@@ -173,6 +176,25 @@ class AudioMamba(nn.Module):
         else:
             x = steps[..., torch.arange(frames, device=dev) // PATCH_STRIDE]
         return x.transpose(1, 2)
+
+    def step_grid(self, samples: int, layout: str | None = None) -> tuple[int, float]:
+        """The head's time steps on a ``samples``-long input: ``(steps, span)``, the number of valid steps and the
+        fraction of the input they cover together, in equal shares from its start (step ``j`` covers
+        ``[j, j + 1) * span / steps``), on the time line where frame ``k`` of ``frames`` covers
+        ``[k, k + 1) / frames``.  As :meth:`_steps_to_frames` maps them: in native layout a step is 32 frames and
+        the last one runs into the padding (``span >= 1``); in fold layout the 32 steps share the 1024-frame grid
+        that the input's frames are resized onto (``span`` about 1).  A fold-layout input of more than 1024 frames
+        has no one grid (a random crop in training, windows at inference): ``ValueError``."""
+        frames = self.frontend.num_frames(samples)
+        if self._layout(layout) == "native":
+            steps = -(-frames // PATCH_STRIDE)
+            return steps, steps * PATCH_STRIDE / frames
+        if frames > FOLD_FRAMES:
+            raise ValueError(f"fold layout: an input of {frames} frames (more than {FOLD_FRAMES}) is cropped or "
+                             "windowed, so its time steps have no fixed place in it")
+        steps = FOLD_FRAMES // PATCH_STRIDE
+        # the grid's frame g sits at input frame g * (frames - 1) / (FOLD_FRAMES - 1) (align_corners)
+        return steps, FOLD_FRAMES * max(frames - 1, 1) / ((FOLD_FRAMES - 1) * frames)
 
     def forward_spectrogram(self, spec: torch.Tensor, layout: str | None = None) -> AudioMambaOutput:
         """Spectrogram ``(B, frames, 64)`` of any length (from :meth:`spectrogram`) -> :class:`AudioMambaOutput`.
