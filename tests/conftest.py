@@ -1,4 +1,5 @@
-"""Shared fixtures: small randomly initialised checkpoints (no trained weights exist yet) and audio files."""
+"""Shared fixtures: small randomly initialised checkpoints (no trained weights exist yet) and audio files; helpers
+to find where a training crop came from and where its strong labels lie."""
 
 from __future__ import annotations
 
@@ -23,6 +24,28 @@ def _seed():
 
 def noise(seconds: float, sr: int = SR, amp: float = 0.1, seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal(int(seconds * sr)) * amp).astype(np.float32)
+
+
+def locate(part: np.ndarray, whole: np.ndarray) -> int:
+    """Where ``part`` starts in ``whole``, sample for sample (it must be there exactly once)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    probe = part[:64]
+    starts = np.flatnonzero((sliding_window_view(whole, len(probe)) == probe).all(axis=1))
+    starts = [a for a in starts if np.array_equal(whole[a: a + len(part)], part)]
+    assert len(starts) == 1, f"found {len(starts)} times"
+    return int(starts[0])
+
+
+def event_mask(events, num_classes: int, n: int, scale: float) -> np.ndarray:
+    """``(num_classes, n)`` bool: sample ``i`` is marked for each ``(class, onset, offset)`` (times in units of
+    ``scale`` samples, class < 0 ignored) that holds its centre."""
+    mask = np.zeros((num_classes, n), dtype=bool)
+    centres = (np.arange(n) + 0.5) / scale
+    for c, on, off in events:
+        if c >= 0:
+            mask[int(c)] |= (centres >= on) & (centres < off)
+    return mask
 
 
 @pytest.fixture(scope="session")

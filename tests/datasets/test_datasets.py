@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from audiomamba.datasets import ClipDataset, DatasetError, collate, detect_format, open_split
 from audiomamba.datasets.sampler import BatchSampler
 from audiomamba.soundscapes.toy import make_toy_dataset
+from conftest import event_mask, locate
 
 SR = 16000
 
@@ -135,6 +137,76 @@ def test_training_crops_are_reproducible_and_event_aware(toy):
     a, b = ds[(1, 1234)], ds[(1, 1234)]
     assert np.array_equal(a["wave"], b["wave"]) and len(a["wave"]) == int(0.3 * SR)
     assert a["target"].sum() <= len(cs.clips[1].targets)
+
+
+def _expected_mask(ds, clip, full_len, crop_at, kept, pad_at, shift, n):
+    """Where the clip's events must lie in a training item, sample by sample: each event that counts for the crop
+    (overlap >= min(min_event_overlap, half its length)), marked on the whole clip, cut, padded and rolled."""
+    lo = crop_at / SR
+    hi = lo + ds.clip_seconds
+    counted = [e for e in clip.events if min(e[2], hi) - max(e[1], lo) >= min(ds.min_event_overlap, (e[2] - e[1]) / 2)]
+    whole = event_mask(counted, ds.cs.num_classes, full_len, SR)
+    item = np.zeros((ds.cs.num_classes, n), dtype=bool)
+    item[:, pad_at: pad_at + kept] = whole[:, crop_at: crop_at + kept]
+    return np.roll(item, shift, axis=1)
+
+
+@pytest.mark.parametrize("clip_seconds,time_shift", [(0.4, 0.0), (0.4, 0.5), (1.5, 0.0), (1.5, 0.5)],
+                         ids=["crop", "crop+shift", "pad", "pad+shift"])
+def test_collated_events_follow_the_crop(toy, clip_seconds, time_shift):
+    """The batch's strong labels (class, onset, offset as fractions of the crop) lie where the clip's events are
+    in the cropped (or padded) and rolled waveform: the crop, padding and roll are recovered from the audio."""
+    cs = open_split(toy, "train")
+    plain = ClipDataset(cs, SR, train=True, clip_seconds=clip_seconds)
+    ds = ClipDataset(cs, SR, train=True, clip_seconds=clip_seconds, time_shift=time_shift)
+    keys = [(i, 100 + 7 * i + s) for s in range(3) for i in range(len(cs))]
+    items = [ds[k] for k in keys]
+    batch = collate(items)
+    n = int(round(clip_seconds * SR))
+    assert batch["events"].shape == (len(keys), 16, 3) and batch["has_events"].all() and batch["events_overflow"] == 0
+    for row, (i, seed), item in zip(range(len(keys)), keys, items):
+        clip, wave = cs.clips[i], plain[(i, seed)]["wave"]  # the same crop and padding, not rolled
+        full = ClipDataset(cs, SR)[i]["wave"]
+        if len(full) > n:
+            crop_at, kept, pad_at = locate(wave, full), n, 0
+        else:
+            crop_at, kept, pad_at = 0, len(full), locate(full, wave)
+        shift = (-locate(item["wave"], np.concatenate([wave, wave[:-1]]))) % n
+        want = _expected_mask(ds, clip, len(full), crop_at, kept, pad_at, shift, n)
+        got = event_mask(batch["events"][row].tolist(), cs.num_classes, n, n)
+        assert (want != got).sum() <= 4 * len(clip.events), (i, seed)
+        rows = batch["events"][row]
+        assert set(rows[rows[:, 0] >= 0, 0].long().tolist()) == set(np.flatnonzero(item["target"]).tolist())
+        assert ((rows[:, 0] == -1) == (rows[:, 2] == 0)).all() and (rows[:, 1:] >= 0).all() and (rows[:, 1:] <= 1).all()
+
+
+def test_weak_clips_and_crowded_clips_have_no_frame_targets(toy):
+    """A clip with a label that has no events gets no events (has_events false); so does one with more event
+    rows than a batch holds, counted; same-class events that overlap are merged into one row."""
+    from dataclasses import replace
+
+    from audiomamba.datasets.loader import MAX_EVENTS, batch_events
+
+    cs = open_split(toy, "train")
+    clip = cs.clips[0]
+    other = next(t for t in range(cs.num_classes) if t not in clip.targets)
+    weak = replace(cs, clips=[replace(clip, targets=clip.targets + (other,))])
+    item = ClipDataset(weak, SR, train=True, clip_seconds=0.4)[(0, 1)]
+    assert item["events"] is None and item["target"][other] == 1
+    crowded = [(0, 0.01 * k, 0.01 * k + 0.005) for k in range(MAX_EVENTS + 1)]
+    overlapping = [(1, 0.1, 0.3), (1, 0.2, 0.5), (1, 0.6, 0.7), (2, 0.25, 0.4)]
+    sets = [replace(cs, clips=[replace(clip, targets=tuple(sorted({e[0] for e in evs})), events=tuple(evs))])
+            for evs in (crowded, overlapping)]
+    items = [ClipDataset(c, SR)[0] for c in sets] + [item]
+    batch = collate(items)
+    assert batch["has_events"].tolist() == [False, True, False] and batch["events_overflow"] == 1
+    n = batch["wave"].shape[1]
+    rows = batch["events"][1]
+    want = torch.tensor([[1, 0.1, 0.5], [1, 0.6, 0.7], [2, 0.25, 0.4]]) * torch.tensor([1, SR / n, SR / n])
+    torch.testing.assert_close(rows[:3], want)
+    assert (rows[3:, 0] == -1).all() and (batch["events"][0, :, 0] == -1).all()
+    events, has, overflow = batch_events([None], 100)
+    assert events.shape == (1, MAX_EVENTS, 3) and not has.any() and overflow == 0
 
 
 def test_sampler_ranks_partition_global_batches(toy):

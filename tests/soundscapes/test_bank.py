@@ -15,6 +15,7 @@ from audiomamba.datasets import ClipDataset, DatasetError, collate, load_clip, o
 from audiomamba.soundscapes.bank import SourceBank, build_bank, open_bank
 from audiomamba.soundscapes.mixer import MixConfig
 from audiomamba.soundscapes.sources import active_region, user_items
+from conftest import event_mask, locate
 
 SR_SRC = 16000
 SR = 16000
@@ -177,3 +178,26 @@ def test_cli_builds_a_bank_from_a_source_folder(source_dir, tmp_path, capsys):
     assert cli_main(["data", "bank", "--out", str(tmp_path / "b2"), "--source-dir", str(source_dir), "--no-builtin",
                      "--clips", "train=0", "-q"]) == 2
     assert "clips per split" in capsys.readouterr().err
+
+
+def test_collated_strong_labels_of_random_crops(bank_dir):
+    """A batch of random 2 s crops of the bank's 3 s soundscapes carries each crop's events (clip events cut to
+    the crop, as fractions of it): the crop is found in the rendered clip, and the events marked there agree."""
+    cs = open_split(bank_dir, "train")
+    ds = ClipDataset(cs, SR, train=True, clip_seconds=2.0)
+    keys = [(i, 300 + i) for i in range(12)]
+    items = [ds[k] for k in keys]
+    batch = collate(items)
+    n = 2 * SR
+    assert batch["has_events"].all() and batch["events"].shape == (12, 16, 3)
+    for row, (i, _), item in zip(range(12), keys, items):
+        clip = cs.clips[i]
+        full = load_clip(clip, SR)
+        a = locate(item["wave"], full)
+        counted = [e for e in clip.events
+                   if min(e[2], a / SR + 2.0) - max(e[1], a / SR) >= min(ds.min_event_overlap, (e[2] - e[1]) / 2)]
+        want = event_mask(counted, cs.num_classes, len(full), SR)[:, a: a + n]
+        got = event_mask(batch["events"][row].tolist(), cs.num_classes, n, n)
+        assert (want != got).sum() <= 4 * len(clip.events), i
+        classes = batch["events"][row, :, 0]
+        assert set(classes[classes >= 0].long().tolist()) == set(np.flatnonzero(item["target"]).tolist())

@@ -51,11 +51,13 @@ def mix_waves(x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
 
 def mix_targets(y: torch.Tensor, lam: torch.Tensor, mode: str = "mix") -> torch.Tensor:
     """``mix``: ``lam*y + (1-lam)*y_partner`` (HTS-AT); ``max``: the union of both label sets (label-mixing
-    variant for multi-label data, where both sounds are present)."""
+    variant for multi-label data, where both sounds are present).  ``y``: ``(B, classes)`` clip targets or
+    ``(B, classes, steps)`` frame targets."""
+    lam = lam.view(-1, *([1] * (y.dim() - 1)))
     if mode == "max":
         mixed = torch.maximum(y, y.flip(0))
-        return torch.where(lam.view(-1, 1) < 1, mixed, y)
-    lam = lam.to(y.dtype).view(-1, 1)
+        return torch.where(lam < 1, mixed, y)
+    lam = lam.to(y.dtype)
     return lam * y + (1 - lam) * y.flip(0)
 
 

@@ -48,6 +48,12 @@ class Clip:
     def name(self) -> str:
         return self.key or self.path
 
+    @property
+    def strongly_labelled(self) -> bool:
+        """Whether every label of the clip has its events, so that where no event is, no labelled sound is (a
+        clip without labels counts: nothing is in it)."""
+        return set(self.targets) <= {e[0] for e in self.events}
+
 
 @dataclass
 class ClipSet:

@@ -23,7 +23,10 @@ from audiomamba.soundscapes.bank import open_bank
 log = logging.getLogger("audiomamba.datasets")
 
 FORMATS = ("auto", "manifest", "audioset", "esc50", "folder", "shards", "bank")
-__all__ = ["detect_format", "open_split", "load_clip", "describe_failure", "ClipDataset", "collate", "FORMATS"]
+__all__ = ["detect_format", "open_split", "load_clip", "describe_failure", "ClipDataset", "collate", "batch_events",
+           "FORMATS", "MAX_EVENTS"]
+
+MAX_EVENTS = 16  # strong-label rows per clip in a batch (see batch_events)
 
 
 def detect_format(data: str | Path) -> str:
@@ -139,9 +142,9 @@ def _known_duration(clip: Clip) -> float | None:
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """Clips -> ``{"wave", "target", "index"}`` (or ``{"index", "error"}`` for a clip that cannot be used: one
-    that does not decode, is truncated, or holds NaN or infinite samples anywhere -- checked on the whole clip,
-    before any crop; ``error`` names the file and why, see :func:`load_clip`).
+    """Clips -> ``{"wave", "target", "events", "index"}`` (or ``{"index", "error"}`` for a clip that cannot be
+    used: one that does not decode, is truncated, or holds NaN or infinite samples anywhere -- checked on the whole
+    clip, before any crop; ``error`` names the file and why, see :func:`load_clip`).
 
     Training (``train=True``): items are requested as ``(clip_index, seed)``; a ``clip_seconds`` crop at a random
     position (or the start without ``random_crop``), zero-padded at a random position, random gain (+-``gain_db``)
@@ -149,6 +152,9 @@ class ClipDataset(torch.utils.data.Dataset):
     whatever the number of workers.  With strong labels, a crop's targets are the events that overlap it by at
     least ``min_event_overlap`` s (labels without events are kept).
     Evaluation: the whole clip (at most ``eval_seconds``), at least ``min_seconds`` long.
+
+    ``events``: the strong labels where they are in ``wave`` (:meth:`_event_rows`), None for a clip with a label
+    that has no events (:attr:`~audiomamba.datasets.core.Clip.strongly_labelled`).
     """
 
     def __init__(self, clips: ClipSet, sample_rate: int, train: bool = False, clip_seconds: float = 10.0,
@@ -162,6 +168,11 @@ class ClipDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.cs.clips)
 
+    def _counts(self, on: float, off: float, lo: float, hi: float) -> bool:
+        """Whether an event ``[on, off]`` (seconds) belongs to the crop ``[lo, hi]``: it overlaps it by at least
+        ``min_event_overlap`` s, or by half its length when it is shorter than twice that."""
+        return min(off, hi) - max(on, lo) >= min(self.min_event_overlap, (off - on) / 2)
+
     def _target(self, clip: Clip, lo: float | None = None, hi: float | None = None) -> np.ndarray:
         y = np.zeros(self.cs.num_classes, dtype=np.float32)
         with_events = {e[0] for e in clip.events}
@@ -170,9 +181,38 @@ class ClipDataset(torch.utils.data.Dataset):
                 y[t] = 1.0
         if lo is not None:
             for t, on, off in clip.events:
-                if min(off, hi) - max(on, lo) >= min(self.min_event_overlap, (off - on) / 2):
+                if self._counts(on, off, lo, hi):
                     y[t] = 1.0
         return y
+
+    def _event_rows(self, clip: Clip, start: float, kept: int, crop: tuple[float, float] | None, pad_at: int = 0,
+                    shift: int = 0, n: int = 0) -> np.ndarray | None:
+        """The clip's events as they lie in an item's waveform: ``(E, 3)`` float64 rows ``(class, first sample,
+        end sample)``, or None when the clip is not strongly labelled.
+
+        The item holds ``kept`` samples of the clip from ``start`` seconds, after ``pad_at`` samples of padding,
+        rolled by ``shift`` samples in its ``n`` (an event cut by the roll becomes two rows).  Events are cut to
+        the audio kept; with ``crop`` (the training crop, seconds) only those that count for the crop's target
+        (:meth:`_counts`) are kept.  Overlapping events of one class are merged, so a class's rows never
+        overlap."""
+        if not clip.strongly_labelled:
+            return None
+        rows = []
+        for t, on, off in clip.events:
+            if crop is not None and not self._counts(on, off, *crop):
+                continue
+            a, b = max((on - start) * self.sr, 0.0), min((off - start) * self.sr, float(kept))
+            if b <= a:
+                continue
+            a, b = a + pad_at + shift, b + pad_at + shift
+            if shift:  # np.roll: sample i moves to (i + shift) mod n
+                wrap = math.floor(a / n) * n
+                a, b = a - wrap, b - wrap
+                if b > n:
+                    rows.append((t, 0.0, b - n))
+                    b = float(n)
+            rows.append((t, a, b))
+        return _merge_rows(rows)
 
     def __getitem__(self, item):
         idx, seed = item if isinstance(item, tuple) else (item, None)
@@ -181,10 +221,11 @@ class ClipDataset(torch.utils.data.Dataset):
             if self.train:
                 return self._train_item(idx, clip, seed or 0)
             x = load_clip(clip, self.sr, 0.0, self.eval_seconds)
+            events = self._event_rows(clip, 0.0, len(x), None)
             n = max(len(x), int(math.ceil(self.min_seconds * self.sr)))
             if len(x) < n:
                 x = np.pad(x, (0, n - len(x)))
-            return {"wave": x, "target": self._target(clip), "index": idx}
+            return {"wave": x, "target": self._target(clip), "events": events, "index": idx}
         except Exception as e:  # noqa: BLE001 - a bad clip is reported and skipped, not fatal
             return {"index": idx, "error": describe_failure(clip, e)}
 
@@ -204,31 +245,73 @@ class ClipDataset(torch.utils.data.Dataset):
                 a = int(rng.integers(0, len(x) - n + 1)) if self.random_crop else 0
                 start, x = a / self.sr, x[a: a + n]
         x = x[:n]
-        pad_at = 0
+        kept, pad_at, shift = len(x), 0, 0
         if len(x) < n:
             pad_at = int(rng.integers(0, n - len(x) + 1)) if self.random_crop else 0
             x = np.pad(x, (pad_at, n - len(x) - pad_at))
         if self.gain_db:
             x = x * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
         if self.time_shift:
-            x = np.roll(x, int(rng.integers(-int(self.time_shift * n), int(self.time_shift * n) + 1)))
-        target = self._target(clip, start, start + self.clip_seconds) if clip.events else self._target(clip)
-        return {"wave": np.ascontiguousarray(x, dtype=np.float32), "target": target, "index": idx}
+            shift = int(rng.integers(-int(self.time_shift * n), int(self.time_shift * n) + 1))
+            x = np.roll(x, shift)
+        crop = (start, start + self.clip_seconds)
+        target = self._target(clip, *crop) if clip.events else self._target(clip)
+        events = self._event_rows(clip, start, kept, crop, pad_at, shift, n)
+        return {"wave": np.ascontiguousarray(x, dtype=np.float32), "target": target, "events": events, "index": idx}
+
+
+def _merge_rows(rows: list[tuple[int, float, float]]) -> np.ndarray:
+    """``(class, a, b)`` intervals -> ``(E, 3)`` float64, sorted by class and start, overlapping or touching
+    intervals of one class merged into one."""
+    merged: list[list[float]] = []
+    for t, a, b in sorted(rows):
+        if merged and merged[-1][0] == t and a <= merged[-1][2]:
+            merged[-1][2] = max(merged[-1][2], b)
+        else:
+            merged.append([t, a, b])
+    return np.array(merged, dtype=np.float64).reshape(-1, 3)
+
+
+def batch_events(rows: list[np.ndarray | None], samples: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The strong labels of a batch in a fixed shape, for the frame loss to rasterise on any step grid.
+
+    ``rows``: each clip's :meth:`ClipDataset._event_rows` (in samples of its waveform), ``samples``: the batch's
+    waveform length.  Returns ``events`` ``(B, MAX_EVENTS, 3)`` float32 rows ``(class, onset, offset)`` with
+    onset and offset as fractions of ``samples`` (padding rows: class -1, onset = offset = 0), ``has_events``
+    ``(B,)`` bool (the clip is strongly labelled and its rows fit), and the number of strongly labelled clips
+    with more than :data:`MAX_EVENTS` rows, which get ``has_events`` False rather than lose events."""
+    events = torch.zeros(len(rows), MAX_EVENTS, 3)
+    events[..., 0] = -1
+    has = torch.zeros(len(rows), dtype=torch.bool)
+    overflow = 0
+    for i, r in enumerate(rows):
+        if r is None:
+            continue
+        if len(r) > MAX_EVENTS:
+            overflow += 1
+            continue
+        has[i] = True
+        if len(r):
+            events[i, : len(r), 0] = torch.from_numpy(r[:, 0])
+            events[i, : len(r), 1:] = torch.from_numpy(r[:, 1:] / samples)
+    return events, has, overflow
 
 
 def collate(items: list[dict]) -> dict:
     """Stack good items (zero-padding waves to the longest); bad ones go to ``"errors"`` (their messages) and
-    ``"error_indices"`` (their clip indices)."""
+    ``"error_indices"`` (their clip indices).  The strong labels: ``"events"``, ``"has_events"`` and
+    ``"events_overflow"`` (:func:`batch_events`)."""
     good = [it for it in items if "error" not in it]
     errors = [it["error"] for it in items if "error" in it]
     bad = [it["index"] for it in items if "error" in it]
     if not good:
         return {"wave": None, "target": None, "index": torch.zeros(0, dtype=torch.long), "lengths": None,
-                "errors": errors, "error_indices": bad}
+                "errors": errors, "error_indices": bad, "events": None, "has_events": None, "events_overflow": 0}
     n = max(len(it["wave"]) for it in good)
     wave = torch.zeros(len(good), n)
     for i, it in enumerate(good):
         wave[i, : len(it["wave"])] = torch.from_numpy(it["wave"])
+    events, has_events, overflow = batch_events([it.get("events") for it in good], n)
     return {
         "wave": wave,
         "target": torch.from_numpy(np.stack([it["target"] for it in good])),
@@ -236,4 +319,7 @@ def collate(items: list[dict]) -> dict:
         "lengths": torch.tensor([len(it["wave"]) for it in good], dtype=torch.long),
         "errors": errors,
         "error_indices": bad,
+        "events": events,
+        "has_events": has_events,
+        "events_overflow": overflow,
     }
