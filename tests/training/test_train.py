@@ -49,10 +49,11 @@ def test_overfits_eight_clips(toy, tmp_path):
     assert model.meta["labels"][0]["display_name"] == "Beep" and model.meta["multi_label"]
 
 
-def test_resume_gives_the_same_weights(toy, tmp_path):
+@pytest.mark.parametrize("frame_loss_weight", [0.0, 1.0], ids=["clip_loss", "frame_loss"])
+def test_resume_gives_the_same_weights(toy, tmp_path, frame_loss_weight):
     over = dict(train__epochs=2, model__spec_augment=True, model__drop_path_rate=0.1, augment__mixup="spec",
                 augment__random_crop=True, augment__gain_db=3.0, train__ema_decay=0.9, optim__schedule="cosine",
-                data__clip_seconds=0.3)
+                data__clip_seconds=0.3, train__frame_loss_weight=frame_loss_weight)
     full = train(cfg_for(toy, tmp_path / "full", **over))
     part = train(cfg_for(toy, tmp_path / "part", train__stop_after_steps=3, **over))
     assert part["stopped_early"] and part["steps"] == 3

@@ -103,8 +103,10 @@ def test_graph_refuses_other_shapes_and_bad_modules():
 
 
 @cuda
-def test_trainer_with_cuda_graph_matches_eager(tmp_path):
-    """train.cuda_graph trains to the same losses and weights as the eager trainer (fp32, accumulation 2)."""
+@pytest.mark.parametrize("frame_loss_weight", [0.0, 1.0], ids=["clip_loss", "frame_loss"])
+def test_trainer_with_cuda_graph_matches_eager(tmp_path, frame_loss_weight):
+    """train.cuda_graph trains to the same losses and weights as the eager trainer (fp32, accumulation 2); with
+    the frame loss the graph returns the step logits too."""
     from safetensors.torch import load_file
 
     from audiomamba.soundscapes.toy import make_toy_dataset
@@ -121,7 +123,7 @@ def test_trainer_with_cuda_graph_matches_eager(tmp_path):
             "augment": {"random_crop": False},
             "optim": {"lr": 1e-3, "schedule": "constant", "weight_decay": 0.0, "accumulate": 2},
             "train": {"output_dir": str(out), "epochs": 2, "batch_size": 4, "progress": False, "tensorboard": False,
-                      "device": "cuda", "cuda_graph": graph}})
+                      "device": "cuda", "cuda_graph": graph, "frame_loss_weight": frame_loss_weight}})
 
     eager = train(cfg(tmp_path / "eager", False))
     graph = train(cfg(tmp_path / "graph", True))

@@ -90,6 +90,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 32  # global batch (all ranks, per optimiser step = batch_size * accumulate examples)
     loss: str = "auto"  # auto | bce | ce
+    frame_loss_weight: float = 0.0  # > 0: + w * BCE of the per-step logits against strong-label frame targets
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only)
     compile: str = "off"  # off | inductor (torch.compile of the training forward) | aot_eager (capture check only)
     cuda_graph: bool = False  # replay forward + backward from CUDA graphs (one GPU; utils/cuda_graphs.py)
@@ -158,11 +159,27 @@ class Config:
             if value is not None and value < shortest:
                 raise ConfigError(f"data.{key}={value:g} is shorter than the model's shortest input ({shortest:.3f} s "
                                   f"at model.sample_rate={self.model.sample_rate})")
+        self._check_frame_loss()
         if self.train.cuda_graph and self.train.compile != "off":
             raise ConfigError(f"train.cuda_graph and train.compile={self.train.compile!r} exclude each other; choose one")
         if not self.data.root:
             raise ConfigError("data.root is required (the dataset folder or manifest)")
         return self
+
+    def _check_frame_loss(self) -> None:
+        """``train.frame_loss_weight > 0`` needs framewise outputs, a multi-label loss, and no CutMix.  (Strong
+        labels in the training split, and a time-step grid that stays put, are checked when training starts.)"""
+        if not self.train.frame_loss_weight:
+            return
+        if self.model.head != "tscam":
+            raise ConfigError(f"train.frame_loss_weight > 0 needs framewise outputs: model.head must be tscam, "
+                              f"not {self.model.head!r}")
+        if self.train.loss == "ce":
+            raise ConfigError("train.frame_loss_weight > 0 needs a multi-label model: train.loss must be bce or "
+                              "auto, not 'ce'")
+        if self.augment.cutmix_prob > 0:
+            raise ConfigError("augment.cutmix_prob > 0 and train.frame_loss_weight > 0 exclude each other (CutMix "
+                              "moves sounds without their frame targets); set one to 0")
 
 
 # (section, key) -> (low, high, low excluded, high excluded); None: no bound.  Optional keys may also be null.
@@ -191,6 +208,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool, bool]] = {
     ("optim", "accumulate"): (1, None, False, False),
     ("train", "epochs"): (1, None, False, False),
     ("train", "batch_size"): (1, None, False, False),
+    ("train", "frame_loss_weight"): (0.0, None, False, False),
     ("train", "ema_decay"): (0.0, 1.0, True, True),
     ("train", "seed"): (0, 2**32 - 1, False, False),
     ("train", "threads"): (1, 1024, False, False),

@@ -1,8 +1,10 @@
-"""The pieces of one training step: the batch's random generator, mixup / CutMix, the loss, the tensor-only
-forward a CUDA graph records, and the record of the step losses.  :class:`audiomamba.training.trainer.Trainer`
-puts them together."""
+"""The pieces of one training step: the batch's random generator, mixup / CutMix, the losses (clip, and frame
+against strong labels), the tensor-only forward a CUDA graph records, and the record of the step losses.
+:class:`audiomamba.training.trainer.Trainer` puts them together."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -12,7 +14,8 @@ from torch import nn
 from audiomamba.datasets.augment import cutmix, mix_targets, mix_waves, sample_lambda
 from audiomamba.training.config import AugmentConfig
 
-__all__ = ["batch_generator", "mix_batch", "tagging_loss", "LossLog", "AudioMambaLogits", "check_graphable"]
+__all__ = ["batch_generator", "MixedBatch", "mix_batch", "tagging_loss", "frame_targets", "frame_loss", "LossLog",
+           "AudioMambaLogits", "check_graphable"]
 
 
 def batch_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
@@ -21,14 +24,29 @@ def batch_generator(seed: int, step: int, micro: int, rank: int) -> torch.Genera
     return torch.Generator().manual_seed(int(np.random.default_rng([seed, step, micro, rank]).integers(0, 2**62)))
 
 
-def mix_batch(wave: torch.Tensor, target: torch.Tensor, aug: AugmentConfig,
-              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+class MixedBatch(NamedTuple):
+    """:func:`mix_batch`'s result: the waveforms (mixed for CutMix and waveform mixup), the mixed clip targets,
+    for spectrogram mixup the ``(B,)`` weights the model mixes its spectrograms with (else None), and the mixed
+    frame targets and their clip mask (None without frame targets)."""
+
+    wave: torch.Tensor
+    target: torch.Tensor
+    mixup_lambda: torch.Tensor | None
+    frame_target: torch.Tensor | None = None
+    frame_mask: torch.Tensor | None = None
+
+
+def mix_batch(wave: torch.Tensor, target: torch.Tensor, aug: AugmentConfig, gen: torch.Generator,
+              frame_target: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None) -> MixedBatch:
     """CutMix, then mixup, as ``aug`` asks (each example mixed with its partner in the reversed batch).
 
-    Returns ``(wave, target, mixup_lambda)``: the waveforms (mixed for CutMix and waveform mixup), the mixed
-    targets, and for spectrogram mixup the ``(B,)`` weights the model mixes its spectrograms with (else None).
+    ``frame_target`` ``(B, classes, steps)`` (:func:`frame_targets`) and ``frame_mask`` ``(B,)`` (the clips that
+    have them) are mixed as the clip targets are; a mixed example keeps its frame targets only when its partner
+    has them too.  CutMix cannot take frame targets (it moves sounds without their steps' targets): ValueError.
     The weights are drawn on the host from ``gen``."""
     mixup_lambda = None
+    if frame_target is not None and aug.cutmix_prob > 0:
+        raise ValueError("CutMix does not move frame targets: augment.cutmix_prob must be 0 with frame targets")
     # lam lives in pageable host memory: non_blocking keeps its copy from waiting for the queued GPU work
     if aug.cutmix_prob > 0:
         wave, lam = cutmix(wave, aug.cutmix_alpha, aug.cutmix_prob, gen)
@@ -36,11 +54,14 @@ def mix_batch(wave: torch.Tensor, target: torch.Tensor, aug: AugmentConfig,
     if aug.mixup != "none" and wave.shape[0] > 1:
         lam = sample_lambda(wave.shape[0], aug.mixup_alpha, aug.mixup_prob, gen).to(wave.device, non_blocking=True)
         target = mix_targets(target, lam, aug.mixup_targets)
+        if frame_target is not None:
+            frame_target = mix_targets(frame_target, lam, aug.mixup_targets)
+            frame_mask = torch.where(lam < 1, frame_mask & frame_mask.flip(0), frame_mask)
         if aug.mixup == "wave":
             wave = mix_waves(wave, lam)
         else:
             mixup_lambda = lam
-    return wave, target, mixup_lambda
+    return MixedBatch(wave, target, mixup_lambda, frame_target, frame_mask)
 
 
 def tagging_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -49,6 +70,34 @@ def tagging_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool) 
     if multi_label:
         return F.binary_cross_entropy_with_logits(logits, target)
     return F.cross_entropy(logits, target / target.sum(1, keepdim=True).clamp_min(1e-8))
+
+
+def frame_targets(events: torch.Tensor, num_classes: int, steps: int, span: float = 1.0) -> torch.Tensor:
+    """Strong labels rasterised onto a model's time steps: ``(B, num_classes, steps)`` soft targets in [0, 1].
+
+    ``events`` ``(B, E, 3)``: rows ``(class, onset, offset)`` with times as fractions of the clip, class -1 for
+    padding (:func:`audiomamba.datasets.loader.batch_events`).  Step ``j`` covers ``[j, j + 1) * span / steps``
+    of the clip (``span``: the fraction the steps cover together, :meth:`AudioMamba.step_grid
+    <audiomamba.models.audiomamba.AudioMamba.step_grid>`), cut to the clip's end (the part beyond it is
+    padding).  A step's target for a class is the fraction of that part covered by the class's events: their
+    overlaps summed, which is the covered fraction because a class's rows do not overlap (the loader merges
+    them; overlapping rows would count twice, up to 1).  Tensor operations only, on the events' device."""
+    edges = torch.arange(steps + 1, device=events.device, dtype=events.dtype) * (span / steps)
+    lo, hi = edges[:-1].clamp(max=1.0), edges[1:].clamp(max=1.0)
+    on, off = events[..., 1:2], events[..., 2:3]  # (B, E, 1)
+    overlap = (torch.minimum(off, hi) - torch.maximum(on, lo)).clamp_min(0) / (hi - lo).clamp_min(1e-6)  # (B, E, T)
+    cls = events[..., 0].long()
+    onehot = F.one_hot(cls.clamp_min(0), num_classes).to(events.dtype) * (cls >= 0).unsqueeze(-1)  # (B, E, C)
+    return torch.einsum("bec,bet->bct", onehot, overlap).clamp(0.0, 1.0)
+
+
+def frame_loss(step_logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of per-step logits ``(B, classes, steps)`` against :func:`frame_targets`, averaged
+    over the clips of ``mask`` ``(B,)`` (those with strong labels), their classes and steps; 0 when the mask is
+    empty.  No host synchronisation."""
+    bce = F.binary_cross_entropy_with_logits(step_logits, target, reduction="none").mean(dim=(1, 2))
+    m = mask.to(bce.dtype)
+    return (bce * m).sum() / m.sum().clamp_min(1.0)
 
 
 class LossLog:
@@ -83,17 +132,20 @@ class LossLog:
 
 
 class AudioMambaLogits(nn.Module):
-    """``(wave[, mixup_lambda]) -> clip logits`` of an Audio Mamba model in training: the tensor-only forward a
-    CUDA graph records.  The waveform's finiteness check (a host sync) is left to the data loader, which checks
-    every decoded clip."""
+    """``(wave[, mixup_lambda]) -> clip logits`` of an Audio Mamba model in training, or with ``steps=True``
+    ``(clip logits, step logits)`` (the valid steps, for the frame loss): the tensor-only forward a CUDA graph
+    records.  The waveform's finiteness check (a host sync) is left to the data loader, which checks every
+    decoded clip."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, steps: bool = False) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.steps = model, steps
 
-    def forward(self, wave: torch.Tensor, *mixup_lambda: torch.Tensor) -> torch.Tensor:
+    def forward(self, wave: torch.Tensor,
+                *mixup_lambda: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         lam = mixup_lambda[0] if mixup_lambda else None
-        return self.model(wave, mixup_lambda=lam, check_finite=False).logits
+        out = self.model(wave, mixup_lambda=lam, check_finite=False)
+        return (out.logits, out.step_logits) if self.steps else out.logits
 
 
 def check_graphable(model: nn.Module, samples: int) -> None:

@@ -1,5 +1,9 @@
 """The training loop: ``train(config)``, run by a :class:`Trainer`.
 
+The loss is the clip loss (BCE, or cross-entropy for single-label data), plus with ``train.frame_loss_weight``
+``w > 0`` ``w`` times the frame loss: BCE of the head's per-step logits against the strong labels rasterised onto
+its steps (:func:`~audiomamba.training.step.frame_targets`), over the clips that are strongly labelled.
+
 One optimiser step = ``optim.accumulate`` micro-batches of ``train.batch_size`` examples (global, split over the
 ranks).  Every ``train.checkpoint_every`` steps (and at each epoch's end) ``last.pt`` is written atomically with
 the full state (:mod:`audiomamba.training.state`); ``--resume`` restores it and continues exactly.  The best
@@ -32,6 +36,7 @@ from torch import nn
 
 from audiomamba.checkpoint import CheckpointError, read_meta, save_model
 from audiomamba.datasets import ClipDataset, DatasetError, collate, open_split
+from audiomamba.datasets.loader import MAX_EVENTS, batch_events
 from audiomamba.datasets.sampler import BatchSampler
 from audiomamba.errors import ConfigError, WriteError
 from audiomamba.evaluation.predict import evaluate_scores, predict
@@ -39,8 +44,8 @@ from audiomamba.training.config import Config, config_to_dict
 from audiomamba.training.optim import EMA, lr_factor, param_groups
 from audiomamba.training.state import (Progress, Resumable, load_state, restore_state, rng_state, save_state,
                                        set_rng_state)
-from audiomamba.training.step import (AudioMambaLogits, LossLog, batch_generator, check_graphable, mix_batch,
-                                      tagging_loss)
+from audiomamba.training.step import (AudioMambaLogits, LossLog, batch_generator, check_graphable, frame_loss,
+                                      frame_targets, mix_batch, tagging_loss)
 from audiomamba.utils import distributed as D
 from audiomamba.utils.cuda_graphs import GraphedTraining
 from audiomamba.utils.device import PRECISION_DTYPES, autocast
@@ -170,6 +175,7 @@ class Trainer:
         self._val_warned: set[str] = set()  # validation clips already named in a warning
         self._skips_reported = 0  # training skips already in an epoch log line
         self._used_in_epoch = 0  # training examples of this rank used in the current epoch
+        self.events_overflow = 0  # training examples left out of the frame loss: more than MAX_EVENTS event rows
         if self.is_main:
             _write_text(self.out_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))
             val = f"{len(self.val_cs)} clips" if self.val_cs else "none"
@@ -216,6 +222,25 @@ class Trainer:
         loss = self.cfg.train.loss
         self.loss_kind = loss if loss != "auto" else ("bce" if self.train_cs.multi_label else "ce")
         self.multi_label = self.loss_kind == "bce"
+        self.frame_weight = self.cfg.train.frame_loss_weight
+        if self.frame_weight:
+            self._check_strong_labels()
+
+    def _check_strong_labels(self) -> None:
+        """The frame loss needs a multi-label task and strong labels; clips with a label without events (weak
+        ones) are left out of it, which is logged."""
+        cs = self.train_cs
+        if not self.multi_label:
+            raise ConfigError(f"train.frame_loss_weight > 0 needs a multi-label model; {cs.name} is single-label "
+                              "(set train.loss: bce, or train.frame_loss_weight: 0)")
+        strong = sum(c.strongly_labelled and bool(c.events) for c in cs.clips)
+        if not strong:
+            raise ConfigError(f"train.frame_loss_weight > 0 needs strong labels (events with onsets and offsets); "
+                              f"no clip of {cs.name} has them")
+        weak = sum(not c.strongly_labelled for c in cs.clips)
+        if weak and self.is_main:
+            log.info("frame loss: %d of %d training clips have a label without events; they are left out of it",
+                     weak, len(cs))
 
     def _build_model(self) -> None:
         """The model (identical initial weights on every rank), the batch sampler and the training dataset."""
@@ -273,6 +298,15 @@ class Trainer:
             self.use_graph = False
         if self.use_graph:
             check_graphable(raw, self.clip_samples)
+        if self.frame_weight:
+            try:
+                steps, span = raw.step_grid(self.clip_samples)
+            except ValueError as e:
+                raise ConfigError(f"train.frame_loss_weight: {e}; use data.clip_seconds <= 10.24 (at 32 kHz) or "
+                                  "model.layout: native") from None
+            if self.is_main:
+                log.info("frame loss: weight %g, %d time steps of %.0f ms per clip", self.frame_weight, steps,
+                         1000 * self.cfg.data.clip_seconds * span / steps)
 
     def _start(self, resume_from: str | None) -> Progress:
         """The counters, weights, optimiser and RNG states of a resumed run, or a fresh start's per-rank seed."""
@@ -296,7 +330,8 @@ class Trainer:
         if self.cfg.augment.mixup == "spec" and n > 1:
             example += (torch.full((n,), 0.5, device=self.device),)
         rng = rng_state(self.device)
-        graphed = GraphedTraining(AudioMambaLogits(self.raw_model), example, self.compute_dtype)
+        graphed = GraphedTraining(AudioMambaLogits(self.raw_model, steps=bool(self.frame_weight)), example,
+                                  self.compute_dtype)
         set_rng_state(rng, self.device)
         self.graph_batch_shape = tuple(wave.shape)
         if self.is_main:
@@ -305,10 +340,10 @@ class Trainer:
 
     # ------------------------------------------------------------------------- step
     def train_step(self, batch: dict) -> bool:
-        """One micro-batch of the loader: mixup / CutMix, forward (replayed from the CUDA graph when it has the
-        graph's shape, else eager under autocast), loss, backward (DDP's gradient all-reduce only on the last
-        micro-batch of an optimiser step); after every ``optim.accumulate``-th one, the optimiser update.
-        Returns True when an update was made."""
+        """One micro-batch of the loader: frame targets (with the frame loss), mixup / CutMix, forward (replayed
+        from the CUDA graph when it has the graph's shape, else eager under autocast), loss, backward (DDP's
+        gradient all-reduce only on the last micro-batch of an optimiser step); after every
+        ``optim.accumulate``-th one, the optimiser update.  Returns True when an update was made."""
         p, accumulate = self.progress, self.cfg.optim.accumulate
         p.micro += 1
         for i, e in zip(batch.get("error_indices") or [None] * len(batch["errors"]), batch["errors"]):
@@ -321,30 +356,53 @@ class Trainer:
             self._used_in_epoch += int(batch["wave"].shape[0])
         weight = 1.0
         if batch["wave"] is None:  # every clip of this rank's batch failed: a zero-weight dummy keeps ranks in step
-            batch = {"wave": torch.zeros(1, self.clip_samples), "target": torch.zeros(1, self.train_cs.num_classes)}
+            events, has_events, _ = batch_events([None], self.clip_samples)
+            batch = {"wave": torch.zeros(1, self.clip_samples), "target": torch.zeros(1, self.train_cs.num_classes),
+                     "events": events, "has_events": has_events, "events_overflow": 0}
             weight = 0.0
         wave = batch["wave"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
+        frame_target = frame_mask = None
+        if self.frame_weight:
+            self._count_overflow(batch["events_overflow"])
+            steps, span = self.raw_model.step_grid(wave.shape[-1])
+            frame_target = frame_targets(batch["events"].to(self.device, non_blocking=True),
+                                         self.train_cs.num_classes, steps, span)
+            frame_mask = batch["has_events"].to(self.device, non_blocking=True)
         gen = batch_generator(self.cfg.train.seed, p.step, p.micro, self.rank)
-        wave, target, mixup_lambda = mix_batch(wave, target, self.cfg.augment, gen)
+        mixed = mix_batch(wave, target, self.cfg.augment, gen, frame_target, frame_mask)
         last_micro = p.micro % accumulate == 0
         ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
         sync = self.model.no_sync() if (ddp and not last_micro) else contextlib.nullcontext()
         with sync:
-            logits = self._forward(wave, mixup_lambda)
-            loss = tagging_loss(logits, target, self.multi_label) * weight
+            logits, step_logits = self._forward(mixed.wave, mixed.mixup_lambda)
+            loss = tagging_loss(logits, mixed.target, self.multi_label)
+            if self.frame_weight:
+                loss = loss + self.frame_weight * frame_loss(step_logits, mixed.frame_target, mixed.frame_mask)
+            loss = loss * weight
             self.scaler.scale(loss / accumulate).backward()
         self.loss_log.add(loss)
         if last_micro:
             self._update()
         return last_micro
 
-    def _forward(self, wave: torch.Tensor, mixup_lambda: torch.Tensor | None) -> torch.Tensor:
-        """Float32 clip logits of a training batch."""
+    def _count_overflow(self, count: int) -> None:
+        """Count the examples with more than ``MAX_EVENTS`` event rows (left out of the frame loss); the first
+        is logged."""
+        if count and not self.events_overflow:
+            log.warning("frame loss: a training clip has more than %d separate events in its crop; such clips are "
+                        "left out of the frame loss (a count follows at the end)", MAX_EVENTS)
+        self.events_overflow += count
+
+    def _forward(self, wave: torch.Tensor,
+                 mixup_lambda: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Float32 clip logits of a training batch, and with the frame loss its float32 step logits
+        ``(B, classes, steps)`` (the valid steps; else None)."""
         inputs = (wave,) if mixup_lambda is None else (wave, mixup_lambda)
         if self.graphed is not None:
             if self.graphed.accepts(*inputs):
-                return self.graphed(*inputs).float()
+                out = self.graphed(*inputs)
+                return (out[0].float(), out[1].float()) if self.frame_weight else (out.float(), None)
             # a batch of another shape runs eagerly; the loader has checked every clip's samples
             if not self.eager_batches:
                 log.info("train.cuda_graph: a batch of shape %s runs eagerly (the graph takes %s)",
@@ -352,7 +410,7 @@ class Trainer:
             self.eager_batches += 1
         with autocast(self.device, self.compute_dtype):
             out = self.train_forward(wave, mixup_lambda=mixup_lambda, check_finite=False)
-        return out.logits.float()
+        return out.logits.float(), (out.step_logits.float() if self.frame_weight else None)
 
     def _update(self) -> None:
         """The optimiser update of the accumulated gradients: learning rate, clipping, AdamW (through the AMP
@@ -504,6 +562,9 @@ class Trainer:
             result = self._result()
             if self.eager_batches:
                 log.info("train.cuda_graph: %d batch(es) of another shape ran eagerly", self.eager_batches)
+            if self.events_overflow:
+                log.info("frame loss: %d training example(s) with more than %d events were left out of it",
+                         self.events_overflow, MAX_EVENTS)
             if self.is_main and result["skipped_clips"]:
                 log.warning("%d training example(s) skipped: %d clip(s) could not be used (undecodable, truncated "
                             "or non-finite audio; see the warnings above)", result["skipped_clips"],

@@ -154,7 +154,8 @@ class GraphedTraining:
         """True when ``args`` have the captured shapes, dtypes and device."""
         return [(tuple(t.shape), t.dtype, t.device) for t in args] == self._signature
 
-    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The module's output (a tensor, or a tuple of tensors when the module returns one), from the replay."""
         if not self.accepts(*args):
             got = [(tuple(t.shape), t.dtype) for t in args]
             want = [(s, d) for s, d, _ in self._signature]
