@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--bank", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--trained-on", default=None, help="the training device's name, when this script runs elsewhere "
+                    "(default: this machine's GPU)")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
     model = load(a.checkpoint)
@@ -48,7 +50,7 @@ def main() -> None:
                                  "mix": bank["mix"], "seed": bank["seed"]},
                  "licences": [{"origin": o, "licence": lic, "recordings": n} for (o, lic), n in sorted(licences.items())]},
         "test_metrics": metrics, "test_split": "bank test split (source groups disjoint from training)",
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor(),
+        "device": a.trained_on or (torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor()),
         "date": time.strftime("%Y-%m-%d"), "dtype": "float16",
     }
     save_model(model, a.out, labels=meta["labels"], multi_label=meta.get("multi_label", True), provenance=provenance,

@@ -22,6 +22,25 @@ def _seed():
     torch.manual_seed(0)
 
 
+def toy_train_raw(root, out, clip_seconds: float = 0.5, sample_rate: int = 16000, **over) -> dict:
+    """The raw training config the training tests share: nano at ``sample_rate``, native layout, no augmentation,
+    constant lr 3e-3, one epoch of batch 4 on the toy dataset at ``root``; ``section__key=value`` overrides any
+    key."""
+    raw = {
+        "model": {"name": "audiomamba_nano", "layout": "native", "sample_rate": sample_rate, "spec_augment": False,
+                  "drop_path_rate": 0.0},
+        "data": {"root": str(root), "validation": None, "clip_seconds": clip_seconds},
+        "augment": {"random_crop": False},
+        "optim": {"lr": 3e-3, "schedule": "constant", "weight_decay": 0.0},
+        "train": {"output_dir": str(out), "epochs": 1, "batch_size": 4, "progress": False, "tensorboard": False,
+                  "threads": 1, "checkpoint_every": 100},
+    }
+    for k, v in over.items():
+        sec, key = k.split("__")
+        raw.setdefault(sec, {})[key] = v
+    return raw
+
+
 def noise(seconds: float, sr: int = SR, amp: float = 0.1, seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal(int(seconds * sr)) * amp).astype(np.float32)
 

@@ -22,6 +22,7 @@ from audiomamba.soundscapes.toy import make_toy_dataset
 from audiomamba.training import load_state, train
 from audiomamba.training.config import load_config
 from audiomamba.utils.io import is_temp_name
+from conftest import toy_train_raw
 
 SR = 16000
 
@@ -32,19 +33,7 @@ def toy(tmp_path_factory):
 
 
 def raw_cfg(root, out, **over):
-    raw = {
-        "model": {"name": "audiomamba_nano", "layout": "native", "sample_rate": SR, "spec_augment": False,
-                  "drop_path_rate": 0.0},
-        "data": {"root": str(root), "validation": None, "clip_seconds": 0.3},
-        "augment": {"random_crop": False},
-        "optim": {"lr": 3e-3, "schedule": "constant", "weight_decay": 0.0},
-        "train": {"output_dir": str(out), "epochs": 1, "batch_size": 4, "progress": False, "tensorboard": False,
-                  "threads": 1, "checkpoint_every": 100},
-    }
-    for k, v in over.items():
-        sec, key = k.split("__")
-        raw.setdefault(sec, {})[key] = v
-    return raw
+    return toy_train_raw(root, out, clip_seconds=0.3, sample_rate=SR, **over)
 
 
 def _rows(path):

@@ -16,6 +16,7 @@ from audiomamba.soundscapes.toy import TOY_CLASSES, make_toy_dataset
 from audiomamba.training import build_model, train
 from audiomamba.training.config import AugmentConfig, ConfigError, load_config
 from audiomamba.training.step import batch_generator, frame_loss, frame_targets, mix_batch
+from conftest import toy_train_raw
 
 SR = 16000
 
@@ -126,19 +127,8 @@ def test_frame_loss_averages_over_the_masked_clips():
 
 # ------------------------------------------------------------------------------------------------ training
 def _cfg(root, out, **over):
-    raw = {
-        "model": {"name": "audiomamba_nano", "layout": "native", "sample_rate": SR, "spec_augment": False,
-                  "drop_path_rate": 0.0},
-        "data": {"root": str(root), "validation": None, "clip_seconds": 0.5},
-        "augment": {"random_crop": False},
-        "optim": {"lr": 3e-3, "schedule": "constant", "weight_decay": 0.0},
-        "train": {"output_dir": str(out), "epochs": 1, "batch_size": 4, "progress": False, "tensorboard": False,
-                  "threads": 2, "checkpoint_every": 100, "frame_loss_weight": 1.0},
-    }
-    for k, v in over.items():
-        sec, key = k.split("__")
-        raw.setdefault(sec, {})[key] = v
-    return load_config(raw=raw)
+    return load_config(raw=toy_train_raw(root, out, sample_rate=SR, **{"train__threads": 2,
+                                                                      "train__frame_loss_weight": 1.0, **over}))
 
 
 def _one_line_error(match: str, fn, *args, **kw) -> None:

@@ -13,6 +13,7 @@ from audiomamba.checkpoint import CheckpointError, load
 from audiomamba.soundscapes.toy import make_toy_dataset
 from audiomamba.training.config import ConfigError, load_config
 from audiomamba.training import build_model, load_state, train
+from conftest import toy_train_raw
 
 SR = 16000
 
@@ -23,18 +24,7 @@ def toy(tmp_path_factory):
 
 
 def cfg_for(root, out, **over):
-    raw = {
-        "model": {"name": "audiomamba_nano", "layout": "native", "sample_rate": SR, "spec_augment": False, "drop_path_rate": 0.0},
-        "data": {"root": str(root), "validation": None, "clip_seconds": 0.5},
-        "augment": {"random_crop": False},
-        "optim": {"lr": 3e-3, "schedule": "constant", "weight_decay": 0.0},
-        "train": {"output_dir": str(out), "epochs": 1, "batch_size": 4, "progress": False, "tensorboard": False,
-                  "threads": 1, "checkpoint_every": 100},
-    }
-    for k, v in over.items():
-        sec, key = k.split("__")
-        raw.setdefault(sec, {})[key] = v
-    return load_config(raw=raw)
+    return load_config(raw=toy_train_raw(root, out, sample_rate=SR, **over))
 
 
 def test_overfits_eight_clips(toy, tmp_path):
@@ -263,12 +253,8 @@ def test_graphed_training_under_torchrun_matches_one_process(toy, tmp_path):
     # micro_v2: d_state 1, whose Triton kernels compile in seconds (nano's d_state 16 takes about a minute)
     single = train(cfg_for(toy, tmp_path / "one", train__device="cuda", train__cuda_graph=True, train__epochs=2,
                            model__name="audiomamba_micro_v2"))
-    cfg = {"model": {"name": "audiomamba_micro_v2", "layout": "native", "sample_rate": SR, "spec_augment": False,
-                     "drop_path_rate": 0.0},
-           "data": {"root": str(toy), "validation": None, "clip_seconds": 0.5}, "augment": {"random_crop": False},
-           "optim": {"lr": 3e-3, "schedule": "constant", "weight_decay": 0.0},
-           "train": {"output_dir": str(tmp_path / "ddp"), "epochs": 2, "batch_size": 4, "progress": False,
-                     "tensorboard": False, "threads": 1, "checkpoint_every": 100, "device": "cuda", "cuda_graph": True}}
+    cfg = toy_train_raw(toy, tmp_path / "ddp", sample_rate=SR, model__name="audiomamba_micro_v2", train__epochs=2,
+                        train__device="cuda", train__cuda_graph=True)
     (tmp_path / "c.yaml").write_text(json.dumps(cfg))  # JSON is YAML
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",

@@ -11,6 +11,7 @@ import torch
 from audiomamba import create_model
 from audiomamba.training.step import AudioMambaLogits, check_graphable
 from audiomamba.utils.cuda_graphs import GraphedTraining
+from conftest import toy_train_raw
 
 SR = 16000
 SMALL = "audiomamba_graph_test"  # tiny_v2's blocks (d_state 1), one per stage: its scan kernels compile fast
@@ -116,14 +117,9 @@ def test_trainer_with_cuda_graph_matches_eager(tmp_path, frame_loss_weight):
     root = make_toy_dataset(tmp_path / "toy", {"train": 16}, seconds=0.5, sample_rate=SR)
 
     def cfg(out, graph):
-        return load_config(raw={
-            "model": {"name": SMALL, "layout": "native", "sample_rate": SR, "spec_augment": False,
-                      "drop_path_rate": 0.0},
-            "data": {"root": str(root), "validation": None, "clip_seconds": 0.5},
-            "augment": {"random_crop": False},
-            "optim": {"lr": 1e-3, "schedule": "constant", "weight_decay": 0.0, "accumulate": 2},
-            "train": {"output_dir": str(out), "epochs": 2, "batch_size": 4, "progress": False, "tensorboard": False,
-                      "device": "cuda", "cuda_graph": graph, "frame_loss_weight": frame_loss_weight}})
+        return load_config(raw=toy_train_raw(root, out, sample_rate=SR, model__name=SMALL, optim__lr=1e-3,
+                                             optim__accumulate=2, train__epochs=2, train__device="cuda",
+                                             train__cuda_graph=graph, train__frame_loss_weight=frame_loss_weight))
 
     eager = train(cfg(tmp_path / "eager", False))
     graph = train(cfg(tmp_path / "graph", True))
