@@ -29,6 +29,9 @@ def main() -> None:
     ap.add_argument("--bank", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--event-threshold", type=float, default=None, help="the event threshold chosen on validation "
+                    "data: the tagger's default for this model (audiomamba tag --events)")
+    ap.add_argument("--event-threshold-from", default=None, help="how it was chosen (recorded in the provenance)")
     ap.add_argument("--trained-on", default=None, help="the training device's name, when this script runs elsewhere "
                     "(default: this machine's GPU)")
     ap.add_argument("overrides", nargs="*")
@@ -53,6 +56,9 @@ def main() -> None:
         "device": a.trained_on or (torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor()),
         "date": time.strftime("%Y-%m-%d"), "dtype": "float16",
     }
+    if a.event_threshold is not None:
+        provenance["event_threshold"] = a.event_threshold
+        provenance["event_threshold_from"] = a.event_threshold_from
     save_model(model, a.out, labels=meta["labels"], multi_label=meta.get("multi_label", True), provenance=provenance,
                dtype=torch.float16)
     half = load(a.out)

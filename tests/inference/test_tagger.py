@@ -249,3 +249,22 @@ def test_default_window_holds_a_ten_second_clip_in_one_piece():
     old = Tagger(model, window_s=10.0, hop_s=5.0)
     short = noise(4.0, seed=8)
     np.testing.assert_array_equal(t.tag(short, sample_rate=SR).scores, old.tag(short, sample_rate=SR).scores)
+
+
+def test_event_threshold_defaults_to_the_models_own(nano_ckpt):
+    """A checkpoint whose provenance names an event threshold (chosen on validation data) gets it as the events'
+    default; one without gets 0.5."""
+    from audiomamba.checkpoint import load
+
+    wave = noise(3.0)
+    plain = Tagger.from_checkpoint(nano_ckpt)
+    assert plain.event_threshold == 0.5
+    probs = plain.detect(wave, SR, threshold=1.0).framewise
+    own = float(np.quantile(probs, 0.95))  # some frames above it, most below
+    model = load(nano_ckpt)
+    model.meta = {**model.meta, "provenance": {**(model.meta.get("provenance") or {}), "event_threshold": own}}
+    tagger = Tagger(model)
+    assert tagger.event_threshold == own
+    events = tagger.detect(wave, SR).events
+    assert events and events == tagger.detect(wave, SR, threshold=own).events
+    assert events != tagger.detect(wave, SR, threshold=0.5).events

@@ -57,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "Hub's layout or a Hub repo id (default: the shipped tagger)")
     p.add_argument("-k", "--top-k", type=int, default=5, help="tags per file (default 5)")
     p.add_argument("-t", "--threshold", type=float, default=None,
-                   help="keep only tags scoring >= T; also the event threshold (events default 0.5)")
+                   help="keep only tags scoring >= T; also the event threshold (default: the model's own, chosen on "
+                        "validation data, else 0.5)")
     p.add_argument("-e", "--events", action="store_true", help="detect timestamped events (tscam-head checkpoints)")
     p.add_argument("--min-duration", type=float, default=0.0, help="drop events shorter than this (s)")
     p.add_argument("--min-gap", type=float, default=0.0, help="merge events of a class separated by less than this (s)")
@@ -190,7 +191,8 @@ def _run_stream(args: argparse.Namespace) -> int:
         if source is None:
             source = stream.open_source(sys.stdin.buffer, args.raw, args.rate, args.channels)
         stream.run(tagger, source, out, window_s=args.stream_window, hop_s=args.stream_hop, top_k=args.top_k,
-                   tag_threshold=args.threshold, threshold=0.5 if args.threshold is None else args.threshold,
+                   tag_threshold=args.threshold,
+                   threshold=tagger.event_threshold if args.threshold is None else args.threshold,
                    min_duration=args.min_duration, min_gap=args.min_gap, median_filter=args.median_filter,
                    lookahead_s=args.lookahead)
     except AudioDecodeError as e:  # the stream broke off: the lines so far were written
@@ -257,7 +259,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.checkpoint or args.model}: linear-head model, no framewise output: --events/--plot "
                          "need a tscam head")
     framewise = bool(args.events or args.plot)
-    event_threshold = 0.5 if args.threshold is None else args.threshold
+    event_threshold = tagger.event_threshold if args.threshold is None else args.threshold
 
     from tqdm import tqdm
 

@@ -21,7 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Event", "median_filter", "binarize", "frames_to_events", "detect_events"]
+__all__ = ["DEFAULT_EVENT_THRESHOLD", "Event", "median_filter", "binarize", "frames_to_events", "detect_events"]
+
+DEFAULT_EVENT_THRESHOLD = 0.5  # for a model whose provenance names no event threshold of its own
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def detect_events(
     probs: np.ndarray,
     labels: Sequence[str],
     frame_rate: float,
-    threshold: float | Sequence[float] = 0.5,
+    threshold: float | Sequence[float] = DEFAULT_EVENT_THRESHOLD,
     median_filter_frames: int | Sequence[int] = 1,
     min_duration: float = 0.0,
     min_gap: float = 0.0,

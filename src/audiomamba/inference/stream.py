@@ -55,7 +55,7 @@ import numpy as np
 
 from audiomamba.audio import to_mono
 from audiomamba.errors import AudioDecodeError
-from audiomamba.inference.events import Event, binarize, median_filter
+from audiomamba.inference.events import DEFAULT_EVENT_THRESHOLD, Event, binarize, median_filter
 from audiomamba.models.audiomamba import PATCH_STRIDE
 
 if TYPE_CHECKING:
@@ -369,7 +369,7 @@ class EventTracker:
     same events as ``frames_to_events`` on it, in the order they end.
     """
 
-    def __init__(self, labels: Sequence[str], frame_rate: float, threshold: float | Sequence[float] = 0.5,
+    def __init__(self, labels: Sequence[str], frame_rate: float, threshold: float | Sequence[float] = DEFAULT_EVENT_THRESHOLD,
                  min_duration: float = 0.0, min_gap: float = 0.0) -> None:
         if frame_rate <= 0:
             raise ValueError(f"frame_rate must be > 0, got {frame_rate}")
@@ -434,7 +434,8 @@ class StreamTagger:
     ``window_s``: audio scored per hop; ``hop_s``: stream time between lines (both rounded to whole 10 ms
     frames; ``hop_s + lookahead_s <= window_s``); ``lookahead_s``: right-hand context of a frame before it is
     decided (events come that much later, and match whole-file ones better).  ``top_k``, ``tag_threshold``: the
-    tags of each line.  ``threshold`` (one, or one per class), ``min_duration``, ``min_gap`` (s),
+    tags of each line.  ``threshold`` (one, or one per class; default the tagger's ``event_threshold``),
+    ``min_duration``, ``min_gap`` (s),
     ``median_filter`` (s, 0 = off): the events, as in :meth:`Tagger.detect <audiomamba.inference.Tagger.detect>`.
     ``realtime``: when one :meth:`feed` brings several hops, tag once at the newest (a live source must not fall
     behind).
@@ -448,7 +449,7 @@ class StreamTagger:
         *,
         top_k: int = 5,
         tag_threshold: float | None = None,
-        threshold: float | Sequence[float] = 0.5,
+        threshold: float | Sequence[float] | None = None,
         min_duration: float = 0.0,
         min_gap: float = 0.0,
         median_filter: float = 0.0,
@@ -475,6 +476,8 @@ class StreamTagger:
         self._ring = RingBuffer(self.window + self._align)
         self._median = 1 if not median_filter else max(1, int(round(median_filter * self.frame_rate))) | 1
         self.events = tagger.has_framewise
+        if threshold is None:
+            threshold = getattr(tagger, "event_threshold", DEFAULT_EVENT_THRESHOLD)
         self._tracker = EventTracker(tagger.labels, self.frame_rate, threshold, min_duration, min_gap) if self.events else None
         self.samples = 0  # samples seen
         self._next = self.hop  # stream position of the next hop

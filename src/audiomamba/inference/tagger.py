@@ -40,7 +40,7 @@ from audiomamba.audio import (
     AudioDecodeError, array_to_mono, check_waveform, decode_audio, device_resampler_fits, load_audio, resample,
     resample_torch, resampled_length, to_mono,
 )
-from audiomamba.inference.events import detect_events
+from audiomamba.inference.events import DEFAULT_EVENT_THRESHOLD, detect_events
 from audiomamba.inference.pieces import Piece, PiecePlan
 from audiomamba.inference.results import FileError, TagResult
 from audiomamba.models.heads import logits_to_scores
@@ -104,6 +104,8 @@ class Tagger:
         if len(self.labels) != num_classes:
             raise ValueError(f"{len(self.labels)} labels for a model with {num_classes} classes")
         self.multi_label = bool(meta.get("multi_label", True) if multi_label is None else multi_label)
+        # the event threshold chosen for this model on validation data, when its provenance names one
+        self.event_threshold = float((meta.get("provenance") or {}).get("event_threshold", DEFAULT_EVENT_THRESHOLD))
         self.device = resolve_device(device if device is not None else next(model.parameters()).device)
         self.model = model.to(self.device).eval()
         self.dtype = resolve_dtype(dtype)
@@ -186,7 +188,7 @@ class Tagger:
         self,
         x: Any,
         sample_rate: int | None = None,
-        threshold: float | Sequence[float] = 0.5,
+        threshold: float | Sequence[float] | None = None,
         min_duration: float = 0.0,
         median_filter: float = 0.0,
         min_gap: float = 0.0,
@@ -194,8 +196,9 @@ class Tagger:
     ) -> TagResult:
         """Clip scores, framewise probabilities and merged events ``(label, onset_s, offset_s, score)``.
 
-        ``threshold``: one or one per class; ``min_duration`` / ``min_gap``: seconds (shorter events are
-        dropped, shorter gaps filled); ``median_filter``: window in seconds (0 = off).
+        ``threshold``: one or one per class (default: :attr:`event_threshold`, the model's own when its
+        provenance names one, else 0.5); ``min_duration`` / ``min_gap``: seconds (shorter events are dropped,
+        shorter gaps filled); ``median_filter``: window in seconds (0 = off).
         """
         self._require_framewise()
         wave, name, warnings = self.prepare(x, sample_rate)
@@ -212,7 +215,7 @@ class Tagger:
         paths: Iterable[str | os.PathLike],
         top_k: int = 5,
         events: bool = False,
-        threshold: float | Sequence[float] = 0.5,
+        threshold: float | Sequence[float] | None = None,
         min_duration: float = 0.0,
         median_filter: float = 0.0,
         min_gap: float = 0.0,
@@ -466,6 +469,7 @@ class Tagger:
 
     def _add_events(self, result: TagResult, threshold, min_duration: float, median_filter: float, min_gap: float) -> TagResult:
         frames = 1 if not median_filter else max(1, int(round(median_filter * self.frame_rate)) | 1)
+        threshold = self.event_threshold if threshold is None else threshold
         result.events, _ = detect_events(result.framewise, self.labels, self.frame_rate, threshold=threshold,
                                          median_filter_frames=frames, min_duration=min_duration, min_gap=min_gap,
                                          duration_s=result.duration_s)
