@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -41,7 +40,7 @@ from audiomamba.audio import (
     resample_torch, resampled_length, to_mono,
 )
 from audiomamba.inference.events import DEFAULT_EVENT_THRESHOLD, detect_events
-from audiomamba.inference.pieces import Piece, PiecePlan
+from audiomamba.inference.pieces import PiecePlan
 from audiomamba.inference.results import FileError, TagResult
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils.device import autocast, resolve_device, resolve_dtype
