@@ -35,7 +35,7 @@ for stage in ${STAGES:-models latency tag loop ddp cpu}; do
   echo "=== $stage $(date +%T)"
   case $stage in
     models)
-      timeout "${MODELS_S:-560}" python3 bench/bench_gpu.py --out "$OUT/gpu" --sections ceil,models,profile \
+      timeout "${MODELS_S:-1500}" python3 bench/bench_gpu.py --out "$OUT/gpu" --sections ceil,models,profile \
         --models "${MODELS:-audiomamba_tiny_v2,swin_t_htsat_like,cnn14_panns_like,vit_b_ast_like,audiomamba_tiny,audiomamba_micro,audiomamba_nano}" \
         --compile-models "${COMPILE_MODELS:-all}" --budget-s "${COMPILE_BUDGET_S:-0}" --warm-jobs "${WARM_JOBS:-8}" \
         ${RESUME:+--resume "$RESUME"} > "$OUT/gpu.log" 2>&1
