@@ -213,3 +213,21 @@ def test_process_start_is_before_any_temp_this_process_writes(tmp_path):
     leftover = tmp_path / ".b.txt.abcdefgh.tmp"
     leftover.write_text("live")
     assert remove_stale_temps(tmp_path) == [] and leftover.exists()
+
+
+def test_json_safe_gives_strict_json():
+    import json
+    import math
+
+    import numpy as np
+    import torch
+
+    from audiomamba.utils.io import json_safe
+
+    obj = {"loss": float("nan"), "mAP": np.float32(0.5), "steps": np.int64(3), "inf": -math.inf, "ok": True,
+           "t": torch.tensor(2.5), "list": (1, None, "a"), "path": object}
+    out = json_safe(obj)
+    text = json.dumps(out, allow_nan=False)  # would raise on NaN or numpy scalars
+    assert json.loads(text) == {"loss": None, "mAP": 0.5, "steps": 3, "inf": None, "ok": True, "t": 2.5,
+                                "list": [1, None, "a"], "path": str(object)}
+    assert type(out["steps"]) is int and out["ok"] is True

@@ -19,6 +19,8 @@ import logging
 import time
 from pathlib import Path
 
+from audiomamba.utils.io import atomic_write, json_safe
+
 log = logging.getLogger("audiomamba.evaluate")
 
 
@@ -119,9 +121,7 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     summary["seconds"] = round(time.time() - t0, 1)
     out_dir = Path(out) if out else Path(checkpoint).parent / f"eval_{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    from audiomamba.utils.io import atomic_write
-
-    text = json.dumps(_json_safe(summary), indent=2, default=float, allow_nan=False)
+    text = json.dumps(json_safe(summary), indent=2, allow_nan=False)
     atomic_write(out_dir / "summary.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     with open(out_dir / "per_class.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(table[0]))
@@ -173,21 +173,6 @@ def validate(args) -> list[int]:
     return folds
 
 
-def _json_safe(obj):
-    """``obj`` with non-finite floats as null: what is printed is always valid JSON."""
-    import math
-
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy scalars
-        return _json_safe(obj.item())
-    return obj
-
-
 def run(args) -> int:
     folds = validate(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -196,7 +181,7 @@ def run(args) -> int:
                   workers=args.workers, strict_labels=args.strict_labels)
     if not folds:
         s = evaluate(args.checkpoint, args.data, args.split, out=args.out, **common)
-        print(json.dumps(_json_safe(s), default=float, allow_nan=False))
+        print(json.dumps(json_safe(s), allow_nan=False))
         return 0
     from audiomamba.evaluation.summary import cv_summary
 
@@ -205,11 +190,9 @@ def run(args) -> int:
         ck = args.checkpoint.format(fold=k)
         out = str(Path(args.out) / f"fold{k}") if args.out else None
         per_fold[k] = evaluate(ck, args.data, f"fold{k}", out=out, **common)
-    summary = _json_safe(cv_summary(per_fold, ("top1_accuracy", "mAP", "mAUC")))
+    summary = json_safe(cv_summary(per_fold, ("top1_accuracy", "mAP", "mAUC")))
     if args.out:
-        from audiomamba.utils.io import atomic_write
-
-        text = json.dumps(summary, indent=2, default=float, allow_nan=False)
+        text = json.dumps(summary, indent=2, allow_nan=False)
         atomic_write(Path(args.out) / "cv_summary.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    print(json.dumps(summary, default=float, allow_nan=False))
+    print(json.dumps(summary, allow_nan=False))
     return 0

@@ -191,8 +191,7 @@ def _run_stream(args: argparse.Namespace) -> int:
         if source is None:
             source = stream.open_source(sys.stdin.buffer, args.raw, args.rate, args.channels)
         stream.run(tagger, source, out, window_s=args.stream_window, hop_s=args.stream_hop, top_k=args.top_k,
-                   tag_threshold=args.threshold,
-                   threshold=tagger.event_threshold if args.threshold is None else args.threshold,
+                   tag_threshold=args.threshold, threshold=args.threshold,
                    min_duration=args.min_duration, min_gap=args.min_gap, median_filter=args.median_filter,
                    lookahead_s=args.lookahead)
     except AudioDecodeError as e:  # the stream broke off: the lines so far were written
@@ -259,7 +258,6 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.checkpoint or args.model}: linear-head model, no framewise output: --events/--plot "
                          "need a tscam head")
     framewise = bool(args.events or args.plot)
-    event_threshold = tagger.event_threshold if args.threshold is None else args.threshold
 
     from tqdm import tqdm
 
@@ -268,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
     progress = tqdm(total=len(files), unit="file", disable=args.quiet or len(files) < 2, file=sys.stderr, dynamic_ncols=True)
     try:
         stream = tagger.tag_files(
-            files, top_k=args.top_k, events=framewise, threshold=event_threshold, min_duration=args.min_duration,
+            files, top_k=args.top_k, events=framewise, threshold=args.threshold, min_duration=args.min_duration,
             median_filter=args.median_filter, min_gap=args.min_gap, num_workers=args.workers,
         )
         for res in stream:

@@ -26,8 +26,6 @@ import copy
 import errno
 import json
 import logging
-import math
-import numbers
 import time
 from pathlib import Path
 
@@ -49,7 +47,7 @@ from audiomamba.training.step import (AudioMambaLogits, LossLog, batch_generator
 from audiomamba.utils import distributed as D
 from audiomamba.utils.cuda_graphs import GraphedTraining
 from audiomamba.utils.device import PRECISION_DTYPES, autocast
-from audiomamba.utils.io import atomic_write, remove_stale_temps, write_error
+from audiomamba.utils.io import atomic_write, json_safe, remove_stale_temps, write_error
 
 log = logging.getLogger("audiomamba.train")
 
@@ -113,22 +111,7 @@ class TrainResult(dict):
 
 def _json(obj, indent: int | None = None) -> str:
     """Strict JSON: a NaN or infinite number (a diverged loss, an undefined metric) is written as null."""
-    def clean(v):
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, bool) or v is None or isinstance(v, str):
-            return v
-        if isinstance(v, numbers.Integral):
-            return int(v)
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            return str(v)
-        return f if math.isfinite(f) else None
-
-    return json.dumps(clean(obj), indent=indent, allow_nan=False)
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
 
 
 def _write_text(path: Path, text: str) -> None:

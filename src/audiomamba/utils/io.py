@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno as _errno
 import logging
+import math
+import numbers
 import os
 import re
 import shutil
@@ -22,7 +24,7 @@ from typing import Any, Callable
 from audiomamba.errors import WriteError
 
 __all__ = ["atomic_write", "write_torch", "write_error", "remove_stale_temps", "is_temp_name", "process_start_time",
-           "TEMP_SUFFIX"]
+           "json_safe", "TEMP_SUFFIX"]
 
 log = logging.getLogger("audiomamba.io")
 
@@ -193,3 +195,22 @@ def remove_stale_temps(folder: str | os.PathLike, before: float | None = None) -
         log.info("removed %s (%.1f MB), left by an interrupted write", entry.path, st.st_size / 1e6)
         removed.append(Path(entry.path))
     return removed
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` made fit for strict JSON (``json.dumps(..., allow_nan=False)``): a NaN or infinite number (a
+    diverged loss, an undefined metric) becomes null, numpy and torch scalars become Python numbers, anything else
+    that is not a number becomes its string."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    try:
+        f = float(obj)
+    except (TypeError, ValueError):
+        return str(obj)
+    return f if math.isfinite(f) else None
