@@ -4,6 +4,9 @@
         the small task of new classes: 8 procedurally generated tone classes (audiomamba.soundscapes.toy: pitch,
         amplitude modulation, a second harmonic) that the shipped tagger never had as labels; 1 s single-label
         clips at 32 kHz, 4 / 3 / 6 per class in train / validation / test
+    python scripts/main_job_steps.py tones-folds --out runs/tones_folds [--per-class 10]
+        the same 8 tone classes in the ESC-50 layout (meta/esc50.csv + audio/), clip i of each class in fold
+        i % 5 + 1: the 5-fold task of the pretraining ablation (scripts/ablate_pretraining.sh)
     python scripts/main_job_steps.py clip --bank .bank --out runs/main_job/clip.wav
         renders one clip of the bank's test split (the first with two events) to a WAV file and prints its truth
     python scripts/main_job_steps.py summary --run runs/main_job --seconds S
@@ -34,6 +37,40 @@ def make_tones(out: str | Path, seed: int = 0) -> Path:
     print(f"{root}: {TONE_CLASSES} new classes ({', '.join(TOY_CLASSES[:TONE_CLASSES])}), "
           + ", ".join(f"{n} {s}" for s, n in sizes.items()) + f" clips of {TONE_SECONDS:g} s at {SAMPLE_RATE} Hz")
     return root
+
+
+def make_tone_folds(out: str | Path, per_class: int = 10, seed: int = 1) -> Path:
+    """The tone classes as an ESC-50-shaped 5-fold task: ``per_class`` clips per class (at least 5), dealt to the
+    folds in turn, so every fold holds every class equally often."""
+    import csv
+    import shutil
+
+    from audiomamba.soundscapes.toy import TOY_CLASSES, make_toy_dataset
+
+    if per_class < 5:
+        raise SystemExit("error: --per-class must be at least 5 (one clip per fold)")
+    out = Path(out)
+    raw = make_toy_dataset(out / "_raw", {"all": per_class * TONE_CLASSES}, seconds=TONE_SECONDS,
+                           sample_rate=SAMPLE_RATE, num_classes=TONE_CLASSES, seed=seed, single_label=True)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    (out / "meta").mkdir(exist_ok=True)
+    rows, seen = [], {}
+    for line in (raw / "all.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        label = rec["labels"][0]
+        target = TOY_CLASSES.index(label)
+        k = seen[label] = seen.get(label, -1) + 1
+        fold = k % 5 + 1
+        name = f"{fold}-tone{target}-{k:03d}.wav"
+        shutil.move(raw / rec["path"], out / "audio" / name)
+        rows.append([name, fold, target, label])
+    shutil.rmtree(raw)
+    with open(out / "meta" / "esc50.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["filename", "fold", "target", "category"])
+        w.writerows(rows)
+    print(f"{out}: {TONE_CLASSES} tone classes x {per_class} clips of {TONE_SECONDS:g} s in 5 folds (ESC-50 layout)")
+    return out
 
 
 def pick_clip(bank, split: str = "test", events: int = 2, search: int = 64) -> int:
@@ -132,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("tones")
     a.add_argument("--out", required=True)
+    a = sub.add_parser("tones-folds")
+    a.add_argument("--out", required=True)
+    a.add_argument("--per-class", type=int, default=10)
     a = sub.add_parser("clip")
     a.add_argument("--bank", required=True)
     a.add_argument("--out", required=True)
@@ -141,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "tones":
         make_tones(args.out)
+    elif args.cmd == "tones-folds":
+        make_tone_folds(args.out, args.per_class)
     elif args.cmd == "clip":
         write_clip(args.bank, args.out)
     else:

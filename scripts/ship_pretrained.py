@@ -6,6 +6,15 @@
 Provenance: the data (bank: recordings, classes, licences by origin), the recipe (config file and overrides, the
 training summary's steps), the test metrics, the device and the date.  Also checks that the float16 file gives the
 same scores as the float32 checkpoint within 1e-2 on a noise clip.
+
+A shipped file's provenance is completed afterwards, where the event metrics are computed (``sed_scores_eval`` is
+not on the GPU machine), without touching its weights:
+
+    python scripts/ship_pretrained.py --restamp FILE --eval EVAL_SUMMARY.json --out FILE \
+        [--event-threshold 0.7 --event-threshold-from TEXT] [--init-from STAGE1_FILE]
+
+``--eval`` replaces the test metrics (the same split, now with event F1 and PSDS1); ``--init-from`` records the
+provenance of the file a second training stage started from (its config, test metrics, device and date).
 """
 
 from __future__ import annotations
@@ -21,29 +30,63 @@ import torch
 
 from audiomamba.checkpoint import load, save_model
 
+METRICS = ("mAP", "mAUC", "d_prime", "micro_f1", "macro_f1", "event_f1_micro", "event_f1_macro", "psds1")
+
+
+def restamp(a: argparse.Namespace) -> None:
+    """Rewrite FILE's provenance (test metrics, event threshold, stage-1 origin); the tensors are copied as they are."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from audiomamba.checkpoint import META_KEY, read_meta
+
+    meta = read_meta(a.restamp)
+    with safe_open(a.restamp, "pt") as f:
+        metadata = dict(f.metadata())
+    tensors = load_file(a.restamp)
+    prov = meta["provenance"]
+    ev = json.loads(Path(a.eval).read_text())
+    prov["test_metrics"] = {k: ev[k] for k in METRICS if k in ev}
+    if a.event_threshold is not None:
+        prov["event_threshold"], prov["event_threshold_from"] = a.event_threshold, a.event_threshold_from
+    if a.init_from:
+        old = read_meta(a.init_from)["provenance"]
+        prov["initialised_from"] = {k: old.get(k) for k in ("config", "overrides", "test_metrics", "device", "date")}
+    metadata[META_KEY] = json.dumps(meta)
+    tmp = Path(str(a.out) + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    load(tmp)  # the rewritten file must load and validate before it replaces anything
+    tmp.replace(a.out)
+    print(json.dumps({"out": a.out, **prov["test_metrics"], "event_threshold": prov.get("event_threshold")}))
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--checkpoint")
     ap.add_argument("--eval", required=True, help="summary.json of `audiomamba evaluate` on the test split")
-    ap.add_argument("--bank", required=True)
-    ap.add_argument("--config", required=True)
+    ap.add_argument("--bank")
+    ap.add_argument("--config")
     ap.add_argument("--out", required=True)
     ap.add_argument("--event-threshold", type=float, default=None, help="the event threshold chosen on validation "
                     "data: the tagger's default for this model (audiomamba tag --events)")
     ap.add_argument("--event-threshold-from", default=None, help="how it was chosen (recorded in the provenance)")
     ap.add_argument("--trained-on", default=None, help="the training device's name, when this script runs elsewhere "
                     "(default: this machine's GPU)")
+    ap.add_argument("--restamp", default=None, help="a shipped file whose provenance to complete (see above)")
+    ap.add_argument("--init-from", default=None, help="with --restamp: the file the second stage started from")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
+    if a.restamp:
+        return restamp(a)
+    if not (a.checkpoint and a.bank and a.config):
+        ap.error("--checkpoint, --bank and --config are required (unless --restamp)")
     model = load(a.checkpoint)
     meta = model.meta
     bank = json.loads((Path(a.bank) / "bank.json").read_text())
     rows = [dict(zip(bank["fields"], r)) for r in bank["recordings"]]
     licences = Counter((r["origin"], r["licence"]) for r in rows)
     ev = json.loads(Path(a.eval).read_text())
-    metrics = {k: ev[k] for k in ("mAP", "mAUC", "d_prime", "micro_f1", "macro_f1", "event_f1_micro", "event_f1_macro",
-                                  "psds1") if k in ev}
+    metrics = {k: ev[k] for k in METRICS if k in ev}
     train_meta = meta.get("provenance", {})
     provenance = {
         "trained_by": "audiomamba scripts/pretrain_gpu.sh",

@@ -128,3 +128,32 @@ def test_summary_says_what_is_missing(tmp_path):
     out = _steps().summarise(tmp_path, seconds=None)
     text = "\n".join(out["lines"])
     assert "pip install 'audiomamba[sed]'" in text and "none above the threshold" in text
+
+
+def test_tone_folds_are_an_esc50_task_with_every_class_in_every_fold(tmp_path):
+    from audiomamba.datasets import open_split
+    from audiomamba.datasets.esc50 import esc50_folds
+
+    steps = _steps()
+    root = steps.make_tone_folds(tmp_path / "folds", per_class=10)
+    assert esc50_folds(root) == [1, 2, 3, 4, 5]
+    seen = set()
+    for k in range(1, 6):
+        held = open_split(root, f"fold{k}", "esc50")
+        labels = [held.label_names[c.targets[0]] for c in held.clips]
+        assert len(held.clips) == 2 * steps.TONE_CLASSES
+        assert sorted(labels.count(n) for n in set(labels)) == [2] * steps.TONE_CLASSES
+        names = {Path(c.path).name for c in held.clips}
+        assert not names & seen  # folds are disjoint
+        seen |= names
+    assert not (tmp_path / "folds" / "_raw").exists()
+    with pytest.raises(SystemExit):
+        steps.make_tone_folds(tmp_path / "few", per_class=4)
+
+
+def test_ablation_config_reads_the_tone_folds():
+    from audiomamba.training.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "ablate" / "finetune_tones.yaml", [])
+    assert cfg.data.format == "esc50" and cfg.data.validation is None and cfg.train.loss == "ce"
+    assert cfg.data.clip_seconds == _steps().TONE_SECONDS
