@@ -92,6 +92,60 @@ def test_graph_draws_fresh_randomness_each_replay():
 
 
 @cuda
+def test_capture_survives_another_thread_pinning_memory():
+    """A DataLoader's pin-memory thread allocates pinned blocks while the first batch is captured; in CUDA's
+    global capture mode that invalidated the capture (an H200 run failed so); captures are thread-local now."""
+    import threading
+
+    stop = threading.Event()
+
+    def pin():
+        while not stop.is_set():  # new pinned blocks of growing sizes: each one a cudaHostAlloc
+            for mb in range(1, 9):
+                torch.empty(mb << 20, dtype=torch.uint8, pin_memory=True)
+            torch.cuda.synchronize()
+            torch._C._host_emptyCache() if hasattr(torch._C, "_host_emptyCache") else None
+
+    t = threading.Thread(target=pin, daemon=True)
+    t.start()
+    try:
+        for _ in range(3):
+            model = _model()
+            wave = torch.randn(2, SR, device="cuda") * 0.1
+            g = GraphedTraining(AudioMambaLogits(model), (wave,))
+            assert torch.isfinite(g(wave)).all()
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_graph_capture_mode_is_thread_local_inside_make_graphed_callables(monkeypatch):
+    """make_graphed_callables opens torch.cuda.graph without a mode; GraphedTraining gives it the thread-local
+    default for the call and restores torch.cuda.graph after it, also when the capture raises."""
+    from audiomamba.utils import cuda_graphs
+
+    seen = []
+
+    class FakeGraph:
+        def __init__(self, graph=None, **kw):
+            seen.append(kw)
+
+    def fake_make_graphed(module, sample_args, **kw):
+        torch.cuda.graph("g", pool=None)
+        raise RuntimeError("capture failed")
+
+    monkeypatch.setattr(torch.cuda, "graph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_make_graphed)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    module = torch.nn.Linear(2, 2)  # on the CPU: its parameters are made to report a CUDA device
+    monkeypatch.setattr(torch.nn.Parameter, "device", property(lambda self: torch.device("cuda", 0)), raising=False)
+    with pytest.raises(RuntimeError, match="capture failed"):
+        cuda_graphs.GraphedTraining(module, (torch.zeros(1, 2),))
+    assert seen == [{"pool": None, "capture_error_mode": "thread_local"}]
+    assert torch.cuda.graph is FakeGraph
+
+
+@cuda
 def test_graph_refuses_other_shapes_and_bad_modules():
     model = _model()
     wave = torch.randn(2, SR, device="cuda")

@@ -25,12 +25,20 @@ and how this module keeps it from giving wrong numbers:
   gradient accumulation).  :meth:`GraphedTraining.__call__` gives every parameter a gradient tensor of its own
   first; keep them with ``optimizer.zero_grad(set_to_none=False)``.
 
+Both capture in CUDA's thread-local mode (:data:`CAPTURE_MODE`).  In the default, global mode, a CUDA call that
+is unsafe during capture made by *any* thread of the process invalidates the capture; a DataLoader's pin-memory
+thread allocating a new pinned block is such a call, and it made capture fail at random in the middle of
+training (seen on an H200: the third of five cross-validation folds).  Thread-local mode, which torch.compile's
+CUDA graphs use as well, limits the check to the capturing thread.
+
 Both run under :func:`graph_autocast` when given a compute dtype: ``torch.autocast`` with the weight-cast cache
 disabled, as capture needs, and the same context eagerly so the two paths compute the same thing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -38,9 +46,22 @@ from collections.abc import Callable, Hashable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["GraphedInference", "GraphedTraining", "graph_autocast"]
+__all__ = ["GraphedInference", "GraphedTraining", "graph_autocast", "CAPTURE_MODE"]
 
 Outputs = tuple[torch.Tensor | None, ...]
+CAPTURE_MODE = "thread_local"  # see the module docstring: other threads' CUDA calls do not break a capture
+
+
+@contextlib.contextmanager
+def _thread_local_capture():
+    """While it is open, ``torch.cuda.graph`` captures in :data:`CAPTURE_MODE`.  ``make_graphed_callables``
+    opens ``torch.cuda.graph`` itself and has no option for the mode, so its default is set for the call."""
+    original = torch.cuda.graph
+    torch.cuda.graph = functools.partial(original, capture_error_mode=CAPTURE_MODE)
+    try:
+        yield
+    finally:
+        torch.cuda.graph = original
 
 
 def graph_autocast(dtype: torch.dtype | None):
@@ -61,7 +82,7 @@ class _Graph:
             fn(self.input)
         torch.cuda.current_stream(x.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), autocast():
+        with torch.cuda.graph(self.graph, capture_error_mode=CAPTURE_MODE), autocast():
             self.outputs = fn(self.input)
 
     def __call__(self, x: torch.Tensor) -> Outputs:
@@ -141,7 +162,7 @@ class GraphedTraining:
         # autograd engine then adds an event wait per parameter and warns at every backward.  The waits cost
         # microseconds, and the engine syncs those streams with the caller's at the end of each backward.
         warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
-        with graph_autocast(autocast_dtype):
+        with graph_autocast(autocast_dtype), _thread_local_capture():
             self._graphed = torch.cuda.make_graphed_callables(module, static, num_warmup_iters=warmup_iters,
                                                               allow_unused_input=True)
         with torch.no_grad():
