@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _steps():
-    spec = importlib.util.spec_from_file_location("main_job_steps", ROOT / "scripts" / "main_job_steps.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("main_job_steps")
 
 
 def test_config_fine_tunes_the_shipped_tagger_architecture():
