@@ -8,7 +8,7 @@
 # Run from the repository root with the bank in .bank; on a machine without soundfile/soxr, put their wheels
 # (and cffi, pycparser) in .whl.
 #   TOTAL_S  seconds for everything from the start of the runs (default 480); the packing after it takes ~10 s
-#   STEPS    optimiser steps of every run (default 200, batch 64) in EVALS validation intervals (default 4)
+#   STEPS    optimiser steps of every run (default 500, batch 64) in EVALS validation intervals (default 5)
 #   WORKERS  loader workers shared by the concurrent runs (default 14)
 #   OUT      where the results go (default runs/compare_out): results.md, results.json, map_vs_params.png,
 #            gpu.csv, runs.tar.gz (jobs.json, logs, configs, metrics, test summaries), steps_*.tar (the
@@ -18,8 +18,8 @@
 # Extra arguments go to scripts/compare_runs.py.
 set -uo pipefail
 TOTAL_S=${TOTAL_S:-480}
-STEPS=${STEPS:-200}
-EVALS=${EVALS:-4}
+STEPS=${STEPS:-500}
+EVALS=${EVALS:-5}
 WORKERS=${WORKERS:-14}
 OUT=${OUT:-runs/compare_out}
 RUNS=${RUNS:-runs/compare}
