@@ -24,6 +24,8 @@ for arm in pretrained scratch; do
   "$PY" - "$RUNS/$arm/eval_cv/cv_summary.json" "$arm" <<'PYEOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
-print(sys.argv[2], {k: v for k, v in s.items() if not isinstance(v, (list, dict))})
+acc = s["top1_accuracy"]
+folds = ", ".join(f"{s['folds'][k]['top1_accuracy']:.3f}" for k in sorted(s["folds"]))
+print(f"{sys.argv[2]}: accuracy {acc['mean']:.3f} +- {acc['std']:.3f} over folds ({folds}); mAP {s['mAP']['mean']:.3f}")
 PYEOF
 done

@@ -13,7 +13,8 @@ not on the GPU machine), without touching its weights:
     python scripts/ship_pretrained.py --restamp FILE --eval EVAL_SUMMARY.json --out FILE \
         [--event-threshold 0.7 --event-threshold-from TEXT] [--init-from STAGE1_FILE]
 
-``--eval`` replaces the test metrics (the same split, now with event F1 and PSDS1); ``--init-from`` records the
+``--eval`` adds the event metrics of an ``audiomamba evaluate`` summary of the same split (event F1 at its
+threshold, PSDS1; the clip metrics at 0.5 stay as they are); ``--init-from`` records the
 provenance of the file a second training stage started from (its config, test metrics, device and date).
 """
 
@@ -30,7 +31,8 @@ import torch
 
 from audiomamba.checkpoint import load, save_model
 
-METRICS = ("mAP", "mAUC", "d_prime", "micro_f1", "macro_f1", "event_f1_micro", "event_f1_macro", "psds1")
+EVENT_METRICS = ("event_f1_micro", "event_f1_macro", "psds1")
+METRICS = ("mAP", "mAUC", "d_prime", "micro_f1", "macro_f1", *EVENT_METRICS)
 
 
 def restamp(a: argparse.Namespace) -> None:
@@ -46,7 +48,9 @@ def restamp(a: argparse.Namespace) -> None:
     tensors = load_file(a.restamp)
     prov = meta["provenance"]
     ev = json.loads(Path(a.eval).read_text())
-    prov["test_metrics"] = {k: ev[k] for k in METRICS if k in ev}
+    prov["test_metrics"].update({k: ev[k] for k in EVENT_METRICS if k in ev})
+    if "event_threshold" in ev:
+        prov["test_metrics"]["event_metrics_threshold"] = ev["event_threshold"]
     if a.event_threshold is not None:
         prov["event_threshold"], prov["event_threshold_from"] = a.event_threshold, a.event_threshold_from
     if a.init_from:

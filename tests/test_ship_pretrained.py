@@ -33,13 +33,14 @@ def test_restamp_records_metrics_threshold_and_origin_and_keeps_the_weights(tmp_
     shipped = save_model(model, tmp_path / "s2.safetensors", labels=["a", "b", "c"], dtype=torch.float16,
                          provenance={"config": "stage2.yaml", "test_metrics": {"mAP": 0.6}})
     ev = tmp_path / "eval.json"
-    ev.write_text(json.dumps({"mAP": 0.61, "psds1": 0.2, "event_f1_micro": 0.3, "clips": 10}))
+    ev.write_text(json.dumps({"mAP": 0.61, "micro_f1": 0.1, "psds1": 0.2, "event_f1_micro": 0.3, "event_threshold": 0.6}))
     out = tmp_path / "out.safetensors"
     _run(monkeypatch, "--restamp", str(shipped), "--eval", str(ev), "--out", str(out), "--event-threshold", "0.6",
          "--event-threshold-from", "validation", "--init-from", str(stage1))
     prov = read_meta(out)["provenance"]
     assert prov["config"] == "stage2.yaml"
-    assert prov["test_metrics"] == {"mAP": 0.61, "event_f1_micro": 0.3, "psds1": 0.2}
+    # the event metrics are added; the clip metrics (F1 at 0.5 on the training machine) stay
+    assert prov["test_metrics"] == {"mAP": 0.6, "event_f1_micro": 0.3, "psds1": 0.2, "event_metrics_threshold": 0.6}
     assert prov["event_threshold"] == 0.6 and prov["event_threshold_from"] == "validation"
     assert prov["initialised_from"]["config"] == "stage1.yaml"
     assert prov["initialised_from"]["test_metrics"] == {"mAP": 0.5}
