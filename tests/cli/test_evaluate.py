@@ -29,6 +29,29 @@ def test_evaluate_manifest_with_events(tmp_path):
     assert [r["label"] for r in rows] == TOY_CLASSES[:4]
 
 
+def test_event_threshold_defaults_to_the_models_own(tmp_path):
+    """Events are scored at the threshold the model ships with (its provenance), as `audiomamba tag` detects them;
+    --event-threshold overrides it; --threshold stays the clip-F1 threshold."""
+    pytest.importorskip("sed_scores_eval")
+    data = make_toy_dataset(tmp_path / "d", {"test": 4}, seconds=0.6, sample_rate=SR)
+    model = create_model("audiomamba_nano", num_classes=4, layout="native", sample_rate=SR)
+    plain = save_model(model, tmp_path / "plain.safetensors", labels=TOY_CLASSES[:4])
+    own = save_model(model, tmp_path / "own.safetensors", labels=TOY_CLASSES[:4], provenance={"event_threshold": 0.8})
+
+    def run(ck, *extra):
+        out = tmp_path / f"ev{len(list(tmp_path.glob('ev*')))}"
+        assert main(["evaluate", "--checkpoint", str(ck), "--data", str(data), "--out", str(out), *extra]) == 0
+        return json.loads((out / "summary.json").read_text())
+
+    s = run(plain)
+    assert s["event_threshold"] == 0.5 and s["threshold"] == 0.5
+    s = run(own, "--threshold", "0.3")
+    assert s["event_threshold"] == 0.8 and s["threshold"] == 0.3
+    s = run(own, "--event-threshold", "0.6")
+    assert s["event_threshold"] == 0.6 and s["threshold"] == 0.5
+    assert main(["evaluate", "--checkpoint", str(own), "--data", str(data), "--event-threshold", "1.5"]) == 2
+
+
 def test_evaluate_rejects_data_without_a_matching_class(tmp_path, capsys):
     data = make_toy_dataset(tmp_path / "d", {"test": 2}, seconds=0.6, sample_rate=SR)
     model = create_model("audiomamba_nano", num_classes=2, layout="native", sample_rate=SR)

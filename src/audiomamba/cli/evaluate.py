@@ -1,7 +1,8 @@
 """``audiomamba evaluate --checkpoint C --data D``: tagging metrics (and event metrics with strong labels).
 
 Writes ``OUT/summary.json`` (mAP, mAUC, d', micro/macro F1 at ``--threshold``, top-1 accuracy for single-label
-data, event F1 / PSDS when the data has events) and ``OUT/per_class.csv``.  The data's classes are matched to the
+data, event F1 at ``--event-threshold`` (default: the model's own, as ``audiomamba tag``) and PSDS when the data
+has events) and ``OUT/per_class.csv``.  The data's classes are matched to the
 checkpoint's by AudioSet mid, else by normalised display name (:mod:`audiomamba.evaluation.label_match`), and the
 model's scores restricted to the matched classes: a model can be scored on a dataset whose classes are a subset of
 its own, or overlap them.  Dataset classes the model does not have are reported by name and left out of the metrics
@@ -33,7 +34,10 @@ def add_arguments(p) -> None:
     p.add_argument("--strict-labels", action="store_true",
                    help="a dataset class the model does not have is an error (default: reported and left out of "
                         "the metrics; classes match by AudioSet mid, else by display name)")
-    p.add_argument("--threshold", type=float, default=0.5, help="decision threshold for F1 and event detection")
+    p.add_argument("--threshold", type=float, default=0.5, help="decision threshold for clip F1")
+    p.add_argument("--event-threshold", type=float, default=None,
+                   help="threshold for event detection (default: the model's own, chosen on validation when its "
+                        "provenance names one, as audiomamba tag; else 0.5)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seconds", type=float, default=None, help="evaluate at most this many seconds of each clip")
     p.add_argument("--tta-shifts", type=int, default=1, help="average over N circular 10 ms shifts (paper: 10)")
@@ -69,7 +73,7 @@ def _restrict(pred: dict, match) -> dict:
 
 
 def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto", labels: str | None = None,
-             threshold: float = 0.5, batch_size: int = 8, seconds: float | None = None, tta_shifts: int = 1,
+             threshold: float = 0.5, event_threshold: float | None = None, batch_size: int = 8, seconds: float | None = None, tta_shifts: int = 1,
              events: bool = True, out: str | None = None, device: str = "auto", workers: int = 0,
              fold: int | None = None, strict_labels: bool = False) -> dict:
     import numpy as np
@@ -77,6 +81,7 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     from audiomamba.checkpoint import load
     from audiomamba.datasets import open_split
     from audiomamba.evaluation import evaluate_scores, event_metrics, per_class_table, predict
+    from audiomamba.inference.events import model_event_threshold
     from audiomamba.utils.device import resolve_device
 
     t0 = time.time()
@@ -115,7 +120,8 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
         dur = {cs.clips[i].name: max(p.shape[0] * hop, max((b for _, b, _ in gt[cs.clips[i].name]), default=0.0))
                for i, p in pred["framewise"].items()}
         try:
-            summary.update(event_metrics(fw, hop, gt, dur, names, threshold))
+            ev_threshold = model_event_threshold(meta) if event_threshold is None else event_threshold
+            summary.update(event_metrics(fw, hop, gt, dur, names, ev_threshold))
         except ImportError:
             log.warning("event metrics need sed_scores_eval: pip install 'audiomamba[sed]'")
     summary["seconds"] = round(time.time() - t0, 1)
@@ -146,6 +152,7 @@ def validate(args) -> list[int]:
     from audiomamba.errors import CheckpointError, DatasetError, UsageError
 
     C.number(args.threshold, "--threshold", low=0, high=1)
+    C.number(args.event_threshold, "--event-threshold", low=0, high=1, allow_none=True)
     C.number(args.batch_size, "--batch-size", low=1)
     C.number(args.seconds, "--seconds", low=0, low_open=True, allow_none=True)
     C.number(args.tta_shifts, "--tta-shifts", low=1)
@@ -176,7 +183,8 @@ def validate(args) -> list[int]:
 def run(args) -> int:
     folds = validate(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    common = dict(fmt=args.format, labels=args.labels, threshold=args.threshold, batch_size=args.batch_size,
+    common = dict(fmt=args.format, labels=args.labels, threshold=args.threshold,
+                  event_threshold=args.event_threshold, batch_size=args.batch_size,
                   seconds=args.seconds, tta_shifts=args.tta_shifts, events=not args.no_events, device=args.device,
                   workers=args.workers, strict_labels=args.strict_labels)
     if not folds:

@@ -21,9 +21,15 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["DEFAULT_EVENT_THRESHOLD", "Event", "median_filter", "binarize", "frames_to_events", "detect_events"]
+__all__ = ["DEFAULT_EVENT_THRESHOLD", "model_event_threshold", "Event", "median_filter", "binarize", "frames_to_events", "detect_events"]
 
 DEFAULT_EVENT_THRESHOLD = 0.5  # for a model whose provenance names no event threshold of its own
+
+
+def model_event_threshold(meta: dict) -> float:
+    """The event threshold chosen for a model on validation data, when its checkpoint's provenance names one
+    (``scripts/ship_pretrained.py --event-threshold``); else :data:`DEFAULT_EVENT_THRESHOLD`."""
+    return float((meta.get("provenance") or {}).get("event_threshold", DEFAULT_EVENT_THRESHOLD))
 
 
 @dataclass(frozen=True)

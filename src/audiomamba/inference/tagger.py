@@ -39,7 +39,7 @@ from audiomamba.audio import (
     AudioDecodeError, array_to_mono, check_waveform, decode_audio, device_resampler_fits, load_audio, resample,
     resample_torch, resampled_length, to_mono,
 )
-from audiomamba.inference.events import DEFAULT_EVENT_THRESHOLD, detect_events
+from audiomamba.inference.events import detect_events, model_event_threshold
 from audiomamba.inference.pieces import PiecePlan
 from audiomamba.inference.results import FileError, TagResult
 from audiomamba.models.heads import logits_to_scores
@@ -103,8 +103,7 @@ class Tagger:
         if len(self.labels) != num_classes:
             raise ValueError(f"{len(self.labels)} labels for a model with {num_classes} classes")
         self.multi_label = bool(meta.get("multi_label", True) if multi_label is None else multi_label)
-        # the event threshold chosen for this model on validation data, when its provenance names one
-        self.event_threshold = float((meta.get("provenance") or {}).get("event_threshold", DEFAULT_EVENT_THRESHOLD))
+        self.event_threshold = model_event_threshold(meta)
         self.device = resolve_device(device if device is not None else next(model.parameters()).device)
         self.model = model.to(self.device).eval()
         self.dtype = resolve_dtype(dtype)
