@@ -36,14 +36,23 @@ echo "== 2/5 the shipped tagger on the bank's test split (64 clips of 10 s; reco
 
 echo "== 3/5 8 new classes: fine-tuning the shipped tagger, and the same budget from scratch"
 rm -rf "$TONES" && "$PY" "$STEPS" tones --out "$TONES"   # about a second; same seed, same bytes
-for name in finetuned scratch; do
+# the two runs side by side, one core each: most of each run is single-threaded start-up (imports, model
+# building, the loader), which then overlaps
+arm() {
+  local name=$1 init=()
   rm -rf "${RUN:?}/$name"
-  init=()
   [ "$name" = finetuned ] && init=("model.init_checkpoint=$SHIPPED")
-  "$AM" train --config configs/main_job_new_classes.yaml "train.output_dir=$RUN/$name" ${init[@]+"${init[@]}"} \
-    > "$RUN/$name.log" 2>&1 || { tail -n 20 "$RUN/$name.log"; exit 1; }
-  "$AM" evaluate --checkpoint "$RUN/$name/best.safetensors" --data "$TONES" --split test --batch-size 24 --no-events \
-    --out "$RUN/$name/eval_test" > "$RUN/$name/eval_test.log" 2>&1 || { tail -n 20 "$RUN/$name/eval_test.log"; exit 1; }
+  OMP_NUM_THREADS=1 "$AM" train --config configs/main_job_new_classes.yaml "train.output_dir=$RUN/$name" \
+    train.threads=1 ${init[@]+"${init[@]}"} > "$RUN/$name.log" 2>&1 || { tail -n 20 "$RUN/$name.log"; return 1; }
+  OMP_NUM_THREADS=1 "$AM" evaluate --checkpoint "$RUN/$name/best.safetensors" --data "$TONES" --split test \
+    --batch-size 24 --no-events --out "$RUN/$name/eval_test" > "$RUN/$name/eval_test.log" 2>&1 \
+    || { tail -n 20 "$RUN/$name/eval_test.log"; return 1; }
+}
+arm finetuned & ft=$!
+arm scratch & sc=$!
+wait "$ft" || exit 1
+wait "$sc" || exit 1
+for name in finetuned scratch; do
   echo "   $name: best validation mAP $(grep -o '"best_mAP": [0-9.]*' "$RUN/$name/summary.json" | cut -d' ' -f2)"
 done
 
