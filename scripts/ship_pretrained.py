@@ -41,6 +41,7 @@ def restamp(a: argparse.Namespace) -> None:
     from safetensors.torch import load_file, save_file
 
     from audiomamba.checkpoint import META_KEY, read_meta
+    from audiomamba.utils.io import atomic_write
 
     meta = read_meta(a.restamp)
     with safe_open(a.restamp, "pt") as f:
@@ -57,10 +58,12 @@ def restamp(a: argparse.Namespace) -> None:
         old = read_meta(a.init_from)["provenance"]
         prov["initialised_from"] = {k: old.get(k) for k in ("config", "overrides", "test_metrics", "device", "date")}
     metadata[META_KEY] = json.dumps(meta)
-    tmp = Path(str(a.out) + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    load(tmp)  # the rewritten file must load and validate before it replaces anything
-    tmp.replace(a.out)
+
+    def write(tmp: str) -> None:
+        save_file(tensors, tmp, metadata=metadata)
+        load(tmp)  # the rewritten file must load and validate before it replaces anything
+
+    atomic_write(a.out, write)
     print(json.dumps({"out": a.out, **prov["test_metrics"], "event_threshold": prov.get("event_threshold")}))
 
 

@@ -73,9 +73,9 @@ def _restrict(pred: dict, match) -> dict:
 
 
 def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto", labels: str | None = None,
-             threshold: float = 0.5, event_threshold: float | None = None, batch_size: int = 8, seconds: float | None = None, tta_shifts: int = 1,
-             events: bool = True, out: str | None = None, device: str = "auto", workers: int = 0,
-             fold: int | None = None, strict_labels: bool = False) -> dict:
+             threshold: float = 0.5, event_threshold: float | None = None, batch_size: int = 8,
+             seconds: float | None = None, tta_shifts: int = 1, events: bool = True, out: str | None = None,
+             device: str = "auto", workers: int = 0, fold: int | None = None, strict_labels: bool = False) -> dict:
     import numpy as np
 
     from audiomamba.checkpoint import load

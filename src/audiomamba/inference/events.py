@@ -21,7 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["DEFAULT_EVENT_THRESHOLD", "model_event_threshold", "Event", "median_filter", "binarize", "frames_to_events", "detect_events"]
+__all__ = ["DEFAULT_EVENT_THRESHOLD", "model_event_threshold", "Event", "median_filter", "binarize", "frames_to_events",
+           "detect_events"]
 
 DEFAULT_EVENT_THRESHOLD = 0.5  # for a model whose provenance names no event threshold of its own
 
