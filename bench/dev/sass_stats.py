@@ -20,6 +20,7 @@ import tempfile
 import triton
 from triton.backends.compiler import GPUTarget
 
+from audiomamba.ops.triton import scan as scan_triton
 from audiomamba.ops.triton import scan_kernels
 
 BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
@@ -60,6 +61,8 @@ def main() -> None:
             const = dict(N=n, BLOCK_E=be, CROSS=True, SOFTPLUS=True, HAS_D=True, HAS_BIAS=True, EVEN=True, I64=False)
             if name == "fwd":
                 const.update(SAVE=args.save, SUMMARY=False)
+            else:  # as the launcher picks it
+                const.update(WARP_RED=scan_triton.warp_reduce(n))
             st = compile_stats(kernel, const, warps)
             # one loop body serves the four directions (backward ones walk negated strides): a chunk of CHUNK steps
             per_thread = scan_kernels.CHUNK

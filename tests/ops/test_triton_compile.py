@@ -31,7 +31,9 @@ def _variants():
             flags = dict(N=n, CROSS=cross, SOFTPLUS=True, HAS_D=True, HAS_BIAS=True, EVEN=even, I64=i64)
             out.append((sk.scan_fwd_kernel, dict(flags, BLOCK_E=64, SAVE=True, SUMMARY=False), 2))
             out.append((sk.scan_fwd_kernel, dict(flags, BLOCK_E=64, SAVE=False, SUMMARY=True), 2))
-            out.append((sk.scan_bwd_kernel, dict(flags, BLOCK_E=32), 1))
+            out.append((sk.scan_bwd_kernel, dict(flags, BLOCK_E=32, WARP_RED=False), 1))
+            if n > 4:  # the warp reduce-scatter of the B / C gradients (compiled kernels with 4 < N <= 16)
+                out.append((sk.scan_bwd_kernel, dict(flags, BLOCK_E=32, WARP_RED=True), 1))
     out.append((sk.sum4_kernel, dict(BLOCK=1024), 4))
     for c in (96, 1000):
         bm, bc, warps = ln.row_blocks(c)
@@ -50,7 +52,7 @@ def _model_variants():
     for even in (False, True):
         flags = dict(N=1, CROSS=True, SOFTPLUS=True, HAS_D=True, HAS_BIAS=True, EVEN=even, I64=False)
         out += [(sk.scan_fwd_kernel, dict(flags, BLOCK_E=64, SAVE=save, SUMMARY=False), 2) for save in (False, True)]
-        out.append((sk.scan_bwd_kernel, dict(flags, BLOCK_E=32), 1))
+        out.append((sk.scan_bwd_kernel, dict(flags, BLOCK_E=32, WARP_RED=False), 1))
     return out
 
 

@@ -18,6 +18,8 @@ Triton is optional: importing this module without it raises ImportError, which :
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 
@@ -112,8 +114,15 @@ def _bwd(x5, d5, B5, C5, dy5, du5, dd5, dB5, dC5, A, D, bias, hs, softplus: bool
         x5, d5, A, B5, C5, A if D is None else D, A if bias is None else bias, hs, dy5, du5, dd5, dA, dB5, dC5,
         dD, dbias, *_s5(x5), *_s5(d5), *_s5(B5), *_s5(du5), *_s5(dy5), E, H, W, hs.shape[3], n_eb,
         BLOCK_E=be, num_warps=warps, **_flags(A, D, bias, softplus, cross, d5.shape, be, (x5, d5, du5, dy5, hs)),
+        WARP_RED=warp_reduce(A.shape[1]),
     )
     return dA, (dD if D is not None else None), (dbias if bias is not None else None)
+
+
+def warp_reduce(n_state: int) -> bool:
+    """Whether the backward sums the B and C gradients with its warp reduce-scatter (4 < N <= 16): PTX shuffles,
+    so compiled kernels only, not Triton's CPU interpreter (``TRITON_INTERPRET=1``), which takes ``tl.sum``."""
+    return 4 < n_state <= 16 and os.environ.get("TRITON_INTERPRET", "0") != "1"
 
 
 def _sum4(y4: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

@@ -212,6 +212,59 @@ def _load(x_p, d_p, B_p, C_p, ex, ed, xo, xi, do_, di, bo, bi, s_n, e, E, c, NC,
 
 
 @triton.jit
+def _step_states(p, s_n, lo, st, o, i, valid, N: tl.constexpr, EVEN: tl.constexpr):
+    """B or C at one scan step: a tuple of N float32 scalars, loaded together (the backward's N > 4 path)."""
+    v = ()
+    for n in tl.static_range(N):
+        v = v + (_ld(p + (n * s_n + o * lo + i * st), valid, EVEN).to(tl.float32),)
+    return v
+
+
+@triton.jit
+def _shfl_xor(v, s: tl.constexpr):
+    """float32 v of the lane whose index differs from this one's in bit s (PTX ``shfl.sync.bfly``).  Triton has no
+    warp shuffle of its own; its ``tl.sum`` reduces one value at a time."""
+    bits = v.to(tl.int32, bitcast=True)
+    if s == 16:
+        r = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 16, 0x1f, 0xffffffff;", "=r,r", [bits],
+                                      dtype=tl.int32, is_pure=True, pack=1)
+    elif s == 8:
+        r = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 8, 0x1f, 0xffffffff;", "=r,r", [bits],
+                                      dtype=tl.int32, is_pure=True, pack=1)
+    elif s == 4:
+        r = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 4, 0x1f, 0xffffffff;", "=r,r", [bits],
+                                      dtype=tl.int32, is_pure=True, pack=1)
+    elif s == 2:
+        r = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 2, 0x1f, 0xffffffff;", "=r,r", [bits],
+                                      dtype=tl.int32, is_pure=True, pack=1)
+    else:
+        r = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 1, 0x1f, 0xffffffff;", "=r,r", [bits],
+                                      dtype=tl.int32, is_pure=True, pack=1)
+    return r.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _halve(vals, lane, s: tl.constexpr):
+    """One level of a warp's reduce-scatter: ``vals`` is a tuple of 2s per-lane partial sums; each lane keeps
+    the half chosen by bit s of its lane index (the lower half where it is 0), plus its partner's same half."""
+    hi = (lane & s) != 0
+    out = ()
+    for j in tl.static_range(s):
+        send = tl.where(hi, vals[j], vals[j + s])
+        out = out + (tl.where(hi, vals[j + s], vals[j]) + _shfl_xor(send, s),)
+    return out
+
+
+@triton.jit
+def _warp_reduce_scatter(vals, lane):
+    """32 per-lane partial sums (a tuple of 32 (BLOCK_E,) tensors, one element per thread) -> lane l holds the
+    sum over its warp's 32 lanes of value l.  31 shuffles and adds in five levels, where reducing each value on
+    its own (``tl.sum``) takes 5 x 32; each lane then adds its one sum with a single atomic instruction for the
+    warp, in place of 32."""
+    return _halve(_halve(_halve(_halve(_halve(vals, lane, 16), lane, 8), lane, 4), lane, 2), lane, 1)[0]
+
+
+@triton.jit
 def _state(p, bs, j, n, s_n, lo, st, o, i, valid, N: tl.constexpr, EVEN: tl.constexpr):
     """B or C of state n at the chunk's j-th scan step: preloaded (N <= 4) or loaded now."""
     if N <= 4:
@@ -311,8 +364,9 @@ def scan_fwd_kernel(
 @triton.jit
 def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg, eu, xo, xi, do_, di, bo, bi, go,
               gi, uo, ui,
-              s_n, e, E, emask, O, I, A2, Dv, bias, N: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
-              HAS_BIAS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr):
+              s_n, e, E, emask, O, I, A2, Dv, bias, N: tl.constexpr, BLOCK_E: tl.constexpr, SOFTPLUS: tl.constexpr,
+              HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr,
+              WARP_RED: tl.constexpr):
     """Chunks in reverse scan order: each recomputes its states from the saved start, then walks the adjoint
     back through them.  ``q = a_{t+1} dh_{t+1}`` carries the adjoint from the later step; d(delta) is laid out
     like delta (strides do_, di), du like y (uo, ui), dy has its own (go, gi).  Returns the block's dA (a
@@ -353,11 +407,19 @@ def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg
                 Bn = _state(B_p, bs, j, n, s_n, bo, bi, o, i, valid, N, EVEN)
                 hn = hn + (tl.exp2(dl * A2[n]) * h[n] + dlu * Bn,)
             h = hn
-        # the adjoint, against the scan order; for N <= 4 the B / C gradient atomics wait for the chunk's end
+        # the adjoint, against the scan order; for N <= 4 the B / C gradient atomics wait for the chunk's end.
+        # For N > 4 a step's B and C are loaded together, ahead of the previous step's atomics: a load cannot move
+        # above an atomic that might alias it, so loading them state by state between the atomics exposed the
+        # load latency 2N times per step instead of once.
         red = ()
+        if N > 4:
+            nbc = (_step_states(B_p, s_n, bo, bi, o, i0 + T - 1, i0 + T - 1 < I, N, EVEN),
+                   _step_states(C_p, s_n, bo, bi, o, i0 + T - 1, i0 + T - 1 < I, N, EVEN))
         for jj in tl.static_range(T):  # reverse scan order: scan-order index T - 1 - jj
             i = i0 + (T - 1 - jj)
             valid = i < I
+            if N > 4:
+                bj, cj = nbc
             m = _rows(e, E, valid)
             u = us[T - 1 - jj].to(tl.float32)
             raw = ds[T - 1 - jj].to(tl.float32)
@@ -370,10 +432,16 @@ def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg
             sA = zero
             qn = ()
             dAn = ()
+            gBs = ()
+            gCs = ()
             for n in tl.static_range(N):
                 off = n * s_n + o * bo + i * bi
-                Bn = _state(B_p, bs, T - 1 - jj, n, s_n, bo, bi, o, i, valid, N, EVEN)
-                Cn = _state(C_p, cs, T - 1 - jj, n, s_n, bo, bi, o, i, valid, N, EVEN)
+                if N > 4:
+                    Bn = bj[n]
+                    Cn = cj[n]
+                else:
+                    Bn = bs[T - 1 - jj][n]
+                    Cn = cs[T - 1 - jj][n]
                 a = tl.exp2(dl * A2[n])
                 h = a * hp[T - 1 - jj][n] + dlu * Bn
                 dh = dy * Cn + q[n]
@@ -384,12 +452,37 @@ def _bwd_body(x_p, d_p, B_p, C_p, dy_p, du_p, dd_p, dB_p, dC_p, hs_p, ex, ed, eg
                 sB += dh * Bn
                 sA += qh * A2[n]
                 # padding channels and steps hold zeros (u, dy and delta are 0 there), so the sums need no mask
-                gB, gC = tl.sum(dh * dlu, axis=0), tl.sum(h * dy, axis=0)
-                if N <= 4:
-                    red = red + ((off, valid, gB, gC),)
+                if WARP_RED:  # per-lane partial sums, reduced below for all states at once
+                    gBs = gBs + (dh * dlu,)
+                    gCs = gCs + (h * dy,)
                 else:
-                    tl.atomic_add(dB_p + off, gB, mask=valid, sem="relaxed")
-                    tl.atomic_add(dC_p + off, gC, mask=valid, sem="relaxed")
+                    gB, gC = tl.sum(dh * dlu, axis=0), tl.sum(h * dy, axis=0)
+                    if N <= 4:
+                        red = red + ((off, valid, gB, gC),)
+                    else:
+                        gBs = gBs + (gB,)
+                        gCs = gCs + (gC,)
+            if N > 4:
+                if jj < T - 1:  # the next step's B and C, issued before this step's atomics
+                    i_n = i0 + (T - 2 - jj)
+                    nbc = (_step_states(B_p, s_n, bo, bi, o, i_n, i_n < I, N, EVEN),
+                           _step_states(C_p, s_n, bo, bi, o, i_n, i_n < I, N, EVEN))
+                if WARP_RED:  # slots 0-15: B's states (zero past N), 16-31: C's; lane l adds slot l
+                    vals = gBs
+                    for n in tl.static_range(N, 16):
+                        vals = vals + (zero,)
+                    vals = vals + gCs
+                    for n in tl.static_range(N, 16):
+                        vals = vals + (zero,)
+                    lane = tl.arange(0, BLOCK_E) % 32
+                    sn = lane % 16
+                    p = tl.where(lane < 16, dB_p, dC_p) + (sn * s_n + o * bo + i * bi)
+                    tl.atomic_add(p, _warp_reduce_scatter(vals, lane), mask=(sn < N) & valid, sem="relaxed")
+                else:
+                    for n in tl.static_range(N):
+                        off = n * s_n + o * bo + i * bi
+                        tl.atomic_add(dB_p + off, gBs[n], mask=valid, sem="relaxed")
+                        tl.atomic_add(dC_p + off, gCs[n], mask=valid, sem="relaxed")
             q = qn
             dA = dAn
             ddl = u * sB + sA / LOG2E
@@ -418,8 +511,10 @@ def scan_bwd_kernel(
     E, H, W, NCMAX, n_eb,
     N: tl.constexpr, BLOCK_E: tl.constexpr, CROSS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr,
+    WARP_RED: tl.constexpr,
 ):
-    """Backward of :func:`scan_fwd_kernel`, same grid.  du is laid out like y (strides sy_*), ddelta like
+    """Backward of :func:`scan_fwd_kernel`, same grid.  WARP_RED (4 < N <= 16, compiled kernels only: it uses PTX
+    warp shuffles): the B and C gradients of a step, all states, in one warp reduce-scatter and one atomic.  du is laid out like y (strides sy_*), ddelta like
     delta, dB/dC (float32) like B/C and dy has its own strides (sg_*); dA, dD and dbias are summed per program
     and added once."""
     b, _, k, K, e, emask, ch, col, rev, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, 1, N,
@@ -432,7 +527,8 @@ def scan_bwd_kernel(
     hs_p = hs_ptr + ((b * K + k) * E + e) * NCMAX * N
     dA, dD, dbias = _bwd_body(x_p, d_ptr + d0, B_ptr + bc, C_ptr + bc, dy_p, du_p, dd_ptr + d0, dB_ptr + bc,
                               dC_ptr + bc, hs_p, ex, _chan(e, sd_e, I64), eg, eu, xo, xi, do_, di, bo, bi, go, gi, uo,
-                              ui, sbc_n, e, E, emask, O, I, A2, Dv, bias, N, SOFTPLUS, HAS_D, HAS_BIAS, EVEN, I64)
+                              ui, sbc_n, e, E, emask, O, I, A2, Dv, bias, N, BLOCK_E, SOFTPLUS, HAS_D, HAS_BIAS, EVEN, I64,
+                              WARP_RED)
     for n in tl.static_range(N):
         tl.atomic_add(dA_ptr + ch * N + n, dA[n], mask=emask, sem="relaxed")
     if HAS_D:
