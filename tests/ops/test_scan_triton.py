@@ -215,6 +215,15 @@ def test_optional_D_and_bias():
     assert _rel(y, ref) < 1e-5
 
 
+def test_warp_reduce_is_for_compiled_kernels_with_4_to_16_states(monkeypatch):
+    """The backward's warp reduce-scatter is PTX (shuffles): never under the CPU interpreter, whatever N; compiled,
+    for 4 < N <= 16 only (N <= 4 keeps its per-chunk sums; the kernels take N <= 16)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert not any(scan_triton.warp_reduce(n) for n in range(1, 17))
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert [n for n in range(1, 18) if scan_triton.warp_reduce(n)] == list(range(5, 17))
+
+
 def test_unsupported_inputs_are_refused_or_fall_back():
     gen = torch.Generator().manual_seed(2)
     x, delta, A, B, C, D, bias = (t.float() for t in _cross_inputs(1, 2, 17, 3, 4, gen))  # d_state 17
