@@ -93,24 +93,15 @@ def add_events(rec: dict, runs: Path, bank: str | None) -> None:
     npz = runs / rec["run"] / "eval_test" / "steps.npz"
     if not npz.is_file() or not bank:
         return
-    import numpy as np
-
-    from audiomamba.datasets import open_split
     from audiomamba.evaluation import event_metrics
 
-    data = np.load(npz)
-    cs = open_split(bank, rec["test_split"], "bank")
-    names = cs.label_names
-    if data["scores"].shape[2] != len(names):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from compare_eval import step_scores
+
+    try:
+        fw, hop, gt, dur, names = step_scores(npz, bank, rec["test_split"], "bank")
+    except ValueError:
         return
-    hop = float(data["hop"]) * int(data["step_frames"])
-    fw, gt, dur = {}, {}, {}
-    for j, i in enumerate(data["index"].tolist()):
-        clip = cs.clips[i]
-        n = -(-int(data["frames"][j]) // int(data["step_frames"]))
-        fw[clip.name] = data["scores"][j, :n].astype(np.float64) / 255.0
-        gt[clip.name] = [(on, off, names[t]) for t, on, off in clip.events]
-        dur[clip.name] = max(int(data["frames"][j]) * float(data["hop"]), max((e[1] for e in gt[clip.name]), default=0.0))
     try:
         m = event_metrics(fw, hop, gt, dur, names)
     except ImportError:

@@ -26,6 +26,29 @@ import torch
 STEP_FRAMES = 32  # one output step of the backbones = 32 frames of 10 ms
 
 
+def step_scores(npz: str | Path, data: str, split: str, fmt: str = "auto"):
+    """Read back a ``steps.npz`` of :func:`main` against its dataset split: ``(framewise, hop, ground_truth,
+    durations, names)`` in the form :func:`audiomamba.evaluation.event_metrics` takes (scores by clip name, at the
+    step rate, float64 in [0, 1]).  Raises ``ValueError`` when the scores' classes do not match the split's."""
+    from audiomamba.datasets import open_split
+
+    arrays = np.load(npz)
+    cs = open_split(data, split, fmt)
+    names = cs.label_names
+    if arrays["scores"].shape[2] != len(names):
+        raise ValueError(f"{npz}: {arrays['scores'].shape[2]} classes, {data} {split} has {len(names)}")
+    hop = float(arrays["hop"]) * int(arrays["step_frames"])
+    fw, gt, dur = {}, {}, {}
+    for j, i in enumerate(arrays["index"].tolist()):
+        clip = cs.clips[i]
+        n = -(-int(arrays["frames"][j]) // int(arrays["step_frames"]))
+        fw[clip.name] = arrays["scores"][j, :n].astype(np.float64) / 255.0
+        gt[clip.name] = [(on, off, names[t]) for t, on, off in clip.events]
+        end = max((e[1] for e in gt[clip.name]), default=0.0)
+        dur[clip.name] = max(int(arrays["frames"][j]) * float(arrays["hop"]), end)
+    return fw, hop, gt, dur, names
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True)
