@@ -222,24 +222,12 @@ def _step_states(p, s_n, lo, st, o, i, valid, N: tl.constexpr, EVEN: tl.constexp
 
 @triton.jit
 def _shfl_xor(v, s: tl.constexpr):
-    """float32 v of the lane whose index differs from this one's in bit s (PTX ``shfl.sync.bfly``).  Triton has no
-    warp shuffle of its own; its ``tl.sum`` reduces one value at a time."""
-    bits = v.to(tl.int32, bitcast=True)
-    if s == 16:
-        r = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 16, 0x1f, 0xffffffff;", "=r,r", [bits],
-                                      dtype=tl.int32, is_pure=True, pack=1)
-    elif s == 8:
-        r = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 8, 0x1f, 0xffffffff;", "=r,r", [bits],
-                                      dtype=tl.int32, is_pure=True, pack=1)
-    elif s == 4:
-        r = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 4, 0x1f, 0xffffffff;", "=r,r", [bits],
-                                      dtype=tl.int32, is_pure=True, pack=1)
-    elif s == 2:
-        r = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 2, 0x1f, 0xffffffff;", "=r,r", [bits],
-                                      dtype=tl.int32, is_pure=True, pack=1)
-    else:
-        r = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 1, 0x1f, 0xffffffff;", "=r,r", [bits],
-                                      dtype=tl.int32, is_pure=True, pack=1)
+    """float32 v of the lane whose index differs from this one's in bit s (PTX ``shfl.sync.bfly``; the lane offset
+    is a register operand, so one asm string serves every level).  Triton has no warp shuffle of its own; its
+    ``tl.sum`` reduces one value at a time."""
+    r = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, $2, 0x1f, 0xffffffff;", "=r,r,r",
+                                  [v.to(tl.int32, bitcast=True), tl.full(v.shape, s, tl.int32)],
+                                  dtype=tl.int32, is_pure=True, pack=1)
     return r.to(tl.float32, bitcast=True)
 
 
