@@ -15,7 +15,7 @@ from audiomamba.datasets import ClipDataset, DatasetError, collate, load_clip, o
 from audiomamba.soundscapes.bank import SourceBank, build_bank, open_bank
 from audiomamba.soundscapes.mixer import MixConfig
 from audiomamba.soundscapes.sources import active_region, user_items
-from conftest import event_mask, locate
+from conftest import event_mask, load_script, locate
 
 SR_SRC = 16000
 SR = 16000
@@ -201,3 +201,30 @@ def test_collated_strong_labels_of_random_crops(bank_dir):
         assert (want != got).sum() <= 4 * len(clip.events), i
         classes = batch["events"][row, :, 0]
         assert set(classes[classes >= 0].long().tolist()) == set(np.flatnonzero(item["target"]).tolist())
+
+
+def test_step_scores_read_back_against_the_split(bank_dir, tmp_path):
+    """scripts/compare_eval.py's steps.npz (uint8 scores at the step rate, clip indices, frame counts), read back
+    by its step_scores against the split: scores / 255, clip names, events with label names, durations."""
+    step_scores = load_script("compare_eval").step_scores
+    cs = open_split(bank_dir, "test")
+    idx = np.array([5, 0, 7], dtype=np.int64)
+    frames = np.array([301, 300, 150], dtype=np.int32)  # 10 ms frames; 32 per step
+    steps = -(-frames // 32)
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 256, (3, int(steps.max()), len(cs.label_names))).astype(np.uint8)
+    np.savez_compressed(tmp_path / "steps.npz", scores=q, index=idx, frames=frames, hop=np.float64(0.01),
+                        step_frames=np.int32(32))
+    fw, hop, gt, dur, names = step_scores(tmp_path / "steps.npz", str(bank_dir), "test", "bank")
+    assert hop == pytest.approx(0.32) and names == cs.label_names
+    assert list(fw) == [cs.clips[i].name for i in idx]
+    for j, i in enumerate(idx):
+        clip = cs.clips[i]
+        np.testing.assert_allclose(fw[clip.name], q[j, : steps[j]] / 255.0)
+        assert gt[clip.name] == [(on, off, names[t]) for t, on, off in clip.events]
+        assert dur[clip.name] == pytest.approx(max(frames[j] * 0.01, max(off for _, _, off in clip.events)))
+    q_bad = q[:, :, :2]
+    np.savez_compressed(tmp_path / "bad.npz", scores=q_bad, index=idx, frames=frames, hop=np.float64(0.01),
+                        step_frames=np.int32(32))
+    with pytest.raises(ValueError, match="classes"):
+        step_scores(tmp_path / "bad.npz", str(bank_dir), "test", "bank")
