@@ -501,10 +501,10 @@ def scan_bwd_kernel(
     SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN: tl.constexpr, I64: tl.constexpr,
     WARP_RED: tl.constexpr,
 ):
-    """Backward of :func:`scan_fwd_kernel`, same grid.  WARP_RED (4 < N <= 16, compiled kernels only: it uses PTX
-    warp shuffles): the B and C gradients of a step, all states, in one warp reduce-scatter and one atomic.  du is laid out like y (strides sy_*), ddelta like
+    """Backward of :func:`scan_fwd_kernel`, same grid.  du is laid out like y (strides sy_*), ddelta like
     delta, dB/dC (float32) like B/C and dy has its own strides (sg_*); dA, dD and dbias are summed per program
-    and added once."""
+    and added once.  WARP_RED (4 < N <= 16, compiled kernels only: it uses PTX warp shuffles): a step's B and C
+    gradients, all states, in one warp reduce-scatter and one atomic instruction."""
     b, _, k, K, e, emask, ch, col, rev, O, I, A2, Dv, bias = _program(A_ptr, D_ptr, bias_ptr, E, H, W, n_eb, 1, N,
                                                                        BLOCK_E, CROSS, HAS_D, HAS_BIAS)
     x_p, ex, xo, xi = _operand(x_ptr, sx_b, sx_k, sx_e, sx_h, sx_w, b, k, e, col, rev, O, I, I64)
@@ -515,8 +515,8 @@ def scan_bwd_kernel(
     hs_p = hs_ptr + ((b * K + k) * E + e) * NCMAX * N
     dA, dD, dbias = _bwd_body(x_p, d_ptr + d0, B_ptr + bc, C_ptr + bc, dy_p, du_p, dd_ptr + d0, dB_ptr + bc,
                               dC_ptr + bc, hs_p, ex, _chan(e, sd_e, I64), eg, eu, xo, xi, do_, di, bo, bi, go, gi, uo,
-                              ui, sbc_n, e, E, emask, O, I, A2, Dv, bias, N, BLOCK_E, SOFTPLUS, HAS_D, HAS_BIAS, EVEN, I64,
-                              WARP_RED)
+                              ui, sbc_n, e, E, emask, O, I, A2, Dv, bias, N, BLOCK_E, SOFTPLUS, HAS_D, HAS_BIAS,
+                              EVEN, I64, WARP_RED)
     for n in tl.static_range(N):
         tl.atomic_add(dA_ptr + ch * N + n, dA[n], mask=emask, sem="relaxed")
     if HAS_D:
