@@ -22,19 +22,6 @@ from pathlib import Path
 COLLARS = dict(onset_collar=0.2, offset_collar=0.2, offset_collar_rate=0.2)  # as audiomamba.evaluation.event_metrics
 
 
-def _score_frames(framewise: dict, hop: float, durations: dict, classes: list[str], names: list[str]) -> dict:
-    import numpy as np
-    from sed_scores_eval.base_modules.scores import create_score_dataframe
-
-    cols = [names.index(c) for c in classes]
-    out = {}
-    for cid, fw in framewise.items():
-        ts = np.arange(fw.shape[0] + 1) * hop
-        ts[-1] = max(ts[-1], durations.get(cid, ts[-1]))
-        out[cid] = create_score_dataframe(fw[:, cols].astype(np.float64), ts, classes)
-    return out
-
-
 def micro_f1(scores: dict, gt: dict, threshold) -> float:
     """Collar-based micro-averaged event F1 at one threshold or a {class: threshold} dict."""
     import sed_scores_eval
@@ -66,21 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from compare_eval import step_scores
 
-    from audiomamba.evaluation.metrics import _merge_events
-
+    from audiomamba.evaluation.metrics import sed_inputs
     from audiomamba.inference.events import median_filter
 
     fw, hop, gt_raw, dur, names = step_scores(a.steps, a.data, a.split, a.format)
-    classes = sorted({lab for evs in gt_raw.values() for _, _, lab in evs})
-    gt = {cid: _merge_events(gt_raw.get(cid, [])) for cid in fw}
+    _, gt, classes = sed_inputs(fw, hop, gt_raw, dur, names)
     grid = [float(v) for v in a.grid.split(",")]
     res = {"steps": a.steps, "split": a.split, "clips": len(fw), "classes": len(classes), "step_s": hop}
     medians = [int(v) for v in a.median.split(",")]
-    for k in medians[1:] if len(medians) > 1 else []:  # median filters other than the first: F1 over the grid
-        sk = _score_frames({c: median_filter(v, k) for c, v in fw.items()}, hop, dur, classes, names)
+    for k in medians[1:]:  # median filters other than the first: F1 over the grid
+        sk = sed_inputs({c: median_filter(v, k) for c, v in fw.items()}, hop, gt_raw, dur, names)[0]
         res[f"global_median_{k}"] = {str(t): micro_f1(sk, gt, t) for t in grid}
     fw = {c: median_filter(v, medians[0]) for c, v in fw.items()} if medians[0] > 1 else fw
-    scores = _score_frames(fw, hop, dur, classes, names)
+    scores = sed_inputs(fw, hop, gt_raw, dur, names)[0]
     res["median"] = medians[0]
     res["global"] = {str(t): micro_f1(scores, gt, t) for t in grid}
     best = max(grid, key=lambda t: res["global"][str(t)])

@@ -14,7 +14,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["tagging_metrics", "per_class_table", "d_prime", "event_metrics"]
+__all__ = ["tagging_metrics", "per_class_table", "d_prime", "event_metrics", "sed_inputs"]
 
 
 def d_prime(auc: float) -> float:
@@ -88,6 +88,30 @@ def _merge_events(events) -> list[tuple[float, float, str]]:
     return [tuple(e) for e in out]
 
 
+def sed_inputs(framewise: dict[str, np.ndarray], frame_hop: float, ground_truth: dict[str, list],
+               durations: dict[str, float], labels: list[str]) -> tuple[dict, dict, list[str]]:
+    """``sed_scores_eval``'s inputs from framewise probabilities (see :func:`event_metrics`): score data frames of
+    the classes that have events, the merged reference events by clip, and those classes (sorted)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from sed_scores_eval.base_modules.scores import create_score_dataframe
+
+    classes = sorted({lab for evs in ground_truth.values() for _, _, lab in evs})
+    if not classes:
+        raise ValueError("no strong labels (events) in the reference")
+    cols = [labels.index(c) for c in classes]
+    scores = {}
+    for cid, fw in framewise.items():
+        n = fw.shape[0]
+        ts = np.arange(n + 1) * frame_hop
+        ts[-1] = max(ts[-1], durations.get(cid, ts[-1]))
+        scores[cid] = create_score_dataframe(fw[:, cols].astype(np.float64), ts, classes)
+    gt = {cid: _merge_events(ground_truth.get(cid, [])) for cid in scores}
+    return scores, gt, classes
+
+
 def event_metrics(framewise: dict[str, np.ndarray], frame_hop: float, ground_truth: dict[str, list],
                   durations: dict[str, float], labels: list[str], threshold: float = 0.5,
                   collar: float = 0.2, psds: bool = True) -> dict:
@@ -104,19 +128,8 @@ def event_metrics(framewise: dict[str, np.ndarray], frame_hop: float, ground_tru
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import sed_scores_eval
-        from sed_scores_eval.base_modules.scores import create_score_dataframe
 
-    classes = sorted({lab for evs in ground_truth.values() for _, _, lab in evs})
-    if not classes:
-        raise ValueError("no strong labels (events) in the reference")
-    cols = [labels.index(c) for c in classes]
-    scores = {}
-    for cid, fw in framewise.items():
-        n = fw.shape[0]
-        ts = np.arange(n + 1) * frame_hop
-        ts[-1] = max(ts[-1], durations.get(cid, ts[-1]))
-        scores[cid] = create_score_dataframe(fw[:, cols].astype(np.float64), ts, classes)
-    gt = {cid: _merge_events(ground_truth.get(cid, [])) for cid in scores}
+    scores, gt, classes = sed_inputs(framewise, frame_hop, ground_truth, durations, labels)
     f, p, r, _ = sed_scores_eval.collar_based.fscore(scores, gt, threshold, onset_collar=collar,
                                                       offset_collar=collar, offset_collar_rate=0.2)
     out = {"event_f1_micro": float(f["micro_average"]), "event_f1_macro": float(f["macro_average"]),
