@@ -11,9 +11,9 @@ set -uo pipefail
 CONFIG=${CONFIG:-configs/pretrain_micro_v2.yaml}
 OUT=${OUT:-runs/pretrain_out}
 mkdir -p "$OUT"
-if compgen -G ".whl/*.whl" > /dev/null; then
+export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+if compgen -G ".whl/*.whl" > /dev/null && ! python3 -c "import soundfile, soxr" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 RUN=$(python3 -c "import sys; from audiomamba.training.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).train.output_dir)" "$CONFIG" "$@") || exit 1

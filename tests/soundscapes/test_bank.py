@@ -228,3 +228,90 @@ def test_step_scores_read_back_against_the_split(bank_dir, tmp_path):
                         step_frames=np.int32(32))
     with pytest.raises(ValueError, match="classes"):
         step_scores(tmp_path / "bad.npz", str(bank_dir), "test", "bank")
+
+
+def _peak_hz(x: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / SR)[np.argmax(spec)])
+
+
+def test_peaking_filter_has_its_gain_at_its_frequency_and_unity_far_away():
+    from scipy.signal import sosfreqz
+
+    from audiomamba.soundscapes.bank import peaking_sos
+
+    for freq, gain, q in [(1000.0, 9.0, 1.0), (250.0, -6.0, 3.0), (5000.0, 3.5, 0.7)]:
+        w, h = sosfreqz(peaking_sos(freq, gain, q, SR), worN=[0.0, freq, SR / 2 * 0.999], fs=SR)
+        db = 20 * np.log10(np.abs(h))
+        assert db[1] == pytest.approx(gain, abs=1e-6)
+        assert abs(db[0]) < 1e-6 and abs(db[2]) < 0.5
+
+
+def test_source_augment_changes_pitch_within_range_and_keeps_events_and_levels(bank_dir):
+    """Speed: each event's tone moves by a factor within [1/(1+s), 1+s] (its peak frequency against the
+    unchanged render), factors vary between seeds, and the event stays where the plan puts it.  Off
+    (SourceAugment()), the render is the plain one sample for sample."""
+    from audiomamba.soundscapes.bank import SourceAugment
+
+    bank = open_bank(bank_dir)
+    cs = open_split(bank_dir, "train")
+    s = 0.3
+    assert np.array_equal(bank.render(cs.clips[0].plan, np.random.default_rng(0), SourceAugment()),
+                          bank.render(cs.clips[0].plan))
+    ratios = []
+    for clip in cs.clips[:10]:
+        _, _, _, bg_db, events = clip.plan
+        plain = bank.render(clip.plan)
+        for seed in (1, 2):
+            x = bank.render(clip.plan, np.random.default_rng(seed), SourceAugment(speed=s))
+            assert x.shape == plain.shape and np.isfinite(x).all() and np.abs(x).max() <= 0.9 + 1e-6
+            if len(events) != 1:
+                continue
+            _, _, take, onset, snr = events[0]
+            if take < SR // 4:
+                continue
+            ratios.append(_peak_hz(x[onset: onset + take]) / _peak_hz(plain[onset: onset + take]))
+            # the event is where the plan says: outside it, only the background (the same in both renders, up to
+            # the clip's common peak scaling)
+            outside = np.r_[x[:onset], x[onset + take:]]
+            ref = np.r_[plain[:onset], plain[onset + take:]]
+            if len(outside) > SR // 10:
+                scale = np.dot(outside, ref) / np.dot(ref, ref)
+                assert np.allclose(outside, scale * ref, atol=1e-4)
+            bg = 10 ** (bg_db / 20)
+            seg = x[onset: onset + take].astype(np.float64)
+            assert 20 * np.log10(np.sqrt(np.mean(seg ** 2)) / bg) > MIX.snr_db[0] - 1.5
+    assert len(ratios) >= 4
+    assert all(1 / (1 + s) - 0.02 <= r <= 1 + s + 0.02 for r in ratios), ratios
+    assert np.std(ratios) > 0.02, ratios
+
+
+def test_source_augment_eq_and_the_training_loader(bank_dir):
+    """The equaliser changes the spectrum, not the event's level; a training item with source augmentation is
+    reproducible from its seed (in worker processes too), differs between seeds, and leaves crop and gain draws
+    as they were (same labels and event rows as without it)."""
+    from audiomamba.soundscapes.bank import SourceAugment
+
+    bank = open_bank(bank_dir)
+    clip = open_split(bank_dir, "train").clips[0]
+    plain = bank.render(clip.plan)
+    eq = bank.render(clip.plan, np.random.default_rng(5), SourceAugment(eq_db=12.0))
+    assert not np.allclose(eq, plain, atol=1e-3)
+    for _, _, take, onset, _ in clip.plan[4]:
+        a, b = plain[onset: onset + take], eq[onset: onset + take]
+        assert abs(20 * np.log10(np.std(b) / np.std(a))) < 3.0  # the level is set after the equaliser
+    with pytest.raises(ValueError, match="speed"):
+        SourceAugment(speed=-0.1)
+
+    cs = open_split(bank_dir, "train")
+    aug = SourceAugment(speed=0.2, eq_db=6.0)
+    ds = ClipDataset(cs, SR, train=True, clip_seconds=2.0, gain_db=3.0, source_augment=aug)
+    base = ClipDataset(cs, SR, train=True, clip_seconds=2.0, gain_db=3.0)
+    a, b, c, d = ds[(3, 7)], ds[(3, 7)], ds[(3, 8)], base[(3, 7)]
+    assert np.array_equal(a["wave"], b["wave"]) and not np.array_equal(a["wave"], c["wave"])
+    assert not np.array_equal(a["wave"], d["wave"])
+    assert np.array_equal(a["target"], d["target"]) and np.array_equal(a["events"], d["events"])
+    batches = [[(i, 300 + i) for i in range(6)]]
+    want = collate([ds[i] for i in batches[0]])
+    got = next(iter(torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=2)))
+    assert torch.equal(want["wave"], got["wave"])

@@ -277,3 +277,79 @@ def test_metrics_and_summary_are_strict_json():
     assert json.loads(text) == {"loss": None, "losses": [1.0, None, None], "mAP": 0.5, "steps": 3, "ok": True,
                                 "name": "x", "none": None}
     assert "NaN" not in text and "Infinity" not in text
+
+
+def test_ctrl_c_to_the_process_group_stops_after_the_step_with_last_pt_then_resumes(toy, tmp_path):
+    """A terminal's Ctrl-C (or `timeout --signal=INT`) reaches the CLI and its DataLoader workers: the run
+    stops after the current step with last.pt written at that step (not at the last periodic checkpoint), exits
+    130 with one line and no worker traceback, and --resume auto finishes it with the uninterrupted run's
+    step count."""
+    import signal
+    import time
+
+    import yaml
+
+    over = dict(train__epochs=60, train__checkpoint_every=1000, train__log_every=1, data__num_workers=2,
+                train__batch_size=8)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw_cfg(toy, tmp_path / "run", **over)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "audiomamba", "train", "--config", str(cfg_path)]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines, deadline = [], time.time() + 300
+    for line in proc.stderr:  # wait until steps are being logged, then interrupt the whole group
+        lines.append(line)
+        if "step 3" in line or time.time() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    rest = proc.stderr.read()
+    rc = proc.wait(timeout=120)
+    err = "".join(lines) + rest
+    assert rc == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert err.rstrip().splitlines()[-1] == "audiomamba train: interrupted"
+    state = load_state(tmp_path / "run" / "last.pt")
+    assert 3 <= state["step"] < 60
+    assert f"interrupted at step {state['step']}" in err
+    done = subprocess.run(cmd + ["--resume", "auto"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 60
+
+
+def test_dataloader_workers_leave_ctrl_c_to_the_main_process():
+    """Each item sends SIGINT to its own worker: with ignore_interrupt the workers carry on, without it the
+    loader fails (the control that shows the signal does arrive)."""
+    from audiomamba.utils.interrupt import ignore_interrupt
+
+    class SelfInterrupting(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            import signal
+
+            os.kill(os.getpid(), signal.SIGINT)
+            return torch.tensor(i)
+
+    kw = dict(batch_size=2, num_workers=2, multiprocessing_context="fork")
+    got = torch.cat(list(torch.utils.data.DataLoader(SelfInterrupting(), worker_init_fn=ignore_interrupt, **kw)))
+    assert got.tolist() == [0, 1, 2, 3]
+    with pytest.raises(Exception):
+        list(torch.utils.data.DataLoader(SelfInterrupting(), **kw))
+
+
+def test_deferred_interrupt_flags_the_first_ctrl_c_and_raises_on_the_second():
+    import signal
+
+    from audiomamba.utils.interrupt import DeferredInterrupt
+
+    with DeferredInterrupt("the test") as intr:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert intr.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with DeferredInterrupt("the test", enabled=False) as off:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        assert not off.requested

@@ -95,6 +95,10 @@ def test_config_errors(toy, tmp_path):
     y.write_text("data:\n  root: x\n  colour: red\n")
     with pytest.raises(ConfigError, match=r"c.yaml: unknown config key 'data.colour'"):
         load_config(y)
+    with pytest.raises(ConfigError, match="augment.source_speed must be <= 1"):
+        load_config(raw={"data": {"root": "x"}}, overrides=["augment.source_speed=1.5"])
+    with pytest.raises(ConfigError, match=r"augment.source_speed / augment.source_eq_db .* not a source bank"):
+        train(cfg_for(toy, tmp_path / "aug", augment__source_eq_db=6.0))
     from audiomamba.datasets import DatasetError
 
     with pytest.raises(DatasetError, match="dataset not found"):

@@ -18,7 +18,7 @@ from audiomamba.datasets.esc50 import esc50_folds, read_esc50
 from audiomamba.datasets.folder import read_folder
 from audiomamba.datasets.manifest import find_manifest, read_manifest
 from audiomamba.datasets.shards import read_member, read_shards
-from audiomamba.soundscapes.bank import open_bank
+from audiomamba.soundscapes.bank import SourceAugment, open_bank
 
 log = logging.getLogger("audiomamba.datasets")
 
@@ -91,8 +91,13 @@ def open_split(data: str | Path, split: str, fmt: str = "auto", labels: str | No
 MAX_SAMPLE = 1e6  # |sample| above this is damage (or a float file scaled wildly wrong), not audio
 
 
-def load_clip(clip: Clip, sample_rate: int, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
+def load_clip(clip: Clip, sample_rate: int, start: float = 0.0, seconds: float | None = None,
+              source_augment: SourceAugment | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
     """Decode ``clip`` (from ``start`` seconds into it, at most ``seconds``) as mono float32 at ``sample_rate``.
+
+    A clip of a source bank is rendered from its plan; ``source_augment`` (with ``rng`` drawing its choices)
+    changes each event's recording as it is rendered (:class:`~audiomamba.soundscapes.bank.SourceAugment`), and
+    is ignored for other clips.
 
     The whole clip (its ``offset``/``duration`` range of the file) is decoded and checked before the part asked
     for is cut out, so a crop never hides damage elsewhere in the clip: undecodable or truncated audio (a header
@@ -100,7 +105,7 @@ def load_clip(clip: Clip, sample_rate: int, start: float = 0.0, seconds: float |
     :data:`MAX_SAMPLE`, or an empty clip raise (``AudioDecodeError`` / ``ValueError``, naming the file)."""
     if clip.plan is not None:
         bank = open_bank(clip.path)
-        x, sr = bank.render(clip.plan), bank.sample_rate
+        x, sr = bank.render(clip.plan, rng, source_augment), bank.sample_rate
     elif clip.shard is not None:
         x, sr = read_member(clip)
     else:
@@ -149,7 +154,8 @@ class ClipDataset(torch.utils.data.Dataset):
     Training (``train=True``): items are requested as ``(clip_index, seed)``; a ``clip_seconds`` crop at a random
     position (or the start without ``random_crop``), zero-padded at a random position, random gain (+-``gain_db``)
     and circular time shift (up to ``time_shift`` of the crop), all drawn from ``seed``, so a run is reproducible
-    whatever the number of workers.  With strong labels, a crop's targets are the events that overlap it by at
+    whatever the number of workers.  ``source_augment`` changes the events of source-bank clips as they are
+    rendered (:class:`~audiomamba.soundscapes.bank.SourceAugment`), from a stream of ``seed`` of its own.  With strong labels, a crop's targets are the events that overlap it by at
     least ``min_event_overlap`` s (labels without events are kept).
     Evaluation: the whole clip (at most ``eval_seconds``), at least ``min_seconds`` long.
 
@@ -159,8 +165,10 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __init__(self, clips: ClipSet, sample_rate: int, train: bool = False, clip_seconds: float = 10.0,
                  eval_seconds: float | None = None, random_crop: bool = True, gain_db: float = 0.0,
-                 time_shift: float = 0.0, min_seconds: float = 0.1, min_event_overlap: float = 0.05) -> None:
+                 time_shift: float = 0.0, min_seconds: float = 0.1, min_event_overlap: float = 0.05,
+                 source_augment: SourceAugment | None = None) -> None:
         self.cs, self.sr, self.train = clips, int(sample_rate), train
+        self.source_augment = source_augment if source_augment else None
         self.clip_seconds, self.eval_seconds = clip_seconds, eval_seconds
         self.random_crop, self.gain_db, self.time_shift = random_crop, gain_db, time_shift
         self.min_seconds, self.min_event_overlap = min_seconds, min_event_overlap
@@ -232,15 +240,18 @@ class ClipDataset(torch.utils.data.Dataset):
     def _train_item(self, idx: int, clip: Clip, seed: int) -> dict:
         rng = np.random.default_rng(seed)
         n = int(round(self.clip_seconds * self.sr))
+        aug = {}
+        if self.source_augment and clip.plan is not None:  # its own stream: the crop and gain draws stay put
+            aug = {"source_augment": self.source_augment, "rng": np.random.default_rng([seed, 1])}
         dur = _known_duration(clip) if clip.shard is None else None
         start = 0.0
         if dur is not None and dur > self.clip_seconds and self.random_crop:
             start = float(rng.uniform(0.0, dur - self.clip_seconds))
-            x = load_clip(clip, self.sr, start, self.clip_seconds)
+            x = load_clip(clip, self.sr, start, self.clip_seconds, **aug)
         elif dur is not None:
-            x = load_clip(clip, self.sr, 0.0, self.clip_seconds)
+            x = load_clip(clip, self.sr, 0.0, self.clip_seconds, **aug)
         else:
-            x = load_clip(clip, self.sr)
+            x = load_clip(clip, self.sr, **aug)
             if len(x) > n:
                 a = int(rng.integers(0, len(x) - n + 1)) if self.random_crop else 0
                 start, x = a / self.sr, x[a: a + n]

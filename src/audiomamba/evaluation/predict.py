@@ -19,6 +19,7 @@ from audiomamba.errors import CheckpointError
 from audiomamba.evaluation.metrics import tagging_metrics
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils import distributed as D
+from audiomamba.utils.interrupt import ignore_interrupt
 
 __all__ = ["predict", "evaluate_scores"]
 
@@ -47,7 +48,8 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
                      min_seconds=model.frontend.min_samples / sr + 1e-3)
     mine = list(range(D.rank(), len(cs), D.world_size()))
     batches = [mine[i: i + batch_size] for i in range(0, len(mine), batch_size)]
-    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=num_workers,
+                                         worker_init_fn=ignore_interrupt)
     if progress:
         from tqdm import tqdm
 

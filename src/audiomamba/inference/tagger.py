@@ -45,6 +45,7 @@ from audiomamba.inference.results import FileError, TagResult
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils.device import autocast, resolve_device, resolve_dtype
 from audiomamba.utils.memory import keep_freed_memory
+from audiomamba.utils.interrupt import ignore_interrupt
 
 __all__ = ["Tagger", "TagResult", "FileError", "SILENCE_PEAK"]
 
@@ -245,7 +246,7 @@ class Tagger:
         on_device = cuda if resample_on_device is None else bool(resample_on_device)
         dataset = _AudioFiles([str(p) for p in paths], self.sample_rate, self.model.frontend.min_samples, on_device)
         loader = DataLoader(dataset, batch_size=batch_size or self.batch_size, num_workers=num_workers,
-                            collate_fn=_collate, pin_memory=cuda,
+                            collate_fn=_collate, pin_memory=cuda, worker_init_fn=ignore_interrupt,
                             prefetch_factor=max(1, prefetch) if num_workers > 0 else None)
         options = dict(top_k=top_k, events=events, threshold=threshold, min_duration=min_duration,
                        median_filter=median_filter, min_gap=min_gap, embeddings=embeddings)

@@ -22,6 +22,11 @@ split's groups, a window of it (at most ``mix.max_event_s``), an onset and an SN
 :class:`~audiomamba.datasets.core.Clip` carries it and the DataLoader workers render clips from the bank in memory
 (about a millisecond per 10 s clip): the same index always gives the same audio, whatever the number of workers,
 and validation and test are fixed sets.
+
+Training may also change each event's recording as it is rendered (:class:`SourceAugment`: a speed change, which
+moves pitch and tempo together, and a random equaliser), drawn from the training item's seed: the ~2,100 source
+recordings then never sound quite the same twice, which is what generalising to recordings made elsewhere asks.
+Event onsets and lengths stay those of the plan, so the strong labels hold.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from audiomamba.soundscapes.mixer import (
 from audiomamba.soundscapes.sources import SourceItem, active_region
 from audiomamba.utils.io import atomic_write
 
-__all__ = ["BANK_FORMAT", "BankRecording", "BankSummary", "SourceBank", "build_bank", "open_bank"]
+__all__ = ["BANK_FORMAT", "BankRecording", "BankSummary", "SourceAugment", "SourceBank", "build_bank", "open_bank"]
 
 log = logging.getLogger("audiomamba.data")
 
@@ -60,6 +65,43 @@ BANK_VERSION = 1
 GAP_S = 0.05  # silence between recordings in the stream: the codec's window never mixes two recordings
 PEAK = 0.5  # recordings are stored at this peak (headroom for the codec); mixing sets levels by RMS anyway
 NOISE_S = 30.0  # length of each precomputed background noise buffer
+EQ_BANDS = 2  # peaking filters of the random equaliser
+EQ_Q = (0.5, 3.0)  # their quality factors, drawn log-uniformly
+EQ_MIN_HZ = 60.0  # their centre frequencies, log-uniform from here to 0.45 x the sample rate
+
+
+@dataclass(frozen=True)
+class SourceAugment:
+    """Changes to each event's recording at render time (training only), drawn per event from the item's seed.
+
+    ``speed``: the recording plays at a factor drawn log-uniformly from ``[1 / (1 + speed), 1 + speed]`` (pitch
+    and tempo together, by resampling): the event keeps its planned length, so more or less of the recording fills
+    it.  ``eq_db``: :data:`EQ_BANDS` peaking filters (RBJ audio-EQ cookbook biquads) with gains uniform in
+    ``[-eq_db, eq_db]``, centre frequencies log-uniform from :data:`EQ_MIN_HZ` to 0.45 x the sample rate and Q
+    log-uniform in :data:`EQ_Q`.  The event's level is set after both, so its SNR is the plan's."""
+
+    speed: float = 0.0
+    eq_db: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key in ("speed", "eq_db"):
+            v = getattr(self, key)
+            if not (np.isfinite(v) and v >= 0):
+                raise ValueError(f"SourceAugment.{key} must be a finite number >= 0, got {v}")
+
+    def __bool__(self) -> bool:
+        return bool(self.speed or self.eq_db)
+
+
+def peaking_sos(freq: float, gain_db: float, q: float, sample_rate: int) -> np.ndarray:
+    """One second-order section ``(1, 6)`` of a peaking equaliser (RBJ audio-EQ cookbook): gain ``gain_db`` at
+    ``freq`` Hz, bandwidth set by ``q``, unity gain far from ``freq``."""
+    a = 10 ** (gain_db / 40)
+    w0 = 2 * np.pi * freq / sample_rate
+    alpha = np.sin(w0) / (2 * q)
+    b = [1 + alpha * a, -2 * np.cos(w0), 1 - alpha * a]
+    den = [1 + alpha / a, -2 * np.cos(w0), 1 - alpha / a]
+    return (np.array(b + den) / den[0])[None]
 
 
 @dataclass(frozen=True)
@@ -368,14 +410,48 @@ class SourceBank:
             buf = self._noise[key] = buf.astype(np.float32)
         return buf
 
-    def render(self, plan: tuple) -> np.ndarray:
-        """The float32 mono clip of ``plan`` at the bank's sample rate."""
+    def _augmented(self, r: BankRecording, first: int, take: int, rng: np.random.Generator,
+                   augment: SourceAugment) -> np.ndarray:
+        """``take`` samples of recording ``r`` from ``first``, changed as ``augment`` says (:class:`SourceAugment`),
+        the random choices drawn from ``rng`` in a fixed order."""
+        span = np.log1p(augment.speed)
+        factor = float(np.exp(rng.uniform(-span, span))) if augment.speed else 1.0
+        read = min(max(1, int(round(take * factor))), r.length)
+        first = min(first, r.length - read)  # a faster event reads past the window: start earlier, never outside
+        x = self.audio[r.start + first: r.start + first + read].astype(np.float32)
+        if read != take:
+            from audiomamba.audio import resample
+
+            x = resample(x, read, take)[:take]
+            x = np.pad(x, (0, take - len(x)))
+        if augment.eq_db:
+            from scipy.signal import sosfilt
+
+            sr = self.sample_rate
+            u = rng.uniform(size=(EQ_BANDS, 3))
+            top = 0.45 * sr
+            freqs = EQ_MIN_HZ * (top / EQ_MIN_HZ) ** u[:, 0]
+            gains = augment.eq_db * (2 * u[:, 1] - 1)
+            qs = EQ_Q[0] * (EQ_Q[1] / EQ_Q[0]) ** u[:, 2]
+            sos = np.concatenate([peaking_sos(f, g, q, sr) for f, g, q in zip(freqs, gains, qs)])
+            x = sosfilt(sos, x).astype(np.float32)
+        return x
+
+    def render(self, plan: tuple, rng: np.random.Generator | None = None,
+               augment: SourceAugment | None = None) -> np.ndarray:
+        """The float32 mono clip of ``plan`` at the bank's sample rate; with ``augment`` (and ``rng``, which draws
+        its choices), each event's recording is changed first (:class:`SourceAugment`)."""
+        if augment and rng is None:
+            raise ValueError("render: augment needs an rng to draw from")
         n, kind, offset, bg_db, events = plan
         bg_rms = np.float32(10 ** (bg_db / 20))
         clip = self._background(kind, n)[offset: offset + n] * bg_rms
         for rec, first, take, onset, snr in events:
             r = self.recordings[rec]
-            x = self.audio[r.start + first: r.start + first + take].astype(np.float32)
+            if augment:
+                x = self._augmented(r, first, take, rng, augment)
+            else:
+                x = self.audio[r.start + first: r.start + first + take].astype(np.float32)
             rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12
             clip[onset: onset + take] += x * np.float32(bg_rms * 10 ** (snr / 20) / rms)
         peak = float(np.abs(clip).max())

@@ -38,6 +38,7 @@ from audiomamba.datasets.loader import MAX_EVENTS, batch_events
 from audiomamba.datasets.sampler import BatchSampler
 from audiomamba.errors import ConfigError, WriteError
 from audiomamba.evaluation.predict import evaluate_scores, predict
+from audiomamba.soundscapes.bank import SourceAugment
 from audiomamba.training.config import Config, config_to_dict
 from audiomamba.training.optim import EMA, lr_factor, param_groups
 from audiomamba.training.state import (Progress, Resumable, load_state, restore_state, rng_state, save_state,
@@ -47,6 +48,7 @@ from audiomamba.training.step import (AudioMambaLogits, LossLog, batch_generator
 from audiomamba.utils import distributed as D
 from audiomamba.utils.cuda_graphs import GraphedTraining
 from audiomamba.utils.device import PRECISION_DTYPES, autocast
+from audiomamba.utils.interrupt import DeferredInterrupt, ignore_interrupt
 from audiomamba.utils.io import atomic_write, json_safe, remove_stale_temps, write_error
 
 log = logging.getLogger("audiomamba.train")
@@ -151,6 +153,7 @@ class Trainer:
         self.loss_log = LossLog()
         self.last_map: float | None = None  # the latest validation mAP
         self.stopped = False  # train.stop_after_steps reached
+        self._interrupt = DeferredInterrupt("training", enabled=False)  # fit()'s handler while it runs
         self.eager_batches = 0  # batches of another shape than the CUDA graph's
         self._eval_model: nn.Module | None = None  # holds the EMA weights for validation
         self._loader_gen = torch.Generator()  # the data loader's own: it leaves the global RNG alone
@@ -250,7 +253,11 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * tc.epochs
         ac = cfg.augment
         self.dataset = ClipDataset(self.train_cs, sr, train=True, clip_seconds=dc.clip_seconds,
-                                   random_crop=ac.random_crop, gain_db=ac.gain_db, time_shift=ac.time_shift)
+                                   random_crop=ac.random_crop, gain_db=ac.gain_db, time_shift=ac.time_shift,
+                                   source_augment=SourceAugment(ac.source_speed, ac.source_eq_db))
+        if (ac.source_speed or ac.source_eq_db) and self.train_cs.clips[0].plan is None:
+            raise ConfigError("augment.source_speed / augment.source_eq_db change the events of a source bank as they "
+                              f"are rendered; the training data ({dc.root}) is not a source bank (data.format bank)")
 
     def _build_optimiser(self) -> None:
         """AdamW, the AMP scaler, the EMA, the DDP wrapper, the compiled forward; the CUDA-graph checks."""
@@ -526,6 +533,8 @@ class Trainer:
         ``summary.json``; return the result on every rank."""
         tc, p = self.cfg.train, self.progress
         with contextlib.ExitStack() as outputs:
+            # one process: Ctrl-C stops after the step with last.pt written (ranks of a job could not agree on it)
+            self._interrupt = outputs.enter_context(DeferredInterrupt("training", enabled=self.world == 1))
             if self.is_main:
                 self._open_outputs(outputs)
             while p.epoch < tc.epochs and not self.stopped:
@@ -538,6 +547,7 @@ class Trainer:
                 if self.val_cs is not None and (p.epoch % tc.eval_every_epochs == 0 or p.epoch == tc.epochs):
                     self.validate()
                 self.save_last()
+                self._stop_if_interrupted(saved=True)
             if self._pbar is not None:
                 self._pbar.close()
             if not self.stopped and self.is_main:
@@ -564,7 +574,7 @@ class Trainer:
         self.sampler.set_position(p.epoch, p.micro)
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
                                              num_workers=self.cfg.data.num_workers, generator=self._loader_gen,
-                                             pin_memory=self.device.type == "cuda")
+                                             pin_memory=self.device.type == "cuda", worker_init_fn=ignore_interrupt)
         for batch in loader:
             if not self.train_step(batch):
                 continue
@@ -572,6 +582,7 @@ class Trainer:
             if p.step % tc.checkpoint_every == 0:
                 self.loss_log.flush()
                 self.save_last()
+            self._stop_if_interrupted(saved=p.step % tc.checkpoint_every == 0)
             if tc.stop_after_steps and p.step >= tc.stop_after_steps:
                 self.loss_log.flush()
                 if p.step % tc.checkpoint_every:
@@ -580,6 +591,18 @@ class Trainer:
                 return
             if p.micro + self.cfg.optim.accumulate > self.sampler.steps_per_epoch:
                 return  # leftover micro-batches that cannot fill an optimiser step
+
+    def _stop_if_interrupted(self, saved: bool) -> None:
+        """After a Ctrl-C (:class:`~audiomamba.utils.interrupt.DeferredInterrupt`): write ``last.pt`` unless
+        ``saved``, say how to continue, and raise ``KeyboardInterrupt`` (the CLI's exit 130)."""
+        if not self._interrupt.requested:
+            return
+        if not saved:
+            self.loss_log.flush()
+            self.save_last()
+        log.warning("interrupted at step %d: %s is written; `audiomamba train --config ... --resume auto` continues "
+                    "from it", self.progress.step, self.out_dir / "last.pt")
+        raise KeyboardInterrupt
 
     def _open_outputs(self, stack: contextlib.ExitStack) -> None:
         """Rank 0's progress bar, ``metrics.jsonl`` and TensorBoard writer, closed by ``stack``."""
