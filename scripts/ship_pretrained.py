@@ -56,7 +56,8 @@ def restamp(a: argparse.Namespace) -> None:
         prov["event_threshold"], prov["event_threshold_from"] = a.event_threshold, a.event_threshold_from
     if a.init_from:
         old = read_meta(a.init_from)["provenance"]
-        prov["initialised_from"] = {k: old.get(k) for k in ("config", "overrides", "test_metrics", "device", "date")}
+        prov["initialised_from"] = {k: old.get(k) for k in ("config", "overrides", "test_metrics", "device", "date",
+                                                            "initialised_from") if k in old}
     metadata[META_KEY] = json.dumps(meta)
 
     def write(tmp: str) -> None:

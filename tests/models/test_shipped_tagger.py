@@ -22,9 +22,11 @@ def test_default_tagger_ships_with_labels_provenance_and_metrics():
     names = [lab["display_name"] for lab in meta["labels"]]
     assert len(names) == 53 and len(set(names)) == 53 and "Speech" in names
     prov = meta["provenance"]
-    # two stages: configs/pretrain_micro_v2.yaml, then configs/pretrain_micro_v2_continue.yaml from its weights
-    assert prov["dtype"] == "float16" and prov["config"] == "configs/pretrain_micro_v2_continue.yaml"
-    assert prov["initialised_from"]["config"] == "configs/pretrain_micro_v2.yaml"
+    # three stages, each initialised from the one before (stage 3 adds the bank's source augmentation)
+    assert prov["dtype"] == "float16" and prov["config"] == "configs/pretrain_micro_v2_augment.yaml"
+    assert prov["training"]["config"]["augment"]["source_speed"] > 0
+    assert prov["initialised_from"]["config"] == "configs/pretrain_micro_v2_continue.yaml"
+    assert prov["initialised_from"]["initialised_from"]["config"] == "configs/pretrain_micro_v2.yaml"
     assert 0 < prov["event_threshold"] < 1  # chosen on validation: the tagger's default for events
     assert prov["test_metrics"]["mAP"] > 0.5  # measured on the bank's held-out test sources
     assert sum(lic["recordings"] for lic in prov["data"]["licences"]) == prov["data"]["source_bank"]["recordings"]
