@@ -155,8 +155,9 @@ class ClipDataset(torch.utils.data.Dataset):
     position (or the start without ``random_crop``), zero-padded at a random position, random gain (+-``gain_db``)
     and circular time shift (up to ``time_shift`` of the crop), all drawn from ``seed``, so a run is reproducible
     whatever the number of workers.  ``source_augment`` changes the events of source-bank clips as they are
-    rendered (:class:`~audiomamba.soundscapes.bank.SourceAugment`), from a stream of ``seed`` of its own.  With strong labels, a crop's targets are the events that overlap it by at
-    least ``min_event_overlap`` s (labels without events are kept).
+    rendered (:class:`~audiomamba.soundscapes.bank.SourceAugment`), from a stream of ``seed`` of its own.  With
+    strong labels, a crop's targets are the events that overlap it by at least ``min_event_overlap`` s (labels
+    without events are kept).
     Evaluation: the whole clip (at most ``eval_seconds``), at least ``min_seconds`` long.
 
     ``events``: the strong labels where they are in ``wave`` (:meth:`_event_rows`), None for a clip with a label

@@ -44,8 +44,8 @@ from audiomamba.inference.pieces import PiecePlan
 from audiomamba.inference.results import FileError, TagResult
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils.device import autocast, resolve_device, resolve_dtype
-from audiomamba.utils.memory import keep_freed_memory
 from audiomamba.utils.interrupt import ignore_interrupt
+from audiomamba.utils.memory import keep_freed_memory
 
 __all__ = ["Tagger", "TagResult", "FileError", "SILENCE_PEAK"]
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiomamba.audio import AudioDecodeError, load_audio
+from audiomamba.audio import AudioDecodeError, load_audio, resample
 from audiomamba.errors import DataBuildError, DatasetError
 from audiomamba.soundscapes.mixer import (
     EVENT_THRESHOLD_DB,
@@ -420,8 +420,6 @@ class SourceBank:
         first = min(first, r.length - read)  # a faster event reads past the window: start earlier, never outside
         x = self.audio[r.start + first: r.start + first + read].astype(np.float32)
         if read != take:
-            from audiomamba.audio import resample
-
             x = resample(x, read, take)[:take]
             x = np.pad(x, (0, take - len(x)))
         if augment.eq_db:
