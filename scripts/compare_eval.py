@@ -5,10 +5,10 @@
 
 Writes ``OUT/summary.json``: the clip metrics (mAP, mAUC, d', F1 ...), the model's parameter count, and for models
 with framewise outputs the event metrics (event F1, PSDS1) when ``sed_scores_eval`` imports; ``OUT/per_class.csv``;
-and ``OUT/steps.npz``: the framewise scores at the models' step rate (every 32nd frame, 0.32 s; uint8, score x 255),
-the clip indices and lengths, so that event metrics can be computed later where ``sed_scores_eval`` is installed
-(``scripts/collect_results.py --events``).  Native-layout models' framewise scores are constant over each step, so
-nothing is lost there; fold-layout ones are interpolated between steps, which the step rate approximates.
+and ``OUT/steps.npz``: the head's logits per time step (32 frames, 0.32 s; float16), the clip
+indices and lengths and the layout, so that event metrics can be computed later where ``sed_scores_eval`` is installed
+(``scripts/collect_results.py --events``, ``scripts/event_thresholds.py``): :func:`step_scores` maps them onto the
+frames as the model does (:func:`audiomamba.models.steps_to_frames`).
 """
 
 from __future__ import annotations
@@ -23,26 +23,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-STEP_FRAMES = 32  # one output step of the backbones = 32 frames of 10 ms
 
 
 def step_scores(npz: str | Path, data: str, split: str, fmt: str = "auto"):
     """Read back a ``steps.npz`` of :func:`main` against its dataset split: ``(framewise, hop, ground_truth,
     durations, names)`` in the form :func:`audiomamba.evaluation.event_metrics` takes (scores by clip name, at the
-    step rate, float64 in [0, 1]).  Raises ``ValueError`` when the scores' classes do not match the split's."""
+    frame rate as the model maps its steps onto frames, float64 in [0, 1]).  Raises ``ValueError`` when the
+    scores' classes do not match the split's."""
     from audiomamba.datasets import open_split
+    from audiomamba.models import steps_to_frames
 
     arrays = np.load(npz)
     cs = open_split(data, split, fmt)
     names = cs.label_names
-    if arrays["scores"].shape[2] != len(names):
-        raise ValueError(f"{npz}: {arrays['scores'].shape[2]} classes, {data} {split} has {len(names)}")
-    hop = float(arrays["hop"]) * int(arrays["step_frames"])
+    if arrays["logits"].shape[2] != len(names):
+        raise ValueError(f"{npz}: {arrays['logits'].shape[2]} classes, {data} {split} has {len(names)}")
+    hop = float(arrays["hop"])
     fw, gt, dur = {}, {}, {}
     for j, i in enumerate(arrays["index"].tolist()):
         clip = cs.clips[i]
-        n = -(-int(arrays["frames"][j]) // int(arrays["step_frames"]))
-        fw[clip.name] = arrays["scores"][j, :n].astype(np.float64) / 255.0
+        frames = int(arrays["frames"][j])
+        logits = torch.from_numpy(arrays["logits"][j, : int(arrays["steps"][j])].astype(np.float64)).T[None]
+        # sigmoid: the bank's models are multi-label
+        fw[clip.name] = torch.sigmoid(steps_to_frames(logits, frames, str(arrays["layout"]))[0]).numpy()
         gt[clip.name] = [(on, off, names[t]) for t, on, off in clip.events]
         end = max((e[1] for e in gt[clip.name]), default=0.0)
         dur[clip.name] = max(int(arrays["frames"][j]) * float(arrays["hop"]), end)
@@ -91,15 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     if framewise:
         hop = model.frontend.cfg.hop_length / model.sample_rate
         fw = {i: p for i, p in pred["framewise"].items()}
-        idx = np.array(sorted(fw), dtype=np.int64)
-        lengths = np.array([fw[i].shape[0] for i in idx], dtype=np.int32)
-        steps = max(-(-int(n) // STEP_FRAMES) for n in lengths)
-        q = np.zeros((len(idx), steps, len(names)), np.uint8)
-        for j, i in enumerate(idx):
-            s = fw[i][::STEP_FRAMES]
-            q[j, : s.shape[0]] = np.clip(np.rint(s * 255.0), 0, 255).astype(np.uint8)
-        np.savez_compressed(out / "steps.npz", scores=q, index=idx, frames=lengths, hop=np.float64(hop),
-                            step_frames=np.int32(STEP_FRAMES))
+        steps = pred["step_logits"]
+        if steps:  # none for clips a fold-layout model windows
+            idx = np.array(sorted(steps), dtype=np.int64)
+            lengths = np.array([fw[i].shape[0] for i in idx], dtype=np.int32)
+            counts = np.array([steps[i].shape[0] for i in idx], dtype=np.int32)
+            q = np.zeros((len(idx), int(counts.max()), len(names)), np.float16)
+            for j, i in enumerate(idx):
+                q[j, : counts[j]] = np.clip(steps[i], -6e4, 6e4)
+            np.savez_compressed(out / "steps.npz", logits=q, index=idx, frames=lengths, steps=counts,
+                                hop=np.float64(hop), layout=np.str_(model.layout))
         try:
             gt = {cs.clips[i].name: [(on, off, names[t]) for t, on, off in cs.clips[i].events] for i in fw}
             dur = {cs.clips[i].name: max(p.shape[0] * hop, max((off for _, off, _ in gt[cs.clips[i].name]), default=0.0))

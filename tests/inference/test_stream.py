@@ -419,19 +419,21 @@ def local_tagger():
 
 
 def robust_threshold(probs: np.ndarray) -> float:
-    """A threshold with about a tenth of the frames above it and no frame within 0.01 of it (framewise output is
-    constant over each 0.32 s token, so a threshold at a token's value would flip whole events on rounding)."""
-    values = np.unique(probs)
+    """A threshold with about a tenth of the frames above it and no step value within 0.005 of it.  The framewise
+    output is interpolated between the 0.32 s steps' centres (frames 15 and 16 of each step hold the step's value to
+    1/64 of the way to its neighbours): a threshold near a step's value could make or split a whole event on
+    rounding; away from them, a change of 0.002 moves a crossing between two steps by a few frames at most."""
+    values = np.unique(np.concatenate([probs[15::32], probs[16::32]]))
     lo, hi = np.searchsorted(values, np.quantile(probs, [0.8, 0.95]))
     gaps = np.diff(values[lo : hi + 1])
     i = lo + int(np.argmax(gaps))
-    assert values[i + 1] - values[i] > 0.02
+    assert values[i + 1] - values[i] > 0.01
     return float(values[i] + values[i + 1]) / 2
 
 
 def test_tagger_stream_matches_tagging_the_whole_file(local_tagger):
-    """60 s of bursts through the real Tagger, window 5 s, hop 2.5 s, lookahead 1 s: events equal the whole
-    file's to the frame (the documented tolerance: framewise probabilities within 0.002)."""
+    """60 s of bursts through the real Tagger, window 5 s, hop 2.5 s, lookahead 1 s: the whole file's events, their
+    times within two frames (the documented tolerance: framewise probabilities within 0.002)."""
     sr = local_tagger.sample_rate
     x = bursts(60.0, sr)
     whole = local_tagger.detect(x, sample_rate=sr, threshold=np.inf).framewise
@@ -445,7 +447,7 @@ def test_tagger_stream_matches_tagging_the_whole_file(local_tagger):
     expected = whole_events(whole, local_tagger.labels, threshold, 60.0, min_duration=0.05)
     assert len(got) == len(expected) > 10
     assert [e[0] for e in got] == [e[0] for e in expected]
-    np.testing.assert_allclose([e[1:] for e in got], [e[1:] for e in expected], atol=0.011)
+    np.testing.assert_allclose([e[1:] for e in got], [e[1:] for e in expected], atol=0.021)
     for line, t in zip(lines, np.arange(1, 25) * 2.5):  # each line's tags are the tagger's on its window
         window = x[max(0, int((t - 5.0) * sr) // 10240 * 10240) : int(t * sr)]
         expected_tags = local_tagger.tag(window, sample_rate=sr).to_dict()["tags"]

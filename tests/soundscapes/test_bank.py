@@ -203,31 +203,41 @@ def test_collated_strong_labels_of_random_crops(bank_dir):
         assert set(classes[classes >= 0].long().tolist()) == set(np.flatnonzero(item["target"]).tolist())
 
 
-def test_step_scores_read_back_against_the_split(bank_dir, tmp_path):
-    """scripts/compare_eval.py's steps.npz (uint8 scores at the step rate, clip indices, frame counts), read back
-    by its step_scores against the split: scores / 255, clip names, events with label names, durations."""
-    step_scores = load_script("compare_eval").step_scores
+def test_step_scores_read_back_the_models_framewise_output(bank_dir, tmp_path):
+    """scripts/compare_eval.py keeps the head's step logits (float16) in steps.npz; its step_scores maps them back
+    onto the frames as the model does: the framewise scores that predict gives, to the float16 rounding, with the
+    clip names, events with label names and durations of the split."""
+    import audiomamba
+    from audiomamba.checkpoint import load
+    from audiomamba.evaluation import predict
+
+    compare_eval = load_script("compare_eval")
     cs = open_split(bank_dir, "test")
-    idx = np.array([5, 0, 7], dtype=np.int64)
-    frames = np.array([301, 300, 150], dtype=np.int32)  # 10 ms frames; 32 per step
-    steps = -(-frames // 32)
-    rng = np.random.default_rng(0)
-    q = rng.integers(0, 256, (3, int(steps.max()), len(cs.label_names))).astype(np.uint8)
-    np.savez_compressed(tmp_path / "steps.npz", scores=q, index=idx, frames=frames, hop=np.float64(0.01),
-                        step_frames=np.int32(32))
-    fw, hop, gt, dur, names = step_scores(tmp_path / "steps.npz", str(bank_dir), "test", "bank")
-    assert hop == pytest.approx(0.32) and names == cs.label_names
-    assert list(fw) == [cs.clips[i].name for i in idx]
-    for j, i in enumerate(idx):
-        clip = cs.clips[i]
-        np.testing.assert_allclose(fw[clip.name], q[j, : steps[j]] / 255.0)
+    torch.manual_seed(0)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=cs.num_classes, layout="native", sample_rate=SR)
+    with torch.no_grad():  # sizeable step logits, so that the framewise output varies within each step
+        model.head.tscam_conv.weight.mul_(30.0)
+    ckpt = tmp_path / "m.safetensors"
+    audiomamba.save_model(model, ckpt, labels=cs.label_names, provenance={"note": "tests"})
+    assert compare_eval.main(["--checkpoint", str(ckpt), "--data", str(bank_dir), "--split", "test", "--out",
+                              str(tmp_path / "ev"), "--workers", "0", "--device", "cpu"]) == 0
+    fw, hop, gt, dur, names = compare_eval.step_scores(tmp_path / "ev" / "steps.npz", str(bank_dir), "test", "bank")
+    pred = predict(load(ckpt, torch.device("cpu")), cs, 128, torch.device("cpu"), True, framewise=True)  # as main
+    assert hop == pytest.approx(0.01) and names == cs.label_names and len(fw) == len(cs.clips)
+    spread = 0.0
+    for i, clip in enumerate(cs.clips):
+        want = pred["framewise"][i]
+        assert fw[clip.name].shape == want.shape
+        np.testing.assert_allclose(fw[clip.name], want, atol=2e-3)
+        spread = max(spread, float(np.ptp(want[:32], axis=0).max()))
         assert gt[clip.name] == [(on, off, names[t]) for t, on, off in clip.events]
-        assert dur[clip.name] == pytest.approx(max(frames[j] * 0.01, max(off for _, _, off in clip.events)))
-    q_bad = q[:, :, :2]
-    np.savez_compressed(tmp_path / "bad.npz", scores=q_bad, index=idx, frames=frames, hop=np.float64(0.01),
-                        step_frames=np.int32(32))
+        assert dur[clip.name] == pytest.approx(max(want.shape[0] * 0.01, max(off for _, _, off in clip.events)))
+    assert spread > 0.05  # the scores do move within a step: the comparison is not of constants
+    arrays = dict(np.load(tmp_path / "ev" / "steps.npz"))
+    arrays["logits"] = arrays["logits"][:, :, :2]
+    np.savez_compressed(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match="classes"):
-        step_scores(tmp_path / "bad.npz", str(bank_dir), "test", "bank")
+        compare_eval.step_scores(tmp_path / "bad.npz", str(bank_dir), "test", "bank")
 
 
 def _peak_hz(x: np.ndarray) -> float:

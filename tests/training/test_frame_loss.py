@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from audiomamba import create_model
 from audiomamba.checkpoint import load
+from audiomamba.models import steps_to_frames
 from audiomamba.datasets import ClipDataset, collate, open_split
 from audiomamba.soundscapes.toy import TOY_CLASSES, make_toy_dataset
 from audiomamba.training import build_model, train
@@ -76,17 +77,39 @@ def test_frame_targets_of_padding_only_are_zero():
 @pytest.mark.parametrize("layout,seconds", [("native", 0.3), ("native", 1.0), ("native", 2.04), ("fold", 0.5),
                                             ("fold", 2.0), ("fold", 10.23)])
 def test_step_grid_matches_the_framewise_mapping(layout, seconds):
-    """step_grid's equal shares put each frame in the step whose logits the model spreads onto it."""
+    """step_grid's equal shares put each frame in the step whose logits the model spreads onto it (fold: repeated
+    over the step's frames; native: interpolated between step centres, so the nearest centre is the frame's own
+    step)."""
     torch.manual_seed(0)
     model = create_model("audiomamba_nano", num_classes=2, layout=layout, sample_rate=SR)
     samples = int(seconds * SR)
     steps, span = model.step_grid(samples)
     frames = model.frontend.num_frames(samples)
     assert steps == (32 if layout == "fold" else math.ceil(frames / 32))
-    spread = model._steps_to_frames(torch.arange(steps, dtype=torch.float64).view(1, 1, -1), frames, layout)[0, :, 0]
+    spread = steps_to_frames(torch.arange(steps, dtype=torch.float64).view(1, 1, -1), frames, layout)[0, :, 0]
     k = torch.arange(frames, dtype=torch.float64)
     own = torch.floor(k / frames * steps / span + 1e-9)  # the step the grid puts frame k's start in
-    assert torch.equal(torch.floor(spread + 1e-9), own)
+    assert torch.equal(torch.floor(spread + (0.5 if layout == "native" else 1e-9)), own)
+
+
+@pytest.mark.parametrize("layout", ["native", "fold"])
+def test_interpolated_steps_place_onsets_between_step_edges(layout):
+    """Steps scored with the fraction of them an event covers (what frame_targets trains them on): thresholding
+    the native layout's interpolated framewise output at 0.5 finds every onset within 0.05 s, wherever it falls in
+    a step; the fold layout repeats each step (the official HTS-AT mapping) and is off by up to half a step."""
+    frames, hop = 1001, 0.01  # a 10-s clip: 32 steps of 32 frames
+    errors = []
+    for onset in np.linspace(3.0, 3.32, 17):
+        events = torch.tensor([[[0.0, onset / 10.24, 8.0 / 10.24]]], dtype=torch.float64)  # fractions of the grid
+        cover = frame_targets(events, 1, 32)  # (1, 1, 32)
+        logits = torch.logit(cover.clamp(0.0025, 0.9975))
+        fw = torch.sigmoid(steps_to_frames(logits, 1024 if layout == "fold" else frames, layout))[0, :, 0]
+        first = int(torch.nonzero(fw >= 0.5)[0, 0])
+        errors.append(abs(first * hop - onset))
+    if layout == "native":
+        assert max(errors) < 0.05, errors
+    else:
+        assert max(errors) > 0.12, errors
 
 
 def test_step_grid_refuses_long_fold_inputs():

@@ -32,7 +32,8 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     results gathered on all ranks.
 
     ``eval_seconds`` caps each clip's length; ``framewise`` also returns per-frame scores (models with a
-    framewise head); ``tta_shifts`` averages the logits over that many circular shifts of the waveform, 10 ms
+    framewise head) and, where the model gives them (one pass over the clip), the head's per-step logits (the
+    framewise output is mapped from them in logit space: :func:`audiomamba.models.steps_to_frames`); ``tta_shifts`` averages the logits over that many circular shifts of the waveform, 10 ms
     apart; a model output that is not finite is a ``CheckpointError`` naming the clip (broken weights give no
     scores); ``on_error`` is called (on the rank that read it) with the message of each clip that cannot be
     used -- undecodable, truncated, or holding NaN or infinite samples anywhere; the message names the file and
@@ -40,7 +41,7 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     eval mode.
 
     Returns ``{"scores": (N, C), "targets": (N, C), "valid": (N,) bool, "framewise": {i: (frames, C)} | None,
-    "errors": [...] (all ranks'), "name": the clip set's name}`` on every rank.
+    "step_logits": {i: (steps, C)} | None, "errors": [...] (all ranks'), "name": the clip set's name}`` on every rank.
     """
     model.eval()
     sr = model.sample_rate
@@ -62,7 +63,7 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
                 on_error(e)
         if batch["wave"] is None:
             continue
-        logits, fw_logits = _shifted_logits(model, batch["wave"].to(device), tta_shifts, framewise)
+        logits, fw_logits, step_logits = _shifted_logits(model, batch["wave"].to(device), tta_shifts, framewise)
         bad = ~torch.isfinite(logits).all(dim=1)
         if bool(bad.any()):  # finite input (checked) but not finite output: broken weights, never a score
             idx = int(batch["index"][int(bad.nonzero()[0, 0])])
@@ -75,6 +76,8 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
             entry = {"s": scores[j].cpu().numpy(), "t": batch["target"][j].numpy()}
             if fw_scores is not None:
                 entry["f"] = fw_scores[j, : model.frontend.num_frames(int(batch["lengths"][j]))]
+            if step_logits is not None:
+                entry["k"] = step_logits[j, :, : model.step_grid(int(batch["lengths"][j]))[0]].T.cpu().numpy()
             results[idx] = entry
     allres, allerr = {}, []
     for r, e in D.gather_objects((results, errors)):
@@ -83,25 +86,31 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     n, c = len(cs), cs.num_classes
     scores, targets, valid = np.zeros((n, c), np.float32), np.zeros((n, c), np.float32), np.zeros(n, bool)
     fws = {} if framewise else None
+    steps = {} if framewise else None
     for idx, e in allres.items():
         scores[idx], targets[idx], valid[idx] = e["s"], e["t"], True
         if framewise and "f" in e:
             fws[idx] = e["f"]
-    return {"scores": scores, "targets": targets, "valid": valid, "framewise": fws, "errors": allerr, "name": cs.name}
+        if framewise and "k" in e:
+            steps[idx] = e["k"]
+    return {"scores": scores, "targets": targets, "valid": valid, "framewise": fws, "step_logits": steps or None,
+            "errors": allerr, "name": cs.name}
 
 
 def _shifted_logits(model: nn.Module, wave: torch.Tensor, shifts: int,
-                    framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Clip logits (and framewise logits when asked and the model has them), float32, averaged over ``shifts``
-    circular shifts of ``wave`` by multiples of 10 ms (the first unshifted)."""
-    step = model.sample_rate // 100
-    logits = fw = None
+                    framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Clip logits (and framewise and step logits when asked and the model has them), float32, averaged over
+    ``shifts`` circular shifts of ``wave`` by multiples of 10 ms (the first unshifted)."""
+    hop = model.sample_rate // 100
+    logits = fw = steps = None
     for s in range(shifts):
-        out = model(wave if s == 0 else torch.roll(wave, s * step, dims=1))
+        out = model(wave if s == 0 else torch.roll(wave, s * hop, dims=1))
         logits = out.logits.float() if logits is None else logits + out.logits.float()
         if framewise and out.framewise_logits is not None:
             fw = out.framewise_logits.float() if fw is None else fw + out.framewise_logits.float()
-    return logits / shifts, None if fw is None else fw / shifts
+        if framewise and out.step_logits is not None:
+            steps = out.step_logits.float() if steps is None else steps + out.step_logits.float()
+    return logits / shifts, *(None if x is None else x / shifts for x in (fw, steps))
 
 
 def evaluate_scores(pred: dict, multi_label: bool, threshold: float = 0.5) -> dict:

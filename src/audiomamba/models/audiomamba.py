@@ -39,6 +39,38 @@ LAYOUTS = ("fold", "native")
 FOLD_WINDOWS = PiecePlan.windowed(FOLD_FRAMES, FOLD_FRAMES // 2)  # a fold-layout model on a long input
 
 
+def steps_to_frames(steps: torch.Tensor, frames: int, layout: str) -> torch.Tensor:
+    """A token-semantic head's step logits ``(B, classes, steps)`` -> framewise logits ``(B, frames, classes)``.
+
+    Each step covers 32 frames of the (folded or padded) grid.  Fold layout: the 1024-frame grid is mapped back
+    onto the real frames (the inverse of the resize), each step's logits repeated over its frames as the official
+    HTS-AT does.  Native layout: each step's logits sit at the centre of its 32 frames and are interpolated
+    linearly between centres (held before the first and after the last).  Repeating them over the step would put
+    every onset and offset on a 0.32 s grid, coarser than the 0.2 s collar events are scored with; steps are
+    trained on the fraction of them an event covers (:func:`audiomamba.training.step.frame_targets`), so a
+    threshold crossing of the interpolated logits lands close to the true boundary."""
+    dev = steps.device
+    if layout == "fold" and frames != FOLD_FRAMES:
+        # Linear resize of the 1024-frame grid onto the real frames (align_corners=True) as a gather and a
+        # lerp: F.interpolate's 1D CUDA kernel parallelises over output positions only, which makes it slow for
+        # many classes at large batches.
+        pos = torch.arange(frames, device=dev, dtype=torch.float64) * ((FOLD_FRAMES - 1) / max(frames - 1, 1))
+        i0 = pos.floor().long().clamp(max=FOLD_FRAMES - 1)
+        i1 = (i0 + 1).clamp(max=FOLD_FRAMES - 1)
+        w = (pos - i0).to(steps.dtype)
+        x = steps[..., i0 // PATCH_STRIDE] * (1 - w) + steps[..., i1 // PATCH_STRIDE] * w
+    elif layout == "fold":
+        x = steps[..., torch.arange(frames, device=dev) // PATCH_STRIDE]
+    else:
+        last = steps.shape[-1] - 1
+        pos = (torch.arange(frames, device=dev, dtype=torch.float64) + 0.5) / PATCH_STRIDE - 0.5  # in steps
+        i0 = pos.floor().clamp(0, last)
+        w = (pos - i0).clamp(0, 1).to(steps.dtype)
+        i0 = i0.long()
+        x = steps[..., i0] * (1 - w) + steps[..., (i0 + 1).clamp(max=last)] * w
+    return x.transpose(1, 2)
+
+
 @dataclass
 class AudioMambaOutput:
     """``logits`` (B, classes); ``framewise_logits`` (B, frames, classes) aligned to the input's frames, or
@@ -157,31 +189,14 @@ class AudioMamba(nn.Module):
         """Map -> outputs, with step logits spread back onto ``frames`` input frames (``layout``: the one the map
         was made in; None: the model's)."""
         logits, steps, embedding = self.head(features, valid_steps)
-        framewise = None if steps is None else self._steps_to_frames(steps, frames, self._layout(layout))
+        framewise = None if steps is None else steps_to_frames(steps, frames, self._layout(layout))
         return AudioMambaOutput(logits, framewise, embedding, None if steps is None else steps[..., :valid_steps])
-
-    def _steps_to_frames(self, steps: torch.Tensor, frames: int, layout: str) -> torch.Tensor:
-        """(B, classes, steps) -> (B, frames, classes): each step covers 32 frames of the (folded or padded)
-        grid; in fold layout the 1024-frame grid is mapped back onto the real frames (inverse of the resize)."""
-        dev = steps.device
-        if layout == "fold" and frames != FOLD_FRAMES:
-            # Linear resize of the 1024-frame grid onto the real frames (align_corners=True) as a gather and a
-            # lerp: F.interpolate's 1D CUDA kernel parallelises over output positions only, which makes it slow for
-            # many classes at large batches.
-            pos = torch.arange(frames, device=dev, dtype=torch.float64) * ((FOLD_FRAMES - 1) / max(frames - 1, 1))
-            i0 = pos.floor().long().clamp(max=FOLD_FRAMES - 1)
-            i1 = (i0 + 1).clamp(max=FOLD_FRAMES - 1)
-            w = (pos - i0).to(steps.dtype)
-            x = steps[..., i0 // PATCH_STRIDE] * (1 - w) + steps[..., i1 // PATCH_STRIDE] * w
-        else:
-            x = steps[..., torch.arange(frames, device=dev) // PATCH_STRIDE]
-        return x.transpose(1, 2)
 
     def step_grid(self, samples: int, layout: str | None = None) -> tuple[int, float]:
         """The head's time steps on a ``samples``-long input: ``(steps, span)``, the number of valid steps and the
         fraction of the input they cover together, in equal shares from its start (step ``j`` covers
         ``[j, j + 1) * span / steps``), on the time line where frame ``k`` of ``frames`` covers
-        ``[k, k + 1) / frames``.  As :meth:`_steps_to_frames` maps them: in native layout a step is 32 frames and
+        ``[k, k + 1) / frames``.  As :func:`steps_to_frames` maps them: in native layout a step is 32 frames and
         the last one runs into the padding (``span >= 1``); in fold layout the 32 steps share the 1024-frame grid
         that the input's frames are resized onto (``span`` about 1).  A fold-layout input of more than 1024 frames
         has no one grid (a random crop in training, windows at inference): ``ValueError``."""

@@ -59,7 +59,6 @@ class PeerTagger(nn.Module):
     normalise = AudioMamba.normalise
     spectrogram = AudioMamba.spectrogram
     forward_head = AudioMamba.forward_head
-    _steps_to_frames = AudioMamba._steps_to_frames
     step_grid = AudioMamba.step_grid
     forward_spectrogram = AudioMamba.forward_spectrogram
     forward = AudioMamba.forward
