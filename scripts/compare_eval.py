@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                                 hop=np.float64(hop), layout=np.str_(model.layout))
         try:
             gt = {cs.clips[i].name: [(on, off, names[t]) for t, on, off in cs.clips[i].events] for i in fw}
-            dur = {cs.clips[i].name: max(p.shape[0] * hop, max((off for _, off, _ in gt[cs.clips[i].name]), default=0.0))
+            dur = {cs.clips[i].name: max(p.shape[0] * hop, max((e[1] for e in gt[cs.clips[i].name]), default=0.0))
                    for i, p in fw.items()}
             summary.update(event_metrics({cs.clips[i].name: p for i, p in fw.items()}, hop, gt, dur, names, a.threshold))
             summary["events_from"] = "framewise scores at 10 ms"

@@ -4,5 +4,5 @@ from audiomamba.models.audiomamba import AudioMamba, AudioMambaOutput, steps_to_
 from audiomamba.models.registry import UnknownModelError, create_model, list_models
 from audiomamba.models.vmamba import VMamba, VMambaConfig
 
-__all__ = ["AudioMamba", "AudioMambaOutput", "VMamba", "VMambaConfig", "create_model", "list_models", "UnknownModelError",
-           "steps_to_frames"]
+__all__ = ["AudioMamba", "AudioMambaOutput", "VMamba", "VMambaConfig", "create_model", "list_models",
+           "UnknownModelError", "steps_to_frames"]
