@@ -279,6 +279,24 @@ def test_metrics_and_summary_are_strict_json():
     assert "NaN" not in text and "Infinity" not in text
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler for the test.  A shell starts background jobs (`make test &`) with SIGINT
+    ignored, and Python then keeps it ignored; the Ctrl-C tests need the signal as a terminal delivers it."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _default_sigint() -> None:
+    """``preexec_fn`` of a child that must get Ctrl-C whatever its parent ignores."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_to_the_process_group_stops_after_the_step_with_last_pt_then_resumes(toy, tmp_path):
     """A terminal's Ctrl-C (or `timeout --signal=INT`) reaches the CLI and its DataLoader workers: the run
     stops after the current step with last.pt written at that step (not at the last periodic checkpoint), exits
@@ -295,7 +313,8 @@ def test_ctrl_c_to_the_process_group_stops_after_the_step_with_last_pt_then_resu
     cfg_path.write_text(yaml.safe_dump(raw_cfg(toy, tmp_path / "run", **over)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     cmd = [sys.executable, "-m", "audiomamba", "train", "--config", str(cfg_path)]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
     lines, deadline = [], time.time() + 300
     for line in proc.stderr:  # wait until steps are being logged, then interrupt the whole group
         lines.append(line)
@@ -316,7 +335,7 @@ def test_ctrl_c_to_the_process_group_stops_after_the_step_with_last_pt_then_resu
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 8
 
 
-def test_dataloader_workers_leave_ctrl_c_to_the_main_process():
+def test_dataloader_workers_leave_ctrl_c_to_the_main_process(python_sigint):
     """Each item sends SIGINT to its own worker: with ignore_interrupt the workers carry on, without it the
     loader fails (the control that shows the signal does arrive)."""
     from audiomamba.utils.interrupt import ignore_interrupt
@@ -338,7 +357,7 @@ def test_dataloader_workers_leave_ctrl_c_to_the_main_process():
         list(torch.utils.data.DataLoader(SelfInterrupting(), **kw))
 
 
-def test_deferred_interrupt_flags_the_first_ctrl_c_and_raises_on_the_second():
+def test_deferred_interrupt_flags_the_first_ctrl_c_and_raises_on_the_second(python_sigint):
     import signal
 
     from audiomamba.utils.interrupt import DeferredInterrupt
@@ -353,3 +372,8 @@ def test_deferred_interrupt_flags_the_first_ctrl_c_and_raises_on_the_second():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
         assert not off.requested
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ignored by whoever started us (nohup, a background job): kept
+    with DeferredInterrupt("the test") as ignored:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        assert not ignored.requested
