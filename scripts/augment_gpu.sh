@@ -7,9 +7,10 @@
 #             augment.source_eq_db=0, its control: same clips, crops, seeds and schedule)
 #   OUT       results (default runs/augment_out): OUT/a and OUT/b
 #   BUDGET_S  each training's wall-clock limit in seconds (default 480)
-# Stage 3 of the shipped tagger was `bash scripts/augment_gpu.sh` (A: the shipped run, B: its control); stage 4:
+# Stage 3 of the shipped tagger was `bash scripts/augment_gpu.sh` from stage 2 (A: the shipped run, B: its
+# control); stage 4, from stage 3, was its B run (stronger source augmentation against stage 3's strength as A):
 #   B="augment.source_speed=0.25 augment.source_eq_db=12" bash scripts/augment_gpu.sh \
-#     model.init_checkpoint=STAGE3_FP16 train.epochs=7 optim.lr=3e-4
+#     model.init_checkpoint=STAGE3_FP16 train.epochs=6 optim.lr=3e-4
 set -uo pipefail
 OUT=${OUT:-runs/augment_out}
 A=${A:-}
