@@ -13,7 +13,7 @@ and ``jobs.json`` (wall and GPU-share seconds), and writes to ``--out``:
 - ``results.json``: the same numbers;
 - ``map_vs_params.png``: test mAP against parameters.
 
-``--events``: event F1 and PSDS1 from the step-rate scores (``eval_test/steps.npz``) for runs whose test summary
+``--events``: event F1 and PSDS1 from the step logits (``eval_test/steps.npz``) for runs whose test summary
 lacks them (``sed_scores_eval`` was missing where they ran); needs ``sed_scores_eval`` here and the bank
 (``--bank``) for the reference events.
 """
@@ -87,7 +87,7 @@ def run_record(runs: Path, name: str, jobs: dict) -> dict | None:
 
 
 def add_events(rec: dict, runs: Path, bank: str | None) -> None:
-    """Event F1 and PSDS1 from the step-rate scores, where the test summary lacks them."""
+    """Event F1 and PSDS1 from the step logits (``steps.npz``), where the test summary lacks them."""
     if rec.get("event_f1_micro") is not None or rec.get("test_split") is None or rec["run"] == "pretrain_heldout":
         return
     npz = runs / rec["run"] / "eval_test" / "steps.npz"
@@ -107,7 +107,7 @@ def add_events(rec: dict, runs: Path, bank: str | None) -> None:
     except ImportError:
         return
     rec["event_f1_micro"], rec["psds1"] = m["event_f1_micro"], m.get("psds1")
-    rec["events_from"] = f"step-rate scores ({hop:.2f} s), computed by collect_results.py"
+    rec["events_from"] = "step logits mapped onto the frames, computed by collect_results.py"
 
 
 def finetune(runs: Path, jobs: dict) -> dict:
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tar", nargs="+", default=None,
                     help="or the runs.tar.gz (and steps_*.tar) that scripts/compare_gpu.sh wrote")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--events", action="store_true", help="event metrics from the step-rate scores where missing")
+    ap.add_argument("--events", action="store_true", help="event metrics from the step logits where missing")
     ap.add_argument("--bank", default=None, help="the bank (reference events for --events)")
     a = ap.parse_args(argv)
     if not a.runs and not a.tar:

@@ -34,6 +34,9 @@ def step_scores(npz: str | Path, data: str, split: str, fmt: str = "auto"):
     from audiomamba.models import steps_to_frames
 
     arrays = np.load(npz)
+    if "logits" not in arrays:
+        raise ValueError(f"{npz}: no step logits (written by an older compare_eval.py, which kept step-rate scores); "
+                         "run scripts/compare_eval.py again")
     cs = open_split(data, split, fmt)
     names = cs.label_names
     if arrays["logits"].shape[2] != len(names):

@@ -1,4 +1,4 @@
-"""Choose a model's event threshold on validation data, from the step-rate scores of ``scripts/compare_eval.py``:
+"""Choose a model's event threshold on validation data, from the step logits of ``scripts/compare_eval.py``:
 collar-based event F1 (micro) over a grid of global thresholds, and per-class thresholds (each class's best F1,
 ``sed_scores_eval.collar_based.best_fscore``), each also chosen on one half of the clips and scored on the other
 half, so that the gain of per-class thresholds over one global value is measured on clips they were not chosen on.

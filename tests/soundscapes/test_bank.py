@@ -238,6 +238,10 @@ def test_step_scores_read_back_the_models_framewise_output(bank_dir, tmp_path):
     np.savez_compressed(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match="classes"):
         compare_eval.step_scores(tmp_path / "bad.npz", str(bank_dir), "test", "bank")
+    old = {k: v for k, v in arrays.items() if k != "logits"}
+    np.savez_compressed(tmp_path / "old.npz", scores=np.zeros((1, 1, 4), np.uint8), **old)
+    with pytest.raises(ValueError, match="older compare_eval"):
+        compare_eval.step_scores(tmp_path / "old.npz", str(bank_dir), "test", "bank")
 
 
 def _peak_hz(x: np.ndarray) -> float:
