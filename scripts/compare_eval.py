@@ -5,8 +5,8 @@
 
 Writes ``OUT/summary.json``: the clip metrics (mAP, mAUC, d', F1 ...), the model's parameter count, and for models
 with framewise outputs the event metrics (event F1, PSDS1) when ``sed_scores_eval`` imports; ``OUT/per_class.csv``;
-and ``OUT/steps.npz``: the head's logits per time step (32 frames, 0.32 s; float16), the clip
-indices and lengths and the layout, so that event metrics can be computed later where ``sed_scores_eval`` is installed
+and ``OUT/steps.npz``: the head's logits per time step (32 frames, 0.32 s; float16), the clip indices and lengths
+and the layout, so that event metrics can be computed later where ``sed_scores_eval`` is installed
 (``scripts/collect_results.py --events``, ``scripts/event_thresholds.py``): :func:`step_scores` maps them onto the
 frames as the model does (:func:`audiomamba.models.steps_to_frames`).
 """
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 
 
 def step_scores(npz: str | Path, data: str, split: str, fmt: str = "auto"):
@@ -51,7 +50,7 @@ def step_scores(npz: str | Path, data: str, split: str, fmt: str = "auto"):
         fw[clip.name] = torch.sigmoid(steps_to_frames(logits, frames, str(arrays["layout"]))[0]).numpy()
         gt[clip.name] = [(on, off, names[t]) for t, on, off in clip.events]
         end = max((e[1] for e in gt[clip.name]), default=0.0)
-        dur[clip.name] = max(int(arrays["frames"][j]) * float(arrays["hop"]), end)
+        dur[clip.name] = max(frames * hop, end)
     return fw, hop, gt, dur, names
 
 

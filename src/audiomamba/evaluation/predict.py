@@ -34,14 +34,15 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     ``eval_seconds`` caps each clip's length; ``framewise`` also returns per-frame scores (models with a
     framewise head) and, where the model gives them (one pass over the clip), the head's per-step logits (the
     framewise output is mapped from them in logit space: :func:`audiomamba.models.steps_to_frames`);
-    ``tta_shifts`` averages the logits over that many circular shifts of the waveform, 10 ms apart; a model output that is not finite is a ``CheckpointError`` naming the clip (broken weights give no
-    scores); ``on_error`` is called (on the rank that read it) with the message of each clip that cannot be
-    used -- undecodable, truncated, or holding NaN or infinite samples anywhere; the message names the file and
-    the cause.  Such clips are skipped and marked invalid, and counted in ``errors``.  The model is left in
-    eval mode.
+    ``tta_shifts`` averages the logits over that many circular shifts of the waveform, 10 ms apart; a model
+    output that is not finite is a ``CheckpointError`` naming the clip (broken weights give no scores);
+    ``on_error`` is called (on the rank that read it) with the message of each clip that cannot be used --
+    undecodable, truncated, or holding NaN or infinite samples anywhere; the message names the file and the
+    cause.  Such clips are skipped and marked invalid, and counted in ``errors``.  The model is left in eval mode.
 
     Returns ``{"scores": (N, C), "targets": (N, C), "valid": (N,) bool, "framewise": {i: (frames, C)} | None,
-    "step_logits": {i: (steps, C)} | None, "errors": [...] (all ranks'), "name": the clip set's name}`` on every rank.
+    "step_logits": {i: (steps, C)} | None, "errors": [...] (all ranks'), "name": the clip set's name}`` on every
+    rank.
     """
     model.eval()
     sr = model.sample_rate

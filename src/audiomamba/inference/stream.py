@@ -30,11 +30,11 @@ Tolerance against tagging the whole recording at once: each line's tags are exac
 and the frames are those of the window that decided them.  Where the model's output depends only on audio within
 the window, streamed framewise probabilities equal the whole recording's to within 0.002 with the default
 ``lookahead_s=1.0`` (the last 0.3-1 s of a window lack right-hand context: without lookahead they differ by up
-to 0.2), and events match within two frames (tests/inference/test_stream.py checks the events on 60 s of bursts).  A
-model that draws on longer context (a scan can remember its whole input; the shipped tagger, trained on 10 s
-clips, does) gives framewise probabilities that differ from one pass over a long recording, most around onsets:
-the stream reports what the model hears in the last ``window_s``, for such a model best the length it was
-trained on.
+to 0.2), and events match within two frames (tests/inference/test_stream.py checks the events on 60 s of
+bursts).  A model that draws on longer context (a scan can remember its whole input; the shipped tagger, trained
+on 10 s clips, does) gives framewise probabilities that differ from one pass over a long recording, most around
+onsets: the stream reports what the model hears in the last ``window_s``, for such a model best the length it
+was trained on.
 
 A live source (a microphone) is never allowed to fall behind: when compute is slower than the hop, the hops that
 arrive together are tagged once, at the newest, and their frames are still all decided as long as they fit in the
