@@ -616,6 +616,7 @@ EVAL = [
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--threshold", "1.5"], 2, "--threshold must be in [0, 1]"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--threshold", "nan"], 2, "--threshold must be a finite"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--tta-shifts", "0"], 2, "--tta-shifts must be >= 1"),
+    (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--tta-spacing", "0"], 2, "--tta-spacing must be >= 1"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--workers", "-1"], 2, "--workers must be in [0, "),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--seconds", "0"], 2, "--seconds must be > 0"),
     (["evaluate", "--checkpoint", "{toy_ckpt}", "--data", "{toy}", "--device", "banana"], 2, "not a device"),

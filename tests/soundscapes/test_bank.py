@@ -329,3 +329,35 @@ def test_source_augment_eq_and_the_training_loader(bank_dir):
     want = collate([ds[i] for i in batches[0]])
     got = next(iter(torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=2)))
     assert torch.equal(want["wave"], got["wave"])
+
+
+def test_event_shifts_without_shifts_agree_with_the_step_logits_pipeline(bank_dir, tmp_path):
+    """scripts/event_shifts.py (framewise scores from predict, optionally averaged over shifts) at one pass gives
+    the event F1 that compare_eval's step logits give through event_thresholds, and a result for every setting
+    (an untrained model finds no events here: this checks the script's plumbing; the averaging itself is
+    checked in tests/evaluation/test_predict_shifts.py)."""
+    pytest.importorskip("sed_scores_eval")
+    import audiomamba
+
+    cs = open_split(bank_dir, "test")
+    torch.manual_seed(0)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=cs.num_classes, layout="native", sample_rate=SR)
+    with torch.no_grad():
+        model.head.tscam_conv.weight.mul_(30.0)
+    ckpt = tmp_path / "m.safetensors"
+    audiomamba.save_model(model, ckpt, labels=cs.label_names, provenance={"note": "tests"})
+    grid = "0.02,0.1,0.5,0.9"
+    assert load_script("compare_eval").main(["--checkpoint", str(ckpt), "--data", str(bank_dir), "--split", "test",
+                                             "--out", str(tmp_path / "ev"), "--workers", "0", "--device", "cpu"]) == 0
+    assert load_script("event_thresholds").main(["--steps", str(tmp_path / "ev" / "steps.npz"), "--data",
+                                                 str(bank_dir), "--split", "test", "--grid", grid,
+                                                 "--out", str(tmp_path / "thr.json")]) == 0
+    want = json.loads((tmp_path / "thr.json").read_text())["global"]
+    assert load_script("event_shifts").main(["--checkpoint", str(ckpt), "--data", str(bank_dir), "--split", "test",
+                                             "--settings", "1x1,4x8", "--grid", grid,
+                                             "--out", str(tmp_path / "sh.json")]) == 0
+    got = json.loads((tmp_path / "sh.json").read_text())["settings"]
+    for t in grid.split(","):
+        assert got["1x1"]["event_f1"][t] == pytest.approx(want[t], abs=0.02)  # float16 step logits in steps.npz
+    assert set(got) == {"1x1", "4x8"} and all(0 <= got[s]["psds1"] <= 1 for s in got)
+    assert all(set(got[s]["event_f1"]) == set(grid.split(",")) for s in got)

@@ -27,14 +27,16 @@ __all__ = ["predict", "evaluate_scores"]
 @torch.no_grad()
 def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device, multi_label: bool,
             eval_seconds: float | None = None, framewise: bool = False, tta_shifts: int = 1,
-            num_workers: int = 0, progress: bool = False, on_error: Callable[[str], object] | None = None) -> dict:
+            tta_spacing: int = 1, num_workers: int = 0, progress: bool = False, on_error: Callable[[str], object] | None = None) -> dict:
     """Scores of every clip of ``cs``, each rank computing its share (clips ``rank, rank + world, ...``) and the
     results gathered on all ranks.
 
     ``eval_seconds`` caps each clip's length; ``framewise`` also returns per-frame scores (models with a
     framewise head) and, where the model gives them (one pass over the clip), the head's per-step logits (the
     framewise output is mapped from them in logit space: :func:`audiomamba.models.steps_to_frames`);
-    ``tta_shifts`` averages the logits over that many circular shifts of the waveform, 10 ms apart; a model
+    ``tta_shifts`` averages the logits over that many circular shifts of the waveform, ``tta_spacing`` frames
+    apart (a frame is the front end's hop, 10 ms for the built-in models; each shifted framewise output is moved
+    back into place before averaging, and step logits are only returned unshifted, ``tta_shifts == 1``); a model
     output that is not finite is a ``CheckpointError`` naming the clip (broken weights give no scores);
     ``on_error`` is called (on the rank that read it) with the message of each clip that cannot be used --
     undecodable, truncated, or holding NaN or infinite samples anywhere; the message names the file and the
@@ -64,7 +66,8 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
                 on_error(e)
         if batch["wave"] is None:
             continue
-        logits, fw_logits, step_logits = _shifted_logits(model, batch["wave"].to(device), tta_shifts, framewise)
+        logits, fw_logits, step_logits = _shifted_logits(model, batch["wave"].to(device), tta_shifts, framewise,
+                                                         tta_spacing)
         bad = ~torch.isfinite(logits).all(dim=1)
         if bool(bad.any()):  # finite input (checked) but not finite output: broken weights, never a score
             idx = int(batch["index"][int(bad.nonzero()[0, 0])])
@@ -98,20 +101,27 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
             "errors": allerr, "name": cs.name}
 
 
-def _shifted_logits(model: nn.Module, wave: torch.Tensor, shifts: int,
-                    framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Clip logits (and framewise and step logits when asked and the model has them), float32, averaged over
-    ``shifts`` circular shifts of ``wave`` by multiples of 10 ms (the first unshifted)."""
-    hop = model.sample_rate // 100
-    logits = fw = steps = None
+def _shifted_logits(model: nn.Module, wave: torch.Tensor, shifts: int, framewise: bool,
+                    spacing: int = 1) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Clip logits (and framewise logits when asked and the model has them), float32, averaged over ``shifts``
+    circular shifts of ``wave`` by multiples of ``spacing`` frames (the first unshifted).  The framewise logits
+    of a shifted input are rolled back by the same number of frames, so that every frame is scored at its own
+    time; the step logits (the head's coarse steps, which a shift of a few frames cannot be moved back onto)
+    are returned only for one unshifted pass."""
+    hop = model.frontend.cfg.hop_length
+    logits = fw = None
+    steps = None
     for s in range(shifts):
-        out = model(wave if s == 0 else torch.roll(wave, s * hop, dims=1))
+        frames = s * spacing
+        out = model(wave if s == 0 else torch.roll(wave, frames * hop, dims=1))
         logits = out.logits.float() if logits is None else logits + out.logits.float()
         if framewise and out.framewise_logits is not None:
-            fw = out.framewise_logits.float() if fw is None else fw + out.framewise_logits.float()
-        if framewise and out.step_logits is not None:
-            steps = out.step_logits.float() if steps is None else steps + out.step_logits.float()
-    return logits / shifts, *(None if x is None else x / shifts for x in (fw, steps))
+            f = out.framewise_logits.float()
+            f = torch.roll(f, -frames, dims=1) if frames else f
+            fw = f if fw is None else fw + f
+        if framewise and shifts == 1 and out.step_logits is not None:
+            steps = out.step_logits.float()
+    return logits / shifts, None if fw is None else fw / shifts, steps
 
 
 def evaluate_scores(pred: dict, multi_label: bool, threshold: float = 0.5) -> dict:
