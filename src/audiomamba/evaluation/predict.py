@@ -27,7 +27,8 @@ __all__ = ["predict", "evaluate_scores"]
 @torch.no_grad()
 def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device, multi_label: bool,
             eval_seconds: float | None = None, framewise: bool = False, tta_shifts: int = 1,
-            tta_spacing: int = 1, num_workers: int = 0, progress: bool = False, on_error: Callable[[str], object] | None = None) -> dict:
+            tta_spacing: int = 1, num_workers: int = 0, progress: bool = False,
+            on_error: Callable[[str], object] | None = None) -> dict:
     """Scores of every clip of ``cs``, each rank computing its share (clips ``rank, rank + world, ...``) and the
     results gathered on all ranks.
 
