@@ -412,6 +412,8 @@ TAG = [
     (["tag", "{wav}", "-c", "{ckpt}", "--median-filter", "-2"], 2, "--median-filter must be in [0, 60]"),
     (["tag", "{wav}", "-c", "{ckpt}", "--events", "--median-filter", "1e9"], 2, "--median-filter must be in [0, 60]"),
     (["tag", "{wav}", "-c", "{ckpt}", "--batch-size", "0"], 2, "--batch-size must be >= 1, got 0"),
+    (["tag", "{wav}", "-c", "{ckpt}", "--shifts", "0"], 2, "--shifts must be >= 1, got 0"),
+    (["tag", "{wav}", "-c", "{ckpt}", "--shifts", "2", "--shift-frames", "0"], 2, "--shift-frames must be >= 1, got 0"),
     (["tag", "{wav}", "-c", "{ckpt}", "--top-k", "0"], 2, "--top-k must be >= 1, got 0"),
     (["tag", "{wav}", "-c", "{ckpt}", "--top-k", "three"], 2, "argument -k/--top-k: invalid int value: 'three'"),
     (["tag", "{wav}", "-c", "{ckpt}", "--workers", "-1"], 2, "--workers must be in [0, "),

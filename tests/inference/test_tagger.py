@@ -37,6 +37,26 @@ def test_tag_matches_model_forward(tagger):
     np.testing.assert_allclose(tagger.embed(torch.from_numpy(wave), sample_rate=SR), emb, atol=1e-5)
 
 
+def test_shifted_passes_are_averaged_with_each_framewise_output_moved_back(tagger):
+    """shifts=3, shift_frames=5: the mean of the model's logits over the input rolled by 0, 5 and 10 frames, each
+    framewise output rolled back by as many frames before the mean (the reference is the model's own forward)."""
+    wave = noise(1.3)
+    hop = tagger.model.frontend.cfg.hop_length
+    logits, fws = [], []
+    with torch.inference_mode():
+        for k in (0, 5, 10):
+            out = tagger.model(torch.from_numpy(np.roll(wave, k * hop))[None])
+            logits.append(out.logits[0])
+            fws.append(torch.roll(out.framewise_logits[0], -k, dims=0))
+    shifted = Tagger(tagger.model, labels=tagger.labels, shifts=3, shift_frames=5)
+    det = shifted.detect(wave, sample_rate=SR, threshold=0.5)
+    np.testing.assert_allclose(det.scores, torch.sigmoid(sum(logits) / 3).numpy(), atol=1e-5)
+    np.testing.assert_allclose(det.framewise, torch.sigmoid(sum(fws) / 3).numpy(), atol=1e-5)
+    assert np.abs(det.framewise - tagger.detect(wave, sample_rate=SR).framewise).max() > 1e-3  # not one pass
+    with pytest.raises(ValueError, match="shifts and shift_frames must be >= 1"):
+        Tagger(tagger.model, shifts=0)
+
+
 def test_single_label_checkpoint_uses_softmax(tmp_path):
     torch.manual_seed(1)
     model = audiomamba.create_model("audiomamba_nano", num_classes=4, layout="native", head="linear")

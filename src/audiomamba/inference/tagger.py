@@ -76,6 +76,11 @@ class Tagger:
     :class:`~audiomamba.utils.cuda_graphs.GraphedInference`); batches are padded to ``batch_size`` pieces so they
     share a graph.  It removes the host's launch cost, which bounds the eager GPU speed.
 
+    ``shifts`` > 1 averages the outputs of that many passes over each input, circularly shifted by multiples of
+    ``shift_frames`` frames, each framewise output moved back into place: the head's steps (0.32 s in the
+    native layout) then fall at several phases, which places events more finely (``docs/results.md``, "The
+    shipped tagger"), at ``shifts`` times the compute.
+
     ``plan`` (a :class:`~audiomamba.inference.pieces.PiecePlan`) says how inputs are cut into pieces;
     ``layout`` is the layout the model runs in ("native" in native mode, the model's own in windowed mode).
     """
@@ -95,6 +100,8 @@ class Tagger:
         chunk_overlap_s: float = 10.0,
         batch_size: int = 8,
         cuda_graph: bool = False,
+        shifts: int = 1,
+        shift_frames: int = 8,
     ) -> None:
         meta = getattr(model, "meta", None) or {}
         num_classes = int(getattr(model, "num_classes"))
@@ -129,7 +136,9 @@ class Tagger:
             raise ValueError(f"chunk_s={chunk_s} must exceed twice chunk_overlap_s={chunk_overlap_s} by at least 0.32 s")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+        if shifts < 1 or shift_frames < 1:
+            raise ValueError(f"shifts and shift_frames must be >= 1, got {shifts} and {shift_frames}")
+        self.batch_size, self.shifts, self.shift_frames = batch_size, int(shifts), int(shift_frames)
         if mode == "windowed":
             self.plan = PiecePlan.windowed(self.window_frames, self.hop_frames, aggregate)
         else:
@@ -337,9 +346,23 @@ class Tagger:
 
     def _infer(self, waves: torch.Tensor, framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Waves ``(n, samples)`` at the model's rate, on the device -> ``(logits (n, C), framewise logits
-        (n, frames, C) or None, embeddings (n, D))``, float32 on the device; no host synchronisation.
+        (n, frames, C) or None, embeddings (n, D))``, float32 on the device; no host synchronisation.  With
+        :attr:`shifts` > 1, the average over the shifted passes (each framewise output rolled back)."""
+        if self.shifts == 1:
+            return self._infer_once(waves, framewise)
+        hop = self.model.frontend.cfg.hop_length
+        total = None
+        for s in range(self.shifts):
+            k = s * self.shift_frames
+            logits, fw, emb = self._infer_once(torch.roll(waves, k * hop, dims=1) if k else waves, framewise)
+            fw = None if fw is None else (torch.roll(fw, -k, dims=1) if k else fw)
+            out = (logits, fw, emb)
+            total = out if total is None else tuple(None if a is None else a + b for a, b in zip(total, out))
+        return tuple(None if a is None else a / self.shifts for a in total)  # type: ignore[return-value]
 
-        All ``n`` inputs have the same pieces: they are batched (``batch_size`` pieces per forward, padded to
+    def _infer_once(self, waves: torch.Tensor, framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                                         torch.Tensor]:
+        """One pass of :meth:`_infer`.  All ``n`` inputs have the same pieces: they are batched (``batch_size`` pieces per forward, padded to
         a full batch for CUDA graphs) and stitched together by one batched stitcher."""
         n, samples = waves.shape
         frames = self.model.frontend.num_frames(samples)
