@@ -17,6 +17,7 @@ from torch import nn
 from audiomamba.datasets import ClipDataset, ClipSet, DatasetError, collate
 from audiomamba.errors import CheckpointError
 from audiomamba.evaluation.metrics import tagging_metrics
+from audiomamba.models import mean_over_shifts
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils import distributed as D
 from audiomamba.utils.interrupt import ignore_interrupt
@@ -105,24 +106,21 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
 def _shifted_logits(model: nn.Module, wave: torch.Tensor, shifts: int, framewise: bool,
                     spacing: int = 1) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Clip logits (and framewise logits when asked and the model has them), float32, averaged over ``shifts``
-    circular shifts of ``wave`` by multiples of ``spacing`` frames (the first unshifted).  The framewise logits
-    of a shifted input are rolled back by the same number of frames, so that every frame is scored at its own
-    time; the step logits (the head's coarse steps, which a shift of a few frames cannot be moved back onto)
-    are returned only for one unshifted pass."""
-    hop = model.frontend.cfg.hop_length
-    logits = fw = None
+    circular shifts of ``wave`` by multiples of ``spacing`` frames (:func:`audiomamba.models.mean_over_shifts`);
+    the step logits (the head's coarse steps, which a shift of a few frames cannot be moved back onto) are
+    returned only for one unshifted pass."""
     steps = None
-    for s in range(shifts):
-        frames = s * spacing
-        out = model(wave if s == 0 else torch.roll(wave, frames * hop, dims=1))
-        logits = out.logits.float() if logits is None else logits + out.logits.float()
-        if framewise and out.framewise_logits is not None:
-            f = out.framewise_logits.float()
-            f = torch.roll(f, -frames, dims=1) if frames else f
-            fw = f if fw is None else fw + f
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        nonlocal steps
+        out = model(x)
         if framewise and shifts == 1 and out.step_logits is not None:
             steps = out.step_logits.float()
-    return logits / shifts, None if fw is None else fw / shifts, steps
+        fw = out.framewise_logits if framewise else None
+        return out.logits.float(), None if fw is None else fw.float()
+
+    logits, fw = mean_over_shifts(run, wave, shifts, spacing, model.frontend.cfg.hop_length)
+    return logits, fw, steps
 
 
 def evaluate_scores(pred: dict, multi_label: bool, threshold: float = 0.5) -> dict:

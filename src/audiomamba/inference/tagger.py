@@ -42,6 +42,7 @@ from audiomamba.audio import (
 from audiomamba.inference.events import detect_events, model_event_threshold
 from audiomamba.inference.pieces import PiecePlan
 from audiomamba.inference.results import FileError, TagResult
+from audiomamba.models.audiomamba import mean_over_shifts
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils.device import autocast, resolve_device, resolve_dtype
 from audiomamba.utils.interrupt import ignore_interrupt
@@ -350,15 +351,14 @@ class Tagger:
         :attr:`shifts` > 1, the average over the shifted passes (each framewise output rolled back)."""
         if self.shifts == 1:
             return self._infer_once(waves, framewise)
-        hop = self.model.frontend.cfg.hop_length
-        total = None
-        for s in range(self.shifts):
-            k = s * self.shift_frames
-            logits, fw, emb = self._infer_once(torch.roll(waves, k * hop, dims=1) if k else waves, framewise)
-            fw = None if fw is None else (torch.roll(fw, -k, dims=1) if k else fw)
-            out = (logits, fw, emb)
-            total = out if total is None else tuple(None if a is None else a + b for a, b in zip(total, out))
-        return tuple(None if a is None else a / self.shifts for a in total)  # type: ignore[return-value]
+
+        def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            logits, fw, emb = self._infer_once(x, framewise)
+            return logits, emb, fw
+
+        logits, emb, fw = mean_over_shifts(run, waves, self.shifts, self.shift_frames,
+                                           self.model.frontend.cfg.hop_length)
+        return logits, fw, emb
 
     def _infer_once(self, waves: torch.Tensor, framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None,
                                                                          torch.Tensor]:

@@ -19,6 +19,7 @@ logits, framewise logits at the input's frame rate (10 ms at 32 kHz) and an embe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,23 @@ PATCH_STRIDE = 32  # total downsampling of the backbone: one output column per 3
 N_MELS = 64
 LAYOUTS = ("fold", "native")
 FOLD_WINDOWS = PiecePlan.windowed(FOLD_FRAMES, FOLD_FRAMES // 2)  # a fold-layout model on a long input
+
+
+def mean_over_shifts(run: Callable[[torch.Tensor], tuple], wave: torch.Tensor, shifts: int, spacing: int,
+                     hop: int) -> tuple:
+    """Test-time shifts: the mean of ``run`` over ``wave`` (B, samples) circularly shifted by 0, ``spacing``,
+    ``2 * spacing``, ... frames of ``hop`` samples.  ``run`` returns a tuple of tensors (or None) whose last
+    member is framewise, (B, frames, ...) or None; that member is rolled back by each pass's shift before the
+    mean, so every frame is scored at its own time and the head's steps fall at ``shifts`` phases."""
+    total = None
+    for s in range(shifts):
+        k = s * spacing
+        *rest, fw = run(torch.roll(wave, k * hop, dims=1) if k else wave)
+        if k and fw is not None:
+            fw = torch.roll(fw, -k, dims=1)
+        out = (*rest, fw)
+        total = out if total is None else tuple(None if a is None else a + b for a, b in zip(total, out))
+    return tuple(None if a is None else a / shifts for a in total)
 
 
 def steps_to_frames(steps: torch.Tensor, frames: int, layout: str) -> torch.Tensor:
