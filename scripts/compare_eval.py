@@ -41,13 +41,14 @@ def step_scores(npz: str | Path, data: str, split: str, fmt: str = "auto"):
     if arrays["logits"].shape[2] != len(names):
         raise ValueError(f"{npz}: {arrays['logits'].shape[2]} classes, {data} {split} has {len(names)}")
     hop = float(arrays["hop"])
+    step_frames = int(arrays["step_frames"]) if "step_frames" in arrays else 32  # older files: coarse steps
     fw, gt, dur = {}, {}, {}
     for j, i in enumerate(arrays["index"].tolist()):
         clip = cs.clips[i]
         frames = int(arrays["frames"][j])
         logits = torch.from_numpy(arrays["logits"][j, : int(arrays["steps"][j])].astype(np.float64)).T[None]
         # sigmoid: the bank's models are multi-label
-        fw[clip.name] = torch.sigmoid(steps_to_frames(logits, frames, str(arrays["layout"]))[0]).numpy()
+        fw[clip.name] = torch.sigmoid(steps_to_frames(logits, frames, str(arrays["layout"]), step_frames)[0]).numpy()
         gt[clip.name] = [(on, off, names[t]) for t, on, off in clip.events]
         end = max((e[1] for e in gt[clip.name]), default=0.0)
         dur[clip.name] = max(frames * hop, end)
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             for j, i in enumerate(idx):
                 q[j, : counts[j]] = np.clip(steps[i], -6e4, 6e4)
             np.savez_compressed(out / "steps.npz", logits=q, index=idx, frames=lengths, steps=counts,
-                                hop=np.float64(hop), layout=np.str_(model.layout))
+                                hop=np.float64(hop), layout=np.str_(model.layout),
+                                step_frames=np.int64(model.step_frames))
         try:
             gt = {cs.clips[i].name: [(on, off, names[t]) for t, on, off in cs.clips[i].events] for i in fw}
             dur = {cs.clips[i].name: max(p.shape[0] * hop, max((e[1] for e in gt[cs.clips[i].name]), default=0.0))

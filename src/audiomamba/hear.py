@@ -235,6 +235,8 @@ def _tokens(hm: HearModel, spec: torch.Tensor) -> torch.Tensor:
     model = hm.model
     with autocast(spec.device, hm.dtype):
         features, valid = model.forward_features(spec)
+        if isinstance(features, tuple):  # a model with finer steps: (last map, fine map)
+            features = features[0]
         x = model.head.norm(features)[:, :, :valid]
     return x.float().mean(1)
 

@@ -158,3 +158,76 @@ def test_output_is_dict_like_and_config_rebuilds():
     again.load_state_dict(model.state_dict(), strict=True)
     with torch.no_grad():
         torch.testing.assert_close(again(torch.ones(1, SR) * 0.1).logits, model(torch.ones(1, SR) * 0.1).logits)
+
+
+@pytest.mark.parametrize("layout", ["native", "fold"])
+@pytest.mark.parametrize("step_frames", [16, 8])
+def test_finer_steps_start_as_the_coarse_model(layout, step_frames):
+    """A model with finer steps, given a coarse model's weights (its correction starts at zero), has the coarse
+    model's clip logits and embedding; its framewise logits are the same in fold layout (steps repeated) and, in
+    native layout, differ only where the linear interpolation turns at a coarse step centre, which lies half a
+    fine step from the fine nodes either side: by at most ``step_frames / 64`` of the largest jump between
+    neighbouring coarse steps.  Its step logits are ``step_frames`` frames each, as step_grid says."""
+    torch.manual_seed(3)
+    coarse = audiomamba.create_model("audiomamba_nano", num_classes=4, layout=layout).eval()
+    with torch.no_grad():  # sizeable step logits, so that the interpolation's corners are visible
+        coarse.head.tscam_conv.weight.mul_(30.0)
+    fine = audiomamba.create_model("audiomamba_nano", num_classes=4, layout=layout, step_frames=step_frames).eval()
+    result = fine.load_state_dict(coarse.state_dict(), strict=False)
+    assert sorted(result.missing_keys) == sorted(k for k in fine.state_dict() if k.startswith("fine_steps."))
+    wave = torch.randn(2, 7 * SR) * 0.1
+    with torch.no_grad():
+        a, b = coarse(wave), fine(wave)
+    torch.testing.assert_close(b.logits, a.logits)
+    torch.testing.assert_close(b.embedding, a.embedding)
+    steps, _ = fine.step_grid(wave.shape[1])
+    assert b.step_logits.shape == (2, 4, steps)
+    assert steps == (1024 // step_frames if layout == "fold" else -(-701 // step_frames))  # 7 s: 701 frames
+    diff = (b.framewise_logits - a.framewise_logits).abs().max().item()
+    if layout == "fold":
+        assert diff < 1e-5
+    else:
+        jump = a.step_logits.diff(dim=-1).abs().max().item()
+        assert 1e-3 < diff <= jump * step_frames / 64 + 1e-4, (diff, jump)
+
+
+def test_finer_steps_place_a_click_within_their_own_step():
+    """With the correction reading the earlier stage's map (here a stand-in whose tokens are the energy of their
+    patch), a click is placed to within one fine step (8 frames) where the coarse steps could only place it within 32."""
+    model = audiomamba.create_model("audiomamba_nano", num_classes=1, layout="native", step_frames=8).eval()
+
+    class Stages(torch.nn.Module):
+        num_features = 1
+
+        def forward_features(self, img, keep_stage=None):
+            return torch.nn.functional.avg_pool2d(img, 32).permute(0, 2, 3, 1), \
+                torch.nn.functional.avg_pool2d(img, 8).permute(0, 2, 3, 1)
+
+    model.backbone = Stages()
+    model.head = type(model.head)(1, 1)
+    model.fine_steps = type(model.fine_steps)(1, 1, rows=8, hidden=1)
+    with torch.no_grad():  # coarse logits zero; the correction: energy summed over the rows, centre tap only
+        model.head.tscam_conv.weight.zero_()
+        model.head.tscam_conv.bias.zero_()
+        f = model.fine_steps
+        f.norm = torch.nn.Identity()
+        f.mix.weight.zero_()
+        f.mix.weight[0, 0, :, 1] = 1.0
+        f.mix.bias.zero_()
+        f.act = torch.nn.Identity()
+        f.out.weight.zero_()
+        f.out.weight[0, 0, 0, 1] = 1.0
+    for click_s in (1.3, 4.77):
+        wave = torch.randn(1, 7 * SR) * 1e-3
+        i = int(click_s * SR)
+        wave[0, i : i + 64] += 1.0
+        with torch.no_grad():
+            fw = model(wave).framewise_logits[0, :, 0]
+        assert abs(fw.argmax().item() * 0.01 - click_s) <= 0.09, (fw.argmax().item(), click_s)
+
+
+def test_finer_steps_are_checked():
+    with pytest.raises(ValueError, match="step_frames must be one of"):
+        audiomamba.create_model("audiomamba_nano", step_frames=12)
+    with pytest.raises(ValueError, match="token-semantic head"):
+        audiomamba.create_model("audiomamba_nano", head="linear", step_frames=8)

@@ -203,10 +203,11 @@ def test_collated_strong_labels_of_random_crops(bank_dir):
         assert set(classes[classes >= 0].long().tolist()) == set(np.flatnonzero(item["target"]).tolist())
 
 
-def test_step_scores_read_back_the_models_framewise_output(bank_dir, tmp_path):
+@pytest.mark.parametrize("step_frames", [32, 8])
+def test_step_scores_read_back_the_models_framewise_output(bank_dir, tmp_path, step_frames):
     """scripts/compare_eval.py keeps the head's step logits (float16) in steps.npz; its step_scores maps them back
-    onto the frames as the model does: the framewise scores that predict gives, to the float16 rounding, with the
-    clip names, events with label names and durations of the split."""
+    onto the frames as the model does (finer steps too): the framewise scores that predict gives, to the float16
+    rounding, with the clip names, events with label names and durations of the split."""
     import audiomamba
     from audiomamba.checkpoint import load
     from audiomamba.evaluation import predict
@@ -214,9 +215,12 @@ def test_step_scores_read_back_the_models_framewise_output(bank_dir, tmp_path):
     compare_eval = load_script("compare_eval")
     cs = open_split(bank_dir, "test")
     torch.manual_seed(0)
-    model = audiomamba.create_model("audiomamba_nano", num_classes=cs.num_classes, layout="native", sample_rate=SR)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=cs.num_classes, layout="native", sample_rate=SR,
+                                    step_frames=step_frames)
     with torch.no_grad():  # sizeable step logits, so that the framewise output varies within each step
         model.head.tscam_conv.weight.mul_(30.0)
+        if step_frames != 32:  # and a correction from the finer steps
+            model.fine_steps.out.weight.normal_(0.0, 0.3)
     ckpt = tmp_path / "m.safetensors"
     audiomamba.save_model(model, ckpt, labels=cs.label_names, provenance={"note": "tests"})
     assert compare_eval.main(["--checkpoint", str(ckpt), "--data", str(bank_dir), "--split", "test", "--out",

@@ -95,6 +95,10 @@ def test_config_errors(toy, tmp_path):
     y.write_text("data:\n  root: x\n  colour: red\n")
     with pytest.raises(ConfigError, match=r"c.yaml: unknown config key 'data.colour'"):
         load_config(y)
+    with pytest.raises(ConfigError, match="model.step_frames: 12 is not one of 4, 8, 16, 32"):
+        load_config(raw={"data": {"root": "x"}}, overrides=["model.step_frames=12"])
+    with pytest.raises(ConfigError, match="model.step_frames=8 needs .* token-semantic head"):
+        load_config(raw={"data": {"root": "x"}}, overrides=["model.step_frames=8", "model.head=linear"])
     with pytest.raises(ConfigError, match="augment.source_speed must be <= 1"):
         load_config(raw={"data": {"root": "x"}}, overrides=["augment.source_speed=1.5"])
     with pytest.raises(ConfigError, match=r"augment.source_speed / augment.source_eq_db .* not a source bank"):
@@ -129,6 +133,19 @@ def test_finetune_drops_head_and_rejects_other_models(toy, tmp_path):
     save_model(other, tmp_path / "micro.safetensors")
     with pytest.raises(CheckpointError, match="audiomamba_micro"):
         build_model(cfg_for(toy, tmp_path / "o", model__init_checkpoint=str(tmp_path / "micro.safetensors")), 2)
+    # finer steps start from a coarse checkpoint (their correction at zero: the same clip logits), and the
+    # checkpoint of a model with finer steps does not fit a coarse one
+    fine = build_model(cfg_for(toy, tmp_path / "o", model__init_checkpoint=str(tmp_path / "src.safetensors"),
+                               model__step_frames=8), 4)
+    assert fine.config["args"]["step_frames"] == 8 and not fine.fine_steps.out.weight.any()
+    for k, v in fine.state_dict().items():
+        assert k.startswith("fine_steps.") or torch.equal(v, ref[k]), k
+    wave = torch.randn(1, SR) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(fine.eval()(wave).logits, src.eval()(wave).logits)
+    save_model(fine, tmp_path / "fine.safetensors")
+    with pytest.raises(CheckpointError, match="fine_steps"):
+        build_model(cfg_for(toy, tmp_path / "o", model__init_checkpoint=str(tmp_path / "fine.safetensors")), 4)
 
 
 def _free_port():

@@ -29,7 +29,7 @@ from torch import nn
 from audiomamba.audio import check_waveform
 from audiomamba.inference.pieces import PiecePlan
 from audiomamba.models.features import FrontendConfig, LogMel, SpecAugment
-from audiomamba.models.heads import LinearHead, TokenSemanticHead, TransformerBlocks
+from audiomamba.models.heads import FineSteps, LinearHead, TokenSemanticHead, TransformerBlocks
 from audiomamba.models.vmamba import VMamba, VMambaConfig
 
 FOLD_FRAMES = 1024  # frames folded into one 256 x 256 image
@@ -57,10 +57,11 @@ def mean_over_shifts(run: Callable[[torch.Tensor], tuple], wave: torch.Tensor, s
     return tuple(None if a is None else a / shifts for a in total)
 
 
-def steps_to_frames(steps: torch.Tensor, frames: int, layout: str) -> torch.Tensor:
+def steps_to_frames(steps: torch.Tensor, frames: int, layout: str, step_frames: int = PATCH_STRIDE) -> torch.Tensor:
     """A token-semantic head's step logits ``(B, classes, steps)`` -> framewise logits ``(B, frames, classes)``.
 
-    Each step covers 32 frames of the (folded or padded) grid.  Fold layout: the 1024-frame grid is mapped back
+    Each step covers ``step_frames`` frames of the (folded or padded) grid: 32, or fewer for a model with finer
+    steps (``AudioMamba(step_frames=...)``).  Fold layout: the 1024-frame grid is mapped back
     onto the real frames (the inverse of the resize), each step's logits repeated over its frames as the official
     HTS-AT does.  Native layout: each step's logits sit at the centre of its 32 frames and are interpolated
     linearly between centres (held before the first and after the last).  Repeating them over the step would put
@@ -76,17 +77,26 @@ def steps_to_frames(steps: torch.Tensor, frames: int, layout: str) -> torch.Tens
         i0 = pos.floor().long().clamp(max=FOLD_FRAMES - 1)
         i1 = (i0 + 1).clamp(max=FOLD_FRAMES - 1)
         w = (pos - i0).to(steps.dtype)
-        x = steps[..., i0 // PATCH_STRIDE] * (1 - w) + steps[..., i1 // PATCH_STRIDE] * w
+        x = steps[..., i0 // step_frames] * (1 - w) + steps[..., i1 // step_frames] * w
     elif layout == "fold":
-        x = steps[..., torch.arange(frames, device=dev) // PATCH_STRIDE]
+        x = steps[..., torch.arange(frames, device=dev) // step_frames]
     else:
         last = steps.shape[-1] - 1
-        pos = (torch.arange(frames, device=dev, dtype=torch.float64) + 0.5) / PATCH_STRIDE - 0.5  # in steps
+        pos = (torch.arange(frames, device=dev, dtype=torch.float64) + 0.5) / step_frames - 0.5  # in steps
         i0 = pos.floor().clamp(0, last)
         w = (pos - i0).clamp(0, 1).to(steps.dtype)
         i0 = i0.long()
         x = steps[..., i0] * (1 - w) + steps[..., (i0 + 1).clamp(max=last)] * w
     return x.transpose(1, 2)
+
+
+def _upsample_steps(steps: torch.Tensor, factor: int, layout: str) -> torch.Tensor:
+    """Step logits ``(B, classes, steps)`` onto a grid ``factor`` times finer, as :func:`steps_to_frames` spreads
+    them (native: linear between step centres; fold: repeated), so that spreading the result onto frames gives
+    what the coarse steps would have given."""
+    if layout == "fold":
+        return steps.repeat_interleave(factor, dim=-1)
+    return steps_to_frames(steps, steps.shape[-1] * factor, layout, factor).transpose(1, 2)
 
 
 @dataclass
@@ -118,10 +128,16 @@ class AudioMamba(nn.Module):
         drop_path_rate: float = 0.1,
         sample_rate: int = 32000,
         spec_augment: bool = True,
+        step_frames: int = PATCH_STRIDE,
     ) -> None:
         super().__init__()
         if head not in ("tscam", "linear"):
             raise ValueError(f"head must be 'tscam' or 'linear', got {head!r}")
+        finer = {PATCH_STRIDE >> k: k for k in range(len(backbone.depths))}  # 32: 0, 16: 1, 8: 2, 4: 3 stages back
+        if step_frames not in finer:
+            raise ValueError(f"step_frames must be one of {sorted(finer)}, got {step_frames!r}")
+        if step_frames != PATCH_STRIDE and head != "tscam":
+            raise ValueError(f"step_frames={step_frames} needs the token-semantic head (head='tscam'), not {head!r}")
         self._layout(layout)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -135,6 +151,12 @@ class AudioMamba(nn.Module):
         self.num_features = dim
         self.extra_blocks = TransformerBlocks(dim, extra_transformer_blocks) if extra_transformer_blocks > 0 else None
         self.head = TokenSemanticHead(dim, num_classes) if head == "tscam" else LinearHead(dim, num_classes)
+        # Finer steps: the head's step logits corrected from an earlier stage's map (its blocks' output before
+        # downsampling), whose time grid is ``step_frames`` frames.
+        self.step_frames = int(step_frames)
+        self._keep_stage = None if step_frames == PATCH_STRIDE else len(backbone.depths) - 1 - finer[step_frames]
+        self.fine_steps = (None if self._keep_stage is None else
+                           FineSteps(backbone.dims[self._keep_stage], num_classes, N_MELS // step_frames))
 
     # ---------------------------------------------------------------- spectrogram
     def _layout(self, layout: str | None) -> str:
@@ -185,11 +207,20 @@ class AudioMamba(nn.Module):
         return x.reshape(b, FOLD_CHUNKS, rows, w, c).transpose(1, 2).reshape(b, rows, FOLD_CHUNKS * w, c)
 
     # ---------------------------------------------------------------- forward
-    def forward_features(self, spec: torch.Tensor, layout: str | None = None) -> tuple[torch.Tensor, int]:
+    def forward_features(self, spec: torch.Tensor, layout: str | None = None) -> tuple[torch.Tensor | tuple, int]:
         """Spectrogram ``(B, T, 64)`` (T <= 1024 in fold layout) -> ``(B, 2, steps, C)`` map and the number of
-        time steps that hold real input.  ``layout``: "fold" or "native" (None: the model's)."""
+        time steps that hold real input.  ``layout``: "fold" or "native" (None: the model's).  A model with finer
+        steps returns the pair ``(map, fine map)`` in place of the map, the fine map being the earlier stage's
+        ``(B, 64 / step_frames, frames / step_frames, C')`` that :class:`~audiomamba.models.heads.FineSteps`
+        reads; :meth:`forward_head` takes either."""
+        keep = self._keep_stage
+
+        def backbone(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            return (self.backbone.forward_features(img), None) if keep is None else self.backbone.forward_features(img, keep)
+
         if self._layout(layout) == "fold":
-            x = self.unfold_map(self.backbone.forward_features(self.fold(spec)))
+            x, fine = backbone(self.fold(spec))
+            x, fine = self.unfold_map(x), None if fine is None else self.unfold_map(fine)
             valid = x.shape[2]
         else:
             t = spec.shape[1]
@@ -197,17 +228,28 @@ class AudioMamba(nn.Module):
             # Pad by repeating the last frame: a neutral continuation, unlike a constant that the scans would see
             # as a loud or silent event.
             img = F.pad(spec.transpose(1, 2), (0, padded - t), mode="replicate").unsqueeze(1)  # (B, 1, 64, padded)
-            x = self.backbone.forward_features(img)
+            x, fine = backbone(img)
             valid = -(-t // PATCH_STRIDE)
         if self.extra_blocks is not None:
             x = self.extra_blocks(x)
-        return x, valid
+        return (x, valid) if fine is None else ((x, fine), valid)
 
-    def forward_head(self, features: torch.Tensor, valid_steps: int, frames: int, layout: str | None = None) -> AudioMambaOutput:
-        """Map -> outputs, with step logits spread back onto ``frames`` input frames (``layout``: the one the map
-        was made in; None: the model's)."""
+    def forward_head(self, features: torch.Tensor | tuple, valid_steps: int, frames: int, layout: str | None = None) -> AudioMambaOutput:
+        """Map (or the pair of :meth:`forward_features` for finer steps) -> outputs, with step logits spread back
+        onto ``frames`` input frames (``layout``: the one the map was made in; None: the model's).  Clip logits
+        are the mean of the head's own steps; finer steps only change the framewise output."""
+        layout = self._layout(layout)
+        fine = None
+        if isinstance(features, tuple):
+            features, fine = features
         logits, steps, embedding = self.head(features, valid_steps)
-        framewise = None if steps is None else steps_to_frames(steps, frames, self._layout(layout))
+        step_frames = self.step_frames
+        if fine is not None:
+            steps = _upsample_steps(steps, PATCH_STRIDE // step_frames, layout) + self.fine_steps(fine).to(steps.dtype)
+            # steps wholly in the padding are dropped, as the coarse grid has none
+            valid_steps = steps.shape[-1] if layout == "fold" else -(-frames // step_frames)
+            steps = steps[..., :valid_steps]
+        framewise = None if steps is None else steps_to_frames(steps, frames, layout, step_frames)
         return AudioMambaOutput(logits, framewise, embedding, None if steps is None else steps[..., :valid_steps])
 
     def step_grid(self, samples: int, layout: str | None = None) -> tuple[int, float]:
@@ -219,13 +261,14 @@ class AudioMamba(nn.Module):
         that the input's frames are resized onto (``span`` about 1).  A fold-layout input of more than 1024 frames
         has no one grid (a random crop in training, windows at inference): ``ValueError``."""
         frames = self.frontend.num_frames(samples)
+        step_frames = self.step_frames
         if self._layout(layout) == "native":
-            steps = -(-frames // PATCH_STRIDE)
-            return steps, steps * PATCH_STRIDE / frames
+            steps = -(-frames // step_frames)
+            return steps, steps * step_frames / frames
         if frames > FOLD_FRAMES:
             raise ValueError(f"fold layout: an input of {frames} frames (more than {FOLD_FRAMES}) is cropped or "
                              "windowed, so its time steps have no fixed place in it")
-        steps = FOLD_FRAMES // PATCH_STRIDE
+        steps = FOLD_FRAMES // step_frames
         # the grid's frame g sits at input frame g * (frames - 1) / (FOLD_FRAMES - 1) (align_corners)
         return steps, FOLD_FRAMES * max(frames - 1, 1) / ((FOLD_FRAMES - 1) * frames)
 

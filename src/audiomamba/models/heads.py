@@ -12,7 +12,7 @@ from torch import nn
 
 from audiomamba.models.layers import LayerNorm
 
-__all__ = ["TokenSemanticHead", "LinearHead", "TransformerBlocks", "logits_to_scores"]
+__all__ = ["TokenSemanticHead", "FineSteps", "LinearHead", "TransformerBlocks", "logits_to_scores"]
 
 
 def logits_to_scores(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -39,6 +39,33 @@ class TokenSemanticHead(nn.Module):
         embedding = x[..., :steps].mean(dim=(2, 3))
         step_logits = self.tscam_conv(x).flatten(2)  # (B, classes, T)
         return step_logits[..., :steps].mean(-1), step_logits, embedding
+
+
+class FineSteps(nn.Module):
+    """Finer time steps for the token-semantic head: a correction to its step logits, upsampled onto an earlier
+    stage's time grid, read from that stage's map ``(B, rows, steps, C)``.  LayerNorm, a ``(rows x 3)``
+    convolution to ``hidden`` channels, GELU, and a ``(1 x 3)`` convolution to the classes.  The last one starts at
+    zero, so a model given fine steps starts out as the coarse model it is initialised from (the same clip
+    logits; framewise logits the same in fold layout and, in native layout, up to the corners of the linear
+    interpolation at the coarse step centres), and the frame loss teaches the correction where within a coarse
+    step a sound starts and stops."""
+
+    def __init__(self, dim: int, num_classes: int, rows: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.norm = LayerNorm(dim)
+        self.mix = nn.Conv2d(dim, hidden, kernel_size=(rows, 3), padding=(0, 1))
+        self.act = nn.GELU()
+        self.out = nn.Conv2d(hidden, num_classes, kernel_size=(1, 3), padding=(0, 1))
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.rows = rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Stage map ``(B, rows, steps, C)`` -> logit corrections ``(B, classes, steps)``."""
+        if x.shape[1] != self.rows:
+            raise ValueError(f"fine steps expect {self.rows} frequency rows, got map {tuple(x.shape)}")
+        x = self.norm(x).permute(0, 3, 1, 2)  # (B, C, rows, steps)
+        return self.out(self.act(self.mix(x))).flatten(2)
 
 
 class LinearHead(nn.Module):

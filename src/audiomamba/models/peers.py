@@ -54,6 +54,7 @@ class PeerTagger(nn.Module):
     steps)``; ``layouts`` are those it accepts (the first is its default)."""
 
     layouts: tuple[str, ...] = ("fold", "native")
+    step_frames = PATCH_STRIDE  # the head reads the last map only (no finer steps)
 
     # Audio Mamba's methods that use only the front end, the head and forward_features
     normalise = AudioMamba.normalise

@@ -258,11 +258,18 @@ class VMamba(nn.Module):
         self.classifier = ClassifierHead(self.num_features, num_classes) if num_classes > 0 else None
         self.apply(_init_weights)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, keep_stage: int | None = None):
+        """Images ``(B, C, H, W)`` -> the last stage's map ``(B, H/32, W/32, C)``, channels last.  With
+        ``keep_stage=i``: ``(map, stage_i)``, where ``stage_i`` is stage ``i``'s blocks' output before its
+        downsampling (stride ``4 * 2**i``), for heads that read finer time steps."""
         x = self.patch_embed(x)
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        kept = None
+        for i, layer in enumerate(self.layers):
+            x = layer.blocks(x)
+            if i == keep_stage:
+                kept = x
+            x = layer.downsample(x)
+        return x if keep_stage is None else (x, kept)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.classifier is None:

@@ -26,6 +26,7 @@ class ModelConfig:
     head: str = "tscam"
     layout: str = "fold"
     extra_transformer_blocks: int = 0
+    step_frames: int = 32  # frames per time step of the token-semantic head: 32, or 16 / 8 for finer steps
     drop_path_rate: float | None = None
     sample_rate: int = 32000
     spec_augment: bool = True
@@ -127,6 +128,9 @@ class Config:
                    ("train", "loss"): ("auto", "bce", "ce"), ("train", "precision"): ("fp32", "bf16", "fp16"),
                    ("train", "compile"): ("off", "inductor", "aot_eager"),
                    ("data", "format"): ("auto", "manifest", "audioset", "esc50", "folder", "shards", "bank")}
+        from audiomamba.models.peers import PEERS
+        from audiomamba.models.registry import AUDIOMAMBA_VARIANTS
+
         for (sec, key), allowed in choices.items():
             v = getattr(getattr(self, sec), key)
             if v not in allowed:
@@ -143,11 +147,13 @@ class Config:
             _check_range(f"optim.htsat_milestones[{i}]", m, 0, None, False, False)
         if sorted(self.optim.htsat_milestones) != list(self.optim.htsat_milestones):
             raise ConfigError(f"optim.htsat_milestones must be in increasing order, got {self.optim.htsat_milestones}")
+        if self.model.step_frames not in (4, 8, 16, 32):
+            raise ConfigError(f"model.step_frames: {self.model.step_frames!r} is not one of 4, 8, 16, 32")
+        if self.model.step_frames != 32 and (self.model.head != "tscam" or self.model.name not in AUDIOMAMBA_VARIANTS):
+            raise ConfigError(f"model.step_frames={self.model.step_frames} needs an Audio Mamba model with the "
+                              f"token-semantic head (model.head: tscam), not {self.model.name} with {self.model.head}")
         if self.model.stem_adapt not in ("mean", "sum"):
             raise ConfigError(f"model.stem_adapt: {self.model.stem_adapt!r} is not one of mean, sum")
-        from audiomamba.models.peers import PEERS
-        from audiomamba.models.registry import AUDIOMAMBA_VARIANTS
-
         trainable = list(AUDIOMAMBA_VARIANTS) + list(PEERS)
         if self.model.name not in trainable:
             raise ConfigError(f"model.name: {self.model.name!r} is not a trainable model (one of {', '.join(trainable)})")

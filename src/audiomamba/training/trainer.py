@@ -67,6 +67,8 @@ def build_model(cfg: Config, num_classes: int) -> nn.Module:
     m = cfg.model
     args = dict(num_classes=num_classes, head=m.head, layout=m.layout, extra_transformer_blocks=m.extra_transformer_blocks,
                 sample_rate=m.sample_rate, spec_augment=m.spec_augment)
+    if m.step_frames != 32:  # only models with finer steps name it, so other checkpoints' configs stay as they were
+        args["step_frames"] = m.step_frames
     if m.drop_path_rate is not None:
         args["drop_path_rate"] = m.drop_path_rate
     if m.pretrained_backbone:
@@ -84,7 +86,9 @@ def build_model(cfg: Config, num_classes: int) -> nn.Module:
 
 def init_from_checkpoint(model: nn.Module, path: str) -> list[str]:
     """Fine-tuning: load a tagging checkpoint's weights into ``model``; the head is dropped when its shape
-    differs (new classes).  A checkpoint of another architecture is an error.  Returns the dropped keys."""
+    differs (new classes).  A model with finer steps (``model.step_frames``) may start from a checkpoint without
+    them: their correction starts at zero.  A checkpoint of another architecture is an error.  Returns the
+    dropped keys."""
     from safetensors.torch import load_file
 
     meta = read_meta(path)
@@ -96,9 +100,12 @@ def init_from_checkpoint(model: nn.Module, path: str) -> list[str]:
     for k in dropped:
         del state[k]
     missing, unexpected = model.load_state_dict(state, strict=False)
-    bad = [k for k in missing if not (k.startswith("head.") and dropped)] + list(unexpected)
+    fresh = [k for k in missing if k.startswith("fine_steps.")]
+    bad = [k for k in missing if not (k.startswith("head.") and dropped) and k not in fresh] + list(unexpected)
     if bad:
         raise CheckpointError(f"{path}: weights do not fit {model.config['name']} with these settings: {bad[:6]}")
+    if fresh:
+        log.info("fine-tuning from %s: finer steps (%d frames) start from the coarse steps", path, model.step_frames)
     if dropped:
         log.info("fine-tuning from %s: head dropped (%d tensors), %d classes now", path, len(dropped), model.num_classes)
     return dropped
