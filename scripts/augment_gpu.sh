@@ -11,7 +11,8 @@
 # control); stage 4, from stage 3, was its B run (stronger source augmentation against stage 3's strength as A):
 #   B="augment.source_speed=0.25 augment.source_eq_db=12" bash scripts/augment_gpu.sh \
 #     model.init_checkpoint=STAGE3_FP16 train.epochs=6 optim.lr=3e-4
-# Stages 5 to 7 likewise, each with a new train.seed (the release is stage 7's B run; the config names the commands).
+# Stages 5 to 10 likewise, each with a new train.seed, stages 8 to 10 with finer time steps (model.step_frames=8);
+# the config names every stage's command.
 set -uo pipefail
 OUT=${OUT:-runs/augment_out}
 A=${A:-}
