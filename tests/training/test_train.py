@@ -144,8 +144,15 @@ def test_finetune_drops_head_and_rejects_other_models(toy, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(fine.eval()(wave).logits, src.eval()(wave).logits)
     save_model(fine, tmp_path / "fine.safetensors")
-    with pytest.raises(CheckpointError, match="fine_steps"):
+    with pytest.raises(CheckpointError, match="fine_steps.*set model.step_frames=8"):
         build_model(cfg_for(toy, tmp_path / "o", model__init_checkpoint=str(tmp_path / "fine.safetensors")), 4)
+    # new classes: the head's and the finer steps' class outputs start afresh, the rest is the checkpoint's
+    other = build_model(cfg_for(toy, tmp_path / "o", model__init_checkpoint=str(tmp_path / "fine.safetensors"),
+                                model__step_frames=8), 2)
+    kept = fine.state_dict()
+    for k, v in other.state_dict().items():
+        assert k.startswith(("head.tscam_conv", "fine_steps.out")) or torch.equal(v, kept[k]), k
+    assert other.fine_steps.out.weight.shape[0] == 2 and not other.fine_steps.out.weight.any()
 
 
 def _free_port():

@@ -96,14 +96,20 @@ def init_from_checkpoint(model: nn.Module, path: str) -> list[str]:
         raise CheckpointError(f"{path}: a {meta['model']['name']!r} checkpoint cannot initialise a {model.config['name']!r} model")
     state = load_file(str(path))
     own = model.state_dict()
-    dropped = [k for k, v in state.items() if k.startswith("head.") and (k not in own or own[k].shape != v.shape)]
+    # the class outputs (the head's and the finer steps' last convolution) are dropped when the classes differ
+    dropped = [k for k, v in state.items() if k.startswith(("head.", "fine_steps.")) and k in own
+               and own[k].shape != v.shape] + [k for k in state if k.startswith("head.") and k not in own]
     for k in dropped:
         del state[k]
     missing, unexpected = model.load_state_dict(state, strict=False)
-    fresh = [k for k in missing if k.startswith("fine_steps.")]
-    bad = [k for k in missing if not (k.startswith("head.") and dropped) and k not in fresh] + list(unexpected)
+    fresh = [k for k in missing if k.startswith("fine_steps.") and k not in dropped]
+    bad = [k for k in missing if not (k.startswith("head.") and dropped) and k not in fresh + dropped] + list(unexpected)
     if bad:
-        raise CheckpointError(f"{path}: weights do not fit {model.config['name']} with these settings: {bad[:6]}")
+        hint = ""
+        if any(k.startswith("fine_steps.") for k in unexpected):
+            frames = meta["model"].get("args", {}).get("step_frames")
+            hint = f" (the checkpoint has finer time steps: set model.step_frames={frames})"
+        raise CheckpointError(f"{path}: weights do not fit {model.config['name']} with these settings: {bad[:6]}{hint}")
     if fresh:
         log.info("fine-tuning from %s: finer steps (%d frames) start from the coarse steps", path, model.step_frames)
     if dropped:
