@@ -144,6 +144,8 @@ def test_load_model_from_checkpoint_folder_shipped_or_random(nano, tmp_path):
 
     shipped = hear.load_model(device="cpu")  # no path: the package's default tagger
     assert shipped.model.meta == hub.from_pretrained(DEFAULT_TAGGER).meta and shipped.sample_rate == SR
+    emb, ts = hear.get_timestamp_embeddings(waves(1, 2.0), shipped)  # its finer steps leave the tokens as they are
+    assert emb.shape == (1, ts.shape[1], shipped.timestamp_embedding_size) and torch.isfinite(emb).all()
     folder = hub.save_pretrained(nano, tmp_path / "nano", labels=["a", "b", "c"])
     for path in (folder, folder / "model.safetensors"):
         hm = hear.load_model(str(path), device="cpu", hop_ms=10.0)
