@@ -79,8 +79,8 @@ class Tagger:
 
     ``shifts`` > 1 averages the outputs of that many passes over each input, circularly shifted by multiples of
     ``shift_frames`` frames, each framewise output moved back into place: the head's steps (0.32 s in the
-    native layout) then fall at several phases, which places events more finely (``docs/results.md``, "The
-    shipped tagger"), at ``shifts`` times the compute.
+    native layout, unless the model has finer ones) then fall at several phases, which places events more finely
+    for a coarse-step model (``docs/results.md``, "Shifted passes"), at ``shifts`` times the compute.
 
     ``plan`` (a :class:`~audiomamba.inference.pieces.PiecePlan`) says how inputs are cut into pieces;
     ``layout`` is the layout the model runs in ("native" in native mode, the model's own in windowed mode).

@@ -63,7 +63,7 @@ def steps_to_frames(steps: torch.Tensor, frames: int, layout: str, step_frames: 
     Each step covers ``step_frames`` frames of the (folded or padded) grid: 32, or fewer for a model with finer
     steps (``AudioMamba(step_frames=...)``).  Fold layout: the 1024-frame grid is mapped back
     onto the real frames (the inverse of the resize), each step's logits repeated over its frames as the official
-    HTS-AT does.  Native layout: each step's logits sit at the centre of its 32 frames and are interpolated
+    HTS-AT does.  Native layout: each step's logits sit at the centre of its frames and are interpolated
     linearly between centres (held before the first and after the last).  Repeating them over the step would put
     every onset and offset on a 0.32 s grid, coarser than the 0.2 s collar events are scored with; steps are
     trained on the fraction of them an event covers (:func:`audiomamba.training.step.frame_targets`), so a
