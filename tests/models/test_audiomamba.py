@@ -231,3 +231,31 @@ def test_finer_steps_are_checked():
         audiomamba.create_model("audiomamba_nano", step_frames=12)
     with pytest.raises(ValueError, match="token-semantic head"):
         audiomamba.create_model("audiomamba_nano", head="linear", step_frames=8)
+
+
+def test_frame_loss_trains_the_finer_steps():
+    """The frame loss on the finer steps' logits reaches their correction through its zero-initialised output
+    layer (and, until that moves, not its first layer); a step on the correction alone moves the framewise output
+    and leaves the clip logits exactly as they were."""
+    from audiomamba.training.step import frame_loss, frame_targets
+
+    torch.manual_seed(5)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=3, layout="native", step_frames=8)
+    wave = torch.randn(2, 3 * SR) * 0.1
+    model.eval()
+    with torch.no_grad():
+        before = model(wave)
+    steps, span = model.step_grid(wave.shape[1])
+    events = torch.tensor([[[0, 0.1, 0.4], [-1, 0, 0]], [[2, 0.5, 0.9], [1, 0.0, 0.2]]])
+    target = frame_targets(events, 3, steps, span)
+    out = model(wave)
+    assert out.step_logits.shape == target.shape == (2, 3, steps)
+    frame_loss(out.step_logits, target, torch.ones(2, dtype=torch.bool)).backward()
+    fine = model.fine_steps
+    assert fine.out.weight.grad.abs().sum() > 0 and not fine.mix.weight.grad.any()
+    with torch.no_grad():
+        for p in fine.parameters():
+            p -= 1.0 * p.grad
+        after = model(wave)
+    torch.testing.assert_close(after.logits, before.logits, rtol=0, atol=0)
+    assert (after.framewise_logits - before.framewise_logits).abs().max() > 1e-3
