@@ -18,6 +18,9 @@ every row: the JSON records the load average at start and end.  ``--quick``: 4 c
 
     python bench/bench_cpu.py --e2e --threads 2 --models audiomamba_nano,audiomamba_micro_v2 --json cpu_e2e.json
     python bench/bench_cpu.py --e2e --quick
+
+A model is a registry name, optionally with constructor arguments after a colon:
+``audiomamba_micro_v2:step_frames=8`` (the shipped tagger's finer time steps).
 """
 
 from __future__ import annotations
@@ -49,6 +52,15 @@ def _start(machine: str):
         print(json.dumps(row), flush=True)
 
     return load_start, rows, report
+
+def build(spec: str) -> torch.nn.Module:
+    """``name`` or ``name:key=value,key=value`` -> that registered model with 527 classes, random weights, eval."""
+    import yaml
+
+    name, _, rest = spec.partition(":")
+    kwargs = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in rest.split(",") if kv)}
+    return audiomamba.create_model(name, num_classes=527, **kwargs).eval()
+
 
 def timed(fn, repeats: int = 1) -> float:
     best = float("inf")
@@ -118,7 +130,7 @@ def main() -> None:
 
     for name in args.models.split(","):
         torch.manual_seed(0)
-        model = audiomamba.create_model(name, num_classes=527).eval()
+        model = build(name)
         native = Tagger(model, mode="native", chunk_s=max(600.0, long_s + 1))
         windowed = Tagger(model, mode="windowed", window_s=10.0, hop_s=10.0)  # non-overlapping 10 s windows
         windowed_hts = Tagger(model, mode="windowed", window_s=10.0, hop_s=5.0)  # HTS-AT/AST-style overlap
@@ -191,8 +203,8 @@ def end_to_end(args) -> None:
         sf.write(long_path, (0.1 * rng.standard_normal(int(long_s * sr))).astype(np.float32), sr, subtype="PCM_16")
         for name in args.models.split(","):
             torch.manual_seed(0)
-            model = audiomamba.create_model(name, num_classes=527).eval()
-            ckpt = audiomamba.save_model(model, os.path.join(tmp, f"{name}.safetensors"))
+            model = build(name)
+            ckpt = audiomamba.save_model(model, os.path.join(tmp, "model.safetensors"))
             runs = (("one 10 s clip (mostly start-up: imports, model load, first-call compilation)", [clips[0]], 10.0),
                     ("10 s clips", [clip_dir], 10.0 * args.clips), ("long file", [long_path], long_s))
             for what, paths, audio_s in runs:
