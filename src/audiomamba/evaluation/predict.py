@@ -107,7 +107,7 @@ def _shifted_logits(model: nn.Module, wave: torch.Tensor, shifts: int, framewise
                     spacing: int = 1) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Clip logits (and framewise logits when asked and the model has them), float32, averaged over ``shifts``
     circular shifts of ``wave`` by multiples of ``spacing`` frames (:func:`audiomamba.models.mean_over_shifts`);
-    the step logits (the head's coarse steps, which a shift of a few frames cannot be moved back onto) are
+    the step logits (the head's steps, which a shift of a few frames cannot be moved back onto) are
     returned only for one unshifted pass."""
     steps = None
 

@@ -93,7 +93,7 @@ def steps_to_frames(steps: torch.Tensor, frames: int, layout: str, step_frames: 
 def _upsample_steps(steps: torch.Tensor, factor: int, layout: str) -> torch.Tensor:
     """Step logits ``(B, classes, steps)`` onto a grid ``factor`` times finer, as :func:`steps_to_frames` spreads
     them (native: linear between step centres; fold: repeated), so that spreading the result onto frames gives
-    what the coarse steps would have given."""
+    what the coarse steps would have given (in native layout, up to the corners at the coarse centres)."""
     if layout == "fold":
         return steps.repeat_interleave(factor, dim=-1)
     return steps_to_frames(steps, steps.shape[-1] * factor, layout, factor).transpose(1, 2)
