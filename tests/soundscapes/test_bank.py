@@ -335,6 +335,59 @@ def test_source_augment_eq_and_the_training_loader(bank_dir):
     assert torch.equal(want["wave"], got["wave"])
 
 
+@pytest.mark.parametrize("rt60, drr_db", [(0.3, 6.0), (0.8, -3.0), (1.5, 12.0)])
+def test_room_impulse_decays_by_60_db_in_its_rt60_with_its_direct_to_reverberant_ratio(rt60, drr_db):
+    """The impulse response's direct sound is ``drr_db`` above its tail's energy, and the tail's Schroeder energy
+    decay curve (backward-integrated squared response, computed here) falls at 60 dB per RT60: the slope fitted
+    from -5 to -25 dB (T20) gives the RT60 within 10%."""
+    from audiomamba.soundscapes.bank import room_impulse
+
+    sr = 16000
+    h = room_impulse(rt60, drr_db, sr, np.random.default_rng(0)).astype(np.float64)
+    assert h[0] == 1.0 and len(h) == pytest.approx(rt60 * sr, abs=0.01 * sr)
+    assert 10 * np.log10(1.0 / np.sum(h[1:] ** 2)) == pytest.approx(drr_db, abs=1e-3)
+    tail = h[1:]
+    edc = np.cumsum(tail[::-1] ** 2)[::-1]
+    edc_db = 10 * np.log10(edc / edc[0])
+    sel = (edc_db <= -5) & (edc_db >= -25)
+    slope = np.polyfit(np.flatnonzero(sel) / sr, edc_db[sel], 1)[0]  # dB per second
+    assert -60 / slope == pytest.approx(rt60, rel=0.1)
+    with pytest.raises(ValueError, match="rt60"):
+        room_impulse(0.0, 6.0, sr, np.random.default_rng(0))
+
+
+def test_source_reverb_puts_about_half_the_events_in_a_room_and_keeps_them_in_place(bank_dir):
+    """With only ``reverb`` on, an event is either dry (its samples those of the plain render, up to the clip's
+    common peak scaling) or reverberant (smeared: correlated with the dry event, but not equal); about
+    REVERB_PROB of them are reverberant, the tail stops at the event's planned end (outside the events only the
+    background), its level is the plan's, and the render is reproducible from its seed."""
+    from audiomamba.soundscapes.bank import REVERB_PROB, SourceAugment
+
+    bank = open_bank(bank_dir)
+    aug = SourceAugment(reverb=1.0)
+    wet = dry = 0
+    for i, clip in enumerate(open_split(bank_dir, "train").clips[:30]):
+        _, _, _, bg_db, events = clip.plan
+        if len(events) != 1:
+            continue
+        _, _, take, onset, _ = events[0]
+        plain = bank.render(clip.plan).astype(np.float64)
+        x = bank.render(clip.plan, np.random.default_rng(i), aug).astype(np.float64)
+        assert np.array_equal(x, bank.render(clip.plan, np.random.default_rng(i), aug))
+        outside, ref = np.r_[x[:onset], x[onset + take:]], np.r_[plain[:onset], plain[onset + take:]]
+        scale = np.dot(outside, ref) / np.dot(ref, ref) if len(ref) > SR // 10 else 1.0
+        if len(ref) > SR // 10:
+            assert np.allclose(outside, scale * ref, atol=1e-4)
+        a, b = x[onset: onset + take], scale * plain[onset: onset + take]
+        if np.allclose(a, b, atol=1e-4):
+            dry += 1
+        else:
+            wet += 1
+            assert abs(20 * np.log10(np.std(a) / np.std(b))) < 3.0  # the level is set after the room
+    assert wet + dry >= 8
+    assert 0.15 <= wet / (wet + dry) <= 0.85, (wet, dry, REVERB_PROB)
+
+
 def test_event_shifts_without_shifts_agree_with_the_step_logits_pipeline(bank_dir, tmp_path):
     """scripts/event_shifts.py (framewise scores from predict, optionally averaged over shifts) at one pass gives
     the event F1 that compare_eval's step logits give through event_thresholds, and a result for every setting

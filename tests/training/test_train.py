@@ -101,8 +101,12 @@ def test_config_errors(toy, tmp_path):
         load_config(raw={"data": {"root": "x"}}, overrides=["model.step_frames=8", "model.head=linear"])
     with pytest.raises(ConfigError, match="augment.source_speed must be <= 1"):
         load_config(raw={"data": {"root": "x"}}, overrides=["augment.source_speed=1.5"])
-    with pytest.raises(ConfigError, match=r"augment.source_speed / augment.source_eq_db .* not a source bank"):
+    with pytest.raises(ConfigError, match="augment.source_reverb must be <= 3"):
+        load_config(raw={"data": {"root": "x"}}, overrides=["augment.source_reverb=4"])
+    with pytest.raises(ConfigError, match=r"augment.source_speed / source_eq_db / source_reverb .* not a source bank"):
         train(cfg_for(toy, tmp_path / "aug", augment__source_eq_db=6.0))
+    with pytest.raises(ConfigError, match="not a source bank"):
+        train(cfg_for(toy, tmp_path / "aug2", augment__source_reverb=0.5))
     from audiomamba.datasets import DatasetError
 
     with pytest.raises(DatasetError, match="dataset not found"):

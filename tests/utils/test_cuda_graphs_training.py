@@ -92,20 +92,37 @@ def test_graph_draws_fresh_randomness_each_replay():
 
 
 @cuda
-def test_capture_survives_another_thread_pinning_memory():
+def test_capture_survives_another_thread_pinning_memory(monkeypatch):
     """A DataLoader's pin-memory thread allocates pinned blocks while the first batch is captured; in CUDA's
-    global capture mode that invalidated the capture (an H200 run failed so); captures are thread-local now."""
+    global capture mode that invalidated the capture (an H200 run failed so); captures are thread-local now.
+
+    Each capture, once begun, waits until another thread has allocated a pinned block while all earlier ones are
+    still held (so the host allocator has no cached block to give and calls ``cudaHostAlloc``): every capture
+    has one inside it."""
     import threading
 
-    stop = threading.Event()
+    go, done, stop = threading.Event(), threading.Event(), threading.Event()
+    held, failures = [], []
+    begin = torch.cuda.CUDAGraph.capture_begin
+
+    def capture_begin(self, *args, **kwargs):
+        begin(self, *args, **kwargs)
+        go.set()
+        assert done.wait(timeout=30), "the pinning thread did not allocate"
+        done.clear()
 
     def pin():
-        while not stop.is_set():  # new pinned blocks of growing sizes: each one a cudaHostAlloc
-            for mb in range(1, 9):
-                torch.empty(mb << 20, dtype=torch.uint8, pin_memory=True)
-            torch.cuda.synchronize()
-            torch._C._host_emptyCache() if hasattr(torch._C, "_host_emptyCache") else None
+        while not stop.is_set():
+            if not go.wait(timeout=0.1):
+                continue
+            go.clear()
+            try:
+                held.append(torch.empty(1 << 20, dtype=torch.uint8, pin_memory=True))
+            except Exception as e:  # noqa: BLE001 - reported by the test below
+                failures.append(repr(e))
+            done.set()
 
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "capture_begin", capture_begin)
     t = threading.Thread(target=pin, daemon=True)
     t.start()
     try:
@@ -117,6 +134,8 @@ def test_capture_survives_another_thread_pinning_memory():
     finally:
         stop.set()
         t.join()
+    assert not failures, failures
+    assert len(held) >= 6 and all(x.is_pinned() for x in held)  # forward and backward graph, three times
 
 
 def test_graph_capture_mode_is_thread_local_inside_make_graphed_callables(monkeypatch):

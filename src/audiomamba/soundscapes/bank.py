@@ -56,7 +56,8 @@ from audiomamba.soundscapes.mixer import (
 from audiomamba.soundscapes.sources import SourceItem, active_region
 from audiomamba.utils.io import atomic_write
 
-__all__ = ["BANK_FORMAT", "BankRecording", "BankSummary", "SourceAugment", "SourceBank", "build_bank", "open_bank"]
+__all__ = ["BANK_FORMAT", "BankRecording", "BankSummary", "SourceAugment", "SourceBank", "build_bank", "open_bank",
+           "room_impulse"]
 
 log = logging.getLogger("audiomamba.data")
 
@@ -68,6 +69,10 @@ NOISE_S = 30.0  # length of each precomputed background noise buffer
 EQ_BANDS = 2  # peaking filters of the random equaliser
 EQ_Q = (0.5, 3.0)  # their quality factors, drawn log-uniformly
 EQ_MIN_HZ = 60.0  # their centre frequencies, log-uniform from here to 0.45 x the sample rate
+REVERB_PROB = 0.5  # share of events given a room (the others stay dry)
+REVERB_MIN_S = 0.1  # the room's reverberation time (RT60) is uniform from here to SourceAugment.reverb
+REVERB_DRR_DB = (-3.0, 12.0)  # its direct-to-reverberant energy ratio, uniform in this range
+REVERB_PREDELAY_S = 0.004  # from the direct sound to the start of the diffuse tail
 
 
 @dataclass(frozen=True)
@@ -78,19 +83,41 @@ class SourceAugment:
     and tempo together, by resampling): the event keeps its planned length, so more or less of the recording fills
     it.  ``eq_db``: :data:`EQ_BANDS` peaking filters (RBJ audio-EQ cookbook biquads) with gains uniform in
     ``[-eq_db, eq_db]``, centre frequencies log-uniform from :data:`EQ_MIN_HZ` to 0.45 x the sample rate and Q
-    log-uniform in :data:`EQ_Q`.  The event's level is set after both, so its SNR is the plan's."""
+    log-uniform in :data:`EQ_Q`.  ``reverb``: a share :data:`REVERB_PROB` of the events sounds in a room, a
+    synthetic impulse response (:func:`room_impulse`) whose RT60 is uniform from :data:`REVERB_MIN_S` to
+    ``reverb`` seconds and whose direct-to-reverberant ratio is uniform in :data:`REVERB_DRR_DB`; the tail is cut
+    at the event's planned end.  The event's level is set after all of them, so its SNR is the plan's."""
 
     speed: float = 0.0
     eq_db: float = 0.0
+    reverb: float = 0.0
 
     def __post_init__(self) -> None:
-        for key in ("speed", "eq_db"):
+        for key in ("speed", "eq_db", "reverb"):
             v = getattr(self, key)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"SourceAugment.{key} must be a finite number >= 0, got {v}")
 
     def __bool__(self) -> bool:
-        return bool(self.speed or self.eq_db)
+        return bool(self.speed or self.eq_db or self.reverb)
+
+
+def room_impulse(rt60: float, drr_db: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic room impulse response (float32): the direct sound (1 at sample 0), then after
+    :data:`REVERB_PREDELAY_S` a diffuse tail of Gaussian noise whose envelope falls by 60 dB in ``rt60`` seconds,
+    cut there, scaled so that the direct sound's energy is ``drr_db`` above the tail's.  A plain model of the
+    late reverberation (Schroeder's exponential decay), written here because the rooms need only be varied,
+    not measured."""
+    if not (rt60 > 0 and np.isfinite(rt60) and np.isfinite(drr_db)):
+        raise ValueError(f"room_impulse: rt60 must be > 0 and drr_db finite, got {rt60}, {drr_db}")
+    start = max(1, int(round(REVERB_PREDELAY_S * sample_rate)))
+    t = np.arange(max(1, int(round(rt60 * sample_rate)))) / sample_rate
+    tail = rng.standard_normal(len(t)) * np.exp(-3 * np.log(10) * t / rt60)  # 10^(-3 t / rt60): -60 dB at rt60
+    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail ** 2))
+    h = np.zeros(start + len(t), np.float64)
+    h[0] = 1.0
+    h[start:] = tail
+    return h.astype(np.float32)
 
 
 def peaking_sos(freq: float, gain_db: float, q: float, sample_rate: int) -> np.ndarray:
@@ -433,6 +460,17 @@ class SourceBank:
             qs = EQ_Q[0] * (EQ_Q[1] / EQ_Q[0]) ** u[:, 2]
             sos = np.concatenate([peaking_sos(f, g, q, sr) for f, g, q in zip(freqs, gains, qs)])
             x = sosfilt(sos, x).astype(np.float32)
+        if augment.reverb:
+            u = rng.uniform(size=3)
+            if u[0] < REVERB_PROB:
+                from scipy.signal import fftconvolve
+
+                rt60 = REVERB_MIN_S + max(0.0, augment.reverb - REVERB_MIN_S) * u[1]
+                if augment.reverb < REVERB_MIN_S:
+                    rt60 = augment.reverb
+                drr = REVERB_DRR_DB[0] + (REVERB_DRR_DB[1] - REVERB_DRR_DB[0]) * u[2]
+                h = room_impulse(rt60, drr, self.sample_rate, rng)
+                x = fftconvolve(x, h)[:take].astype(np.float32)
         return x
 
     def render(self, plan: tuple, rng: np.random.Generator | None = None,

@@ -64,6 +64,7 @@ class AugmentConfig:
     time_shift: float = 0.0
     source_speed: float = 0.0  # source bank only: each event plays at a factor in [1/(1+x), 1+x] (SourceAugment)
     source_eq_db: float = 0.0  # source bank only: a random 2-band equaliser of +-x dB on each event
+    source_reverb: float = 0.0  # source bank only: half the events in a synthetic room of RT60 0.1..x s
     mixup: str = "none"  # none | spec | wave
     mixup_alpha: float = 0.5
     mixup_prob: float = 1.0
@@ -205,6 +206,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool, bool]] = {
     ("augment", "time_shift"): (0.0, None, False, False),
     ("augment", "source_speed"): (0.0, 1.0, False, False),
     ("augment", "source_eq_db"): (0.0, 24.0, False, False),
+    ("augment", "source_reverb"): (0.0, 3.0, False, False),
     ("augment", "mixup_alpha"): (0.0, None, True, False),
     ("augment", "mixup_prob"): (0.0, 1.0, False, False),
     ("augment", "cutmix_prob"): (0.0, 1.0, False, False),

@@ -265,10 +265,10 @@ class Trainer:
             raise ConfigError(f"an epoch has {self.sampler.steps_per_epoch} batches, fewer than optim.accumulate={accumulate}")
         self.total_steps = self.steps_per_epoch * tc.epochs
         ac = cfg.augment
-        source_augment = SourceAugment(ac.source_speed, ac.source_eq_db)
+        source_augment = SourceAugment(ac.source_speed, ac.source_eq_db, ac.source_reverb)
         if source_augment and self.train_cs.clips[0].plan is None:
-            raise ConfigError("augment.source_speed / augment.source_eq_db change the events of a source bank as they "
-                              f"are rendered; the training data ({dc.root}) is not a source bank (data.format bank)")
+            raise ConfigError("augment.source_speed / source_eq_db / source_reverb change the events of a source bank as "
+                              f"they are rendered; the training data ({dc.root}) is not a source bank (data.format bank)")
         self.dataset = ClipDataset(self.train_cs, sr, train=True, clip_seconds=dc.clip_seconds,
                                    random_crop=ac.random_crop, gain_db=ac.gain_db, time_shift=ac.time_shift,
                                    source_augment=source_augment)
