@@ -13,6 +13,9 @@ and ``jobs.json`` (wall and GPU-share seconds), and writes to ``--out``:
 - ``results.json``: the same numbers;
 - ``map_vs_params.png``: test mAP against parameters.
 
+``--plot-also FILE``: the comparison rows of results collected before (a ``results.json`` of this script, or
+``bench/results/compare_h200.json``) join this run's in the plot, where their run names are not in this run.
+
 ``--events``: event F1 and PSDS1 from the step logits (``eval_test/steps.npz``) for runs whose test summary
 lacks them (``sed_scores_eval`` was missing where they ran); needs ``sed_scores_eval`` here and the bank
 (``--bank``) for the reference events.
@@ -174,15 +177,17 @@ def markdown(comp: list[dict], abl: list[dict], ft: dict, pre: dict | None, meta
     return "\n".join(lines) + "\n"
 
 
-def plot(comp: list[dict], path: Path) -> bool:
+def plot(comp: list[dict], path: Path) -> list[str]:
+    """Test mAP against parameters for the rows of ``comp`` that have both; returns the runs plotted (none
+    without matplotlib)."""
     pts = [r for r in comp if r.get("params") and r.get("mAP") is not None]
     if not pts:
-        return False
+        return []
     try:
         import matplotlib
     except ImportError:
         print("matplotlib is not installed: no plot (run collect_results.py again where it is)")
-        return False
+        return []
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -205,10 +210,26 @@ def plot(comp: list[dict], path: Path) -> bool:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-    return True
+    return [r["run"] for r in pts]
 
 
-def collect(runs: Path, out: Path, events: bool = False, bank: str | None = None) -> dict:
+def earlier_rows(files: list[Path], skip: set[str]) -> list[dict]:
+    """The comparison rows of results collected before (their ``comparison`` lists), except runs named in
+    ``skip``; the first file naming a run wins."""
+    rows: list[dict] = []
+    for f in files:
+        data = _json(f)
+        if data is None:
+            raise SystemExit(f"error: --plot-also {f}: not a readable results JSON")
+        for r in data.get("comparison", []):
+            if r.get("run") not in skip:
+                rows.append(r)
+                skip = skip | {r.get("run")}
+    return rows
+
+
+def collect(runs: Path, out: Path, events: bool = False, bank: str | None = None,
+            plot_also: list[Path] | None = None) -> dict:
     meta = _json(runs / "jobs.json") or {}
     jobs = {j["name"]: j for j in meta.get("jobs", [])}
     comp = [r for r in (run_record(runs, n, jobs) for n in COMPARE) if r]
@@ -225,7 +246,8 @@ def collect(runs: Path, out: Path, events: bool = False, bank: str | None = None
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
     md = markdown(comp, abl, ft, pre, meta)
     (out / "results.md").write_text(md)
-    result["plot"] = plot(comp, out / "map_vs_params.png")
+    extra = earlier_rows(plot_also or [], {r["run"] for r in comp})
+    result["plot"] = plot(comp + extra, out / "map_vs_params.png")
     print(md)
     return result
 
@@ -238,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--events", action="store_true", help="event metrics from the step logits where missing")
     ap.add_argument("--bank", default=None, help="the bank (reference events for --events)")
+    ap.add_argument("--plot-also", nargs="+", type=Path, default=[],
+                    help="results JSON files whose comparison rows join this run's in the plot")
     a = ap.parse_args(argv)
     if not a.runs and not a.tar:
         ap.error("give --runs or --tar")
@@ -252,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = found[0]
     else:
         runs = Path(a.runs)
-    collect(runs, Path(a.out), a.events, a.bank)
+    collect(runs, Path(a.out), a.events, a.bank, a.plot_also)
     return 0
 
 
