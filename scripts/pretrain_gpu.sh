@@ -7,10 +7,17 @@
 #            so far is kept when it is reached
 #   OUT      where the results go (default runs/pretrain_out)
 #   BENCH_BANK=0 skips timing the bank's loader first
+#   RESUME=1 continues the run in train.output_dir from its last checkpoint (--resume auto): a training longer
+#            than one device call runs as several calls on the same warm machine, the first stopped by BUDGET_S
+# Triton's kernel cache goes to runs/triton_cache (TRITON_CACHE_DIR), which stays between calls on a warm machine:
+# on a cold one the d_state-16 models spend minutes compiling before their first step.
 set -uo pipefail
 CONFIG=${CONFIG:-configs/pretrain_micro_v2.yaml}
 OUT=${OUT:-runs/pretrain_out}
 mkdir -p "$OUT"
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$PWD/runs/triton_cache}
+resume=()
+[ "${RESUME:-0}" = 1 ] && resume=(--resume auto)
 export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 if compgen -G ".whl/*.whl" > /dev/null && ! python3 -c "import soundfile, soxr" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -24,9 +31,9 @@ if [ "${BENCH_BANK:-1}" = 1 ]; then
 fi
 start=$(date +%s)
 if [ -n "${BUDGET_S:-}" ]; then
-  timeout --signal=INT "$BUDGET_S" python3 -m audiomamba train --config "$CONFIG" "$@" > "$OUT/train.log" 2>&1
+  timeout --signal=INT "$BUDGET_S" python3 -m audiomamba train --config "$CONFIG" "${resume[@]}" "$@" > "$OUT/train.log" 2>&1
 else
-  python3 -m audiomamba train --config "$CONFIG" "$@" > "$OUT/train.log" 2>&1
+  python3 -m audiomamba train --config "$CONFIG" "${resume[@]}" "$@" > "$OUT/train.log" 2>&1
 fi
 echo "train exit $? after $(( $(date +%s) - start )) s"; tail -n 5 "$OUT/train.log"
 cp "$RUN/metrics.jsonl" "$OUT/" 2>/dev/null; cp "$RUN/summary.json" "$OUT/train_summary.json" 2>/dev/null
