@@ -465,9 +465,8 @@ class SourceBank:
             if u[0] < REVERB_PROB:
                 from scipy.signal import fftconvolve
 
-                rt60 = REVERB_MIN_S + max(0.0, augment.reverb - REVERB_MIN_S) * u[1]
-                if augment.reverb < REVERB_MIN_S:
-                    rt60 = augment.reverb
+                low = min(augment.reverb, REVERB_MIN_S)  # a maximum below REVERB_MIN_S is the RT60 itself
+                rt60 = low + (augment.reverb - low) * u[1]
                 drr = REVERB_DRR_DB[0] + (REVERB_DRR_DB[1] - REVERB_DRR_DB[0]) * u[2]
                 h = room_impulse(rt60, drr, self.sample_rate, rng)
                 x = fftconvolve(x, h)[:take].astype(np.float32)
