@@ -19,8 +19,8 @@ every row: the JSON records the load average at start and end.  ``--quick``: 4 c
     python bench/bench_cpu.py --e2e --threads 2 --models audiomamba_nano,audiomamba_micro_v2 --json cpu_e2e.json
     python bench/bench_cpu.py --e2e --quick
 
-A model is a registry name, optionally with constructor arguments after a colon:
-``audiomamba_micro_v2:step_frames=8`` (the shipped tagger's finer time steps).
+A model is a registry name, optionally with constructor arguments, each after a colon:
+``audiomamba_micro_v2:step_frames=8`` (the shipped tagger's finer time steps), ``name:key=value:key=value``.
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ def _start(machine: str):
     return load_start, rows, report
 
 def build(spec: str) -> torch.nn.Module:
-    """``name`` or ``name:key=value,key=value`` -> that registered model with 527 classes, random weights, eval."""
+    """``name`` or ``name:key=value:key=value`` -> that registered model with 527 classes, random weights, eval
+    (``:``, not ``,``, joins the arguments: ``--models`` is a comma-separated list)."""
     import yaml
 
-    name, _, rest = spec.partition(":")
-    kwargs = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in rest.split(",") if kv)}
+    name, *pairs = spec.split(":")
+    kwargs = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in pairs)}
     return audiomamba.create_model(name, num_classes=527, **kwargs).eval()
 
 

@@ -217,14 +217,15 @@ def earlier_rows(files: list[Path], skip: set[str]) -> list[dict]:
     """The comparison rows of results collected before (their ``comparison`` lists), except runs named in
     ``skip``; the first file naming a run wins."""
     rows: list[dict] = []
+    seen = set(skip)
     for f in files:
         data = _json(f)
         if data is None:
             raise SystemExit(f"error: --plot-also {f}: not a readable results JSON")
         for r in data.get("comparison", []):
-            if r.get("run") not in skip:
+            if r.get("run") not in seen:
                 rows.append(r)
-                skip = skip | {r.get("run")}
+                seen.add(r.get("run"))
     return rows
 
 

@@ -30,11 +30,9 @@ if [ "${BENCH_BANK:-1}" = 1 ]; then
   tail -n 12 "$OUT/bench_bank.json"
 fi
 start=$(date +%s)
-if [ -n "${BUDGET_S:-}" ]; then
-  timeout --signal=INT "$BUDGET_S" python3 -m audiomamba train --config "$CONFIG" "${resume[@]}" "$@" > "$OUT/train.log" 2>&1
-else
-  python3 -m audiomamba train --config "$CONFIG" "${resume[@]}" "$@" > "$OUT/train.log" 2>&1
-fi
+limit=()
+[ -n "${BUDGET_S:-}" ] && limit=(timeout --signal=INT "$BUDGET_S")
+"${limit[@]}" python3 -m audiomamba train --config "$CONFIG" "${resume[@]}" "$@" > "$OUT/train.log" 2>&1
 echo "train exit $? after $(( $(date +%s) - start )) s"; tail -n 5 "$OUT/train.log"
 cp "$RUN/metrics.jsonl" "$OUT/" 2>/dev/null; cp "$RUN/summary.json" "$OUT/train_summary.json" 2>/dev/null
 python3 -m audiomamba evaluate --checkpoint "$RUN/best.safetensors" --data .bank --split test --batch-size 128 \

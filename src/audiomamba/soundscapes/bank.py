@@ -112,7 +112,7 @@ def room_impulse(rt60: float, drr_db: float, sample_rate: int, rng: np.random.Ge
         raise ValueError(f"room_impulse: rt60 must be > 0 and drr_db finite, got {rt60}, {drr_db}")
     start = max(1, int(round(REVERB_PREDELAY_S * sample_rate)))
     t = np.arange(max(1, int(round(rt60 * sample_rate)))) / sample_rate
-    tail = rng.standard_normal(len(t)) * np.exp(-3 * np.log(10) * t / rt60)  # 10^(-3 t / rt60): -60 dB at rt60
+    tail = rng.standard_normal(len(t)) * 10.0 ** (-3 * t / rt60)  # amplitude -60 dB at rt60
     tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail ** 2))
     h = np.zeros(start + len(t), np.float64)
     h[0] = 1.0
