@@ -7,6 +7,7 @@
 #            so far is kept when it is reached
 #   OUT      where the results go (default runs/pretrain_out)
 #   BENCH_BANK=0 skips timing the bank's loader first
+#   EVAL=0   stops after training (no test evaluation, no model file): the first call of a multi-call training
 #   RESUME=1 continues the run in train.output_dir from its last checkpoint (--resume auto): a training longer
 #            than one device call runs as several calls on the same warm machine, the first stopped by BUDGET_S
 # Triton's kernel cache goes to runs/triton_cache (TRITON_CACHE_DIR), which stays between calls on a warm machine:
@@ -35,6 +36,7 @@ limit=()
 "${limit[@]}" python3 -m audiomamba train --config "$CONFIG" "${resume[@]}" "$@" > "$OUT/train.log" 2>&1
 echo "train exit $? after $(( $(date +%s) - start )) s"; tail -n 5 "$OUT/train.log"
 cp "$RUN/metrics.jsonl" "$OUT/" 2>/dev/null; cp "$RUN/summary.json" "$OUT/train_summary.json" 2>/dev/null
+[ "${EVAL:-1}" = 0 ] && exit 0
 python3 -m audiomamba evaluate --checkpoint "$RUN/best.safetensors" --data .bank --split test --batch-size 128 \
   --out "$RUN/eval_test" > "$OUT/eval.log" 2>&1 || { tail -n 20 "$OUT/eval.log"; exit 1; }
 cp "$RUN/eval_test/summary.json" "$OUT/eval_test.json"; cp "$RUN/eval_test/per_class.csv" "$OUT/per_class.csv"
