@@ -11,6 +11,10 @@ cache::
     PYTHONPATH=src python3 bench/compile_time.py --model audiomamba_tiny_v2 [--batch 64] [--dtype bf16] [--json F]
 
 Shapes come from one CPU forward of the model at batch 1 (hooks on SS2D record each stage's map).
+
+With ``--cache-dir DIR --jobs N`` it fills a kept Triton cache instead, N processes side by side, each compiling
+every Nth variant: run on the GPU machine before a training (``TRITON_CACHE_DIR=DIR`` for both), the d_state-16
+models' serial first-call compile (minutes there) becomes the slowest single variant's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import json
 import os
 import tempfile
 import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
@@ -82,16 +88,11 @@ def scan_operands(batch: int, e: int, h: int, w: int, n: int, dtype: torch.dtype
     return x, delta, A, B, C, D, bias
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="audiomamba_tiny_v2")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
-    ap.add_argument("--json", default=None, help="write the rows here")
-    args = ap.parse_args()
+def compile_variants(model: str, batch: int, dtype: str, share: tuple[int, int] = (0, 1)) -> list[dict]:
+    """Compile, for sm_90 into ``$TRITON_CACHE_DIR``, the scan variants of a forward with saved states, an
+    inference forward and a backward of every stage of ``model``; return one row per variant compiled here.
+    ``share=(i, n)`` compiles only the variants whose key hashes to i modulo n (one of n processes)."""
     os.environ.pop("TRITON_INTERPRET", None)
-    os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="triton-cache-")  # every variant compiles afresh
-    import triton
     from triton.runtime import driver
     from triton.runtime.jit import JITFunction
 
@@ -103,11 +104,15 @@ def main() -> None:
     current: dict = {}
 
     def timed_run(self, *a, grid, warmup, **kw):  # compile only, never launch; time each new variant
+        flags = {k: v for k, v in kw.items() if k.isupper()}
+        key = repr((self.fn.__name__, sorted(flags.items()), kw.get("num_warps"),
+                    [str(t.dtype) for t in a if isinstance(t, torch.Tensor)]))
+        if zlib.crc32(key.encode()) % share[1] != share[0]:
+            return
         before = len(self.device_caches[0][0])
         t0 = time.perf_counter()
         JITFunction.run(self, *a, grid=grid, warmup=True, **kw)
         if len(self.device_caches[0][0]) > before:
-            flags = {k: v for k, v in kw.items() if k.isupper()}
             row = dict(current, kernel=self.fn.__name__, seconds=round(time.perf_counter() - t0, 2),
                        num_warps=kw.get("num_warps"), **flags)
             rows.append(row)
@@ -115,18 +120,43 @@ def main() -> None:
 
     for kern in (sk.scan_fwd_kernel, sk.scan_bwd_kernel, sk.sum4_kernel):
         kern.run = timed_run.__get__(kern)
-    shapes = stage_shapes(args.model)
-    t_all = time.perf_counter()
-    for e, h, w, n in shapes:
+    for e, h, w, n in stage_shapes(model):
         current.clear()
         current.update(stage=f"E{e} N{n} {h}x{w}")
-        x, delta, A, B, C, D, bias = scan_operands(args.batch, e, h, w, n, DTYPES[args.dtype])
+        x, delta, A, B, C, D, bias = scan_operands(batch, e, h, w, n, DTYPES[dtype])
         _, hs = st._cross_fwd(x, delta, A, B, C, D, bias, True, True)  # the training forward (saves states)
         st._cross_fwd(x, delta, A, B, C, D, bias, True, False)  # inference
         st._cross_bwd(torch.empty_like(x), x, delta, A, B, C, D, bias, hs, True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="audiomamba_tiny_v2")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--cache-dir", default=None, help="compile into this kept cache (default: a new empty one)")
+    ap.add_argument("--jobs", type=int, default=1, help="processes side by side, each compiling every Nth variant")
+    args = ap.parse_args()
+    if args.jobs < 1:
+        ap.error("--jobs must be >= 1")
+    cache = args.cache_dir or tempfile.mkdtemp(prefix="triton-cache-")  # by default every variant compiles afresh
+    os.makedirs(cache, exist_ok=True)
+    os.environ["TRITON_CACHE_DIR"] = os.path.abspath(cache)
+    import triton
+
+    t_all = time.perf_counter()
+    if args.jobs == 1:
+        rows = compile_variants(args.model, args.batch, args.dtype)
+    else:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            parts = pool.map(compile_variants, *zip(*[(args.model, args.batch, args.dtype, (i, args.jobs))
+                                                      for i in range(args.jobs)]))
+            rows = [r for part in parts for r in part]
     total = time.perf_counter() - t_all
     print(f"\n## Triton compile for sm_90, {args.model}, batch {args.batch}, {args.dtype} "
-          f"(triton {triton.__version__})")
+          f"(triton {triton.__version__}, {args.jobs} process(es))")
     print("| stage | kernel | EVEN | SAVE | seconds |")
     print("|---|---|---|---|---|")
     for r in rows:
@@ -135,7 +165,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "batch": args.batch, "dtype": args.dtype, "triton": triton.__version__,
-                       "rows": rows, "total_s": total}, f, indent=1)
+                       "jobs": args.jobs, "rows": rows, "total_s": total}, f, indent=1)
 
 
 if __name__ == "__main__":
