@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import tempfile
 import time
-import zlib
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
@@ -53,12 +53,13 @@ class _Sm90Driver:
         return torch.device("cpu")
 
 
-def stage_shapes(model_name: str) -> list[tuple[int, int, int, int]]:
-    """(E, H, W, d_state) of each distinct SS2D call in a 10 s forward of the model (its default layout)."""
+def stage_shapes(model_name: str, layout: str | None = None) -> list[tuple[int, int, int, int]]:
+    """(E, H, W, d_state) of each distinct SS2D call in a 10 s forward of the model (its default layout unless
+    ``layout`` is given: the maps' shapes decide which variants a launch needs)."""
     from audiomamba import create_model
     from audiomamba.models.vmamba import SS2D
 
-    model = create_model(model_name, num_classes=527).eval()
+    model = create_model(model_name, num_classes=527, **({"layout": layout} if layout else {})).eval()
     seen: list[tuple[int, int, int, int]] = []
 
     def hook(mod, inputs):
@@ -88,10 +89,13 @@ def scan_operands(batch: int, e: int, h: int, w: int, n: int, dtype: torch.dtype
     return x, delta, A, B, C, D, bias
 
 
-def compile_variants(model: str, batch: int, dtype: str, share: tuple[int, int] = (0, 1)) -> list[dict]:
+def compile_variants(shapes: list[tuple[int, int, int, int]], batch: int, dtype: str,
+                     share: tuple[int, int] = (0, 1)) -> list[dict]:
     """Compile, for sm_90 into ``$TRITON_CACHE_DIR``, the scan variants of a forward with saved states, an
-    inference forward and a backward of every stage of ``model``; return one row per variant compiled here.
-    ``share=(i, n)`` compiles only the variants whose key hashes to i modulo n (one of n processes)."""
+    inference forward and a backward of every stage in ``shapes`` (:func:`stage_shapes`); return one row per
+    variant compiled here.
+    ``share=(i, n)`` compiles only every nth variant from the ith, in the order the replay meets them (one of n
+    processes: each replays every launch, so all number the variants alike)."""
     os.environ.pop("TRITON_INTERPRET", None)
     from triton.runtime import driver
     from triton.runtime.jit import JITFunction
@@ -102,12 +106,13 @@ def compile_variants(model: str, batch: int, dtype: str, share: tuple[int, int] 
     driver.set_active(_Sm90Driver())
     rows: list[dict] = []
     current: dict = {}
+    seen: dict[str, int] = {}  # variant key -> its ordinal
 
     def timed_run(self, *a, grid, warmup, **kw):  # compile only, never launch; time each new variant
         flags = {k: v for k, v in kw.items() if k.isupper()}
         key = repr((self.fn.__name__, sorted(flags.items()), kw.get("num_warps"),
                     [str(t.dtype) for t in a if isinstance(t, torch.Tensor)]))
-        if zlib.crc32(key.encode()) % share[1] != share[0]:
+        if seen.setdefault(key, len(seen)) % share[1] != share[0]:
             return
         before = len(self.device_caches[0][0])
         t0 = time.perf_counter()
@@ -120,7 +125,7 @@ def compile_variants(model: str, batch: int, dtype: str, share: tuple[int, int] 
 
     for kern in (sk.scan_fwd_kernel, sk.scan_bwd_kernel, sk.sum4_kernel):
         kern.run = timed_run.__get__(kern)
-    for e, h, w, n in stage_shapes(model):
+    for e, h, w, n in shapes:
         current.clear()
         current.update(stage=f"E{e} N{n} {h}x{w}")
         x, delta, A, B, C, D, bias = scan_operands(batch, e, h, w, n, DTYPES[dtype])
@@ -133,6 +138,7 @@ def compile_variants(model: str, batch: int, dtype: str, share: tuple[int, int] 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="audiomamba_tiny_v2")
+    ap.add_argument("--layout", default=None, help="the model's layout (default: its own), as the training's config")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     ap.add_argument("--json", default=None, help="write the rows here")
@@ -146,16 +152,18 @@ def main() -> None:
     os.environ["TRITON_CACHE_DIR"] = os.path.abspath(cache)
     import triton
 
+    shapes = stage_shapes(args.model, args.layout)
     t_all = time.perf_counter()
     if args.jobs == 1:
-        rows = compile_variants(args.model, args.batch, args.dtype)
+        rows = compile_variants(shapes, args.batch, args.dtype)
     else:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            parts = pool.map(compile_variants, *zip(*[(args.model, args.batch, args.dtype, (i, args.jobs))
+        # spawned, not forked: this process has run a forward, and a fork copies torch's thread pool's locks
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = pool.map(compile_variants, *zip(*[(shapes, args.batch, args.dtype, (i, args.jobs))
                                                       for i in range(args.jobs)]))
             rows = [r for part in parts for r in part]
     total = time.perf_counter() - t_all
-    print(f"\n## Triton compile for sm_90, {args.model}, batch {args.batch}, {args.dtype} "
+    print(f"\n## Triton compile for sm_90, {args.model} ({args.layout or 'default'} layout), batch {args.batch}, {args.dtype} "
           f"(triton {triton.__version__}, {args.jobs} process(es))")
     print("| stage | kernel | EVEN | SAVE | seconds |")
     print("|---|---|---|---|---|")
@@ -164,7 +172,7 @@ def main() -> None:
     print(f"| all | {len(rows)} variants | | | {total:.1f} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": args.model, "batch": args.batch, "dtype": args.dtype, "triton": triton.__version__,
+            json.dump({"model": args.model, "layout": args.layout, "batch": args.batch, "dtype": args.dtype, "triton": triton.__version__,
                        "jobs": args.jobs, "rows": rows, "total_s": total}, f, indent=1)
 
 

@@ -10,8 +10,10 @@
 #   EVAL=0   stops after training (no test evaluation, no model file): the first call of a multi-call training
 #   RESUME=1 continues the run in train.output_dir from its last checkpoint (--resume auto): a training longer
 #            than one device call runs as several calls on the same warm machine, the first stopped by BUDGET_S
-# Triton's kernel cache goes to runs/triton_cache (TRITON_CACHE_DIR), which stays between calls on a warm machine:
-# on a cold one the d_state-16 models spend minutes compiling before their first step.
+# Triton's kernel cache goes to runs/triton_cache (TRITON_CACHE_DIR), which stays between calls on a warm machine.
+# Before training, bench/compile_time.py fills it for the config's model, layout, batch and precision in 8 processes
+# side by side (variants already there load in a moment): a cold machine then waits for the slowest variant, not
+# for the sum of all (serially, beside the loader's workers, minutes for the d_state-16 models).
 set -uo pipefail
 CONFIG=${CONFIG:-configs/pretrain_micro_v2.yaml}
 OUT=${OUT:-runs/pretrain_out}
@@ -24,8 +26,15 @@ if compgen -G ".whl/*.whl" > /dev/null && ! python3 -c "import soundfile, soxr" 
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 fi
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
-RUN=$(python3 -c "import sys; from audiomamba.training.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).train.output_dir)" "$CONFIG" "$@") || exit 1
+read -r RUN MODEL LAYOUT BATCH DTYPE < <(python3 -c "import sys; from audiomamba.training.config import load_config
+c = load_config(sys.argv[1], sys.argv[2:]); print(c.train.output_dir, c.model.name, c.model.layout, c.train.batch_size, c.train.precision)" "$CONFIG" "$@") || exit 1
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+t0=$(date +%s)
+python3 bench/compile_time.py --model "$MODEL" --layout "$LAYOUT" --batch "$BATCH" --dtype "$DTYPE" --jobs 8 \
+  --cache-dir "$TRITON_CACHE_DIR" --json "$OUT/triton_warm.json" > "$OUT/triton_warm.log" 2>&1 || { tail -n 20 "$OUT/triton_warm.log"; exit 1; }
+echo "Triton cache filled in $(( $(date +%s) - t0 )) s"
+# ~1-2 MB: carried back in (carry runs/triton_cache), a later cold machine of the same kind compiles nothing
+tar -czf "$OUT/triton_cache.tgz" -C "$(dirname "$TRITON_CACHE_DIR")" "$(basename "$TRITON_CACHE_DIR")"
 if [ "${BENCH_BANK:-1}" = 1 ]; then
   python3 bench/bench_bank.py --bank .bank --workers 14 --clips 3072 --train-clips 20000 > "$OUT/bench_bank.json" 2> "$OUT/bench_bank.err"
   tail -n 12 "$OUT/bench_bank.json"
