@@ -138,8 +138,56 @@ def test_scan_kernels_specialise_no_integer_argument():
         assert int(row[2]) > 20 and row[3] == "[]", row
 
 
+def _split_variants() -> None:
+    """bench/compile_time.py's variants of micro's native-layout stages, compiled whole and in 3 shares, with
+    ``JITFunction.run`` faked to record a variant instead of compiling it: one JSON line per run."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from triton.runtime.jit import JITFunction
+
+    from audiomamba.ops.triton import scan_kernels as sk
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "compile_time.py"
+    spec = importlib.util.spec_from_file_location("compile_time", path)
+    ct = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ct)
+
+    def record(self, *args, grid, warmup, **kw):
+        key = (repr(sorted(kw.items())), tuple(str(a.dtype) for a in args if hasattr(a, "dtype")))
+        self.device_caches[0][0].setdefault(key, None)
+
+    JITFunction.run = record
+    shapes = [(128, 16, 256, 16), (256, 8, 128, 16), (512, 4, 64, 16), (1024, 2, 32, 16)]
+    for share in [(0, 1), (0, 3), (1, 3), (2, 3)]:
+        for kern in (sk.scan_fwd_kernel, sk.scan_bwd_kernel, sk.sum4_kernel):
+            kern.device_caches.clear()  # each share starts from an empty cache, as a fresh process does
+        rows = ct.compile_variants(shapes, 128, "bf16", share)
+        print("rows " + json.dumps([{k: v for k, v in r.items() if k != "seconds"} for r in rows]), flush=True)
+
+
+def test_compile_time_shares_split_the_variants_once_each():
+    """``bench/compile_time.py --jobs 3`` (the GPU scripts' cache fill): the three processes together compile
+    exactly the variants one process compiles, none twice, and each process gets some."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, __file__, "--split"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    import json
+
+    whole, *shares = [json.loads(line[5:]) for line in proc.stdout.split("\n") if line.startswith("rows ")]
+    key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+    # the (un)masked forward with and without saved states and backward, and the merge (the fake's keys have no
+    # integer specialisation: the real compile makes two merge variants)
+    assert len(whole) == 7
+    assert {r["EVEN"] for r in whole if r["kernel"] != "sum4_kernel"} == {True, False}
+    assert all(shares) and sorted(key(r) for s in shares for r in s) == sorted(key(r) for r in whole)
+
+
 if __name__ == "__main__":
     if "--ints" in sys.argv:
         _unspecialised_ints()
+    elif "--split" in sys.argv:
+        _split_variants()
     else:
         _compile_all(full="--full" in sys.argv)
