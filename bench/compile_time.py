@@ -163,8 +163,8 @@ def main() -> None:
                                                       for i in range(args.jobs)]))
             rows = [r for part in parts for r in part]
     total = time.perf_counter() - t_all
-    print(f"\n## Triton compile for sm_90, {args.model} ({args.layout or 'default'} layout), batch {args.batch}, {args.dtype} "
-          f"(triton {triton.__version__}, {args.jobs} process(es))")
+    print(f"\n## Triton compile for sm_90, {args.model} ({args.layout or 'default'} layout), batch {args.batch}, "
+          f"{args.dtype} (triton {triton.__version__}, {args.jobs} process(es))")
     print("| stage | kernel | EVEN | SAVE | seconds |")
     print("|---|---|---|---|---|")
     for r in rows:
@@ -172,8 +172,8 @@ def main() -> None:
     print(f"| all | {len(rows)} variants | | | {total:.1f} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": args.model, "layout": args.layout, "batch": args.batch, "dtype": args.dtype, "triton": triton.__version__,
-                       "jobs": args.jobs, "rows": rows, "total_s": total}, f, indent=1)
+            json.dump({"model": args.model, "layout": args.layout, "batch": args.batch, "dtype": args.dtype,
+                       "triton": triton.__version__, "jobs": args.jobs, "rows": rows, "total_s": total}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ t0=$(date +%s)
 python3 bench/compile_time.py --model "$MODEL" --layout "$LAYOUT" --batch "$BATCH" --dtype "$DTYPE" --jobs 8 \
   --cache-dir "$TRITON_CACHE_DIR" --json "$OUT/triton_warm.json" > "$OUT/triton_warm.log" 2>&1 || { tail -n 20 "$OUT/triton_warm.log"; exit 1; }
 echo "Triton cache filled in $(( $(date +%s) - t0 )) s"
-# ~1-2 MB: carried back in (carry runs/triton_cache), a later cold machine of the same kind compiles nothing
+# ~1 MB: a later call that carries it back in (as runs/triton_cache) should compile nothing on a cold machine
 tar -czf "$OUT/triton_cache.tgz" -C "$(dirname "$TRITON_CACHE_DIR")" "$(basename "$TRITON_CACHE_DIR")"
 if [ "${BENCH_BANK:-1}" = 1 ]; then
   python3 bench/bench_bank.py --bank .bank --workers 14 --clips 3072 --train-clips 20000 > "$OUT/bench_bank.json" 2> "$OUT/bench_bank.err"
