@@ -271,8 +271,8 @@ def test_memory_stays_flat_however_long_the_stream_runs():
 
     # What the package, numpy and this test hold: threads other tests left running (the whole suite shares one
     # process) allocate too, and on a loaded machine more of it falls between two marks.
-    mine = [tracemalloc.Filter(True, os.path.join(os.path.dirname(audiomamba.__file__), "*")),
-            tracemalloc.Filter(True, __file__), tracemalloc.Filter(True, os.path.join(os.path.dirname(np.__file__), "*"))]
+    folders = [os.path.join(os.path.dirname(m.__file__), "*") for m in (audiomamba, np)]
+    mine = [tracemalloc.Filter(True, pattern) for pattern in [__file__, *folders]]
 
     def held() -> int:
         return sum(t.size for t in tracemalloc.take_snapshot().filter_traces(mine).traces)

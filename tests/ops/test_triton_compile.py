@@ -9,6 +9,7 @@ turn the interpreter on).
 """
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -142,7 +143,6 @@ def _split_variants() -> None:
     """bench/compile_time.py's variants of micro's native-layout stages, compiled whole and in 3 shares, with
     ``JITFunction.run`` faked to record a variant instead of compiling it: one JSON line per run."""
     import importlib.util
-    import json
     from pathlib import Path
 
     from triton.runtime.jit import JITFunction
@@ -173,8 +173,6 @@ def test_compile_time_shares_split_the_variants_once_each():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, __file__, "--split"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    import json
-
     whole, *shares = [json.loads(line[5:]) for line in proc.stdout.split("\n") if line.startswith("rows ")]
     key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
     # the (un)masked forward with and without saved states and backward, and the merge (the fake's keys have no
