@@ -14,7 +14,11 @@ Shapes come from one CPU forward of the model at batch 1 (hooks on SS2D record e
 
 With ``--cache-dir DIR --jobs N`` it fills a kept Triton cache instead, N processes side by side, each compiling
 every Nth variant: run on the GPU machine before a training (``TRITON_CACHE_DIR=DIR`` for both), the d_state-16
-models' serial first-call compile (minutes there) becomes the slowest single variant's.
+models' serial first-call compile (minutes there) becomes the slowest single variant's.  A real training then
+finds the forwards there but not the backwards: on the H200 (Triton 3.6) it compiled both backward variants again,
+to machine code byte for byte the same as the replay's, under another cache key (the replay runs the backward on
+the main thread, autograd on its own; which input of the key differs is not known).  So the GPU scripts also hand
+back the cache as it is after the training, which a later training finds whole (scripts/pretrain_gpu.sh).
 """
 
 from __future__ import annotations
@@ -90,10 +94,11 @@ def scan_operands(batch: int, e: int, h: int, w: int, n: int, dtype: torch.dtype
 
 
 def compile_variants(shapes: list[tuple[int, int, int, int]], batch: int, dtype: str,
-                     share: tuple[int, int] = (0, 1)) -> list[dict]:
+                     share: tuple[int, int] = (0, 1), eval_dtype: str | None = "fp32") -> list[dict]:
     """Compile, for sm_90 into ``$TRITON_CACHE_DIR``, the scan variants of a forward with saved states, an
-    inference forward and a backward of every stage in ``shapes`` (:func:`stage_shapes`); return one row per
-    variant compiled here.
+    inference forward and a backward of every stage in ``shapes`` (:func:`stage_shapes`), and an inference
+    forward in ``eval_dtype`` (a training's validation and ``audiomamba evaluate`` run in float32; None: skip);
+    return one row per variant compiled here.
     ``share=(i, n)`` compiles only every nth variant from the ith, in the order the replay meets them (one of n
     processes: each replays every launch, so all number the variants alike)."""
     os.environ.pop("TRITON_INTERPRET", None)
@@ -119,7 +124,7 @@ def compile_variants(shapes: list[tuple[int, int, int, int]], batch: int, dtype:
         JITFunction.run(self, *a, grid=grid, warmup=True, **kw)
         if len(self.device_caches[0][0]) > before:
             row = dict(current, kernel=self.fn.__name__, seconds=round(time.perf_counter() - t0, 2),
-                       num_warps=kw.get("num_warps"), **flags)
+                       num_warps=kw.get("num_warps"), dtype=str(a[0].dtype).removeprefix("torch."), **flags)
             rows.append(row)
             print(json.dumps(row), flush=True)
 
@@ -132,6 +137,9 @@ def compile_variants(shapes: list[tuple[int, int, int, int]], batch: int, dtype:
         _, hs = st._cross_fwd(x, delta, A, B, C, D, bias, True, True)  # the training forward (saves states)
         st._cross_fwd(x, delta, A, B, C, D, bias, True, False)  # inference
         st._cross_bwd(torch.empty_like(x), x, delta, A, B, C, D, bias, hs, True)
+        if eval_dtype and eval_dtype != dtype:
+            x, delta, A, B, C, D, bias = scan_operands(batch, e, h, w, n, DTYPES[eval_dtype])
+            st._cross_fwd(x, delta, A, B, C, D, bias, True, False)
     return rows
 
 
@@ -141,6 +149,8 @@ def main() -> None:
     ap.add_argument("--layout", default=None, help="the model's layout (default: its own), as the training's config")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    ap.add_argument("--eval-dtype", choices=sorted(DTYPES) + ["none"], default="fp32",
+                    help="also an inference forward in this dtype, as validation runs it (none: skip)")
     ap.add_argument("--json", default=None, help="write the rows here")
     ap.add_argument("--cache-dir", default=None, help="compile into this kept cache (default: a new empty one)")
     ap.add_argument("--jobs", type=int, default=1, help="processes side by side, each compiling every Nth variant")
@@ -154,25 +164,28 @@ def main() -> None:
 
     shapes = stage_shapes(args.model, args.layout)
     t_all = time.perf_counter()
+    eval_dtype = None if args.eval_dtype == "none" else args.eval_dtype
     if args.jobs == 1:
-        rows = compile_variants(shapes, args.batch, args.dtype)
+        rows = compile_variants(shapes, args.batch, args.dtype, eval_dtype=eval_dtype)
     else:
         # spawned, not forked: this process has run a forward, and a fork copies torch's thread pool's locks
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = pool.map(compile_variants, *zip(*[(shapes, args.batch, args.dtype, (i, args.jobs))
+            parts = pool.map(compile_variants, *zip(*[(shapes, args.batch, args.dtype, (i, args.jobs), eval_dtype)
                                                       for i in range(args.jobs)]))
             rows = [r for part in parts for r in part]
     total = time.perf_counter() - t_all
     print(f"\n## Triton compile for sm_90, {args.model} ({args.layout or 'default'} layout), batch {args.batch}, "
           f"{args.dtype} (triton {triton.__version__}, {args.jobs} process(es))")
-    print("| stage | kernel | EVEN | SAVE | seconds |")
-    print("|---|---|---|---|---|")
+    print("| stage | kernel | dtype | EVEN | SAVE | seconds |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['stage']} | {r['kernel']} | {r.get('EVEN', '-')} | {r.get('SAVE', '-')} | {r['seconds']:.1f} |")
-    print(f"| all | {len(rows)} variants | | | {total:.1f} |")
+        print(f"| {r['stage']} | {r['kernel']} | {r['dtype']} | {r.get('EVEN', '-')} | {r.get('SAVE', '-')} "
+              f"| {r['seconds']:.1f} |")
+    print(f"| all | {len(rows)} variants | | | | {total:.1f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "layout": args.layout, "batch": args.batch, "dtype": args.dtype,
+                       "eval_dtype": eval_dtype,
                        "triton": triton.__version__, "jobs": args.jobs, "rows": rows, "total_s": total}, f, indent=1)
 
 

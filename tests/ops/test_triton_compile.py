@@ -175,10 +175,13 @@ def test_compile_time_shares_split_the_variants_once_each():
     assert proc.returncode == 0, proc.stderr[-4000:]
     whole, *shares = [json.loads(line[5:]) for line in proc.stdout.split("\n") if line.startswith("rows ")]
     key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
-    # the (un)masked forward with and without saved states and backward, and the merge (the fake's keys have no
-    # integer specialisation: the real compile makes two merge variants)
-    assert len(whole) == 7
+    # the (un)masked forward with and without saved states and backward, the merge (the fake's keys have no
+    # integer specialisation: the real compile makes two merge variants), and validation's float32 forward (masked
+    # and not) and merge
+    assert len(whole) == 10
     assert {r["EVEN"] for r in whole if r["kernel"] != "sum4_kernel"} == {True, False}
+    fp32 = sorted((r["kernel"], r.get("EVEN"), r.get("SAVE")) for r in whole if r["dtype"] == "float32")
+    assert fp32 == [("scan_fwd_kernel", False, False), ("scan_fwd_kernel", True, False), ("sum4_kernel", None, None)]
     assert all(shares) and sorted(key(r) for s in shares for r in s) == sorted(key(r) for r in whole)
 
 
