@@ -13,12 +13,14 @@ cache::
 Shapes come from one CPU forward of the model at batch 1 (hooks on SS2D record each stage's map).
 
 With ``--cache-dir DIR --jobs N`` it fills a kept Triton cache instead, N processes side by side, each compiling
-every Nth variant: run on the GPU machine before a training (``TRITON_CACHE_DIR=DIR`` for both), the d_state-16
-models' serial first-call compile (minutes there) becomes the slowest single variant's.  A real training then
-finds the forwards there but not the backwards: on the H200 (Triton 3.6) it compiled both backward variants again,
-to machine code byte for byte the same as the replay's, under another cache key (the replay runs the backward on
-the main thread, autograd on its own; which input of the key differs is not known).  So the GPU scripts also hand
-back the cache as it is after the training, which a later training finds whole (scripts/pretrain_gpu.sh).
+every Nth variant, so the d_state-16 models' serial first-call compile (minutes on a GPU machine) becomes the
+slowest single variant's.  A training looks the kernels up under keys of its own, though: on the H200 (Triton 3.6)
+it found the replay's forwards but compiled both backwards again, to machine code byte for byte the same as the
+replay's (which input of Triton's key differs was not found; the replay runs the backward on its main thread,
+autograd on a thread of its own).  So on the GPU machine use ``--on-gpu``: each process runs real scans on the
+device, the backward from autograd as in a training, for its share of the variant groups (masked or not x training
+forward and backward, inference forward, validation's float32 forward).  There a training that followed found
+every scan kernel (scripts/pretrain_gpu.sh; docs/benchmarks.md, "Triton compile time").
 """
 
 from __future__ import annotations
@@ -80,16 +82,16 @@ def stage_shapes(model_name: str, layout: str | None = None) -> list[tuple[int, 
     return seen
 
 
-def scan_operands(batch: int, e: int, h: int, w: int, n: int, dtype: torch.dtype):
+def scan_operands(batch: int, e: int, h: int, w: int, n: int, dtype: torch.dtype, device: str = "cpu"):
     """x (B, E, H, W) channels-last, delta (B, 4, E, H, W), B and C (B, 4, N, H, W) as views of one
     (B, H, W, 4E + 8N) projection output, as ``SS2D.scan_inputs(composed=True)`` returns them."""
-    x = torch.empty(batch, h, w, e, dtype=dtype).permute(0, 3, 1, 2)
-    out = torch.empty(batch, h, w, 4 * e + 8 * n, dtype=dtype)
+    x = torch.empty(batch, h, w, e, dtype=dtype, device=device).permute(0, 3, 1, 2)
+    out = torch.empty(batch, h, w, 4 * e + 8 * n, dtype=dtype, device=device)
     delta = out[..., : 4 * e].unflatten(-1, (4, e)).permute(0, 3, 4, 1, 2)
     bc = out[..., 4 * e:].unflatten(-1, (4, 2 * n))
     B, C = bc[..., :n].permute(0, 3, 4, 1, 2), bc[..., n:].permute(0, 3, 4, 1, 2)
-    A = torch.empty(4 * e, n)
-    D, bias = torch.empty(4 * e), torch.empty(4 * e)
+    A = torch.empty(4 * e, n, device=device)
+    D, bias = torch.empty(4 * e, device=device), torch.empty(4 * e, device=device)
     return x, delta, A, B, C, D, bias
 
 
@@ -143,6 +145,51 @@ def compile_variants(shapes: list[tuple[int, int, int, int]], batch: int, dtype:
     return rows
 
 
+def _even(e: int, h: int, w: int) -> bool:
+    """Whether a cross-scan of an ``h x w`` map with ``e`` channels takes the unmasked kernels (scan._flags)."""
+    from audiomamba.ops.triton import scan as st
+
+    return all(e % st._config(kind)[0] == 0 for kind in ("fwd", "bwd")) and w % st.CHUNK == 0 and h % st.CHUNK == 0
+
+
+def warm_on_gpu(shapes: list[tuple[int, int, int, int]], batch: int, dtype: str,
+                share: tuple[int, int] = (0, 1), eval_dtype: str | None = "fp32") -> list[dict]:
+    """On a CUDA device: run the scan as a training runs it (``cross_selective_scan_triton``, the backward from
+    autograd) for every stage's variant group in this share, so the cache holds the keys a training looks up.
+    Groups: (masked or not) x (training forward + backward, inference forward, ``eval_dtype`` inference forward);
+    ``share=(i, n)`` runs every nth group from the ith.  One row per group run here."""
+    from audiomamba.ops.triton.scan import cross_selective_scan_triton
+
+    groups: dict[tuple[bool, str], tuple[int, int, int, int]] = {}
+    for e, h, w, n in shapes:
+        for kind in ("train", "infer") + (("eval",) if eval_dtype and eval_dtype != dtype else ()):
+            groups.setdefault((_even(e, h, w), kind), (e, h, w, n))
+    rows = []
+    for i, ((even, kind), (e, h, w, n)) in enumerate(groups.items()):
+        if i % share[1] != share[0]:
+            continue
+        dt = DTYPES[eval_dtype if kind == "eval" else dtype]
+        t0 = time.perf_counter()
+        x, delta, A, B, C, D, bias = scan_operands(batch, e, h, w, n, dt, "cuda")
+        for t in (x, delta, B, C):
+            t.normal_().mul_(0.1)
+        A.uniform_(-1.5, -0.5)
+        D.fill_(1.0)
+        bias.zero_()
+        if kind == "train":
+            x, A, D, bias = (t.requires_grad_() for t in (x, A, D, bias))
+            y = cross_selective_scan_triton(x, delta, A, B, C, D, bias)
+            y.float().sum().backward()  # autograd's own CUDA thread runs the backward, as in a training
+        else:
+            with torch.no_grad():
+                cross_selective_scan_triton(x, delta, A, B, C, D, bias)
+        torch.cuda.synchronize()
+        rows.append(dict(stage=f"E{e} N{n} {h}x{w}", group=kind, EVEN=even, dtype=str(dt).removeprefix("torch."),
+                         seconds=round(time.perf_counter() - t0, 2)))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="audiomamba_tiny_v2")
@@ -154,9 +201,13 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the rows here")
     ap.add_argument("--cache-dir", default=None, help="compile into this kept cache (default: a new empty one)")
     ap.add_argument("--jobs", type=int, default=1, help="processes side by side, each compiling every Nth variant")
+    ap.add_argument("--on-gpu", action="store_true",
+                    help="run the scans on this machine's CUDA device, backward from autograd, in variant groups")
     args = ap.parse_args()
     if args.jobs < 1:
         ap.error("--jobs must be >= 1")
+    if args.on_gpu and not torch.cuda.is_available():
+        ap.error("--on-gpu needs a CUDA device")
     cache = args.cache_dir or tempfile.mkdtemp(prefix="triton-cache-")  # by default every variant compiles afresh
     os.makedirs(cache, exist_ok=True)
     os.environ["TRITON_CACHE_DIR"] = os.path.abspath(cache)
@@ -165,12 +216,13 @@ def main() -> None:
     shapes = stage_shapes(args.model, args.layout)
     t_all = time.perf_counter()
     eval_dtype = None if args.eval_dtype == "none" else args.eval_dtype
+    work = warm_on_gpu if args.on_gpu else compile_variants
     if args.jobs == 1:
-        rows = compile_variants(shapes, args.batch, args.dtype, eval_dtype=eval_dtype)
+        rows = work(shapes, args.batch, args.dtype, eval_dtype=eval_dtype)
     else:
         # spawned, not forked: this process has run a forward, and a fork copies torch's thread pool's locks
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = pool.map(compile_variants, *zip(*[(shapes, args.batch, args.dtype, (i, args.jobs), eval_dtype)
+            parts = pool.map(work, *zip(*[(shapes, args.batch, args.dtype, (i, args.jobs), eval_dtype)
                                                       for i in range(args.jobs)]))
             rows = [r for part in parts for r in part]
     total = time.perf_counter() - t_all
@@ -179,7 +231,7 @@ def main() -> None:
     print("| stage | kernel | dtype | EVEN | SAVE | seconds |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['stage']} | {r['kernel']} | {r['dtype']} | {r.get('EVEN', '-')} | {r.get('SAVE', '-')} "
+        print(f"| {r['stage']} | {r.get('kernel', r.get('group'))} | {r['dtype']} | {r.get('EVEN', '-')} | {r.get('SAVE', '-')} "
               f"| {r['seconds']:.1f} |")
     print(f"| all | {len(rows)} variants | | | | {total:.1f} |")
     if args.json:

@@ -11,12 +11,11 @@
 #   RESUME=1 continues the run in train.output_dir from its last checkpoint (--resume auto): a training longer
 #            than one device call runs as several calls on the same warm machine, the first stopped by BUDGET_S
 # Triton's kernel cache goes to runs/triton_cache (TRITON_CACHE_DIR), which stays between calls on a warm machine.
-# Before training, bench/compile_time.py fills it for the config's model, layout, batch and precision in 8 processes
-# side by side (variants already there load in a moment): a cold machine then waits for the slowest variant, not
-# for the sum of all (serially, beside the loader's workers, minutes for the d_state-16 models).  The training
-# still compiles the backwards itself (the replay's land under other cache keys: bench/compile_time.py), so on
-# exit the whole cache goes to $OUT/triton_cache.tgz; a later call on a cold machine that carries it as
-# runs/triton_cache.tgz starts its training in seconds (micro, H200: 9 s to the captured graph, against 205 s).
+# Before training, `bench/compile_time.py --on-gpu` fills it for the config's model, layout, batch and precision:
+# 8 processes run the scan's variant groups side by side on the GPU (the backward from autograd, as a training runs
+# it, so the training finds them), and a cold machine waits for the slowest group, not for the sum (micro: 157 s,
+# then 15 s to the captured graph, against 343 s with no fill).  On exit the cache goes to $OUT/triton_cache.tgz; a
+# later call that carries it as runs/triton_cache.tgz compiles nothing (micro: 9 s to the captured graph).
 set -uo pipefail
 CONFIG=${CONFIG:-configs/pretrain_micro_v2.yaml}
 OUT=${OUT:-runs/pretrain_out}
@@ -37,7 +36,7 @@ read -r RUN MODEL LAYOUT BATCH DTYPE < <(python3 -c "import sys; from audiomamba
 c = load_config(sys.argv[1], sys.argv[2:]); print(c.train.output_dir, c.model.name, c.model.layout, c.train.batch_size, c.train.precision)" "$CONFIG" "$@") || exit 1
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 t0=$(date +%s)
-python3 bench/compile_time.py --model "$MODEL" --layout "$LAYOUT" --batch "$BATCH" --dtype "$DTYPE" --jobs 8 \
+python3 bench/compile_time.py --model "$MODEL" --layout "$LAYOUT" --batch "$BATCH" --dtype "$DTYPE" --jobs 8 --on-gpu \
   --cache-dir "$TRITON_CACHE_DIR" --json "$OUT/triton_warm.json" > "$OUT/triton_warm.log" 2>&1 || { tail -n 20 "$OUT/triton_warm.log"; exit 1; }
 echo "Triton cache filled in $(( $(date +%s) - t0 )) s"
 # a few MB, written whatever way the script ends, with what the training and evaluation compiled
