@@ -152,6 +152,16 @@ def _even(e: int, h: int, w: int) -> bool:
     return all(e % st._config(kind)[0] == 0 for kind in ("fwd", "bwd")) and w % st.CHUNK == 0 and h % st.CHUNK == 0
 
 
+def variant_groups(shapes: list[tuple[int, int, int, int]], dtype: str,
+                   eval_dtype: str | None = "fp32") -> dict[tuple[bool, str], tuple[int, int, int, int]]:
+    """(unmasked?, "train" | "infer" | "eval") -> the first stage shape that launches that group of variants."""
+    groups: dict[tuple[bool, str], tuple[int, int, int, int]] = {}
+    for e, h, w, n in shapes:
+        for kind in ("train", "infer") + (("eval",) if eval_dtype and eval_dtype != dtype else ()):
+            groups.setdefault((_even(e, h, w), kind), (e, h, w, n))
+    return groups
+
+
 def warm_on_gpu(shapes: list[tuple[int, int, int, int]], batch: int, dtype: str,
                 share: tuple[int, int] = (0, 1), eval_dtype: str | None = "fp32") -> list[dict]:
     """On a CUDA device: run the scan as a training runs it (``cross_selective_scan_triton``, the backward from
@@ -160,12 +170,8 @@ def warm_on_gpu(shapes: list[tuple[int, int, int, int]], batch: int, dtype: str,
     ``share=(i, n)`` runs every nth group from the ith.  One row per group run here."""
     from audiomamba.ops.triton.scan import cross_selective_scan_triton
 
-    groups: dict[tuple[bool, str], tuple[int, int, int, int]] = {}
-    for e, h, w, n in shapes:
-        for kind in ("train", "infer") + (("eval",) if eval_dtype and eval_dtype != dtype else ()):
-            groups.setdefault((_even(e, h, w), kind), (e, h, w, n))
     rows = []
-    for i, ((even, kind), (e, h, w, n)) in enumerate(groups.items()):
+    for i, ((even, kind), (e, h, w, n)) in enumerate(variant_groups(shapes, dtype, eval_dtype).items()):
         if i % share[1] != share[0]:
             continue
         dt = DTYPES[eval_dtype if kind == "eval" else dtype]

@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 pytest.importorskip("triton")
 
@@ -183,6 +184,32 @@ def test_compile_time_shares_split_the_variants_once_each():
     fp32 = sorted((r["kernel"], r.get("EVEN"), r.get("SAVE")) for r in whole if r["dtype"] == "float32")
     assert fp32 == [("scan_fwd_kernel", False, False), ("scan_fwd_kernel", True, False), ("sum4_kernel", None, None)]
     assert all(shares) and sorted(key(r) for s in shares for r in s) == sorted(key(r) for r in whole)
+
+
+def test_on_gpu_groups_cover_the_replayed_variants():
+    """``--on-gpu`` runs one stage per variant group; the groups' masks are the replay's (the launchers' EVEN flag
+    for each stage), and float32 joins only when validation's dtype differs from training's."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "compile_time.py"
+    spec = importlib.util.spec_from_file_location("compile_time", path)
+    ct = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ct)
+    from audiomamba.ops.triton import scan as st
+
+    shapes = [(128, 16, 256, 16), (256, 8, 128, 16), (512, 4, 64, 16), (1024, 2, 32, 16)]  # micro, native layout
+    groups = ct.variant_groups(shapes, "bf16")
+    assert sorted(groups) == sorted((even, kind) for even in (False, True) for kind in ("train", "infer", "eval"))
+    for (even, _), (e, h, w, n) in groups.items():
+        flags = st._flags(torch.empty(4 * e, n), None, None, True, True, (1, 4, e, h, w), st._config("fwd")[0],
+                          [torch.empty(1)])
+        assert flags["EVEN"] == even
+    assert groups[(True, "train")] == shapes[0] and groups[(False, "train")] == shapes[2]
+    assert sorted(ct.variant_groups(shapes, "fp32")) == sorted((even, kind) for even in (False, True)
+                                                               for kind in ("train", "infer"))
+    # the fold layout's maps (64x64 down to 8x8) are all unmasked
+    assert {even for even, _ in ct.variant_groups([(128, 64, 64, 16), (1024, 8, 8, 16)], "bf16")} == {True}
 
 
 if __name__ == "__main__":
