@@ -145,17 +145,20 @@ def compile_variants(shapes: list[tuple[int, int, int, int]], batch: int, dtype:
     return rows
 
 
-def _even(e: int, h: int, w: int) -> bool:
-    """Whether a cross-scan of an ``h x w`` map with ``e`` channels takes the unmasked kernels (scan._flags)."""
+def _even(e: int, h: int, w: int) -> tuple[bool, bool]:
+    """Whether a cross-scan of an ``h x w`` map with ``e`` channels takes the unmasked forward and the unmasked
+    backward (scan._flags; their channel blocks differ)."""
     from audiomamba.ops.triton import scan as st
 
-    return all(e % st._config(kind)[0] == 0 for kind in ("fwd", "bwd")) and w % st.CHUNK == 0 and h % st.CHUNK == 0
+    lines = w % st.CHUNK == 0 and h % st.CHUNK == 0
+    return e % st._config("fwd")[0] == 0 and lines, e % st._config("bwd")[0] == 0 and lines
 
 
-def variant_groups(shapes: list[tuple[int, int, int, int]], dtype: str,
-                   eval_dtype: str | None = "fp32") -> dict[tuple[bool, str], tuple[int, int, int, int]]:
-    """(unmasked?, "train" | "infer" | "eval") -> the first stage shape that launches that group of variants."""
-    groups: dict[tuple[bool, str], tuple[int, int, int, int]] = {}
+def variant_groups(shapes: list[tuple[int, int, int, int]], dtype: str, eval_dtype: str | None = "fp32"
+                   ) -> dict[tuple[tuple[bool, bool], str], tuple[int, int, int, int]]:
+    """((forward unmasked?, backward unmasked?), "train" | "infer" | "eval") -> the first stage shape that
+    launches that group of variants."""
+    groups: dict[tuple[tuple[bool, bool], str], tuple[int, int, int, int]] = {}
     for e, h, w, n in shapes:
         for kind in ("train", "infer") + (("eval",) if eval_dtype and eval_dtype != dtype else ()):
             groups.setdefault((_even(e, h, w), kind), (e, h, w, n))
@@ -229,7 +232,7 @@ def main() -> None:
         # spawned, not forked: this process has run a forward, and a fork copies torch's thread pool's locks
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = pool.map(work, *zip(*[(shapes, args.batch, args.dtype, (i, args.jobs), eval_dtype)
-                                                      for i in range(args.jobs)]))
+                                          for i in range(args.jobs)]))
             rows = [r for part in parts for r in part]
     total = time.perf_counter() - t_all
     print(f"\n## Triton compile for sm_90, {args.model} ({args.layout or 'default'} layout), batch {args.batch}, "
@@ -237,8 +240,9 @@ def main() -> None:
     print("| stage | kernel | dtype | EVEN | SAVE | seconds |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['stage']} | {r.get('kernel', r.get('group'))} | {r['dtype']} | {r.get('EVEN', '-')} | {r.get('SAVE', '-')} "
-              f"| {r['seconds']:.1f} |")
+        what = r.get("kernel", r.get("group"))
+        flags = f"{r.get('EVEN', '-')} | {r.get('SAVE', '-')}"
+        print(f"| {r['stage']} | {what} | {r['dtype']} | {flags} | {r['seconds']:.1f} |")
     print(f"| all | {len(rows)} variants | | | | {total:.1f} |")
     if args.json:
         with open(args.json, "w") as f:

@@ -187,8 +187,9 @@ def test_compile_time_shares_split_the_variants_once_each():
 
 
 def test_on_gpu_groups_cover_the_replayed_variants():
-    """``--on-gpu`` runs one stage per variant group; the groups' masks are the replay's (the launchers' EVEN flag
-    for each stage), and float32 joins only when validation's dtype differs from training's."""
+    """``--on-gpu`` runs one stage per variant group; the groups' masks are the launchers' EVEN flags of forward
+    and backward (their channel blocks differ), and float32 joins only when validation's dtype differs from
+    training's."""
     import importlib.util
     from pathlib import Path
 
@@ -198,18 +199,22 @@ def test_on_gpu_groups_cover_the_replayed_variants():
     spec.loader.exec_module(ct)
     from audiomamba.ops.triton import scan as st
 
-    shapes = [(128, 16, 256, 16), (256, 8, 128, 16), (512, 4, 64, 16), (1024, 2, 32, 16)]  # micro, native layout
-    groups = ct.variant_groups(shapes, "bf16")
-    assert sorted(groups) == sorted((even, kind) for even in (False, True) for kind in ("train", "infer", "eval"))
-    for (even, _), (e, h, w, n) in groups.items():
-        flags = st._flags(torch.empty(4 * e, n), None, None, True, True, (1, 4, e, h, w), st._config("fwd")[0],
-                          [torch.empty(1)])
-        assert flags["EVEN"] == even
-    assert groups[(True, "train")] == shapes[0] and groups[(False, "train")] == shapes[2]
-    assert sorted(ct.variant_groups(shapes, "fp32")) == sorted((even, kind) for even in (False, True)
-                                                               for kind in ("train", "infer"))
-    # the fold layout's maps (64x64 down to 8x8) are all unmasked
-    assert {even for even, _ in ct.variant_groups([(128, 64, 64, 16), (1024, 8, 8, 16)], "bf16")} == {True}
+    def even(e, h, w, kind):
+        shape, block = (1, 4, e, h, w), st._config(kind)[0]
+        return st._flags(torch.empty(4 * e, 16), None, None, True, True, shape, block, [torch.empty(1)])["EVEN"]
+
+    micro = [(128, 16, 256, 16), (256, 8, 128, 16), (512, 4, 64, 16), (1024, 2, 32, 16)]  # native layout
+    groups = ct.variant_groups(micro, "bf16")
+    assert sorted(groups) == sorted((m, kind) for m in ((False, False), (True, True))
+                                    for kind in ("train", "infer", "eval"))
+    assert groups[((True, True), "train")] == micro[0] and groups[((False, False), "train")] == micro[2]
+    assert sorted(ct.variant_groups(micro, "fp32")) == sorted((m, kind) for m in ((False, False), (True, True))
+                                                              for kind in ("train", "infer"))
+    # nano's 96 channels fill the backward's channel blocks, not the forward's: a group of its own
+    nano = [(96, 64, 64, 16), (192, 32, 32, 16), (768, 8, 8, 16)]
+    assert {m for m, _ in ct.variant_groups(nano, "bf16")} == {(False, True), (True, True)}
+    for ((fwd, bwd), _), (e, h, w, _) in {**groups, **ct.variant_groups(nano, "bf16")}.items():
+        assert (fwd, bwd) == (even(e, h, w, "fwd"), even(e, h, w, "bwd"))
 
 
 if __name__ == "__main__":
