@@ -147,11 +147,10 @@ def compile_variants(shapes: list[tuple[int, int, int, int]], batch: int, dtype:
 
 def _even(e: int, h: int, w: int) -> tuple[bool, bool]:
     """Whether a cross-scan of an ``h x w`` map with ``e`` channels takes the unmasked forward and the unmasked
-    backward (scan._flags; their channel blocks differ)."""
+    backward (their channel blocks differ)."""
     from audiomamba.ops.triton import scan as st
 
-    lines = w % st.CHUNK == 0 and h % st.CHUNK == 0
-    return e % st._config("fwd")[0] == 0 and lines, e % st._config("bwd")[0] == 0 and lines
+    return tuple(st.unmasked(e, h, w, st._config(kind)[0], cross=True) for kind in ("fwd", "bwd"))
 
 
 def variant_groups(shapes: list[tuple[int, int, int, int]], dtype: str, eval_dtype: str | None = "fp32"
@@ -169,8 +168,9 @@ def warm_on_gpu(shapes: list[tuple[int, int, int, int]], batch: int, dtype: str,
                 share: tuple[int, int] = (0, 1), eval_dtype: str | None = "fp32") -> list[dict]:
     """On a CUDA device: run the scan as a training runs it (``cross_selective_scan_triton``, the backward from
     autograd) for every stage's variant group in this share, so the cache holds the keys a training looks up.
-    Groups: (masked or not) x (training forward + backward, inference forward, ``eval_dtype`` inference forward);
-    ``share=(i, n)`` runs every nth group from the ith.  One row per group run here."""
+    Groups (:func:`variant_groups`): (forward's and backward's masks) x (training forward + backward, inference
+    forward, ``eval_dtype`` inference forward); ``share=(i, n)`` runs every nth group from the ith.  One row per
+    group run here."""
     from audiomamba.ops.triton.scan import cross_selective_scan_triton
 
     rows = []

@@ -140,20 +140,26 @@ def test_scan_kernels_specialise_no_integer_argument():
         assert int(row[2]) > 20 and row[3] == "[]", row
 
 
-def _split_variants() -> None:
-    """bench/compile_time.py's variants of micro's native-layout stages, compiled whole and in 3 shares, with
-    ``JITFunction.run`` faked to record a variant instead of compiling it: one JSON line per run."""
+def _compile_time_module():
+    """bench/compile_time.py, imported from its path (bench/ is not a package)."""
     import importlib.util
     from pathlib import Path
 
+    path = Path(__file__).resolve().parents[2] / "bench" / "compile_time.py"
+    spec = importlib.util.spec_from_file_location("compile_time", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _split_variants() -> None:
+    """bench/compile_time.py's variants of micro's native-layout stages, compiled whole and in 3 shares, with
+    ``JITFunction.run`` faked to record a variant instead of compiling it: one JSON line per run."""
     from triton.runtime.jit import JITFunction
 
     from audiomamba.ops.triton import scan_kernels as sk
 
-    path = Path(__file__).resolve().parents[2] / "bench" / "compile_time.py"
-    spec = importlib.util.spec_from_file_location("compile_time", path)
-    ct = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ct)
+    ct = _compile_time_module()
 
     def record(self, *args, grid, warmup, **kw):
         key = (repr(sorted(kw.items())), tuple(str(a.dtype) for a in args if hasattr(a, "dtype")))
@@ -190,14 +196,9 @@ def test_on_gpu_groups_cover_the_replayed_variants():
     """``--on-gpu`` runs one stage per variant group; the groups' masks are the launchers' EVEN flags of forward
     and backward (their channel blocks differ), and float32 joins only when validation's dtype differs from
     training's."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "bench" / "compile_time.py"
-    spec = importlib.util.spec_from_file_location("compile_time", path)
-    ct = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ct)
     from audiomamba.ops.triton import scan as st
+
+    ct = _compile_time_module()
 
     def even(e, h, w, kind):
         shape, block = (1, 4, e, h, w), st._config(kind)[0]

@@ -65,12 +65,17 @@ def _s5(t: torch.Tensor) -> tuple[int, ...]:
     return tuple(t.stride())
 
 
+def unmasked(E: int, H: int, W: int, block_e: int, cross: bool) -> bool:
+    """Whether a kernel with channel blocks of ``block_e`` scans E channels over an ``H x W`` map with no padding
+    channel or step anywhere (whole channel blocks, lines of whole chunks), so it drops every mask (EVEN)."""
+    return E % block_e == 0 and W % CHUNK == 0 and (H % CHUNK == 0 or not cross)
+
+
 def _flags(A, D, bias, softplus: bool, cross: bool, shape, block_e: int, tensors) -> dict:
-    """Compile-time flags.  EVEN: no padding channel or step anywhere (whole channel blocks, lines of whole
-    chunks), so the kernels drop every mask; I64: 64-bit offsets, only when a tensor spans
+    """Compile-time flags.  EVEN: :func:`unmasked`; I64: 64-bit offsets, only when a tensor spans
     ``ScanConfig.i64_span`` (2^31) elements."""
     _, _, E, H, W = shape
-    even = E % block_e == 0 and W % CHUNK == 0 and (H % CHUNK == 0 or not cross)
+    even = unmasked(E, H, W, block_e, cross)
     span = max(sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride())) + 1 for t in tensors if t is not None)
     return dict(N=A.shape[1], CROSS=cross, SOFTPLUS=softplus, HAS_D=D is not None, HAS_BIAS=bias is not None,
                 EVEN=even, I64=span >= get_scan_config().i64_span)
