@@ -4,7 +4,7 @@
 
 Every input must describe the same model (name and arguments) and the same labels; floating-point tensors are
 averaged in float32 and written in float32 whatever the inputs' dtype (a shipped float16 file may be one of them),
-other tensors (counters) must be equal and are copied.  Averaging only makes sense for weights that share an
+other tensors (counters such as batch norm's ``num_batches_tracked``) are the first input's.  Averaging only makes sense for weights that share an
 initialisation (fine-tunes of one checkpoint); that is the caller's claim, recorded in the soup's provenance
 together with each input's own provenance.  Errors name the file: one line, exit 2.
 """
@@ -35,8 +35,6 @@ def average(paths: list[str]) -> torch.nn.Module:
         for k, v in m.state_dict().items():
             if v.is_floating_point():
                 sums[k] += v.to(torch.float32)
-            elif not torch.equal(v, sums[k]):
-                raise ValueError(f"{path}: tensor {k!r} is not floating-point and differs from {paths[0]}'s")
     n = len(models)
     first.load_state_dict({k: v / n if v.is_floating_point() else v for k, v in sums.items()})
     return first

@@ -7,6 +7,7 @@
 # Run from the repository root with the bank in .bank and the wheels in .whl (as for scripts/pretrain_gpu.sh).
 #   OUT       results (default runs/soup_out); SEEDS the two runs' train.seed (default "8 9")
 #   BUDGET_S  each training's wall-clock limit in seconds (default 240)
+#   TRAIN=0   skips the trainings (their runs/augment_a, runs/augment_b are kept on a warm machine)
 set -uo pipefail
 OUT=${OUT:-runs/soup_out}
 read -r SEED_A SEED_B <<< "${SEEDS:-8 9}"
@@ -24,7 +25,7 @@ t0=$(date +%s)
 python3 bench/compile_time.py --model audiomamba_micro_v2 --layout native --batch 128 --dtype bf16 --jobs 8 --on-gpu \
   --cache-dir "$TRITON_CACHE_DIR" > "$OUT/triton_warm.log" 2>&1 || { tail -n 20 "$OUT/triton_warm.log"; exit 1; }
 echo "Triton cache filled in $(( $(date +%s) - t0 )) s"
-EVAL=0 A="train.seed=$SEED_A" B="train.seed=$SEED_B" OUT="$OUT" BUDGET_S=${BUDGET_S:-240} \
+[ "${TRAIN:-1}" = 1 ] && EVAL=0 A="train.seed=$SEED_A" B="train.seed=$SEED_B" OUT="$OUT" BUDGET_S=${BUDGET_S:-240} \
   bash scripts/augment_gpu.sh model.init_checkpoint=$SHIPPED "${RECIPE[@]}"
 echo "trained after $(( $(date +%s) - t0 )) s"
 A=runs/augment_a/best.safetensors B=runs/augment_b/best.safetensors

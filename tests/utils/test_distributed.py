@@ -1,6 +1,9 @@
 """utils.distributed's gradient all-reduce and buffer broadcast, in a one-process gloo group (the two-process
 training tests are in tests/training/test_train.py)."""
 
+import contextlib
+import socket
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -42,3 +45,26 @@ def test_no_op_without_a_process_group():
     D.all_reduce_gradients(net)  # no gradients touched, none created
     D.broadcast_buffers(net)
     assert net.a.weight.grad is None and not D.is_distributed()
+
+
+def _launched_as_one_rank(monkeypatch, port: int) -> None:
+    """The environment torchrun gives a one-process job."""
+    for k, v in dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0").items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_process_group_waits_for_the_others_before_teardown_only_when_the_block_ended_normally(monkeypatch, fails):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _launched_as_one_rank(monkeypatch, port)
+    waited = []
+    monkeypatch.setattr(D, "barrier", lambda: waited.append(dist.is_initialized()))
+    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
+        with D.process_group("cpu") as dev:
+            assert dev == torch.device("cpu") and D.is_distributed()
+            if fails:
+                raise RuntimeError("a rank's training failed")
+    assert waited == ([] if fails else [True])  # a failed rank does not wait for ranks that may never come
+    assert not D.is_distributed()  # torn down either way

@@ -55,12 +55,17 @@ def setup(device: str = "auto") -> tuple[torch.device, bool]:
 @contextlib.contextmanager
 def process_group(device: str = "auto") -> Iterator[torch.device]:
     """:func:`setup` for the duration of the block: yields this process's device, and destroys the process
-    group on exit if this call started it."""
+    group on exit if this call started it: after a barrier when the block ended normally, so that no rank tears
+    down its group while another still runs a collective (not after an error: the other ranks may never come)."""
     dev, started = setup(device)
+    finished = False
     try:
         yield dev
+        finished = True
     finally:
         if started:
+            if finished:
+                barrier()
             dist.destroy_process_group()
 
 
