@@ -26,7 +26,8 @@ def average(paths: list[str]) -> torch.nn.Module:
         raise ValueError("give at least two checkpoints to average")
     models = [load(p) for p in paths]
     first = models[0]
-    sums = {k: v.detach().to(torch.float32).clone() for k, v in first.state_dict().items()}
+    sums = {k: v.detach().to(torch.float32) if v.is_floating_point() else v.detach().clone()
+            for k, v in first.state_dict().items()}
     for path, m in zip(paths[1:], models[1:]):
         for key in ("model", "labels"):
             if m.meta[key] != first.meta[key]:

@@ -14,6 +14,9 @@ def _save(tmp_path, name: str, seed: int, labels=("a", "b", "c"), dtype=None, **
 
     torch.manual_seed(seed)
     model = audiomamba.create_model("audiomamba_nano", num_classes=len(labels), layout="native", **args)
+    for key, buf in model.named_buffers():
+        if key.endswith("num_batches_tracked"):
+            buf.fill_(10 * seed + 1)  # counters differ between runs
     return save_model(model, tmp_path / f"{name}.safetensors", labels=list(labels), dtype=dtype,
                       provenance={"run": name})
 
@@ -34,6 +37,10 @@ def test_soup_is_the_mean_of_the_weights_and_records_its_inputs(tmp_path):
         want = sum(s[k].double() for s in states) / 3  # the float16 input counts as it is stored
         torch.testing.assert_close(soup[k].double(), want, rtol=0, atol=1e-6)
         assert soup[k].dtype == torch.float32
+    counters = [k for k, v in states[0].items() if not v.is_floating_point()]
+    assert counters
+    for k in counters:  # not averaged: the first input's, with their dtype
+        assert torch.equal(soup[k], states[0][k]) and soup[k].dtype == states[0][k].dtype
     differs = [k for k in floats if not torch.equal(states[0][k], states[1][k])]
     assert differs, "the inputs must differ for the mean to mean something"
     prov = read_meta(out)["provenance"]["averaged_from"]
