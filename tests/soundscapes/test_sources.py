@@ -146,3 +146,35 @@ def test_sources_command_lists_missing_with_install_hint(monkeypatch, capsys):
     captured = capsys.readouterr()
     assert code == exit_code_of(SourceError("")) and "apt-get install hydrogen-drumkits" in captured.out
     assert "no source recordings installed" in captured.err
+
+
+def _stamp_sound(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, 0.1 * np.random.default_rng(seed).standard_normal(8000), 16000, format="OGG", subtype="VORBIS")
+
+
+def test_tuxpaint_stamp_sounds_labelled_grouped_by_content_and_only_when_named(tmp_path, monkeypatch):
+    root = tmp_path / "stamps"
+    for i, rel in enumerate(["animals/mammals/pig.ogg", "animals/mammals/bovines/cow.ogg",
+                             "animals/birds/owl.ogg", "hobbies/music/string/cello.ogg",
+                             # not used: spoken descriptions, a bird's wings, sounds without a class
+                             "animals/mammals/pig_desc.ogg", "animals/mammals/pig_desc_fr.ogg",
+                             "animals/birds/owl_desc_es.ogg", "animals/birds/heron_greatblue_flying.ogg",
+                             "household/tools/hammer.ogg", "animals/mammals/cats/lion.ogg"]):
+        _stamp_sound(root / rel, i)
+    shutil.copy(root / "animals/mammals/bovines/cow.ogg", root / "animals/mammals/bovines/cow_white.ogg")
+    monkeypatch.setattr(S, "TUXPAINT_ROOT", root)
+    cat = S.discover(["tuxpaint"], cache_dir=tmp_path / "cache", sample_rate=16000)
+    got = {Path(it.path).relative_to(root).as_posix(): it for it in cat.items}
+    livestock = "Livestock, farm animals, working animals"
+    assert {k: it.label for k, it in got.items()} == {
+        "animals/mammals/pig.ogg": livestock, "animals/mammals/bovines/cow.ogg": livestock,
+        "animals/mammals/bovines/cow_white.ogg": livestock, "animals/birds/owl.ogg": "Bird",
+        "hobbies/music/string/cello.ogg": "Cello"}
+    assert all(it.label in BY_NAME and it.licence and it.origin == "tuxpaint-stamps-default" for it in got.values())
+    # the same bytes under two names are one group, so they cannot land in two splits
+    assert got["animals/mammals/bovines/cow.ogg"].group == got["animals/mammals/bovines/cow_white.ogg"].group
+    assert len({it.group for it in got.values()}) == 4
+    # optional: the default discovery leaves it out even where it is installed
+    monkeypatch.setattr(S, "FAMILIES", tuple(f for f in S.FAMILIES if f.name == "tuxpaint"))
+    assert S.discover(None, cache_dir=tmp_path / "cache", sample_rate=16000).items == []

