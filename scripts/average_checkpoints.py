@@ -4,9 +4,10 @@
 
 Every input must describe the same model (name and arguments) and the same labels; floating-point tensors are
 averaged in float32 and written in float32 whatever the inputs' dtype (a shipped float16 file may be one of them),
-other tensors (counters such as batch norm's ``num_batches_tracked``) are the first input's.  Averaging only makes sense for weights that share an
-initialisation (fine-tunes of one checkpoint); that is the caller's claim, recorded in the soup's provenance
-together with each input's own provenance.  Errors name the file: one line, exit 2.
+other tensors (counters such as batch norm's ``num_batches_tracked``) are the first input's.  Averaging only
+makes sense for weights that share an initialisation (fine-tunes of one checkpoint); that is the caller's claim,
+recorded in the soup's provenance together with each input's own provenance.  Errors name the file: one line,
+exit 2.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ def average(paths: list[str]) -> torch.nn.Module:
     """The model of ``paths[0]`` holding the mean of all inputs' floating-point weights."""
     if len(paths) < 2:
         raise ValueError("give at least two checkpoints to average")
-    models = [load(p) for p in paths]
-    first = models[0]
+    first = load(paths[0])
     sums = {k: v.detach().to(torch.float32) if v.is_floating_point() else v.detach().clone()
             for k, v in first.state_dict().items()}
-    for path, m in zip(paths[1:], models[1:]):
+    for path in paths[1:]:  # one model in memory beside the first and the sums
+        m = load(path)
         for key in ("model", "labels"):
             if m.meta[key] != first.meta[key]:
                 raise ValueError(f"{path}: its {key} differ from those of {paths[0]}; only checkpoints of one model "
@@ -36,7 +37,7 @@ def average(paths: list[str]) -> torch.nn.Module:
         for k, v in m.state_dict().items():
             if v.is_floating_point():
                 sums[k] += v.to(torch.float32)
-    n = len(models)
+    n = len(paths)
     first.load_state_dict({k: v / n if v.is_floating_point() else v for k, v in sums.items()})
     return first
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import fnmatch
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -347,8 +348,6 @@ _TUXPAINT_RULES: list[tuple[str, str | None]] = [
 
 def _tuxpaint_items(ctx: _Context) -> list[SourceItem]:
     """Tux Paint's stamp sounds.  Files with the same bytes are one group, so that no recording is in two splits."""
-    import hashlib
-
     items = []
     for path in sorted(TUXPAINT_ROOT.rglob("*.ogg")):
         rel = path.relative_to(TUXPAINT_ROOT).as_posix()
