@@ -144,7 +144,7 @@ class AudioMamba(nn.Module):
         self.num_classes, self.head_type, self.layout = num_classes, head, layout
         self.sample_rate = int(sample_rate)
         self.frontend = LogMel(FrontendConfig.for_sample_rate(self.sample_rate))
-        self.bn0 = nn.BatchNorm2d(N_MELS)
+        self.bn0 = nn.BatchNorm1d(N_MELS)  # HTS-AT's BatchNorm2d(64): the same parameters and state-dict keys
         self.spec_augment = SpecAugment() if spec_augment else nn.Identity()
         self.backbone = VMamba(backbone, in_chans=1, num_classes=0, drop_path_rate=drop_path_rate)
         dim = self.backbone.num_features
@@ -168,9 +168,11 @@ class AudioMamba(nn.Module):
 
     def normalise(self, logmel: torch.Tensor) -> torch.Tensor:
         """Log-mel in dB ``(B, frames, 64)`` -> the backbone's input scale: BatchNorm over mel bins (HTS-AT's bn0)."""
-        # .contiguous(): the transposed view looks channels-last to BatchNorm2d, whose CPU backward then returns
-        # wrong weight/bias gradients (torch 2.13; the forward is right).  A contiguous copy avoids that path.
-        return self.bn0(logmel.transpose(1, 2).unsqueeze(-1).contiguous()).squeeze(-1).transpose(1, 2)
+        # One row of 64 bins per (clip, frame): the statistics of HTS-AT's BatchNorm2d on the (B, 64, frames, 1)
+        # transpose, with no transposed gradient.  BatchNorm2d's CPU backward returns wrong weight and bias gradients
+        # when its gradient arrives channels-last, as the transpose's does (torch 2.11 and 2.13; the forward is right).
+        b, t, f = logmel.shape
+        return self.bn0(logmel.reshape(b * t, f)).reshape(b, t, f)
 
     def spectrogram(self, wave: torch.Tensor, mixup_lambda: torch.Tensor | None = None,
                     block_frames: int | None = None) -> torch.Tensor:

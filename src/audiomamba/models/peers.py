@@ -75,7 +75,7 @@ class PeerTagger(nn.Module):
         self.num_classes, self.head_type = num_classes, head
         self.sample_rate = int(sample_rate)
         self.frontend = LogMel(FrontendConfig.for_sample_rate(self.sample_rate))
-        self.bn0 = nn.BatchNorm2d(N_MELS)
+        self.bn0 = nn.BatchNorm1d(N_MELS)
         self.spec_augment = SpecAugment() if spec_augment else nn.Identity()
 
     def _layout(self, layout: str | None) -> str:
