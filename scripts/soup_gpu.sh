@@ -47,4 +47,7 @@ cp runs/soup/test/summary.json "$OUT/test.json"; cp runs/soup/test/per_class.csv
 python3 scripts/ship_pretrained.py --checkpoint "${CAND[$best]}" --eval runs/soup/test/summary.json --bank .bank \
   --config configs/pretrain_micro_v2_augment.yaml --out "$OUT/model_fp16.safetensors" -- "soup:$best" \
   "train.seed=$SEED_A,$SEED_B" "${RECIPE[@]}"
+# a device call brings back files of at most 16 MiB: the float16 model (28 MB) also goes as parts, joined again by
+#   cat model_fp16.safetensors.part* > model_fp16.safetensors
+split -b 15m -d "$OUT/model_fp16.safetensors" "$OUT/model_fp16.safetensors.part"
 echo "total $(( $(date +%s) - t0 )) s"
