@@ -9,7 +9,7 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
 DEBIAN_PACKAGES=(
-  hydrogen-drumkits lmms-common wesnoth-1.16-data sound-theme-freedesktop
+  hydrogen-drumkits lmms-common wesnoth-1.16-data sound-theme-freedesktop tuxpaint-stamps-default
   fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont fluidsynth espeak-ng
 )
 

