@@ -2,6 +2,7 @@
 training tests are in tests/training/test_train.py)."""
 
 import contextlib
+import copy
 import socket
 
 import pytest
@@ -68,3 +69,28 @@ def test_process_group_waits_for_the_others_before_teardown_only_when_the_block_
                 raise RuntimeError("a rank's training failed")
     assert waited == ([] if fails else [True])  # a failed rank does not wait for ranks that may never come
     assert not D.is_distributed()  # torn down either way
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (3, 5, 4, 2)], ids=["BatchNorm1d", "BatchNorm2d"])
+def test_gloo_sync_batchnorm_matches_batchnorm(group, monkeypatch, shape):
+    """convert_sync_batchnorm swaps BatchNorm1d (the models' bn0) and BatchNorm2d for GlooSyncBatchNorm on a CPU; its
+    all-reduced path, taken here in a one-rank group, gives BatchNorm's output, gradients and running statistics."""
+    torch.manual_seed(0)
+    bn = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(5)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-1.0, 1.0)
+    model = torch.nn.Sequential(copy.deepcopy(bn))
+    D.convert_sync_batchnorm(model, torch.device("cpu"))
+    assert type(model[0]) is D.GlooSyncBatchNorm
+    monkeypatch.setattr(D, "world_size", lambda: 2)  # the all-reduce path (one rank: the sums are the local ones)
+    x = torch.randn(shape) * 3 + 1
+    dy = torch.randn(shape)
+    outs = []
+    for m in (bn, model[0]):
+        xi = x.clone().requires_grad_()
+        y = m(xi)
+        (y * dy).sum().backward()
+        outs.append((y, xi.grad, m.weight.grad, m.bias.grad, m.running_mean, m.running_var))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)

@@ -133,12 +133,17 @@ def all_reduce_mean(x: float) -> float:
     return float(t.item()) / world_size()
 
 
-class GlooSyncBatchNorm(torch.nn.BatchNorm2d):
-    """Batch norm with statistics over the global batch, for CPU/gloo (``nn.SyncBatchNorm`` is GPU-only).
+class GlooSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """Batch norm with statistics over the global batch, for CPU/gloo (``nn.SyncBatchNorm`` is GPU-only), over
+    channel 1 of an input of any rank >= 2 (as BatchNorm1d's or BatchNorm2d's).
 
     Sums and sums of squares are all-reduced with a differentiable all-reduce, so forward, backward and the
     running statistics equal those of one process holding the whole batch.
     """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected an input of rank >= 2 (batch, channels, ...), got shape {tuple(x.shape)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or world_size() == 1:
@@ -165,11 +170,11 @@ class GlooSyncBatchNorm(torch.nn.BatchNorm2d):
 
 
 def convert_sync_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """SyncBatchNorm on GPU; :class:`GlooSyncBatchNorm` for every ``BatchNorm2d`` on CPU."""
+    """SyncBatchNorm on GPU; :class:`GlooSyncBatchNorm` for every ``BatchNorm1d`` and ``BatchNorm2d`` on CPU."""
     if device.type == "cuda":
         return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for name, child in list(model.named_children()):
-        if type(child) is torch.nn.BatchNorm2d:
+        if type(child) in (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d):
             new = GlooSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
             new.load_state_dict(child.state_dict())
             setattr(model, name, new.to(next(child.parameters()).device) if child.affine else new)
