@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiomamba.soundscapes.mixer import MixConfig, _plan_labels, assign_splits, build_esc50, build_soundscapes
+from audiomamba.soundscapes.mixer import (MixConfig, _plan_labels, assign_splits, build_esc50, build_soundscapes,
+                                          builtin_splits)
 from audiomamba.soundscapes.sources import SourceItem, active_region, user_items
 
 SR_SRC = 16000  # sources are written at 16 kHz so the builder must resample them
@@ -193,6 +194,33 @@ def test_assign_splits_gives_every_class_every_split():
         splits = {where[it.group] for it in items if it.label == label}
         assert splits == {"train", "validation", "test"}, label
     assert assign_splits(list(reversed(items)), ["train", "validation", "test"], [0.7, 0.15, 0.15]) == where
+
+
+def test_pinned_groups_keep_their_split_when_sources_are_added():
+    """Adding groups re-deals a class's splits (a training group can land in test); pinned groups stay, and the new
+    ones fill the splits around them."""
+    splits, fractions = ["train", "validation", "test"], [0.7, 0.15, 0.15]
+
+    def items(label, groups):
+        return [SourceItem(f"{label}{g}", label, f"{label}{g}", "x", "user", "-") for g in groups]
+
+    old = items("a", range(5))
+    before = assign_splits(old, splits, fractions)
+    grown = old + items("a", range(5, 14)) + items("b", range(4))
+    assert any(assign_splits(grown, splits, fractions)[g] != s for g, s in before.items())  # why pins are needed
+    pins = {**before, "gone": "test", "b0": "holdout"}  # absent groups and unknown splits are ignored
+    where = assign_splits(grown, splits, fractions, pinned=pins)
+    assert {g: where[g] for g in before} == before and set(where) == {it.group for it in grown}
+    for label, n in (("a", 14), ("b", 4)):
+        got = [where[f"{label}{g}"] for g in range(n)]
+        assert {"train", "validation", "test"} <= set(got) and got.count("train") >= n // 2, (label, got)
+
+
+def test_builtin_splits_name_every_family_and_only_known_splits():
+    pins = builtin_splits()
+    assert len(pins) > 400 and set(pins.values()) == {"train", "validation", "test"}
+    families = {g.split(":")[0] for g in pins}
+    assert families == {"espeak-ng", "freedesktop", "hydrogen-kit", "lmms", "ovos", "soundfont", "tuxpaint", "wesnoth"}
 
 
 def test_event_labels_are_dealt_evenly_over_classes():

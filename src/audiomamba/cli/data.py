@@ -72,10 +72,22 @@ def _add_build_options(p: argparse.ArgumentParser, duration: float, snr: str) ->
 def _add_soundscapes(p: argparse.ArgumentParser) -> None:
     _add_build_options(p, 10.0, "6,30")
     p.add_argument("--events", type=_range, default=(1, 4), help="events per clip, MIN,MAX (default 1,4)")
-    p.add_argument("--splits", type=_range_fractions, default=(0.7, 0.15, 0.15),
-                   help="train,validation,test fractions of the clips (default 0.7,0.15,0.15)")
+    p.add_argument("--splits", type=_range_fractions, default=None,
+                   help="train,validation,test fractions of the clips (default 0.7,0.15,0.15, with the built-in "
+                        "source groups in the shipped tagger's splits; given, every group is drawn afresh)")
     p.add_argument("--layout", choices=["soundscapes", "esc50"], default="soundscapes",
                    help="esc50: same as the esc50-like subcommand")
+
+
+def _split_args(args: argparse.Namespace) -> dict:
+    """The builders' split options: the default fractions with the built-in groups pinned to the shipped tagger's
+    splits (so that its test split holds no recording it trained on, whatever sources a machine has), or the given
+    fractions with every group drawn afresh."""
+    from audiomamba.soundscapes.mixer import builtin_splits
+
+    if args.splits is None:
+        return {"fractions": (0.7, 0.15, 0.15), "pinned": builtin_splits()}
+    return {"fractions": args.splits, "pinned": None}
 
 
 def _range_fractions(text: str) -> tuple[float, float, float]:
@@ -179,14 +191,16 @@ def validate(args: argparse.Namespace) -> None:
         _check_out(args)
     if runner is _run_soundscapes:
         _check_events(args.events)
-        _check_fractions(args.splits)
+        if args.splits is not None:
+            _check_fractions(args.splits)
     if runner is _run_bank:
         from audiomamba.soundscapes.bank import SPLITS
 
         C.number(args.max_seconds, "--max-seconds", low=0, low_open=True)
         C.number(args.quality, "--quality", low=0, high=1)
         _check_events(args.events)
-        _check_fractions(args.splits)
+        if args.splits is not None:
+            _check_fractions(args.splits)
         unknown = sorted(set(args.clips) - set(SPLITS))
         bad = {k: n for k, n in args.clips.items() if n < 1}
         if unknown or bad:
@@ -215,7 +229,7 @@ def _run_build(args: argparse.Namespace, layout: str) -> int:
         lo, hi = args.events
         mix = MixConfig(duration=args.duration, sample_rate=args.sample_rate, snr_db=args.snr,
                         min_events=int(lo), max_events=int(hi))
-        summary = build_soundscapes(items, args.out, mix=mix, fractions=args.splits, **common)
+        summary = build_soundscapes(items, args.out, mix=mix, **_split_args(args), **common)
     dt = time.perf_counter() - t0
     total = sum(summary.clips.values())
     print(f"wrote {total} clips ({', '.join(f'{k} {v}' for k, v in summary.clips.items())}) of "
@@ -264,8 +278,9 @@ def _add_bank(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seconds", type=float, default=8.0, help="longest stretch kept of a recording (default 8)")
     p.add_argument("--quality", type=float, default=0.4, help="Ogg Vorbis quality 0..1 (default 0.4)")
     p.add_argument("--classes", type=_names, default=None, help='only these classes, ";"-separated display names')
-    p.add_argument("--splits", type=_range_fractions, default=(0.7, 0.15, 0.15),
-                   help="train,validation,test fractions of each class's source groups (default 0.7,0.15,0.15)")
+    p.add_argument("--splits", type=_range_fractions, default=None,
+                   help="train,validation,test fractions of each class's source groups (default 0.7,0.15,0.15, "
+                        "with the built-in groups in the shipped tagger's splits; given, every group is drawn afresh)")
     p.add_argument("--clips", type=_split_counts, default={},
                    help="default clips per split when the bank is read as a dataset "
                         "(default train=100000,validation=2000,test=2000)")
@@ -284,8 +299,8 @@ def _run_bank(args: argparse.Namespace) -> int:
     items = _gather(args)
     mix = MixConfig(duration=args.duration, sample_rate=args.sample_rate, snr_db=args.snr, min_events=int(lo),
                     max_events=int(hi))
-    s = build_bank(items, args.out, sample_rate=args.sample_rate, max_seconds=args.max_seconds, fractions=args.splits,
-                   classes=args.classes, mix=mix, clips=args.clips, seed=args.seed, quality=args.quality, jobs=args.jobs)
+    s = build_bank(items, args.out, sample_rate=args.sample_rate, max_seconds=args.max_seconds, classes=args.classes,
+                   mix=mix, clips=args.clips, seed=args.seed, quality=args.quality, jobs=args.jobs, **_split_args(args))
     print(f"wrote a source bank of {sum(s.recordings.values())} recordings "
           f"({', '.join(f'{k} {v}' for k, v in s.recordings.items())}), {len(s.classes)} classes, {s.seconds:.0f} s of "
           f"audio in {s.bytes / 1e6:.1f} MB to {s.out} in {time.perf_counter() - t0:.1f} s")

@@ -188,8 +188,10 @@ def build_bank(
     seed: int = 0,
     quality: float = 0.4,
     jobs: int = 2,
+    pinned: dict[str, str] | None = None,
 ) -> BankSummary:
-    """Write a source bank of ``items`` into the folder ``out`` (see the module documentation).
+    """Write a source bank of ``items`` into the folder ``out`` (see the module documentation); ``pinned`` groups
+    keep their split (:func:`~audiomamba.soundscapes.mixer.assign_splits`).
 
     ``mix`` and ``clips`` (clips per split, default train 100000, validation 2000, test 2000) and ``seed`` are the
     defaults that :func:`audiomamba.datasets.open_split` uses for the bank's splits.  ``quality``: Vorbis quality
@@ -207,7 +209,7 @@ def build_bank(
     if set(clips) != set(SPLITS) or any(int(n) < 1 for n in clips.values()):
         raise DataBuildError(f"clips per split must name {', '.join(SPLITS)} with counts >= 1, got {clips}")
     items = _select(items, classes)
-    _, dropped, where = _pools(items, list(SPLITS), list(fractions))
+    _, dropped, where = _pools(items, list(SPLITS), list(fractions), pinned)
     for label, why in dropped.items():
         log.warning("dropping class %r: %s", label, why)
     items = [it for it in items if it.label not in dropped]

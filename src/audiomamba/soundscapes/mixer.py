@@ -38,7 +38,8 @@ from audiomamba.soundscapes.sources import SourceItem, active_region
 from audiomamba.soundscapes.vocabulary import BY_NAME, VOCABULARY, class_labels_csv
 from audiomamba.errors import DataBuildError
 
-__all__ = ["SPLITS", "DataBuildError", "MixConfig", "assign_splits", "build_esc50", "build_soundscapes"]
+__all__ = ["SPLITS", "DataBuildError", "MixConfig", "assign_splits", "build_esc50", "build_soundscapes",
+           "builtin_splits"]
 
 log = logging.getLogger("audiomamba.data")
 
@@ -97,13 +98,25 @@ def _stable(s: str) -> int:
     return zlib.crc32(s.encode())
 
 
-def assign_splits(items: list[SourceItem], splits: list[str], fractions: list[float]) -> dict[str, str]:
+def builtin_splits() -> dict[str, str]:
+    """The split of every built-in source group in the bank the shipped tagger was trained on
+    (``resources/source_splits.json``): pinned, so that a source family added later, or missing on a machine, moves
+    no recording the tagger trained on into validation or test."""
+    from importlib import resources
+
+    text = resources.files("audiomamba").joinpath("resources/source_splits.json").read_text(encoding="utf-8")
+    return dict(json.loads(text)["splits"])
+
+
+def assign_splits(items: list[SourceItem], splits: list[str], fractions: list[float],
+                  pinned: dict[str, str] | None = None) -> dict[str, str]:
     """Map every source group to a split, aiming at ``fractions`` of each class's groups per split.
 
-    Every class with at least one group per split gets at least one in each.  Groups are visited from the
-    most shared (a soundfont holding 40 classes) to the least, in a fixed hash order, and each goes where its
-    classes lack groups most (relative to their targets), so the assignment is deterministic and does not
-    depend on the clip seed.
+    ``pinned`` groups keep their split (entries for absent groups or other splits are ignored); the others are
+    placed around them.  Without pins, every class with at least one group per split gets at least one in each.
+    Groups are visited from the most shared (a soundfont holding 40 classes) to the least, in a fixed hash order,
+    and each goes where its classes lack groups most (relative to their targets), so the assignment is
+    deterministic and does not depend on the clip seed.
     """
     classes_of: dict[str, set[str]] = defaultdict(set)
     for it in items:
@@ -114,8 +127,11 @@ def assign_splits(items: list[SourceItem], splits: list[str], fractions: list[fl
         rest = [max(1.0, f * n) for f in fractions[1:]]
         target[label] = [max(1.0, n - sum(rest))] + rest
     count: dict[str, list[int]] = {label: [0] * len(splits) for label in n_groups}
-    assignment = {}
-    for group in sorted(classes_of, key=lambda g: (-len(classes_of[g]), _stable(g), g)):
+    assignment = {g: s for g, s in (pinned or {}).items() if g in classes_of and s in splits}
+    for group, split in assignment.items():
+        for c in classes_of[group]:
+            count[c][splits.index(split)] += 1
+    for group in sorted(set(classes_of) - set(assignment), key=lambda g: (-len(classes_of[g]), _stable(g), g)):
         labels = classes_of[group]
         scores = [sum((target[c][s] - count[c][s]) / target[c][s] for c in labels) for s in range(len(splits))]
         best = int(np.argmax(scores))
@@ -126,11 +142,11 @@ def assign_splits(items: list[SourceItem], splits: list[str], fractions: list[fl
 
 
 def _pools(
-    items: list[SourceItem], splits: list[str], fractions: list[float]
+    items: list[SourceItem], splits: list[str], fractions: list[float], pinned: dict[str, str] | None = None
 ) -> tuple[dict[str, dict[str, dict[str, list[SourceItem]]]], dict[str, str], dict[str, str]]:
     """``pool[split][label][group] -> items``, the classes dropped for lacking a group in some split (with the
-    reason) and the split of every group."""
-    assignment = assign_splits(items, splits, fractions)
+    reason) and the split of every group (:func:`assign_splits`)."""
+    assignment = assign_splits(items, splits, fractions, pinned)
     pool: dict[str, dict[str, dict[str, list[SourceItem]]]] = {s: defaultdict(lambda: defaultdict(list)) for s in splits}
     for it in items:
         pool[assignment[it.group]][it.label][it.group].append(it)
@@ -138,8 +154,8 @@ def _pools(
     for label in sorted({it.label for it in items}):
         n = len({it.group for it in items if it.label == label})
         if any(label not in pool[s] for s in splits):
-            dropped[label] = (f"only {n} distinct source group(s) (kits/soundfonts/voices/files); "
-                              f"needs at least one for each of the {len(splits)} splits/folds")
+            dropped[label] = (f"its {n} distinct source group(s) (kits/soundfonts/voices/files) leave a split "
+                              f"without one; it needs one in each of the {len(splits)} splits/folds")
     for s in splits:
         for label in dropped:
             pool[s].pop(label, None)
@@ -341,15 +357,17 @@ def build_soundscapes(
     classes: list[str] | None = None,
     jobs: int = 2,
     overwrite: bool = False,
+    pinned: dict[str, str] | None = None,
 ) -> BuildSummary:
-    """Write a soundscape set of ``clips`` clips (split by ``fractions``) into ``out``; see the module doc."""
+    """Write a soundscape set of ``clips`` clips (split by ``fractions``; ``pinned`` groups keep their split, as in
+    :func:`assign_splits`) into ``out``; see the module doc."""
     if clips <= 0:
         raise DataBuildError(f"--clips must be at least 1, got {clips}")
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise DataBuildError(f"split fractions must be 3 non-negative numbers summing to 1, got {list(fractions)}")
     mix.check()
     items = _select(items, classes)
-    pools, dropped, where = _pools(items, list(SPLITS), list(fractions))
+    pools, dropped, where = _pools(items, list(SPLITS), list(fractions), pinned)
     for label, why in dropped.items():
         log.warning("dropping class %r: %s", label, why)
     kept = _class_order(set(pools["train"]))
