@@ -1,6 +1,7 @@
 """The HEAR API (audiomamba.hear): checked by the HEAR validator on small random checkpoints, and against the model
 itself (scene embeddings are its clip embeddings; timestamps regular, any length, batch-independent)."""
 
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -47,9 +48,15 @@ def waves(n: int, seconds: float, sr: int = SR, seed: int = 0) -> torch.Tensor:
 def validator(monkeypatch):
     """hearvalidator's ValidateModel.  The validator imports tensorflow at module level but only uses it for
     TensorFlow models (``isinstance(model, tf.Module)``); where tensorflow is not installed, a stand-in module with
-    an unrelated ``Module`` class takes its place in sys.modules, so the PyTorch path runs as written."""
+    an unrelated ``Module`` class takes its place in sys.modules, so the PyTorch path runs as written.  It has a
+    module spec: torch imports its compiler lazily (a tensor made on the meta device can trigger it), and that import
+    looks up optional libraries, tensorflow among them, with ``importlib.util.find_spec``, which refuses a module
+    in sys.modules without one."""
     if importlib.util.find_spec("tensorflow") is None:
-        monkeypatch.setitem(sys.modules, "tensorflow", types.SimpleNamespace(Module=type("Module", (), {})))
+        stand_in = types.ModuleType("tensorflow")
+        stand_in.__spec__ = importlib.machinery.ModuleSpec("tensorflow", None)
+        stand_in.Module = type("Module", (), {})
+        monkeypatch.setitem(sys.modules, "tensorflow", stand_in)
     validate = pytest.importorskip("hearvalidator.validate")
     return validate.ValidateModel
 
