@@ -83,10 +83,10 @@ def _split_args(args: argparse.Namespace) -> dict:
     """The builders' split options: the default fractions with the built-in groups pinned to the shipped tagger's
     splits (so that its test split holds no recording it trained on, whatever sources a machine has), or the given
     fractions with every group drawn afresh."""
-    from audiomamba.soundscapes.mixer import builtin_splits
+    from audiomamba.soundscapes.mixer import DEFAULT_FRACTIONS, builtin_splits
 
     if args.splits is None:
-        return {"fractions": (0.7, 0.15, 0.15), "pinned": builtin_splits()}
+        return {"fractions": DEFAULT_FRACTIONS, "pinned": builtin_splits()}
     return {"fractions": args.splits, "pinned": None}
 
 
@@ -163,7 +163,10 @@ def _check_events(value: tuple[float, float]) -> None:
         raise UsageError(f"--events takes whole numbers MIN,MAX with 1 <= MIN <= MAX, got {lo:g},{hi:g}")
 
 
-def _check_fractions(value: tuple[float, float, float]) -> None:
+def _check_fractions(value: tuple[float, float, float] | None) -> None:
+    """Given --splits fractions (None: not given, the default) are each in [0, 1] and sum to 1."""
+    if value is None:
+        return
     for f in value:
         C.number(f, "--splits", low=0, high=1)
     if abs(sum(value) - 1.0) > 1e-6:
@@ -191,16 +194,14 @@ def validate(args: argparse.Namespace) -> None:
         _check_out(args)
     if runner is _run_soundscapes:
         _check_events(args.events)
-        if args.splits is not None:
-            _check_fractions(args.splits)
+        _check_fractions(args.splits)
     if runner is _run_bank:
         from audiomamba.soundscapes.bank import SPLITS
 
         C.number(args.max_seconds, "--max-seconds", low=0, low_open=True)
         C.number(args.quality, "--quality", low=0, high=1)
         _check_events(args.events)
-        if args.splits is not None:
-            _check_fractions(args.splits)
+        _check_fractions(args.splits)
         unknown = sorted(set(args.clips) - set(SPLITS))
         bad = {k: n for k, n in args.clips.items() if n < 1}
         if unknown or bad:

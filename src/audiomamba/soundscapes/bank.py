@@ -43,6 +43,7 @@ import numpy as np
 from audiomamba.audio import AudioDecodeError, load_audio, resample
 from audiomamba.errors import DataBuildError, DatasetError
 from audiomamba.soundscapes.mixer import (
+    DEFAULT_FRACTIONS,
     EVENT_THRESHOLD_DB,
     SPLITS,
     NOISE_COLOURS,
@@ -181,7 +182,7 @@ def build_bank(
     *,
     sample_rate: int = 32000,
     max_seconds: float = 8.0,
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
     classes: list[str] | None = None,
     mix: MixConfig | None = None,
     clips: dict[str, int] | None = None,

@@ -39,7 +39,7 @@ from audiomamba.soundscapes.vocabulary import BY_NAME, VOCABULARY, class_labels_
 from audiomamba.errors import DataBuildError
 
 __all__ = ["SPLITS", "DataBuildError", "MixConfig", "assign_splits", "build_esc50", "build_soundscapes",
-           "builtin_splits"]
+           "builtin_splits", "DEFAULT_FRACTIONS"]
 
 log = logging.getLogger("audiomamba.data")
 
@@ -96,6 +96,9 @@ class BuildSummary:
 
 def _stable(s: str) -> int:
     return zlib.crc32(s.encode())
+
+
+DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)  # train, validation, test share of each class's source groups
 
 
 def builtin_splits() -> dict[str, str]:
@@ -353,7 +356,7 @@ def build_soundscapes(
     clips: int,
     seed: int,
     mix: MixConfig = MixConfig(),
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
     classes: list[str] | None = None,
     jobs: int = 2,
     overwrite: bool = False,
