@@ -9,7 +9,8 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
 DEBIAN_PACKAGES=(
-  hydrogen-drumkits lmms-common wesnoth-1.16-data sound-theme-freedesktop tuxpaint-stamps-default
+  hydrogen-drumkits lmms-common wesnoth-1.16-data sound-theme-freedesktop tuxpaint-stamps-default hedgewars-data
+  oxygen-sounds deepin-sound-theme yaru-theme-sound
   fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont fluidsynth espeak-ng
 )
 

@@ -220,7 +220,8 @@ def test_builtin_splits_name_every_family_and_only_known_splits():
     pins = builtin_splits()
     assert len(pins) > 400 and set(pins.values()) == {"train", "validation", "test"}
     families = {g.split(":")[0] for g in pins}
-    assert families == {"espeak-ng", "freedesktop", "hydrogen-kit", "lmms", "ovos", "soundfont", "tuxpaint", "wesnoth"}
+    assert families == {"espeak-ng", "freedesktop", "hedgewars", "hydrogen-kit", "lmms", "ovos", "soundfont",
+                        "soundtheme", "tuxpaint", "wesnoth"}
 
 
 def test_event_labels_are_dealt_evenly_over_classes():

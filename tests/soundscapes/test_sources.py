@@ -19,7 +19,7 @@ from audiomamba.soundscapes import sources as S
 from audiomamba.soundscapes.mixer import MixConfig, build_soundscapes
 from audiomamba.soundscapes.vocabulary import BY_NAME, VOCABULARY, class_labels_csv, mid_for
 
-FILE_FAMILIES = ["hydrogen", "lmms", "wesnoth", "freedesktop", "ovos"]
+FILE_FAMILIES = ["hydrogen", "lmms", "wesnoth", "freedesktop", "ovos", "hedgewars", "soundthemes"]
 
 
 def test_vocabulary_size_and_audioset_mids():
@@ -85,6 +85,16 @@ def test_midi_file_is_well_formed():
     assert data.endswith(b"\xff\x2f\x00")
     assert S._phrases("TestFont") == phrases  # the rendering plan is fixed
 
+
+
+def test_appended_classes_keep_every_earlier_phrase(monkeypatch):
+    phrases = S._phrases("TestFont")
+    monkeypatch.setattr(S, "_GM_APPENDED", {})
+    before = S._phrases("TestFont")
+    # classes added to the plan come last: every earlier phrase keeps its index (its key) and its notes
+    assert phrases[: len(before)] == before and {p.label for p in phrases[len(before):]} == {"Bell"}
+    assert {p.program for p in phrases[len(before):]} == {14, 112}
+    assert S._plan_digest(phrases) != S._plan_digest(before)  # so a cached rendering of the old plan is not reused
 
 def _builtin(families: list[str], tmp_path: Path) -> S.Catalogue:
     cat = S.discover(families, cache_dir=tmp_path / "cache", sample_rate=16000)
@@ -179,3 +189,45 @@ def test_tuxpaint_stamp_sounds_labelled_and_grouped_by_content(tmp_path, monkeyp
     monkeypatch.setattr(S, "FAMILIES", tuple(f for f in S.FAMILIES if f.name == "tuxpaint"))
     default = S.discover(None, cache_dir=tmp_path / "cache", sample_rate=16000).items
     assert sorted(default, key=lambda it: it.key) == sorted(cat.items, key=lambda it: it.key)
+
+
+def test_hedgewars_voices_grouped_by_actor_and_effects_labelled(tmp_path, monkeypatch):
+    root = tmp_path / "Sounds"
+    files = ["voices/Default/Hello.ogg", "voices/Default_es/Hello.ogg", "voices/Default/Ow1.ogg",
+             "voices/Default/PoisonMoan.ogg", "voices/Pirate/Ooff2.ogg", "voices/Pirate/Yessir.ogg",
+             "baseballbat.ogg", "hammer.ogg", "beep.ogg",
+             # not used: laughs, coughs, shouts, the sung pack, effects without a class
+             "voices/Default/Laugh.ogg", "voices/Default/PoisonCough.ogg", "voices/Pirate/Firepunch1.ogg",
+             "voices/Singer/Hello.ogg", "explosion.ogg", "Whistle.ogg"]
+    for i, rel in enumerate(files):
+        _stamp_sound(root / rel, i)
+    monkeypatch.setattr(S, "HEDGEWARS_ROOT", root)
+    got = {it.key.split(":", 1)[1]: it for it in S.discover(["hedgewars"], cache_dir=tmp_path / "c").items}
+    assert {k: it.label for k, it in got.items()} == {
+        "voices/Default/Hello.ogg": "Speech", "voices/Default_es/Hello.ogg": "Speech",
+        "voices/Default/Ow1.ogg": "Grunt", "voices/Default/PoisonMoan.ogg": "Groan",
+        "voices/Pirate/Ooff2.ogg": "Grunt", "voices/Pirate/Yessir.ogg": "Speech",
+        "baseballbat.ogg": "Whack, thwack", "hammer.ogg": "Whack, thwack", "beep.ogg": "Beep, bleep"}
+    # a pack and its translations are one group (they may share an actor); each effect is its own group
+    assert {it.group for k, it in got.items() if k.startswith("voices/Default")} == {"hedgewars:voice/Default"}
+    assert got["voices/Pirate/Yessir.ogg"].group == "hedgewars:voice/Pirate"
+    assert got["hammer.ogg"].group != got["baseballbat.ogg"].group
+    assert all(it.label in BY_NAME and it.licence and it.origin == "hedgewars-data" for it in got.values())
+
+
+def test_sound_themes_are_one_group_per_theme(tmp_path, monkeypatch):
+    for i, rel in enumerate(["oxygen/Oxygen-Sys-Warning.ogg", "oxygen/Oxygen-Sys-Log-In.ogg",
+                             "oxygen/Oxygen-Window-Close.ogg", "yaru/bell.oga", "yaru/dialog-error.oga",
+                             "yaru/desktop-login.oga", "yaru/trash-empty.oga"]):
+        _stamp_sound(tmp_path / rel, i)
+    monkeypatch.setattr(S, "SOUND_THEMES", {
+        "oxygen": S._SoundTheme("oxygen-sounds", str(tmp_path / "oxygen/Oxygen-*.ogg"), "LGPL-3.0-or-later"),
+        "yaru": S._SoundTheme("yaru-theme-sound", str(tmp_path / "yaru/*.oga"), "CC-BY-SA-4.0"),
+        "absent": S._SoundTheme("absent-theme", str(tmp_path / "none/*.wav"), "GPL-3")})
+    got = {it.key: (it.label, it.group) for it in S.discover(["soundthemes"], cache_dir=tmp_path / "c").items}
+    assert got == {"oxygen-sounds:Oxygen-Sys-Warning.ogg": ("Beep, bleep", "soundtheme:oxygen"),
+                   "yaru-theme-sound:bell.oga": ("Bell", "soundtheme:yaru"),
+                   "yaru-theme-sound:dialog-error.oga": ("Beep, bleep", "soundtheme:yaru")}
+    monkeypatch.setattr(S, "SOUND_THEMES", {"absent": S.SOUND_THEMES["absent"]})
+    assert S.discover(["soundthemes"], cache_dir=tmp_path / "c").missing == {
+        "soundthemes": "apt-get install oxygen-sounds deepin-sound-theme yaru-theme-sound"}

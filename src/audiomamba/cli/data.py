@@ -277,7 +277,7 @@ def _split_counts(text: str) -> dict[str, int]:
 def _add_bank(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (bank.ogg + bank.json)")
     p.add_argument("--max-seconds", type=float, default=8.0, help="longest stretch kept of a recording (default 8)")
-    p.add_argument("--quality", type=float, default=0.4, help="Ogg Vorbis quality 0..1 (default 0.4)")
+    p.add_argument("--quality", type=float, default=0.3, help="Ogg Vorbis quality 0..1 (default 0.3)")
     p.add_argument("--classes", type=_names, default=None, help='only these classes, ";"-separated display names')
     p.add_argument("--splits", type=_range_fractions, default=None,
                    help="train,validation,test fractions of each class's source groups (default 0.7,0.15,0.15, "

@@ -187,7 +187,7 @@ def build_bank(
     mix: MixConfig | None = None,
     clips: dict[str, int] | None = None,
     seed: int = 0,
-    quality: float = 0.4,
+    quality: float = 0.3,
     jobs: int = 2,
     pinned: dict[str, str] | None = None,
 ) -> BankSummary:

