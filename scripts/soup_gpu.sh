@@ -6,13 +6,13 @@
 # best validation mAP is scored on the test split and written as a float16 file ($OUT/model_fp16.safetensors).
 # Run from the repository root with the bank in .bank and the wheels in .whl (as for scripts/pretrain_gpu.sh).
 #   OUT       results (default runs/soup_out); SEEDS the two runs' train.seed (default "8 9")
-#   BUDGET_S  each training's wall-clock limit in seconds (default 240)
+#   BUDGET_S  each training's wall-clock limit in seconds (default 240); EPOCHS each training's epochs (default 2)
 #   TRAIN=0   skips the trainings (their runs/augment_a, runs/augment_b are kept on a warm machine)
 set -uo pipefail
 OUT=${OUT:-runs/soup_out}
 read -r SEED_A SEED_B <<< "${SEEDS:-8 9}"
 SHIPPED=src/audiomamba/resources/pretrained/audiomamba_micro_v2-bank53.safetensors
-RECIPE=(model.step_frames=8 train.ema_decay=0.998 augment.source_speed=0.35 augment.source_eq_db=15 train.epochs=2
+RECIPE=(model.step_frames=8 train.ema_decay=0.998 augment.source_speed=0.35 augment.source_eq_db=15 train.epochs=${EPOCHS:-2}
         optim.lr=3e-4)
 mkdir -p "$OUT" runs/soup
 export TRITON_CACHE_DIR=$PWD/runs/triton_cache PYTHONPATH=/tmp/site
