@@ -330,6 +330,17 @@ def _ovos_items(ctx: _Context) -> list[SourceItem]:
     return items
 
 
+def _labelled_oggs(root: Path, rules: list[tuple[str, str | None]]) -> list[tuple[Path, str, str]]:
+    """``(path, path relative to root, class)`` of the Ogg files under ``root`` whose relative path a rule labels."""
+    out = []
+    for path in sorted(root.rglob("*.ogg")):
+        rel = path.relative_to(root).as_posix()
+        label = _first_rule(rel, rules)
+        if label is not None:
+            out.append((path, rel, label))
+    return out
+
+
 TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
 # A stamp's sound effect is STAMP.ogg beside STAMP.png (STAMP_desc*.ogg are spoken descriptions, not used); path
 # relative to the stamps folder -> class, first match wins.  Only sounds whose class is plain from the stamp.
@@ -349,11 +360,7 @@ _TUXPAINT_RULES: list[tuple[str, str | None]] = [
 def _tuxpaint_items(ctx: _Context) -> list[SourceItem]:
     """Tux Paint's stamp sounds.  Files with the same bytes are one group, so that no recording is in two splits."""
     items = []
-    for path in sorted(TUXPAINT_ROOT.rglob("*.ogg")):
-        rel = path.relative_to(TUXPAINT_ROOT).as_posix()
-        label = _first_rule(rel, _TUXPAINT_RULES)
-        if label is None:
-            continue
+    for path, rel, label in _labelled_oggs(TUXPAINT_ROOT, _TUXPAINT_RULES):
         digest = hashlib.sha1(path.read_bytes()).hexdigest()[:16]
         items.append(SourceItem(f"tuxpaint-stamps-default:{rel}", label, f"tuxpaint:{digest}", str(path),
                                 "tuxpaint-stamps-default", _licence_for("tuxpaint-stamps-default", rel, "GPL-2+")))
@@ -377,11 +384,7 @@ _HEDGEWARS_RULES: list[tuple[str, str | None]] = [
 def _hedgewars_items(ctx: _Context) -> list[SourceItem]:
     """Hedgewars' sounds.  A voice pack and its translations (``Default_es``, ...) form one group."""
     items = []
-    for path in sorted(HEDGEWARS_ROOT.rglob("*.ogg")):
-        rel = path.relative_to(HEDGEWARS_ROOT).as_posix()
-        label = _first_rule(rel, _HEDGEWARS_RULES)
-        if label is None:
-            continue
+    for path, rel, label in _labelled_oggs(HEDGEWARS_ROOT, _HEDGEWARS_RULES):
         parts = rel.split("/")
         group = f"hedgewars:voice/{parts[1].split('_')[0]}" if parts[0] == "voices" else f"hedgewars:{rel}"
         items.append(SourceItem(f"hedgewars-data:{rel}", label, group, str(path), "hedgewars-data",
