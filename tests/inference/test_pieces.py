@@ -98,3 +98,18 @@ def test_without_framewise_and_empty():
     for p in plan.pieces(5):
         st.add(p, torch.zeros(2), torch.zeros(1))
     assert st.result()[1] is None
+
+
+def test_centre_padding_centres_on_the_step_grid():
+    from audiomamba.inference.pieces import MIN_INPUT_S, centre_padding, default_min_input_s
+
+    assert centre_padding(1000, 1000) == (0, 0) and centre_padding(5000, 1000, 7) == (0, 0)
+    assert centre_padding(100, 1000) == (450, 450)
+    left, right = centre_padding(100, 1000, 320)  # half of 900 is 450: the step below it is 320
+    assert (left, right) == (320, 580)
+    for n in range(1, 3000, 37):
+        left, right = centre_padding(n, 3000, 256)
+        assert left % 256 == 0 and left + n + right == 3000 and 0 <= (3000 - n) // 2 - left < 256
+    assert default_min_input_s("native") == MIN_INPUT_S > 0 and default_min_input_s("fold") == 0.0
+    with pytest.raises(ValueError, match="align"):
+        centre_padding(10, 100, 0)

@@ -20,10 +20,24 @@ def model_probs(model, wave):
     return torch.sigmoid(out.logits[0]).numpy(), fw, out.embedding[0].numpy()
 
 
+def centred(wave, seconds, step):
+    """``wave`` in the middle of zeros lasting ``seconds``, its start on a multiple of ``step`` samples."""
+    total = int(round(seconds * SR)) - len(wave)
+    left = (total // 2) // step * step
+    return np.concatenate([np.zeros(left, np.float32), wave, np.zeros(total - left, np.float32)]), left
+
+
 def test_tag_matches_model_forward(tagger):
+    """A short input is the model's forward on it centred in 2.5 s of silence, its framewise output cut back to the
+    input's own frames."""
     wave = noise(1.3)
+    assert tagger.min_input_s == 2.5
     result = tagger.tag(wave, sample_rate=SR, top_k=2)
-    scores, fw, emb = model_probs(tagger.model, wave)
+    hop = tagger.model.frontend.cfg.hop_length
+    padded, left = centred(wave, 2.5, hop * tagger.model.step_frames)
+    assert left > 0 and left % (hop * tagger.model.step_frames) == 0
+    scores, fw, emb = model_probs(tagger.model, padded)
+    fw = fw[left // hop : left // hop + 1 + len(wave) // hop]
     np.testing.assert_allclose(result.scores, scores, atol=1e-5)
     assert [lab for lab, _ in result.tags] == [tagger.labels[i] for i in np.argsort(-scores)[:2]]
     assert result.duration_s == pytest.approx(1.3)
@@ -37,6 +51,30 @@ def test_tag_matches_model_forward(tagger):
     np.testing.assert_allclose(tagger.embed(torch.from_numpy(wave), sample_rate=SR), emb, atol=1e-5)
 
 
+def test_short_inputs_padding_options(tagger):
+    """min_input_s=0 runs the input as it is; an input at least min_input_s long is never padded; events of a
+    padded input keep the input's own time line; the option is checked."""
+    wave = noise(1.3)
+    raw = Tagger(tagger.model, min_input_s=0)
+    scores, fw, _ = model_probs(tagger.model, wave)
+    np.testing.assert_allclose(raw.tag(wave, sample_rate=SR).scores, scores, atol=1e-5)
+    assert np.abs(tagger.tag(wave, sample_rate=SR).scores - scores).max() > 1e-3  # the padding changes them
+    longer = noise(2.2, seed=9)
+    two = Tagger(tagger.model, min_input_s=2.0)
+    np.testing.assert_allclose(two.tag(longer, sample_rate=SR).scores, model_probs(tagger.model, longer)[0], atol=1e-5)
+    loud = np.zeros(int(1.3 * SR), np.float32)
+    loud[int(0.4 * SR): int(0.9 * SR)] = 0.5 * noise(0.5, seed=2)
+    det = tagger.detect(loud, sample_rate=SR, threshold=0.0)
+    assert det.framewise.shape == (1 + len(loud) // 320, 3) and det.duration_s == pytest.approx(1.3)
+    assert all(0.0 <= e.onset <= e.offset <= 1.3 + 1e-6 for e in det.events)
+    assert Tagger(tagger.model, mode="windowed", window_s=1.0, hop_s=0.5).min_input_s == 0.0
+    assert Tagger(tagger.model, chunk_s=2.0, chunk_overlap_s=0.5).min_input_s == 2.0
+    with pytest.raises(ValueError, match="min_input_s"):
+        Tagger(tagger.model, min_input_s=-1.0)
+    with pytest.raises(ValueError, match="min_input_s"):
+        Tagger(tagger.model, chunk_s=3.0, chunk_overlap_s=1.0, min_input_s=4.0)
+
+
 def test_shifted_passes_are_averaged_with_each_framewise_output_moved_back(tagger):
     """shifts=3, shift_frames=5: the mean of the model's logits over the input rolled by 0, 5 and 10 frames, each
     framewise output rolled back by as many frames before the mean (the reference is the model's own forward)."""
@@ -48,11 +86,12 @@ def test_shifted_passes_are_averaged_with_each_framewise_output_moved_back(tagge
             out = tagger.model(torch.from_numpy(np.roll(wave, k * hop))[None])
             logits.append(out.logits[0])
             fws.append(torch.roll(out.framewise_logits[0], -k, dims=0))
-    shifted = Tagger(tagger.model, labels=tagger.labels, shifts=3, shift_frames=5)
+    shifted = Tagger(tagger.model, labels=tagger.labels, shifts=3, shift_frames=5, min_input_s=0)
     det = shifted.detect(wave, sample_rate=SR, threshold=0.5)
     np.testing.assert_allclose(det.scores, torch.sigmoid(sum(logits) / 3).numpy(), atol=1e-5)
     np.testing.assert_allclose(det.framewise, torch.sigmoid(sum(fws) / 3).numpy(), atol=1e-5)
-    assert np.abs(det.framewise - tagger.detect(wave, sample_rate=SR).framewise).max() > 1e-3  # not one pass
+    one = Tagger(tagger.model, labels=tagger.labels, min_input_s=0)
+    assert np.abs(det.framewise - one.detect(wave, sample_rate=SR).framewise).max() > 1e-3  # not one pass
     with pytest.raises(ValueError, match="shifts and shift_frames must be >= 1"):
         Tagger(tagger.model, shifts=0)
 
@@ -145,7 +184,7 @@ def test_native_chunks_tile_the_input(tagger, frames):
 
 def test_native_chunked_long_input_runs_and_single_pass_agrees(tagger):
     wave = noise(3.0)
-    one = Tagger(tagger.model, mode="native").detect(wave, sample_rate=SR, threshold=0.0)
+    one = Tagger(tagger.model, mode="native", min_input_s=0).detect(wave, sample_rate=SR, threshold=0.0)
     chunked = Tagger(tagger.model, mode="native", chunk_s=1.5, chunk_overlap_s=0.4)
     assert len(chunked.plan.pieces(301)) == 4  # cores of 70 frames, the last absorbs a tail shorter than the overlap
     r = chunked.detect(wave, sample_rate=SR, threshold=0.0)

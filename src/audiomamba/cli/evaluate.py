@@ -46,6 +46,9 @@ def add_arguments(p) -> None:
     p.add_argument("--tta-spacing", type=int, default=1,
                    help="frames between the shifts (default 1; the shipped tagger's events: 4 shifts of 8 frames "
                         "spread over its 32-frame steps)")
+    p.add_argument("--min-input", type=float, default=None, metavar="SECONDS",
+                   help="centre clips shorter than this in silence this long (default: 2.5 for native-layout models, "
+                        "0 = off; as `audiomamba tag` does)")
     p.add_argument("--no-events", action="store_true", help="skip event-based metrics even with strong labels")
     p.add_argument("--cv", default=None, metavar="1,2,...", help="ESC-50 cross-validation folds")
     p.add_argument("--out", default=None, help="output folder (default: next to the checkpoint, eval_<split>)")
@@ -81,7 +84,7 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
              threshold: float = 0.5, event_threshold: float | None = None, batch_size: int = 8,
              seconds: float | None = None, tta_shifts: int = 1, tta_spacing: int = 1, events: bool = True,
              out: str | None = None, device: str = "auto", workers: int = 0, fold: int | None = None,
-             strict_labels: bool = False) -> dict:
+             strict_labels: bool = False, min_input_s: float | None = None) -> dict:
     import numpy as np
 
     from audiomamba.checkpoint import load
@@ -94,6 +97,10 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     dev = resolve_device(device)
     model = load(checkpoint, dev)
     meta = model.meta
+    if min_input_s is None:
+        from audiomamba.inference.pieces import default_min_input_s
+
+        min_input_s = default_min_input_s(getattr(model, "layout", ""))
     from audiomamba.datasets import DatasetError
     from audiomamba.evaluation.label_match import match_labels
 
@@ -107,7 +114,7 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     multi_label = bool(meta.get("multi_label", True))
     want_events = events and cs.has_events and model.head_type == "tscam"
     pred = predict(model, cs, batch_size, dev, multi_label, seconds, framewise=want_events, tta_shifts=tta_shifts,
-                   tta_spacing=tta_spacing, num_workers=workers, progress=True,
+                   tta_spacing=tta_spacing, num_workers=workers, progress=True, min_input_s=min_input_s,
                    on_error=lambda e: log.warning("skipped clip %s", e))
     skipped = pred["errors"]
     pred = _restrict(pred, match)
@@ -119,7 +126,7 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     m.pop("_per_class")
     summary = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "model": meta["model"]["name"],
                "multi_label": multi_label, **m, "skipped_clips": len(skipped), "labels": match.report(),
-               "tta_shifts": tta_shifts, "tta_spacing_frames": tta_spacing}
+               "tta_shifts": tta_shifts, "tta_spacing_frames": tta_spacing, "min_input_s": min_input_s}
     if want_events:
         hop = model.frontend.cfg.hop_length / model.sample_rate
         model_to_name = {k: n for k, n in zip(match.model_columns, names)}
@@ -165,6 +172,7 @@ def validate(args) -> list[int]:
     C.number(args.seconds, "--seconds", low=0, low_open=True, allow_none=True)
     C.number(args.tta_shifts, "--tta-shifts", low=1)
     C.number(args.tta_spacing, "--tta-spacing", low=1)
+    C.number(args.min_input, "--min-input", low=0, high=300, allow_none=True)
     C.workers(args.workers, "--workers")
     C.device(args.device, "--device")
     folds = C.int_list(args.cv, "--cv") if args.cv else []
@@ -196,7 +204,7 @@ def run(args) -> int:
                   event_threshold=args.event_threshold, batch_size=args.batch_size,
                   seconds=args.seconds, tta_shifts=args.tta_shifts, tta_spacing=args.tta_spacing,
                   events=not args.no_events, device=args.device,
-                  workers=args.workers, strict_labels=args.strict_labels)
+                  workers=args.workers, strict_labels=args.strict_labels, min_input_s=args.min_input)
     if not folds:
         s = evaluate(args.checkpoint, args.data, args.split, out=args.out, **common)
         print(json.dumps(json_safe(s), allow_nan=False))

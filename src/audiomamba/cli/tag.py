@@ -79,6 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hop", type=float, default=5.12, help="windowed mode: hop (s)")
     p.add_argument("--aggregate", choices=("mean", "max"), default="mean", help="windowed mode: how windows combine")
     p.add_argument("--chunk", type=float, default=300.0, help="native mode: longest single pass (s); longer files are chunked")
+    p.add_argument("--min-input", type=float, default=None, metavar="SECONDS",
+                   help="centre shorter files in silence this long (default: 2.5 for native-layout models; 0 = off)")
     p.add_argument("--shifts", type=int, default=1,
                    help="average N passes over each file, shifted by --shift-frames frames each (finer event "
                         "timing at N times the compute; the shipped tagger: 4)")
@@ -102,7 +104,7 @@ def tagger_options(args: argparse.Namespace) -> dict:
     """The Tagger's options from the command line."""
     return dict(device=args.device, dtype=args.dtype, mode=args.mode, window_s=args.window, hop_s=args.hop,
                 aggregate=args.aggregate, chunk_s=args.chunk, batch_size=args.batch_size, cuda_graph=args.cuda_graph,
-                shifts=args.shifts, shift_frames=args.shift_frames)
+                shifts=args.shifts, shift_frames=args.shift_frames, min_input_s=args.min_input)
 
 
 def load_tagger(args: argparse.Namespace, options: dict):
@@ -143,11 +145,14 @@ def validate(args: argparse.Namespace) -> None:
     C.number(args.batch_size, "--batch-size", low=1)
     C.number(args.shifts, "--shifts", low=1)
     C.number(args.shift_frames, "--shift-frames", low=1)
+    C.number(args.min_input, "--min-input", low=0, high=300, allow_none=True)
     C.workers(args.workers, "--workers")
     for value, option in ((args.window, "--window"), (args.hop, "--hop"), (args.chunk, "--chunk")):
         C.number(value, option, low=0, low_open=True)
     if args.hop > args.window:
         raise UsageError(f"--hop ({args.hop:g} s) must not exceed --window ({args.window:g} s)")
+    if args.min_input is not None and args.mode != "windowed" and args.min_input > args.chunk:
+        raise UsageError(f"--min-input ({args.min_input:g} s) must not exceed --chunk ({args.chunk:g} s)")
     device = C.device(args.device, "--device")
     if args.cuda_graph and device.type != "cuda":
         raise UsageError(f"--cuda-graph needs a CUDA device (--device cuda), got --device {args.device}")

@@ -17,6 +17,7 @@ from torch import nn
 from audiomamba.datasets import ClipDataset, ClipSet, DatasetError, collate
 from audiomamba.errors import CheckpointError
 from audiomamba.evaluation.metrics import tagging_metrics
+from audiomamba.inference.pieces import centre_padding, default_min_input_s
 from audiomamba.models import mean_over_shifts
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils import distributed as D
@@ -29,11 +30,15 @@ __all__ = ["predict", "evaluate_scores"]
 def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device, multi_label: bool,
             eval_seconds: float | None = None, framewise: bool = False, tta_shifts: int = 1,
             tta_spacing: int = 1, num_workers: int = 0, progress: bool = False,
-            on_error: Callable[[str], object] | None = None) -> dict:
+            on_error: Callable[[str], object] | None = None, min_input_s: float | None = None) -> dict:
     """Scores of every clip of ``cs``, each rank computing its share (clips ``rank, rank + world, ...``) and the
     results gathered on all ranks.
 
-    ``eval_seconds`` caps each clip's length; ``framewise`` also returns per-frame scores (models with a
+    ``eval_seconds`` caps each clip's length.  Each clip is scored at its own length, as the
+    :class:`~audiomamba.inference.Tagger` scores a file (the clips of a batch go through the model in groups of
+    one length, never padded to the batch's longest); one shorter than ``min_input_s`` (default: 2.5 s for a
+    native-layout model, :func:`~audiomamba.inference.pieces.default_min_input_s`) is centred in silence that long
+    and its framewise output cut back to its own frames.  ``framewise`` also returns per-frame scores (models with a
     framewise head) and, where the model gives them (one pass over the clip), the head's per-step logits (the
     framewise output is mapped from them in logit space: :func:`audiomamba.models.steps_to_frames`);
     ``tta_shifts`` averages the logits over that many circular shifts of the waveform, ``tta_spacing`` frames
@@ -50,6 +55,11 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     """
     model.eval()
     sr = model.sample_rate
+    if min_input_s is None:
+        min_input_s = default_min_input_s(getattr(model, "layout", ""))
+    min_samples = int(round(min_input_s * sr))
+    hop = model.frontend.cfg.hop_length
+    step = hop * int(getattr(model, "step_frames", 32))
     ds = ClipDataset(cs, sr, train=False, eval_seconds=eval_seconds,
                      min_seconds=model.frontend.min_samples / sr + 1e-3)
     mine = list(range(D.rank(), len(cs), D.world_size()))
@@ -68,23 +78,33 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
                 on_error(e)
         if batch["wave"] is None:
             continue
-        logits, fw_logits, step_logits = _shifted_logits(model, batch["wave"].to(device), tta_shifts, framewise,
-                                                         tta_spacing)
-        bad = ~torch.isfinite(logits).all(dim=1)
-        if bool(bad.any()):  # finite input (checked) but not finite output: broken weights, never a score
-            idx = int(batch["index"][int(bad.nonzero()[0, 0])])
-            clip = cs.clips[idx]
-            raise CheckpointError(f"{clip.path} ({clip.source}): the model's output is not finite (NaN or inf): its "
-                                  "weights are broken (a diverged training run, or a damaged checkpoint)")
-        scores = logits_to_scores(logits, multi_label)
-        fw_scores = logits_to_scores(fw_logits, multi_label).cpu().numpy() if fw_logits is not None else None
-        for j, idx in enumerate(batch["index"].tolist()):
-            entry = {"s": scores[j].cpu().numpy(), "t": batch["target"][j].numpy()}
-            if fw_scores is not None:
-                entry["f"] = fw_scores[j, : model.frontend.num_frames(int(batch["lengths"][j]))]
-            if step_logits is not None:
-                entry["k"] = step_logits[j, :, : model.step_grid(int(batch["lengths"][j]))[0]].T.cpu().numpy()
-            results[idx] = entry
+        lengths = batch["lengths"].tolist()
+        for length in sorted(set(lengths)):
+            rows = [j for j, n in enumerate(lengths) if n == length]
+            left, right = centre_padding(length, min_samples, step)
+            wave = batch["wave"][rows, :length]
+            if left or right:
+                wave = torch.nn.functional.pad(wave, (left, right))
+            logits, fw_logits, step_logits = _shifted_logits(model, wave.to(device), tta_shifts, framewise,
+                                                             tta_spacing)
+            bad = ~torch.isfinite(logits).all(dim=1)
+            if bool(bad.any()):  # finite input (checked) but not finite output: broken weights, never a score
+                clip = cs.clips[int(batch["index"][rows[int(bad.nonzero()[0, 0])]])]
+                raise CheckpointError(f"{clip.path} ({clip.source}): the model's output is not finite (NaN or inf): "
+                                      "its weights are broken (a diverged training run, or a damaged checkpoint)")
+            scores = logits_to_scores(logits, multi_label)
+            fw_scores = logits_to_scores(fw_logits, multi_label).cpu().numpy() if fw_logits is not None else None
+            f0, s0 = left // hop, left // step  # the clip's first frame and step in the padded input
+            frames = model.frontend.num_frames(length)
+            steps = model.step_grid(length)[0] if step_logits is not None else 0
+            for r, j in enumerate(rows):
+                idx = int(batch["index"][j])
+                entry = {"s": scores[r].cpu().numpy(), "t": batch["target"][j].numpy()}
+                if fw_scores is not None:
+                    entry["f"] = fw_scores[r, f0 : f0 + frames]
+                if step_logits is not None:
+                    entry["k"] = step_logits[r, :, s0 : s0 + steps].T.cpu().numpy()
+                results[idx] = entry
     allres, allerr = {}, []
     for r, e in D.gather_objects((results, errors)):
         allres.update(r)

@@ -21,6 +21,10 @@ stitched, scores through :func:`audiomamba.models.heads.logits_to_scores`, event
   seconds every ``hop_s`` seconds (the last flush with the end), combined by ``aggregate`` ("mean" or "max").
   With ``window_s=10.24, hop_s=5.12`` this is exactly what a fold-layout model does by itself on a long input.
 
+Short inputs: in native mode on a native-layout model, an input shorter than ``min_input_s`` (default
+:data:`~audiomamba.inference.pieces.MIN_INPUT_S`, 2.5 s) is centred in silence that long before the model sees it,
+as its training clips had events among silence; framewise output and events stay on the input's own time line.
+
 Scores are sigmoids for multi-label checkpoints and a softmax over classes for single-label ones
 (``multi_label`` in the checkpoint).
 """
@@ -40,7 +44,7 @@ from audiomamba.audio import (
     resample_torch, resampled_length, to_mono,
 )
 from audiomamba.inference.events import detect_events, model_event_threshold
-from audiomamba.inference.pieces import PiecePlan
+from audiomamba.inference.pieces import PiecePlan, centre_padding, default_min_input_s
 from audiomamba.inference.results import FileError, TagResult
 from audiomamba.models.audiomamba import mean_over_shifts
 from audiomamba.models.heads import logits_to_scores
@@ -82,6 +86,11 @@ class Tagger:
     native layout, unless the model has finer ones) then fall at several phases, which places events more finely
     for a coarse-step model (``docs/results.md``, "Shifted passes"), at ``shifts`` times the compute.
 
+    ``min_input_s``: inputs shorter than this many seconds are centred in silence that long
+    (:func:`~audiomamba.inference.pieces.centre_padding`); default (None): 2.5 s (at most ``chunk_s``) in native
+    mode on a native-layout model, otherwise off (0): a fold-layout model resizes short inputs itself, and in
+    windowed mode the window is the input length chosen.
+
     ``plan`` (a :class:`~audiomamba.inference.pieces.PiecePlan`) says how inputs are cut into pieces;
     ``layout`` is the layout the model runs in ("native" in native mode, the model's own in windowed mode).
     """
@@ -103,6 +112,7 @@ class Tagger:
         cuda_graph: bool = False,
         shifts: int = 1,
         shift_frames: int = 8,
+        min_input_s: float | None = None,
     ) -> None:
         meta = getattr(model, "meta", None) or {}
         num_classes = int(getattr(model, "num_classes"))
@@ -140,6 +150,15 @@ class Tagger:
         if shifts < 1 or shift_frames < 1:
             raise ValueError(f"shifts and shift_frames must be >= 1, got {shifts} and {shift_frames}")
         self.batch_size, self.shifts, self.shift_frames = batch_size, int(shifts), int(shift_frames)
+        if min_input_s is None:  # native mode only: windows are the user's chosen input length
+            min_input_s = min(default_min_input_s(model.layout), chunk_s) if mode == "native" else 0.0
+        if not 0 <= min_input_s <= (chunk_s if mode == "native" else window_s):
+            raise ValueError(f"need 0 <= min_input_s <= {'chunk_s' if mode == 'native' else 'window_s'}, got "
+                             f"min_input_s={min_input_s}")
+        self.min_input_s = float(min_input_s)
+        self.min_input_samples = int(round(self.min_input_s * model.sample_rate))
+        self._hop = model.frontend.cfg.hop_length
+        self._step = self._hop * int(getattr(model, "step_frames", 32))  # padding keeps the head's step grid
         if mode == "windowed":
             self.plan = PiecePlan.windowed(self.window_frames, self.hop_frames, aggregate)
         else:
@@ -348,7 +367,21 @@ class Tagger:
     def _infer(self, waves: torch.Tensor, framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Waves ``(n, samples)`` at the model's rate, on the device -> ``(logits (n, C), framewise logits
         (n, frames, C) or None, embeddings (n, D))``, float32 on the device; no host synchronisation.  With
-        :attr:`shifts` > 1, the average over the shifted passes (each framewise output rolled back)."""
+        :attr:`shifts` > 1, the average over the shifted passes (each framewise output rolled back).  Inputs
+        shorter than :attr:`min_input_s` are centred in silence that long, and their framewise output is cut
+        back to their own frames."""
+        samples = waves.shape[1]
+        left, right = centre_padding(samples, self.min_input_samples, self._step)
+        if not (left or right):
+            return self._infer_unpadded(waves, framewise)
+        logits, fw, emb = self._infer_unpadded(F.pad(waves, (left, right)), framewise)
+        if fw is not None:
+            first = left // self._hop
+            fw = fw[:, first : first + self.model.frontend.num_frames(samples)]
+        return logits, fw, emb
+
+    def _infer_unpadded(self, waves: torch.Tensor, framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                                              torch.Tensor]:
         if self.shifts == 1:
             return self._infer_once(waves, framewise)
 
