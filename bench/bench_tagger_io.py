@@ -35,7 +35,7 @@ def main() -> None:
     tagger = audiomamba.Tagger(model, window_s=10.24, hop_s=5.12, batch_size=args.batch)
     C, D = model.num_classes, model.num_features
     # the whole device side (front end, pieces, model, stitching) of a block of equal-length waves
-    tagger._infer = lambda waves, framewise: (
+    tagger._infer_unpadded = lambda waves, framewise: (
         torch.zeros(len(waves), C), None if not framewise else torch.zeros(len(waves), model.frontend.num_frames(waves.shape[1]), C),
         torch.zeros(len(waves), D))
     rows = []

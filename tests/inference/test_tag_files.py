@@ -154,3 +154,24 @@ def test_pcm16_silence_check_is_prepares():
         f = x.astype(np.float32) / 32768
         want = float(np.abs(f if f.ndim == 1 else f.mean(axis=1)).max()) < SILENCE_PEAK
         assert _pcm16_silent(x) == want, x
+
+
+def test_short_files_of_many_lengths_share_one_forward(tagger, files):
+    """Files shorter than min_input_s are centred in silence that long, so files of different lengths in one
+    batch go through the model together (one pass), with the same results as one file at a time."""
+    paths = [*files["stereo44"][:2], files["odd"], files["short"]]  # 1.3 s at 44.1 kHz, 1.9 s, 4 ms
+    calls = []
+    inner = tagger._infer_unpadded
+
+    def counted(waves, framewise):
+        calls.append(tuple(waves.shape))
+        return inner(waves, framewise)
+
+    tagger._infer_unpadded = counted
+    try:
+        got = list(tagger.tag_files(paths, batch_size=4, events=True, threshold=0.5, resample_on_device=False))
+    finally:
+        del tagger._infer_unpadded
+    assert calls == [(4, int(tagger.min_input_s * SR))]
+    for p, r in zip(paths, got):
+        _same(r, tagger.detect(p, threshold=0.5))

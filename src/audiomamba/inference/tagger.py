@@ -355,33 +355,50 @@ class Tagger:
         by_length: dict[int, list[int]] = {}
         for i, w in enumerate(waves):
             by_length.setdefault(w.size, []).append(i)
-        for idx in by_length.values():
-            x = torch.from_numpy(np.stack([waves[i] for i in idx])).to(self.device)
-            logits, fw, emb = self._infer(x, framewise)
+        groups = list(by_length.values())
+        xs = [torch.from_numpy(np.stack([waves[i] for i in idx])).to(self.device) for idx in groups]
+        for idx, (logits, fw, emb) in zip(groups, self._infer(xs, framewise)):
             logits, emb = logits.cpu(), emb.cpu()
             fw = None if fw is None else fw.cpu()
             for j, i in enumerate(idx):
                 raws[i] = _Raw(logits[j], emb[j], None if fw is None else fw[j])
         return raws  # type: ignore[return-value]
 
-    def _infer(self, waves: torch.Tensor, framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Waves ``(n, samples)`` at the model's rate, on the device -> ``(logits (n, C), framewise logits
-        (n, frames, C) or None, embeddings (n, D))``, float32 on the device; no host synchronisation.  With
-        :attr:`shifts` > 1, the average over the shifted passes (each framewise output rolled back).  Inputs
-        shorter than :attr:`min_input_s` are centred in silence that long, and their framewise output is cut
-        back to their own frames."""
-        samples = waves.shape[1]
-        left, right = centre_padding(samples, self.min_input_samples, self._step)
-        if not (left or right):
-            return self._infer_unpadded(waves, framewise)
-        logits, fw, emb = self._infer_unpadded(F.pad(waves, (left, right)), framewise)
-        if fw is not None:
-            first = left // self._hop
-            fw = fw[:, first : first + self.model.frontend.num_frames(samples)]
-        return logits, fw, emb
+    def _infer(self, groups: list[torch.Tensor], framewise: bool) -> list[tuple[torch.Tensor, torch.Tensor | None,
+                                                                                 torch.Tensor]]:
+        """Groups of waves ``(n_i, samples_i)`` at the model's rate, on the device -> for each group ``(logits
+        (n_i, C), framewise logits (n_i, frames_i, C) or None, embeddings (n_i, D))``, float32 on the device; no
+        host synchronisation.
+
+        Inputs shorter than :attr:`min_input_s` are centred in silence that long
+        (:func:`~audiomamba.inference.pieces.centre_padding`) and their framewise output cut back to their own
+        frames.  Groups that are then equally long go through the model together, so a folder of short files
+        of many lengths batches (and on CUDA shares one graph).  With :attr:`shifts` > 1, the average over the
+        shifted passes (each framewise output rolled back)."""
+        pads = [centre_padding(x.shape[1], self.min_input_samples, self._step) for x in groups]
+        buckets: dict[int, list[int]] = {}
+        for k, (x, (left, right)) in enumerate(zip(groups, pads)):
+            buckets.setdefault(x.shape[1] + left + right, []).append(k)
+        out: list = [None] * len(groups)
+        for members in buckets.values():
+            xs = [F.pad(groups[k], pads[k]) if any(pads[k]) else groups[k] for k in members]
+            logits, fw, emb = self._infer_unpadded(xs[0] if len(xs) == 1 else torch.cat(xs), framewise)
+            row = 0
+            for k in members:
+                n, samples = groups[k].shape
+                rows = slice(row, row + n)
+                row += n
+                f = None
+                if fw is not None:
+                    first = pads[k][0] // self._hop
+                    f = fw[rows, first : first + self.model.frontend.num_frames(samples)]
+                out[k] = (logits[rows], f, emb[rows])
+        return out
 
     def _infer_unpadded(self, waves: torch.Tensor, framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None,
                                                                               torch.Tensor]:
+        """Waves ``(n, samples)`` of one length through the model as they are (one pass, or the mean over the
+        shifted passes)."""
         if self.shifts == 1:
             return self._infer_once(waves, framewise)
 
@@ -395,7 +412,7 @@ class Tagger:
 
     def _infer_once(self, waves: torch.Tensor, framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None,
                                                                          torch.Tensor]:
-        """One pass of :meth:`_infer`.  All ``n`` inputs have the same pieces: they are batched (``batch_size``
+        """One pass of :meth:`_infer_unpadded`.  All ``n`` inputs have the same pieces: they are batched (``batch_size``
         pieces per forward, padded to a full batch for CUDA graphs) and stitched together by one batched
         stitcher."""
         n, samples = waves.shape
@@ -445,7 +462,7 @@ class Tagger:
 
     def _launch_groups(self, batch: "_Batch", framewise: bool) -> "_Launched":
         cuda = self.device.type == "cuda"
-        outs = []
+        xs = []
         for g in batch.groups:
             x = g.wave.to(self.device, non_blocking=cuda)
             if x.dtype == torch.int16:  # 16-bit PCM: exactly soundfile's float32 decode, channels averaged
@@ -453,7 +470,9 @@ class Tagger:
                 x = (x.sum(-1) / x.shape[-1] if x.ndim == 3 else x) * (1.0 / 32768)
             if g.rate != self.sample_rate:
                 x = resample_torch(x, g.rate, self.sample_rate)
-            logits, fw, emb = self._infer(x, framewise)
+            xs.append(x)
+        outs = []
+        for g, (logits, fw, emb) in zip(batch.groups, self._infer(xs, framewise)):
             packed = torch.cat([logits, emb], 1)
             fw = fw if framewise else None
             if cuda:
