@@ -113,3 +113,16 @@ def test_centre_padding_centres_on_the_step_grid():
     assert default_min_input_s("native") == MIN_INPUT_S > 0 and default_min_input_s("fold") == 0.0
     with pytest.raises(ValueError, match="align"):
         centre_padding(10, 100, 0)
+
+
+def test_default_padding_never_exceeds_the_training_clip_length():
+    from audiomamba.inference.pieces import MIN_INPUT_S, default_min_input_s, trained_clip_seconds
+
+    trainer_saved = {"provenance": {"config": {"data": {"clip_seconds": 1.0}}}}
+    shipped = {"provenance": {"training": {"config": {"data": {"clip_seconds": 10.0}}}}}
+    assert trained_clip_seconds(trainer_saved) == 1.0 and trained_clip_seconds(shipped) == 10.0
+    for meta in (None, {}, {"provenance": "text"}, {"provenance": {"config": {"data": {"clip_seconds": "x"}}}},
+                 {"provenance": {"config": {"data": {"clip_seconds": True}}}}):
+        assert trained_clip_seconds(meta) is None
+    assert default_min_input_s("native", 1.0) == 1.0 and default_min_input_s("native", 10.0) == MIN_INPUT_S
+    assert default_min_input_s("native", None) == MIN_INPUT_S and default_min_input_s("fold", 1.0) == 0.0

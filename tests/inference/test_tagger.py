@@ -68,6 +68,12 @@ def test_short_inputs_padding_options(tagger):
     assert det.framewise.shape == (1 + len(loud) // 320, 3) and det.duration_s == pytest.approx(1.3)
     assert all(0.0 <= e.onset <= e.offset <= 1.3 + 1e-6 for e in det.events)
     assert Tagger(tagger.model, mode="windowed", window_s=1.0, hop_s=0.5).min_input_s == 0.0
+    saved_meta = tagger.model.meta
+    try:  # a model trained on 1 s clips takes 1 s inputs as they are
+        tagger.model.meta = dict(saved_meta, provenance={"config": {"data": {"clip_seconds": 1.0}}})
+        assert Tagger(tagger.model).min_input_s == 1.0
+    finally:
+        tagger.model.meta = saved_meta
     assert Tagger(tagger.model, chunk_s=2.0, chunk_overlap_s=0.5).min_input_s == 2.0
     with pytest.raises(ValueError, match="min_input_s"):
         Tagger(tagger.model, min_input_s=-1.0)

@@ -98,9 +98,9 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     model = load(checkpoint, dev)
     meta = model.meta
     if min_input_s is None:
-        from audiomamba.inference.pieces import default_min_input_s
+        from audiomamba.inference.pieces import default_min_input_s, trained_clip_seconds
 
-        min_input_s = default_min_input_s(getattr(model, "layout", ""))
+        min_input_s = default_min_input_s(getattr(model, "layout", ""), trained_clip_seconds(meta))
     from audiomamba.datasets import DatasetError
     from audiomamba.evaluation.label_match import match_labels
 

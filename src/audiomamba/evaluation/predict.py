@@ -17,7 +17,7 @@ from torch import nn
 from audiomamba.datasets import ClipDataset, ClipSet, DatasetError, collate
 from audiomamba.errors import CheckpointError
 from audiomamba.evaluation.metrics import tagging_metrics
-from audiomamba.inference.pieces import centre_padding, default_min_input_s
+from audiomamba.inference.pieces import centre_padding, default_min_input_s, trained_clip_seconds
 from audiomamba.models import mean_over_shifts
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils import distributed as D
@@ -37,7 +37,7 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     ``eval_seconds`` caps each clip's length.  Each clip is scored at its own length, as the
     :class:`~audiomamba.inference.Tagger` scores a file (the clips of a batch go through the model in groups of
     one length, never padded to the batch's longest); one shorter than ``min_input_s`` (default: 2.5 s for a
-    native-layout model, :func:`~audiomamba.inference.pieces.default_min_input_s`) is centred in silence that long
+    native-layout model, at most its training clip length: :func:`~audiomamba.inference.pieces.default_min_input_s`) is centred in silence that long
     and its framewise output cut back to its own frames.  ``framewise`` also returns per-frame scores (models with a
     framewise head) and, where the model gives them (one pass over the clip), the head's per-step logits (the
     framewise output is mapped from them in logit space: :func:`audiomamba.models.steps_to_frames`);
@@ -56,7 +56,7 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     model.eval()
     sr = model.sample_rate
     if min_input_s is None:
-        min_input_s = default_min_input_s(getattr(model, "layout", ""))
+        min_input_s = default_min_input_s(getattr(model, "layout", ""), trained_clip_seconds(getattr(model, "meta", None)))
     min_samples = int(round(min_input_s * sr))
     hop = model.frontend.cfg.hop_length
     step = hop * int(getattr(model, "step_frames", 32))

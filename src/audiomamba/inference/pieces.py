@@ -21,7 +21,8 @@ saw.  :func:`centre_padding` puts such an input in the middle of silence of :dat
 Tagger and ``audiomamba evaluate`` both do; the framewise output is cut back to the input's own frames).  On the
 built-in validation split's single recordings (median 1.2 s) this raised the shipped tagger's mAP from 0.61 to
 0.67; 2.5 s was the best of 1 to 10 s (``scripts/short_inputs.py``; ``docs/results.md``, "Short recordings").  Fold-layout models resize any input
-of up to 1024 frames onto their grid (HTS-AT's way) and are left as they are (:func:`default_min_input_s`).
+of up to 1024 frames onto their grid (HTS-AT's way) and are left as they are, and a model trained on clips
+shorter than that is never padded beyond its own clip length (:func:`default_min_input_s`).
 
 Nothing here knows the model: the pieces' outputs are tensors ``logits (..., C)``, ``embedding (..., D)`` and
 optionally ``framewise (..., length, C)``, with any leading batch shape (the model stitches a whole batch at
@@ -36,17 +37,36 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["MIN_INPUT_S", "Piece", "PiecePlan", "Stitcher", "centre_padding", "default_min_input_s"]
+__all__ = ["MIN_INPUT_S", "Piece", "PiecePlan", "Stitcher", "centre_padding", "default_min_input_s",
+           "trained_clip_seconds"]
 
 MODES = ("windowed", "native")
 AGGREGATES = ("mean", "max")
 MIN_INPUT_S = 2.5  # shorter inputs are centred in silence this long (native layout); chosen on validation
 
 
-def default_min_input_s(layout: str) -> float:
-    """Seconds a shorter input is padded to by default: :data:`MIN_INPUT_S` in the native layout, 0 (never) in
-    the fold layout, which resizes short inputs onto its grid instead."""
-    return MIN_INPUT_S if layout == "native" else 0.0
+def default_min_input_s(layout: str, clip_seconds: float | None = None) -> float:
+    """Seconds a shorter input is padded to by default: :data:`MIN_INPUT_S` in the native layout, but never more
+    than ``clip_seconds``, the clip length the model was trained on when known (:func:`trained_clip_seconds`: a
+    model trained on 1 s clips takes 1 s inputs as they are); 0 (never) in the fold layout, which resizes short
+    inputs onto its grid instead."""
+    if layout != "native":
+        return 0.0
+    return MIN_INPUT_S if clip_seconds is None else min(MIN_INPUT_S, float(clip_seconds))
+
+
+def trained_clip_seconds(meta: dict | None) -> float | None:
+    """The training clip length a checkpoint's provenance names (``data.clip_seconds`` of its training config,
+    as ``audiomamba train`` and ``scripts/ship_pretrained.py`` record it), or None."""
+    prov = (meta or {}).get("provenance")
+    if not isinstance(prov, dict):
+        return None
+    for cfg in (prov.get("config"), (prov.get("training") or {}).get("config")):
+        data = cfg.get("data") if isinstance(cfg, dict) else None
+        value = data.get("clip_seconds") if isinstance(data, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
 
 
 def centre_padding(samples: int, min_samples: int, align: int = 1) -> tuple[int, int]:

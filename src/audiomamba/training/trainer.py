@@ -38,6 +38,7 @@ from audiomamba.datasets.loader import MAX_EVENTS, batch_events
 from audiomamba.datasets.sampler import BatchSampler
 from audiomamba.errors import ConfigError, WriteError
 from audiomamba.evaluation.predict import evaluate_scores, predict
+from audiomamba.inference.pieces import default_min_input_s
 from audiomamba.soundscapes.bank import SourceAugment
 from audiomamba.training.config import Config, config_to_dict
 from audiomamba.training.optim import EMA, lr_factor, param_groups
@@ -474,7 +475,8 @@ class Trainer:
         tc, dc = self.cfg.train, self.cfg.data
         model = self._validation_model()
         pred = predict(model, self.val_cs, tc.eval_batch_size or self.per_rank, self.device, self.multi_label,
-                       dc.eval_seconds, num_workers=dc.num_workers)
+                       dc.eval_seconds, num_workers=dc.num_workers,
+                       min_input_s=default_min_input_s(self.cfg.model.layout, dc.clip_seconds))
         self.model.train()
         train_skipped, _ = self._skip_totals()
         val_skipped = len(pred["errors"])
