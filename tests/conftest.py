@@ -56,6 +56,22 @@ def noise(seconds: float, sr: int = SR, amp: float = 0.1, seed: int = 0) -> np.n
     return (np.random.default_rng(seed).standard_normal(int(seconds * sr)) * amp).astype(np.float32)
 
 
+def write_manifest(folder: Path, split: str, waves: list[np.ndarray], sr: int, labels: list[str],
+                   subtype: str | None = None) -> Path:
+    """``folder/audio/c{i}.wav`` for each wave and ``folder/{split}.jsonl`` listing them with their labels."""
+    import json
+
+    import soundfile as sf
+
+    (folder / "audio").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (x, label) in enumerate(zip(waves, labels)):
+        sf.write(folder / "audio" / f"c{i}.wav", x, sr, subtype=subtype)
+        lines.append(json.dumps({"path": f"audio/c{i}.wav", "labels": [label]}))
+    (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
 def locate(part: np.ndarray, whole: np.ndarray) -> int:
     """Where ``part`` starts in ``whole``, sample for sample (it must be there exactly once)."""
     from numpy.lib.stride_tricks import sliding_window_view

@@ -1,8 +1,6 @@
 """``predict`` scores every clip at its own length, as the Tagger scores a file: the clips of a batch are never
 padded to the batch's longest, and a short one is centred in silence exactly as ``Tagger`` does."""
 
-import json
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -13,21 +11,18 @@ from audiomamba import Tagger
 from audiomamba.datasets import open_split
 from audiomamba.evaluation.predict import predict
 
+from conftest import write_manifest
+
 SR = 32000
 SECONDS = (0.7, 6.0, 2.0, 0.7)
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    d = tmp_path_factory.mktemp("lengths")
-    (d / "audio").mkdir()
     rng = np.random.default_rng(3)
-    lines = []
-    for i, s in enumerate(SECONDS):
-        x = (0.2 * rng.standard_normal(int(s * SR))).astype(np.float32)
-        sf.write(d / "audio" / f"c{i}.wav", x, SR, subtype="FLOAT")
-        lines.append(json.dumps({"path": f"audio/c{i}.wav", "labels": ["Cat" if i % 2 else "Dog"]}))
-    (d / "test.jsonl").write_text("\n".join(lines) + "\n")
+    waves = [(0.2 * rng.standard_normal(int(s * SR))).astype(np.float32) for s in SECONDS]
+    d = write_manifest(tmp_path_factory.mktemp("lengths"), "test", waves, SR,
+                       ["Cat" if i % 2 else "Dog" for i in range(len(waves))], subtype="FLOAT")
     torch.manual_seed(0)
     model = audiomamba.create_model("audiomamba_nano", num_classes=2, layout="native").eval()
     return d, open_split(d, "test"), model

@@ -1,17 +1,16 @@
 """Test-time shifts in ``predict``: each shifted pass's framewise output is moved back into place before the
 average, so a model that is exactly shift-equivariant gives the same framewise scores with any shifts."""
 
-import json
-
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from torch import nn
 
 from audiomamba.datasets import open_split
 from audiomamba.evaluation.predict import predict
 from audiomamba.models.audiomamba import AudioMambaOutput
+
+from conftest import write_manifest
 
 SR = 16000
 
@@ -39,17 +38,14 @@ class FrameEnergy(nn.Module):
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    d = tmp_path_factory.mktemp("shifts")
-    (d / "audio").mkdir()
     rng = np.random.default_rng(0)
-    lines = []
+    waves = []
     for i in range(3):
         x = 0.01 * rng.standard_normal(2 * SR).astype(np.float32)
         on = int((0.3 + 0.4 * i) * SR)
         x[on: on + SR // 4] += np.sin(np.arange(SR // 4) * 0.3).astype(np.float32)  # a loud burst somewhere
-        sf.write(d / "audio" / f"c{i}.wav", x, SR)
-        lines.append(json.dumps({"path": f"audio/c{i}.wav", "labels": ["Cat" if i % 2 else "Dog"]}))
-    (d / "train.jsonl").write_text("\n".join(lines) + "\n")
+        waves.append(x)
+    d = write_manifest(tmp_path_factory.mktemp("shifts"), "train", waves, SR, ["Dog", "Cat", "Dog"])
     return open_split(d, "train")
 
 
