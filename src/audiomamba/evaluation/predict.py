@@ -34,11 +34,12 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     """Scores of every clip of ``cs``, each rank computing its share (clips ``rank, rank + world, ...``) and the
     results gathered on all ranks.
 
-    ``eval_seconds`` caps each clip's length.  Each clip is scored at its own length, as the
+    ``eval_seconds`` caps each clip's length. Each clip is scored at its own length, as the
     :class:`~audiomamba.inference.Tagger` scores a file (the clips of a batch go through the model in groups of
     one length, never padded to the batch's longest); one shorter than ``min_input_s`` (default: 2.5 s for a
-    native-layout model, at most its training clip length: :func:`~audiomamba.inference.pieces.default_min_input_s`) is centred in silence that long
-    and its framewise output cut back to its own frames.  ``framewise`` also returns per-frame scores (models with a
+    native-layout model, at most its training clip length:
+    :func:`~audiomamba.inference.pieces.default_min_input_s`) is centred in silence that long and its framewise
+    output cut back to its own frames. ``framewise`` also returns per-frame scores (models with a
     framewise head) and, where the model gives them (one pass over the clip), the head's per-step logits (the
     framewise output is mapped from them in logit space: :func:`audiomamba.models.steps_to_frames`);
     ``tta_shifts`` averages the logits over that many circular shifts of the waveform, ``tta_spacing`` frames
@@ -56,7 +57,8 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     model.eval()
     sr = model.sample_rate
     if min_input_s is None:
-        min_input_s = default_min_input_s(getattr(model, "layout", ""), trained_clip_seconds(getattr(model, "meta", None)))
+        meta = getattr(model, "meta", None)
+        min_input_s = default_min_input_s(getattr(model, "layout", ""), trained_clip_seconds(meta))
     min_samples = int(round(min_input_s * sr))
     hop = model.frontend.cfg.hop_length
     step = hop * int(getattr(model, "step_frames", 32))

@@ -15,14 +15,14 @@ Two ways to cut (all lengths in spectrogram frames):
   framewise output, so it is stitched without seams; clip logits and embeddings are the means of the chunks'
   weighted by the frames each keeps.
 
-Short inputs: a native-layout model is trained on 10 s clips whose events sit among silence and background, and
-its clip logits are the mean of its steps' over the input; an input of a second on its own is unlike anything it
-saw.  :func:`centre_padding` puts such an input in the middle of silence of :data:`MIN_INPUT_S` seconds (the
-Tagger and ``audiomamba evaluate`` both do; the framewise output is cut back to the input's own frames).  On the
-built-in validation split's single recordings (median 1.2 s) this raised the shipped tagger's mAP from 0.61 to
-0.67; 2.5 s was the best of 1 to 10 s (``scripts/short_inputs.py``; ``docs/results.md``, "Short recordings").  Fold-layout models resize any input
-of up to 1024 frames onto their grid (HTS-AT's way) and are left as they are, and a model trained on clips
-shorter than that is never padded beyond its own clip length (:func:`default_min_input_s`).
+Short inputs: a native-layout model is trained on 10 s clips whose events sit among silence and background, and its
+clip logits are the mean of its time steps' logits over the input; a second of sound on its own is unlike what it saw.
+:func:`centre_padding` puts such an input in the middle of silence of :data:`MIN_INPUT_S` seconds (the Tagger and
+``audiomamba evaluate`` both do; the framewise output is cut back to the input's own frames). On the built-in
+validation split's single recordings (median 1.2 s) this raised the shipped tagger's mAP from 0.61 to 0.67; 2.5 s
+was the best of 1 to 10 s (``scripts/short_inputs.py``; ``docs/results.md``, "Short recordings"). Fold-layout
+models resize any input of up to 1024 frames onto their grid (HTS-AT's way) and are left as they are, and a model
+trained on clips shorter than that is never padded beyond its own clip length (:func:`default_min_input_s`).
 
 Nothing here knows the model: the pieces' outputs are tensors ``logits (..., C)``, ``embedding (..., D)`` and
 optionally ``framewise (..., length, C)``, with any leading batch shape (the model stitches a whole batch at

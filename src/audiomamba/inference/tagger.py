@@ -414,9 +414,9 @@ class Tagger:
 
     def _infer_once(self, waves: torch.Tensor, framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None,
                                                                          torch.Tensor]:
-        """One pass of :meth:`_infer_unpadded`.  All ``n`` inputs have the same pieces: they are batched (``batch_size``
-        pieces per forward, padded to a full batch for CUDA graphs) and stitched together by one batched
-        stitcher."""
+        """One pass of :meth:`_infer_unpadded`.  All ``n`` inputs have the same pieces: they are batched
+        (``batch_size`` pieces per forward, padded to a full batch for CUDA graphs) and stitched together by one
+        batched stitcher."""
         n, samples = waves.shape
         frames = self.model.frontend.num_frames(samples)
         per = 1 if frames > SPEC_BLOCK_FRAMES else max(1, BATCH_FRAMES // frames)
