@@ -102,6 +102,25 @@ def test_shifted_passes_are_averaged_with_each_framewise_output_moved_back(tagge
         Tagger(tagger.model, shifts=0)
 
 
+def test_shifted_passes_of_a_padded_input(tagger):
+    """Shifts and padding together: the shifted passes run on the centred input, and the mean framewise output
+    is cut back to the input's own frames."""
+    wave = noise(1.1, seed=7)
+    hop = tagger.model.frontend.cfg.hop_length
+    padded, left = centred(wave, tagger.min_input_s, hop * tagger.model.step_frames)
+    logits, fws = [], []
+    with torch.inference_mode():
+        for k in (0, 4):
+            out = tagger.model(torch.from_numpy(np.roll(padded, k * hop))[None])
+            logits.append(out.logits[0])
+            fws.append(torch.roll(out.framewise_logits[0], -k, dims=0))
+    det = Tagger(tagger.model, shifts=2, shift_frames=4).detect(wave, sample_rate=SR, threshold=0.5)
+    first = left // hop
+    np.testing.assert_allclose(det.scores, torch.sigmoid(sum(logits) / 2).numpy(), atol=1e-5)
+    want = torch.sigmoid(sum(fws) / 2).numpy()[first : first + 1 + len(wave) // hop]
+    np.testing.assert_allclose(det.framewise, want, atol=1e-5)
+
+
 def test_single_label_checkpoint_uses_softmax(tmp_path):
     torch.manual_seed(1)
     model = audiomamba.create_model("audiomamba_nano", num_classes=4, layout="native", head="linear")
