@@ -421,3 +421,28 @@ def test_event_shifts_without_shifts_agree_with_the_step_logits_pipeline(bank_di
         assert got["1x1"]["event_f1"][t] == pytest.approx(want[t], abs=0.02)  # float16 step logits in steps.npz
     assert set(got) == {"1x1", "4x8"} and all(0 <= got[s]["psds1"] <= 1 for s in got)
     assert all(set(got[s]["event_f1"]) == set(grid.split(",")) for s in got)
+
+
+def test_short_inputs_script_tags_each_recording_alone(bank_dir):
+    """scripts/short_inputs.py: a split's recordings are the bank's own samples with their labels, and each is
+    scored by the tagger alone, with a one-hot target in the tagger's class order."""
+    import audiomamba
+    from audiomamba import Tagger
+
+    script = load_script("short_inputs")
+    bank = open_bank(bank_dir)
+    items = script.recordings(bank, "validation")
+    rows = [r for r in bank.recordings if r.split == "validation"]
+    assert len(items) == len(rows) > 0
+    for (wave, label), r in zip(items, rows):
+        assert label == r.label and wave.dtype == np.float32
+        np.testing.assert_array_equal(wave * 32768.0, bank.audio[r.start : r.start + r.length].astype(np.float32))
+    torch.manual_seed(0)
+    labels = sorted(CLASSES)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=len(labels), layout="native", sample_rate=SR)
+    tagger = Tagger(model, labels=labels)
+    scores, targets = script.score(tagger, items[:3], bank.sample_rate)
+    assert scores.shape == targets.shape == (3, len(labels))
+    assert (targets.sum(1) == 1).all() and [labels[k] for k in targets.argmax(1)] == [lab for _, lab in items[:3]]
+    for k, (wave, _) in enumerate(items[:3]):
+        np.testing.assert_allclose(scores[k], tagger.tag(wave, sample_rate=bank.sample_rate).scores, atol=1e-6)
