@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A small probe of recordings this project never used for training, validation or test: Debian packages outside
 # the source families (sound-icons: instrument snippets and a canary; psi-plus-sounds and eiskaltdcpp-sounds: chat
-# and transfer alerts; freedink-data and warmux-data: game sounds; ktuberling-data: words read in five languages),
+# and transfer alerts; freedink-data and warmux-data: game sounds; ktuberling-data: words read in six languages),
 # unpacked without installing them into class folders (`audiomamba evaluate --format folder`), then the shipped
 # tagger scored on them.  Labels come from the file names.  Needs apt-get (the package registry); no root.
 #   DIR   where the probe goes (default runs/unused_probe); the figures: DIR/eval/summary.json, per_class.csv
