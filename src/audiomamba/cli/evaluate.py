@@ -97,10 +97,6 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     dev = resolve_device(device)
     model = load(checkpoint, dev)
     meta = model.meta
-    if min_input_s is None:
-        from audiomamba.inference.pieces import default_min_input_s, trained_clip_seconds
-
-        min_input_s = default_min_input_s(getattr(model, "layout", ""), trained_clip_seconds(meta))
     from audiomamba.datasets import DatasetError
     from audiomamba.evaluation.label_match import match_labels
 
@@ -126,7 +122,7 @@ def evaluate(checkpoint: str, data: str, split: str = "test", fmt: str = "auto",
     m.pop("_per_class")
     summary = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "model": meta["model"]["name"],
                "multi_label": multi_label, **m, "skipped_clips": len(skipped), "labels": match.report(),
-               "tta_shifts": tta_shifts, "tta_spacing_frames": tta_spacing, "min_input_s": min_input_s}
+               "tta_shifts": tta_shifts, "tta_spacing_frames": tta_spacing, "min_input_s": pred["min_input_s"]}
     if want_events:
         hop = model.frontend.cfg.hop_length / model.sample_rate
         model_to_name = {k: n for k, n in zip(match.model_columns, names)}

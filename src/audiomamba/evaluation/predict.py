@@ -17,7 +17,7 @@ from torch import nn
 from audiomamba.datasets import ClipDataset, ClipSet, DatasetError, collate
 from audiomamba.errors import CheckpointError
 from audiomamba.evaluation.metrics import tagging_metrics
-from audiomamba.inference.pieces import centre_padding, default_min_input_s, trained_clip_seconds
+from audiomamba.inference.pieces import centre_padding, model_min_input_s
 from audiomamba.models import mean_over_shifts
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils import distributed as D
@@ -38,7 +38,7 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     :class:`~audiomamba.inference.Tagger` scores a file (the clips of a batch go through the model in groups of
     one length, never padded to the batch's longest); one shorter than ``min_input_s`` (default: 2.5 s for a
     native-layout model, at most its training clip length:
-    :func:`~audiomamba.inference.pieces.default_min_input_s`) is centred in silence that long and its framewise
+    :func:`~audiomamba.inference.pieces.model_min_input_s`) is centred in silence that long and its framewise
     output cut back to its own frames. ``framewise`` also returns per-frame scores (models with a
     framewise head) and, where the model gives them (one pass over the clip), the head's per-step logits (the
     framewise output is mapped from them in logit space: :func:`audiomamba.models.steps_to_frames`);
@@ -51,14 +51,13 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     cause.  Such clips are skipped and marked invalid, and counted in ``errors``.  The model is left in eval mode.
 
     Returns ``{"scores": (N, C), "targets": (N, C), "valid": (N,) bool, "framewise": {i: (frames, C)} | None,
-    "step_logits": {i: (steps, C)} | None, "errors": [...] (all ranks'), "name": the clip set's name}`` on every
-    rank.
+    "step_logits": {i: (steps, C)} | None, "errors": [...] (all ranks'), "name": the clip set's name,
+    "min_input_s": the padding length used}`` on every rank.
     """
     model.eval()
     sr = model.sample_rate
     if min_input_s is None:
-        meta = getattr(model, "meta", None)
-        min_input_s = default_min_input_s(getattr(model, "layout", ""), trained_clip_seconds(meta))
+        min_input_s = model_min_input_s(model)
     min_samples = int(round(min_input_s * sr))
     hop = model.frontend.cfg.hop_length
     step = hop * int(getattr(model, "step_frames", 32))
@@ -122,7 +121,7 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
         if framewise and "k" in e:
             steps[idx] = e["k"]
     return {"scores": scores, "targets": targets, "valid": valid, "framewise": fws, "step_logits": steps or None,
-            "errors": allerr, "name": cs.name}
+            "errors": allerr, "name": cs.name, "min_input_s": min_input_s}
 
 
 def _shifted_logits(model: nn.Module, wave: torch.Tensor, shifts: int, framewise: bool,

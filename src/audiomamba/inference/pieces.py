@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 
 __all__ = ["MIN_INPUT_S", "Piece", "PiecePlan", "Stitcher", "centre_padding", "default_min_input_s",
-           "trained_clip_seconds"]
+           "model_min_input_s", "trained_clip_seconds"]
 
 MODES = ("windowed", "native")
 AGGREGATES = ("mean", "max")
@@ -67,6 +67,12 @@ def trained_clip_seconds(meta: dict | None) -> float | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
             return float(value)
     return None
+
+
+def model_min_input_s(model: object) -> float:
+    """:func:`default_min_input_s` of a model, from its ``layout`` and the training clip length its checkpoint
+    metadata names (``model.meta``, :func:`trained_clip_seconds`); read as attributes, so any model will do."""
+    return default_min_input_s(getattr(model, "layout", ""), trained_clip_seconds(getattr(model, "meta", None)))
 
 
 def centre_padding(samples: int, min_samples: int, align: int = 1) -> tuple[int, int]:

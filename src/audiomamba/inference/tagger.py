@@ -44,7 +44,7 @@ from audiomamba.audio import (
     resample_torch, resampled_length, to_mono,
 )
 from audiomamba.inference.events import detect_events, model_event_threshold
-from audiomamba.inference.pieces import PiecePlan, centre_padding, default_min_input_s, trained_clip_seconds
+from audiomamba.inference.pieces import PiecePlan, centre_padding, model_min_input_s
 from audiomamba.inference.results import FileError, TagResult
 from audiomamba.models.audiomamba import mean_over_shifts
 from audiomamba.models.heads import logits_to_scores
@@ -152,8 +152,7 @@ class Tagger:
             raise ValueError(f"shifts and shift_frames must be >= 1, got {shifts} and {shift_frames}")
         self.batch_size, self.shifts, self.shift_frames = batch_size, int(shifts), int(shift_frames)
         if min_input_s is None:  # native mode only: windows are the user's chosen input length
-            min_input_s = (min(default_min_input_s(model.layout, trained_clip_seconds(meta)), chunk_s)
-                           if mode == "native" else 0.0)
+            min_input_s = min(model_min_input_s(model), chunk_s) if mode == "native" else 0.0
         if not 0 <= min_input_s <= (chunk_s if mode == "native" else window_s):
             raise ValueError(f"need 0 <= min_input_s <= {'chunk_s' if mode == 'native' else 'window_s'}, got "
                              f"min_input_s={min_input_s}")
