@@ -5,9 +5,10 @@
 
 Writes ``OUT/summary.json``: the clip metrics (mAP, mAUC, d', F1 ...), the model's parameter count, and for models
 with framewise outputs the event metrics (event F1, PSDS1) when ``sed_scores_eval`` imports; ``OUT/per_class.csv``;
-and ``OUT/steps.npz``: the head's logits per time step (32 frames, 0.32 s; float16), the clip indices and lengths
-and the layout, so that event metrics can be computed later where ``sed_scores_eval`` is installed
-(``scripts/collect_results.py --events``, ``scripts/event_thresholds.py``): :func:`step_scores` maps them onto the
+and ``OUT/steps.npz``: the head's logits per time step (``step_frames`` frames each; float16), the clip indices,
+lengths, scores and targets and the layout, so that event metrics can be computed later where ``sed_scores_eval``
+is installed (``scripts/collect_results.py --events``, ``scripts/event_thresholds.py``) and clip scores pooled
+from the steps compared (``scripts/clip_pooling.py``): :func:`step_scores` maps them onto the
 frames as the model does (:func:`audiomamba.models.steps_to_frames`).
 """
 
@@ -107,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                 q[j, : counts[j]] = np.clip(steps[i], -6e4, 6e4)
             np.savez_compressed(out / "steps.npz", logits=q, index=idx, frames=lengths, steps=counts,
                                 hop=np.float64(hop), layout=np.str_(model.layout),
-                                step_frames=np.int64(model.step_frames))
+                                step_frames=np.int64(model.step_frames),
+                                clip_scores=np.asarray(pred["scores"])[idx].astype(np.float32),
+                                targets=np.asarray(pred["targets"])[idx].astype(np.uint8))
         try:
             gt = {cs.clips[i].name: [(on, off, names[t]) for t, on, off in cs.clips[i].events] for i in fw}
             dur = {cs.clips[i].name: max(p.shape[0] * hop, max((e[1] for e in gt[cs.clips[i].name]), default=0.0))

@@ -241,6 +241,9 @@ def test_step_scores_read_back_the_models_framewise_output(bank_dir, tmp_path, s
         assert dur[clip.name] == pytest.approx(max(want.shape[0] * 0.01, max(off for _, _, off in clip.events)))
     assert spread > 0.05  # the scores do move within a step: the comparison is not of constants
     arrays = dict(np.load(tmp_path / "ev" / "steps.npz"))
+    # the clip scores and targets kept beside the steps, for scripts/clip_pooling.py
+    np.testing.assert_allclose(arrays["clip_scores"], np.asarray(pred["scores"])[arrays["index"]], atol=1e-5)
+    np.testing.assert_array_equal(arrays["targets"], np.asarray(pred["targets"])[arrays["index"]])
     arrays["logits"] = arrays["logits"][:, :, :2]
     np.savez_compressed(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match="classes"):
