@@ -70,3 +70,27 @@ def test_tagger_with_cuda_graph_matches_eager(mode, dtype):
         np.testing.assert_allclose(b.framewise, a.framewise, **tol)
         np.testing.assert_allclose(graphed.embed(wave, sample_rate=SR), eager.embed(wave, sample_rate=SR), **tol)
     assert graphed.cuda_graphs.captures >= 1 and graphed.cuda_graphs.replays >= 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_files_on_one_grid_replayed_from_a_graph_match_eager(tmp_path, dtype):
+    """Files of different lengths that the model pads to the same grid length share a batch and, on CUDA, a graph;
+    finer steps, so that each file's framewise output comes from its own steps."""
+    import soundfile as sf
+
+    torch.manual_seed(0)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=5, layout="native", step_frames=8).cuda()
+    paths = []
+    for i, s in enumerate([3.0, 3.1, 3.19, 3.0, 3.1, 3.19, 3.05]):  # all pad to 320 frames
+        paths.append(tmp_path / f"f{i}.wav")
+        sf.write(paths[-1], noise(s, seed=i), SR, subtype="FLOAT")
+    eager = Tagger(model, dtype=dtype, batch_size=4)
+    graphed = Tagger(model, dtype=dtype, batch_size=4, cuda_graph=True)
+    tol = dict(atol=1e-5, rtol=1e-4) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    for _ in range(2):  # the second round replays the graph captured in the first
+        got = list(graphed.tag_files(paths, batch_size=8, events=True, threshold=0.5))
+        for p, b in zip(paths, got):
+            a = eager.detect(p, threshold=0.5)
+            np.testing.assert_allclose(b.scores, a.scores, **tol)
+            np.testing.assert_allclose(b.framewise, a.framewise, **tol)
+    assert graphed.cuda_graphs.replays >= 1

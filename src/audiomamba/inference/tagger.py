@@ -46,7 +46,7 @@ from audiomamba.audio import (
 from audiomamba.inference.events import detect_events, model_event_threshold
 from audiomamba.inference.pieces import PiecePlan, centre_padding, model_min_input_s
 from audiomamba.inference.results import FileError, TagResult
-from audiomamba.models.audiomamba import mean_over_shifts
+from audiomamba.models.audiomamba import mean_over_shifts, steps_to_frames
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils.device import autocast, resolve_device, resolve_dtype
 from audiomamba.utils.interrupt import ignore_interrupt
@@ -159,7 +159,11 @@ class Tagger:
         self.min_input_s = float(min_input_s)
         self.min_input_samples = int(round(self.min_input_s * model.sample_rate))
         self._hop = model.frontend.cfg.hop_length
-        self._step = self._hop * int(getattr(model, "step_frames", 32))  # padding keeps the head's step grid
+        self._step_frames = int(getattr(model, "step_frames", 32))
+        self._step = self._hop * self._step_frames  # padding keeps the head's step grid
+        # Native layout pads an input of t frames to a multiple of this many frames (its last frame repeated), so
+        # inputs whose padded lengths agree can share a forward (:meth:`_infer_on_grid`); None: models without it.
+        self._grid = getattr(model, "native_grid_frames", None) if self.layout == "native" else None
         if mode == "windowed":
             self.plan = PiecePlan.windowed(self.window_frames, self.hop_frames, aggregate)
         else:
@@ -345,9 +349,16 @@ class Tagger:
 
     # ------------------------------------------------------------------ pieces -> model
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Spectrogram pieces ``(B, frames, mels)`` -> (logits, framewise logits or None, embedding)."""
+        """Spectrogram pieces ``(B, frames, mels)`` -> (logits, step logits ``(B, classes, steps)`` or None,
+        embedding).  :meth:`_framewise` spreads the steps onto frames outside, so that inputs of different lengths
+        on one grid (:meth:`_infer_on_grid`) can share a forward and a CUDA graph."""
         out = self.model.forward_head(*self.model.forward_features(x, self.layout), x.shape[1], self.layout)
-        return out.logits, out.framewise_logits, out.embedding
+        return out.logits, out.step_logits, out.embedding
+
+    def _framewise(self, steps: torch.Tensor, frames: int) -> torch.Tensor:
+        """Step logits of :meth:`_forward` -> framewise logits ``(B, frames, classes)``, as the model's
+        :meth:`~audiomamba.models.AudioMamba.forward_head` spreads them."""
+        return steps_to_frames(steps, frames, self.layout, self._step_frames)
 
     def _run(self, waves: list[np.ndarray], framewise: bool) -> list[_Raw]:
         """Waveforms at the model's rate -> stitched logits / embeddings / framewise logits on the host; waves of
@@ -374,26 +385,70 @@ class Tagger:
         Inputs shorter than :attr:`min_input_s` are centred in silence that long
         (:func:`~audiomamba.inference.pieces.centre_padding`) and their framewise output cut back to their own
         frames.  Groups that are then equally long go through the model together, so a folder of short files
-        of many lengths batches (and on CUDA shares one graph).  With :attr:`shifts` > 1, the average over the
-        shifted passes (each framewise output rolled back)."""
+        of many lengths batches (and on CUDA shares one graph); so do groups whose padded spectrograms are as long
+        (:meth:`_batch_key`, :meth:`_infer_on_grid`).  With :attr:`shifts` > 1, the average over the shifted
+        passes (each framewise output rolled back)."""
         pads = [centre_padding(x.shape[1], self.min_input_samples, self._step) for x in groups]
-        buckets: dict[int, list[int]] = {}
+        together: dict[tuple[str, int], list[int]] = {}
         for k, (x, (left, right)) in enumerate(zip(groups, pads)):
-            buckets.setdefault(x.shape[1] + left + right, []).append(k)
+            together.setdefault(self._batch_key(x.shape[1] + left + right), []).append(k)
         out: list = [None] * len(groups)
-        for members in buckets.values():
+        for members in together.values():
             xs = [F.pad(groups[k], pads[k]) if any(pads[k]) else groups[k] for k in members]
-            logits, fw, emb = self._infer_unpadded(xs[0] if len(xs) == 1 else torch.cat(xs), framewise)
-            row = 0
-            for k in members:
-                n, samples = groups[k].shape
-                rows = slice(row, row + n)
-                row += n
-                f = None
+            if len({x.shape[1] for x in xs}) > 1:
+                results = self._infer_on_grid(xs, framewise)
+            else:
+                logits, fw, emb = self._infer_unpadded(xs[0] if len(xs) == 1 else torch.cat(xs), framewise)
+                bounds = np.cumsum([0] + [x.shape[0] for x in xs]).tolist()
+                results = [(logits[a:b], None if fw is None else fw[a:b], emb[a:b]) for a, b in zip(bounds, bounds[1:])]
+            for k, (logits, fw, emb) in zip(members, results):
                 if fw is not None:
                     first = pads[k][0] // self._hop
-                    f = fw[rows, first : first + self.model.frontend.num_frames(samples)]
-                out[k] = (logits[rows], f, emb[rows])
+                    fw = fw[:, first : first + self.model.frontend.num_frames(groups[k].shape[1])]
+                out[k] = (logits, fw, emb)
+        return out
+
+    def _batch_key(self, samples: int) -> tuple[str, int]:
+        """Inputs of one key go through the model together: those of one length; and, one pass each on a model
+        whose native layout pads onto a grid (``native_grid_frames``), those whose padded spectrograms are
+        equally long, which the model cannot tell apart from their own (:meth:`_infer_on_grid`)."""
+        if self._grid and self.shifts == 1:
+            frames = self.model.frontend.num_frames(samples)
+            if frames <= SPEC_BLOCK_FRAMES and len(self.plan.pieces(frames)) == 1:
+                return ("grid", -(-frames // self._grid) * self._grid)
+        return ("samples", samples)
+
+    def _infer_on_grid(self, xs: list[torch.Tensor], framewise: bool) -> list[tuple[torch.Tensor, torch.Tensor | None,
+                                                                                       torch.Tensor]]:
+        """Groups of waves ``(n_k, samples_k)`` of different lengths whose spectrograms the model pads to the same
+        grid length, in one batch: each spectrogram is padded as the model pads it (its last frame repeated),
+        so the backbone and the head see exactly what they see of each input alone; the framewise logits are
+        spread from each input's own steps onto its own frames, as the model's head does.  Returns :meth:`_infer`'s
+        triple per group, before any centring is undone."""
+        specs = [self._spectrograms(x) for x in xs]
+        frames = [s.shape[1] for s in specs]
+        grid = -(-max(frames) // self._grid) * self._grid
+        spec = torch.cat([F.pad(s.transpose(1, 2), (0, grid - s.shape[1]), mode="replicate").transpose(1, 2)
+                          for s in specs])
+        total = spec.shape[0]
+        per_batch = max(1, min(self.batch_size, BATCH_FRAMES // grid))
+        parts = []
+        with torch.inference_mode(), keep_freed_memory(self.device.type == "cpu"):
+            for b0 in range(0, total, per_batch):
+                m = min(per_batch, total - b0)
+                logits, steps, emb = self._model_pass(spec[b0 : b0 + m], per_batch)
+                parts.append((logits[:m].float(), steps[:m] if framewise and steps is not None else None,
+                              emb[:m].float()))
+        logits, emb = torch.cat([p[0] for p in parts]), torch.cat([p[2] for p in parts])
+        steps = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+        out, row = [], 0
+        for x, t in zip(xs, frames):
+            rows = slice(row, row + x.shape[0])
+            row += x.shape[0]
+            fw = None
+            if steps is not None:  # the steps that reach into the input's own frames, spread onto those
+                fw = self._framewise(steps[rows, :, : -(-t // self._step_frames)], t).float()
+            out.append((logits[rows], fw, emb[rows]))
         return out
 
     def _infer_unpadded(self, waves: torch.Tensor, framewise: bool) -> tuple[torch.Tensor, torch.Tensor | None,
@@ -418,9 +473,7 @@ class Tagger:
         batched stitcher."""
         n, samples = waves.shape
         frames = self.model.frontend.num_frames(samples)
-        per = 1 if frames > SPEC_BLOCK_FRAMES else max(1, BATCH_FRAMES // frames)
-        specs = [self._spectrogram(waves[g0 : g0 + per]) for g0 in range(0, n, per)]
-        spec = specs[0] if len(specs) == 1 else torch.cat(specs)
+        spec = self._spectrograms(waves)
         pieces = self.plan.pieces(frames)
         length = pieces[0].length
         whole = len(pieces) == 1  # the spectrogram is the piece: no copy
@@ -437,14 +490,9 @@ class Tagger:
                 else:  # flat row r = piece r // n of input r % n
                     x = torch.stack([spec[r % n, pieces[r // n].start : pieces[r // n].start + length]
                                      for r in range(b0, b0 + m)])
-                if self.cuda_graphs is not None:  # padded to a full batch: every batch of a length shares a graph
-                    x = F.pad(x, (0, 0, 0, 0, 0, per_batch - m))
-                    logits, fw, emb = self.cuda_graphs(x, variant=self.layout)
-                else:
-                    with autocast(self.device, self.dtype):
-                        logits, fw, emb = self._forward(x)
-                keep_fw = framewise and fw is not None
-                pending.append((logits[:m].float(), fw[:m].float() if keep_fw else None, emb[:m].float()))
+                logits, steps, emb = self._model_pass(x, per_batch)
+                fw = self._framewise(steps[:m], length).float() if framewise and steps is not None else None
+                pending.append((logits[:m].float(), fw, emb[:m].float()))
                 rows += m
                 while rows >= n and k < len(pieces):  # every input's output of piece k is in: stitch it
                     lg, fws, em = (t[0] if len(pending) == 1 else (None if t[0] is None else torch.cat(t))
@@ -454,6 +502,24 @@ class Tagger:
                     pending = [(lg[n:], None if fws is None else fws[n:], em[n:])] if rows else []
         logits, fw, emb = stitcher.result()
         return logits, fw, emb
+
+    def _spectrograms(self, waves: torch.Tensor) -> torch.Tensor:
+        """Waves ``(n, samples)`` of one length -> their spectrograms ``(n, frames, 64)``, at most
+        :data:`BATCH_FRAMES` frames at a time."""
+        n, samples = waves.shape
+        frames = self.model.frontend.num_frames(samples)
+        per = 1 if frames > SPEC_BLOCK_FRAMES else max(1, BATCH_FRAMES // frames)
+        specs = [self._spectrogram(waves[g0 : g0 + per]) for g0 in range(0, n, per)]
+        return specs[0] if len(specs) == 1 else torch.cat(specs)
+
+    def _model_pass(self, x: torch.Tensor, per_batch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """:meth:`_forward` of up to ``per_batch`` pieces ``(m, frames, 64)``, eagerly or replayed from a CUDA graph
+        (the batch padded to ``per_batch`` rows, so that every batch of a length shares a graph; the padding rows
+        are left in the outputs)."""
+        if self.cuda_graphs is not None:
+            return self.cuda_graphs(F.pad(x, (0, 0, 0, 0, 0, per_batch - x.shape[0])), variant=self.layout)
+        with autocast(self.device, self.dtype):
+            return self._forward(x)
 
     def _launch(self, batch: "_Batch", framewise: bool) -> "_Launched":
         """Queue a decoded batch's work on the device: copy (asynchronous from pinned memory), convert to float,

@@ -118,6 +118,11 @@ class AudioMambaOutput:
 class AudioMamba(nn.Module):
     """Audio Mamba tagger. Build it with :func:`audiomamba.create_model`."""
 
+    # In native layout an input of t frames is the same to the model as its spectrogram padded to a multiple of
+    # this many frames with its last frame repeated (:meth:`forward_features`), so the Tagger batches inputs whose
+    # padded lengths agree.
+    native_grid_frames = PATCH_STRIDE
+
     def __init__(
         self,
         backbone: VMambaConfig,

@@ -55,6 +55,7 @@ class PeerTagger(nn.Module):
 
     layouts: tuple[str, ...] = ("fold", "native")
     step_frames = PATCH_STRIDE  # the head reads the last map only (no finer steps)
+    native_grid_frames: int | None = None  # see AudioMamba's; a peer that pads the same way sets it
 
     # Audio Mamba's methods that use only the front end, the head and forward_features
     normalise = AudioMamba.normalise
@@ -206,6 +207,7 @@ class CNN14Like(PeerTagger):
     ``dropout`` follows each block (PANNs: 0.2); ``drop_path_rate`` is accepted for a uniform config and unused."""
 
     layouts = ("native",)
+    native_grid_frames = PATCH_STRIDE  # forward_features pads as Audio Mamba's native layout does
     CHANNELS = (64, 128, 256, 512, 1024, 2048)
 
     def __init__(self, num_classes: int = 527, head: str = "tscam", layout: str = "native",
