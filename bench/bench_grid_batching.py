@@ -14,70 +14,26 @@ how the tagger ran before.  Files are written and timed as in ``bench_short_file
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import os
-import platform
 import sys
-import tempfile
-
-import numpy as np
-import soundfile as sf
-import torch
 
 from audiomamba import Tagger
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_short_files import SR, files_per_s, write_files  # noqa: E402  (one home for the files and the timing)
+from bench_short_files import arguments, side_by_side  # noqa: E402  (one home for the files, timing and table)
+
+
+def one_length_at_a_time(**kwargs) -> Tagger:
+    """The shipped tagger with grid batching turned off: files of different lengths never share a pass."""
+    tagger = Tagger.from_pretrained(**kwargs)
+    tagger._grid = None
+    return tagger
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--files", type=int, default=48)
-    ap.add_argument("--seconds", type=float, nargs=2, default=(2.5, 10.0), metavar=("LOW", "HIGH"))
-    ap.add_argument("--workers", default="0", help="DataLoader worker counts (comma-separated)")
-    ap.add_argument("--batch", type=int, default=None, help="files per batch (default 8 on CPU, 64 on CUDA)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads of the main process")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--json", default=None)
-    a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    cuda = a.device.startswith("cuda")
-    batch = a.batch or (64 if cuda else 8)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="bench_grid_") as tmp:
-        paths = write_files(tmp, a.files, *a.seconds)
-        lengths = [sf.info(p).frames / SR for p in paths]
-        print(f"# {len(paths)} files, {min(lengths):.2f}-{max(lengths):.2f} s (median {np.median(lengths):.2f} s), "
-              f"{len(set(lengths))} distinct lengths; batch {batch} on {a.device}", flush=True)
-        print("| batching | mode | workers | files/s | wall s | x one length at a time |", flush=True)
-        modes = [("eager", False)] + ([("cuda_graph", True)] if cuda else [])
-        for mode, graph in modes:
-            for w in [int(x) for x in a.workers.split(",")]:
-                base = None
-                for setting in ("one length at a time", "padded lengths together"):
-                    tagger = Tagger.from_pretrained(device=a.device, dtype="bfloat16" if cuda else None,
-                                                    batch_size=batch, cuda_graph=graph)
-                    if setting == "one length at a time":
-                        tagger._grid = None
-                    rate, wall = files_per_s(tagger, paths, w, a.repeats)
-                    base = base or rate
-                    rows.append({"batching": setting, "mode": mode, "workers": w, "files_s": round(rate, 1),
-                                 "wall_s": round(wall, 3), "ratio": round(rate / base, 3)})
-                    print(f"| {setting} | {mode} | {w} | {rate:.1f} | {wall:.2f} | {rate / base:.2f} |", flush=True)
-    if a.json:
-        dev = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
-        meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "device": f"{a.device} ({dev})", "cpus": len(os.sched_getaffinity(0)), "torch": torch.__version__,
-                "command": "python " + " ".join(sys.argv), "files": a.files, "seconds": list(a.seconds),
-                "median_s": round(float(np.median(lengths)), 3), "distinct_lengths": len(set(lengths)),
-                "padded_lengths": len({-(-(1 + round(s * SR) // 320) // 32) for s in lengths}), "batch": batch}
-        os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-        with open(a.json, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    a = arguments(__doc__.split("\n\n")[0], (2.5, 10.0), 48)
+    side_by_side(a, "batching", {"one length at a time": one_length_at_a_time,
+                                 "padded lengths together": Tagger.from_pretrained})
 
 
 if __name__ == "__main__":

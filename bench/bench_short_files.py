@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 import soundfile as sf
@@ -63,11 +65,12 @@ def files_per_s(tagger: Tagger, paths: list[str], workers: int, repeats: int) ->
     return len(paths) / best, best
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str, seconds: tuple[float, float], files: int) -> argparse.Namespace:
+    """The command line both folder benchmarks share (this one and ``bench_grid_batching.py``)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--files", type=int, default=64)
-    ap.add_argument("--seconds", type=float, nargs=2, default=(0.3, 4.0), metavar=("LOW", "HIGH"))
+    ap.add_argument("--files", type=int, default=files)
+    ap.add_argument("--seconds", type=float, nargs=2, default=seconds, metavar=("LOW", "HIGH"))
     ap.add_argument("--workers", default="0", help="DataLoader worker counts (comma-separated)")
     ap.add_argument("--batch", type=int, default=None, help="files per batch (default 8 on CPU, 64 on CUDA)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads of the main process")
@@ -76,36 +79,53 @@ def main() -> None:
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    return a
+
+
+def side_by_side(a: argparse.Namespace, column: str, settings: dict[str, Callable[..., Tagger]]) -> None:
+    """Write the files, then time the shipped tagger under each setting (a name and a function that makes the
+    tagger from the keyword arguments of :meth:`Tagger.from_pretrained` for the device, dtype, batch and mode),
+    per mode (eager; CUDA graphs on CUDA) and worker count, the first setting the baseline of the ratio; print a
+    table and write ``--json``."""
     cuda = a.device.startswith("cuda")
     batch = a.batch or (64 if cuda else 8)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench_short_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_files_") as tmp:
         paths = write_files(tmp, a.files, *a.seconds)
         lengths = [sf.info(p).frames / SR for p in paths]
+        padded = len({-(-(1 + round(s * SR) // 320) // 32) for s in lengths})
         print(f"# {len(paths)} files, {min(lengths):.2f}-{max(lengths):.2f} s (median {np.median(lengths):.2f} s), "
-              f"{len(set(lengths))} distinct lengths; batch {batch} on {a.device}", flush=True)
-        print("| min_input_s | mode | workers | files/s | wall s | x unpadded |", flush=True)
+              f"{len(set(lengths))} distinct lengths ({padded} on the 0.32 s grid); batch {batch} on {a.device}",
+              flush=True)
+        print(f"| {column} | mode | workers | files/s | wall s | ratio |", flush=True)
         modes = [("eager", False)] + ([("cuda_graph", True)] if cuda else [])
         for mode, graph in modes:
             for w in [int(x) for x in a.workers.split(",")]:
                 base = None
-                for m in (0.0, MIN_INPUT_S):
-                    tagger = Tagger.from_pretrained(device=a.device, dtype="bfloat16" if cuda else None,
-                                                    batch_size=batch, cuda_graph=graph, min_input_s=m)
+                for name, make in settings.items():
+                    tagger = make(device=a.device, dtype="bfloat16" if cuda else None, batch_size=batch,
+                                  cuda_graph=graph)
                     rate, wall = files_per_s(tagger, paths, w, a.repeats)
                     base = base or rate
-                    rows.append({"min_input_s": m, "mode": mode, "workers": w, "files_s": round(rate, 1),
-                                 "wall_s": round(wall, 3), "ratio_to_unpadded": round(rate / base, 3)})
-                    print(f"| {m:g} | {mode} | {w} | {rate:.1f} | {wall:.2f} | {rate / base:.2f} |", flush=True)
+                    rows.append({column: name, "mode": mode, "workers": w, "files_s": round(rate, 1),
+                                 "wall_s": round(wall, 3), "ratio": round(rate / base, 3)})
+                    print(f"| {name} | {mode} | {w} | {rate:.1f} | {wall:.2f} | {rate / base:.2f} |", flush=True)
     if a.json:
         dev = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
         meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "device": f"{a.device} ({dev})", "cpus": len(os.sched_getaffinity(0)), "torch": torch.__version__,
                 "command": "python " + " ".join(sys.argv), "files": a.files, "seconds": list(a.seconds),
-                "median_s": round(float(np.median(lengths)), 3), "distinct_lengths": len(set(lengths)), "batch": batch}
+                "median_s": round(float(np.median(lengths)), 3), "distinct_lengths": len(set(lengths)),
+                "grid_lengths": padded, "batch": batch}
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=1)
+
+
+def main() -> None:
+    a = arguments(__doc__.split("\n\n")[0], (0.3, 4.0), 64)
+    side_by_side(a, "min_input_s", {f"{m:g}": functools.partial(Tagger.from_pretrained, min_input_s=m)
+                                    for m in (0.0, MIN_INPUT_S)})
 
 
 if __name__ == "__main__":
