@@ -52,3 +52,15 @@ def test_min_input_zero_runs_each_clip_as_it_is(setup):
     np.testing.assert_allclose(raw["scores"][0], want, atol=1e-5)
     assert np.abs(raw["scores"][0] - padded["scores"][0]).max() > 1e-3  # the 0.7 s clip was centred in 2.5 s
     np.testing.assert_allclose(raw["scores"][1], padded["scores"][1], atol=1e-5)  # 6 s: left as it is
+
+
+def test_short_clips_of_different_lengths_share_one_forward(setup):
+    """0.7 s, 2.0 s and 0.7 s are all centred in 2.5 s: one pass for the three, one for the 6 s clip."""
+    _, cs, model = setup
+    shapes = []
+    hook = model.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
+    try:
+        predict(model, cs, 4, torch.device("cpu"), True)
+    finally:
+        hook.remove()
+    assert sorted(shapes) == [(1, 6 * SR), (3, int(2.5 * SR))]

@@ -39,7 +39,7 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     one length, never padded to the batch's longest); one shorter than ``min_input_s`` (default: 2.5 s for a
     native-layout model, at most its training clip length:
     :func:`~audiomamba.inference.pieces.model_min_input_s`) is centred in silence that long and its framewise
-    output cut back to its own frames. ``framewise`` also returns per-frame scores (models with a
+    output cut back to its own frames, so short clips of any length go through the model together. ``framewise`` also returns per-frame scores (models with a
     framewise head) and, where the model gives them (one pass over the clip), the head's per-step logits (the
     framewise output is mapped from them in logit space: :func:`audiomamba.models.steps_to_frames`);
     ``tta_shifts`` averages the logits over that many circular shifts of the waveform, ``tta_spacing`` frames
@@ -80,12 +80,17 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
         if batch["wave"] is None:
             continue
         lengths = batch["lengths"].tolist()
-        for length in sorted(set(lengths)):
-            rows = [j for j, n in enumerate(lengths) if n == length]
-            left, right = centre_padding(length, min_samples, step)
-            wave = batch["wave"][rows, :length]
-            if left or right:
-                wave = torch.nn.functional.pad(wave, (left, right))
+        pads = {n: centre_padding(n, min_samples, step) for n in set(lengths)}
+        padded = [n + sum(pads[n]) for n in lengths]  # short clips of any length are centred in one length
+        for total in sorted(set(padded)):
+            rows = [j for j, n in enumerate(padded) if n == total]
+            own = {lengths[j] for j in rows}
+            if len(own) == 1:  # one length: one slice of the batch
+                n = own.pop()
+                wave = torch.nn.functional.pad(batch["wave"][rows, :n], pads[n])
+            else:
+                wave = torch.stack([torch.nn.functional.pad(batch["wave"][j, : lengths[j]], pads[lengths[j]])
+                                    for j in rows])
             logits, fw_logits, step_logits = _shifted_logits(model, wave.to(device), tta_shifts, framewise,
                                                              tta_spacing)
             bad = ~torch.isfinite(logits).all(dim=1)
@@ -95,10 +100,11 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
                                       "its weights are broken (a diverged training run, or a damaged checkpoint)")
             scores = logits_to_scores(logits, multi_label)
             fw_scores = logits_to_scores(fw_logits, multi_label).cpu().numpy() if fw_logits is not None else None
-            f0, s0 = left // hop, left // step  # the clip's first frame and step in the padded input
-            frames = model.frontend.num_frames(length)
-            steps = model.step_grid(length)[0] if step_logits is not None else 0
             for r, j in enumerate(rows):
+                length, left = lengths[j], pads[lengths[j]][0]
+                f0, s0 = left // hop, left // step  # the clip's first frame and step in the padded input
+                frames = model.frontend.num_frames(length)
+                steps = model.step_grid(length)[0] if step_logits is not None else 0
                 idx = int(batch["index"][j])
                 entry = {"s": scores[r].cpu().numpy(), "t": batch["target"][j].numpy()}
                 if fw_scores is not None:
