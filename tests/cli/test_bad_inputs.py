@@ -666,6 +666,7 @@ EXPORT = [
     (["export", "-c", "{ckpt}", "--out", "{tmp}/m.onnx", "--opset", "x"], 2, "argument --opset: invalid int value"),
     (["export", "-c", "{ckpt}", "--out", "{tmp}/m.onnx", "--seconds", "0"], 2, "--seconds must be > 0"),
     (["export", "-c", "{ckpt}", "--out", "{tmp}/m.onnx", "--seconds", "nan"], 2, "--seconds must be a finite number"),
+    (["export", "-c", "{ckpt}", "--out", "{tmp}/m.onnx", "--min-input", "-1"], 2, "--min-input must be in [0, 300]"),
     (["export", "-c", "{ckpt}", "--out", "{tmp}/m.onnx", "--seconds", "1e9"], 2, "--seconds must be at most 3600"),
     (["export", "-c", "{ckpt}", "--out", "{tmp}/m.onnx", "--format", "tflite"], 2, "argument --format: invalid choice"),
     (["export", "-c", "{ckpt}", "--out", "{tmp}/m.onnx", "--layout", "diagonal"], 2, "argument --layout"),

@@ -4,9 +4,10 @@ The exported graph takes ``waveform`` (batch, samples) float32 mono at the check
 fixed number of samples (``--seconds``, default 10 s; the batch is dynamic), and returns ``scores``
 (batch, classes: sigmoid or softmax as the checkpoint says), ``framewise`` (batch, frames, classes:
 probabilities at 100 frames/s; absent for linear-head models) and ``embedding`` (batch, D).  Longer audio:
-cut it into windows of that length in the calling code (see docs/tagging.md).
+cut it into windows of that length in the calling code (see docs/tagging.md).  A native-layout graph shorter than
+``--min-input`` (default 2.5 s) centres its input in silence that long, as ``audiomamba tag`` does.
 
-Every option is checked first (``--seconds``, ``--opset`` within what the installed exporter writes, ``--out``
+Every option is checked first (``--seconds``, ``--min-input``, ``--opset`` within what the installed exporter writes, ``--out``
 writable and not a directory), then the checkpoint.  Exit codes (the command line's scheme, docs/errors.md):
 0 written; 2 usage error or missing dependency (onnx); 3 checkpoint error; 4 export or verification failed (also: the
 written file does not have the opset asked for); 6 --out cannot be written.
@@ -41,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="input length of the exported graph (default 10 s)")
     p.add_argument("--layout", choices=("checkpoint", "fold", "native"), default="checkpoint",
                    help="layout to export (default: the checkpoint's)")
+    p.add_argument("--min-input", type=float, default=None, metavar="SECONDS",
+                   help="native layout: a graph for inputs shorter than this centres them in silence this long, as "
+                        "`audiomamba tag` does (default: 2.5 for native-layout models; 0 = off)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime / reload check against PyTorch")
 
@@ -64,6 +68,7 @@ def validate(args: argparse.Namespace) -> None:
     C.number(args.seconds, "--seconds", low=0, low_open=True)
     if args.seconds > 3600:
         raise UsageError(f"--seconds must be at most 3600 (one hour of input), got {args.seconds:g}")
+    C.number(args.min_input, "--min-input", low=0, high=300, allow_none=True)
     if args.format == "onnx":
         low, high = opset_range()
         if not low <= args.opset <= high:
@@ -90,13 +95,15 @@ def run(args: argparse.Namespace) -> int:
     layout = None if args.layout == "checkpoint" else args.layout
     try:
         if args.format == "onnx":
-            report = export_onnx(model, args.out, seconds=args.seconds, layout=layout, opset=args.opset, verify=not args.no_verify)
+            report = export_onnx(model, args.out, seconds=args.seconds, layout=layout, opset=args.opset,
+                                 verify=not args.no_verify, min_input_s=args.min_input)
             written = _written_opset(args.out)
             if written is not None and written != args.opset:
                 raise ExportError(f"{args.out}: the exporter wrote opset {written}, not the --opset {args.opset} asked "
                                   "for (it could not convert the model)")
         else:
-            report = export_torchscript(model, args.out, seconds=args.seconds, layout=layout, verify=not args.no_verify)
+            report = export_torchscript(model, args.out, seconds=args.seconds, layout=layout,
+                                        verify=not args.no_verify, min_input_s=args.min_input)
     except ImportError as e:
         raise MissingDependencyError(f"{e}: pip install 'audiomamba[export]'") from None
     except (ExportError, OSError):

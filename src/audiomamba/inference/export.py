@@ -18,6 +18,10 @@ the same results:
 
 The exported graph has a fixed input length (``seconds``) and a dynamic batch.  A fold-layout export longer
 than 10.24 s holds the model's own windows (:mod:`audiomamba.inference.pieces`), planned from the fixed length.
+A native-layout export shorter than the model's short-input length (2.5 s for the built-in models:
+:func:`~audiomamba.inference.pieces.model_min_input_s`) centres its input in silence that long and cuts the
+framewise output back, as :class:`~audiomamba.inference.Tagger` does, so the graph's outputs are what
+``audiomamba tag`` gives for a clip of that length.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from audiomamba.errors import ExportError
+from audiomamba.inference.pieces import centre_padding, model_min_input_s
 from audiomamba.models.features import LogMel
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.ops import export_mode
@@ -64,28 +70,57 @@ class ExportableTagger(nn.Module):
 
     It holds a copy of ``model`` in eval mode (``self.model``; the caller's model is left as it is) and runs it in
     ``layout`` (None: the model's own).  The copy keeps its ``torch.stft`` front end, so :func:`reference_outputs`
-    of ``self.model`` in ``self.layout`` is what the export is checked against.
+    of ``self.model`` in ``self.layout``, with ``self.pad``, is what the export is checked against.
+
+    ``samples``: the fixed input length of the export.  In native layout, an input shorter than ``min_input_s``
+    (None: :func:`~audiomamba.inference.pieces.model_min_input_s`; 0: never) is centred in silence that long
+    (``self.pad``: samples before and after) and its framewise output cut back to its own frames, as the
+    :class:`~audiomamba.inference.Tagger` does.
     """
 
-    def __init__(self, model: nn.Module, multi_label: bool = True, layout: str | None = None) -> None:
+    def __init__(self, model: nn.Module, multi_label: bool = True, layout: str | None = None,
+                 samples: int | None = None, min_input_s: float | None = None) -> None:
         super().__init__()
         self.model = copy.deepcopy(model).eval()
         self.layout = model.layout if layout is None else layout
         self.frontend = ConvLogMel(self.model.frontend)
         self.multi_label = multi_label
+        self.pad = export_padding(model, self.layout, samples, min_input_s)
+        self.frames = None if samples is None else model.frontend.num_frames(samples)
         self.eval()  # the whole wrapper: an inference graph (the exporter warns about a module in training mode)
 
     def forward(self, wave: torch.Tensor):
         m = self.model
+        if any(self.pad):
+            wave = F.pad(wave, self.pad)
         out = m.forward_spectrogram(m.normalise(self.frontend(wave)), self.layout)
         scores = logits_to_scores(out.logits, self.multi_label)
         if out.framewise_logits is None:
             return scores, out.embedding
-        return scores, logits_to_scores(out.framewise_logits, self.multi_label), out.embedding
+        fw = out.framewise_logits
+        if any(self.pad):
+            first = self.pad[0] // m.frontend.cfg.hop_length
+            fw = fw[:, first : first + self.frames]
+        return scores, logits_to_scores(fw, self.multi_label), out.embedding
 
     def output_names(self) -> list[str]:
         tscam = getattr(self.model, "head_type", "tscam") == "tscam"
         return ["scores", "framewise", "embedding"] if tscam else ["scores", "embedding"]
+
+
+def export_padding(model: nn.Module, layout: str, samples: int | None,
+                   min_input_s: float | None = None) -> tuple[int, int]:
+    """Samples of silence before and after an exported input of ``samples`` samples in ``layout``: the
+    :class:`~audiomamba.inference.Tagger`'s centring of short inputs (native layout only; ``min_input_s`` None:
+    the model's default, 0: none)."""
+    if samples is None or layout != "native":
+        return 0, 0
+    if min_input_s is None:
+        min_input_s = model_min_input_s(model)
+    if not min_input_s >= 0:
+        raise ValueError(f"min_input_s must be >= 0, got {min_input_s}")
+    step = model.frontend.cfg.hop_length * int(getattr(model, "step_frames", 32))
+    return centre_padding(samples, int(round(min_input_s * model.sample_rate)), step)
 
 
 def _example(model: nn.Module, seconds: float, batch: int = 1, seed: int = 0) -> torch.Tensor:
@@ -96,14 +131,18 @@ def _example(model: nn.Module, seconds: float, batch: int = 1, seed: int = 0) ->
     return 0.1 * torch.randn(batch, n, generator=g)
 
 
-def reference_outputs(model: nn.Module, wave: torch.Tensor, multi_label: bool = True, layout: str | None = None) -> list[np.ndarray]:
+def reference_outputs(model: nn.Module, wave: torch.Tensor, multi_label: bool = True, layout: str | None = None,
+                      pad: tuple[int, int] = (0, 0)) -> list[np.ndarray]:
     """PyTorch outputs of the model as it is (torch.stft front end, the usual scan backends) in ``layout`` (None:
-    the model's own), for comparison."""
+    the model's own), for comparison; ``pad``: samples of silence around ``wave`` (:func:`export_padding`), the
+    framewise output cut back to ``wave``'s own frames."""
     with torch.inference_mode():
-        out = model(wave, layout=layout)
+        out = model(F.pad(wave, pad) if any(pad) else wave, layout=layout)
     res = [logits_to_scores(out.logits, multi_label)]
     if out.framewise_logits is not None:
-        res.append(logits_to_scores(out.framewise_logits, multi_label))
+        first = pad[0] // model.frontend.cfg.hop_length
+        fw = out.framewise_logits[:, first : first + model.frontend.num_frames(wave.shape[1])]
+        res.append(logits_to_scores(fw, multi_label))
     res.append(out.embedding)
     return [r.float().cpu().numpy() for r in res]
 
@@ -121,17 +160,18 @@ def export_onnx(
     verify: bool = True,
     verify_wave: torch.Tensor | None = None,
     atol: float = 1e-3,
+    min_input_s: float | None = None,
 ) -> str:
     """Write ``model`` (from :func:`audiomamba.load`) as ONNX; with ``verify``, run it in onnxruntime on
     ``verify_wave`` (default: a noise clip) and compare with the PyTorch model (max abs score difference
-    must be <= ``atol``).  Returns a one-line report."""
+    must be <= ``atol``).  ``min_input_s``: see :class:`ExportableTagger`.  Returns a one-line report."""
     import onnx  # noqa: F401  (clear ImportError when the extra is not installed)
 
     meta = _meta(model)
     multi_label = bool(meta.get("multi_label", True))
-    wrapper = ExportableTagger(model, multi_label, layout).cpu().float()
-    model = wrapper.model  # the copy: on the CPU in float32, the caller's model untouched
     example = _example(model, seconds, batch=2)  # batch 2: torch.export specialises a size-1 dimension to 1
+    wrapper = ExportableTagger(model, multi_label, layout, example.shape[1], min_input_s).cpu().float()
+    model = wrapper.model  # the copy: on the CPU in float32, the caller's model untouched
     names = wrapper.output_names()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,19 +188,23 @@ def export_onnx(
             dynamo=True,  # torch.export: shapes other than the batch are static ints, so no traced shape arithmetic
             verbose=False,
         )
-    _add_onnx_metadata(path, model, meta, example.shape[1])
+    _add_onnx_metadata(path, model, meta, example.shape[1], wrapper.pad)
     report = (f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {example.shape[1]} samples at {model.sample_rate} Hz, "
-              f"layout {wrapper.layout}, {time.time() - t0:.1f} s)")
+              f"layout {wrapper.layout}{_padding_note(example.shape[1], wrapper.pad, model.sample_rate)}, {time.time() - t0:.1f} s)")
     if verify:
         wave = verify_wave if verify_wave is not None else example
-        diff = verify_onnx(path, model, wave, multi_label, layout=wrapper.layout)
+        diff = verify_onnx(path, model, wave, multi_label, layout=wrapper.layout, pad=wrapper.pad)
         if diff["scores"] > atol:
             raise ExportError(f"{path}: onnxruntime scores differ from PyTorch by {diff['scores']:.2e} > {atol}")
         report += "; onnxruntime vs PyTorch max |diff|: " + ", ".join(f"{k} {v:.1e}" for k, v in diff.items())
     return report
 
 
-def _add_onnx_metadata(path: Path, model: nn.Module, meta: dict, samples: int) -> None:
+def _padding_note(samples: int, pad: tuple[int, int], sample_rate: int) -> str:
+    return f", centred in {(samples + sum(pad)) / sample_rate:g} s of input" if any(pad) else ""
+
+
+def _add_onnx_metadata(path: Path, model: nn.Module, meta: dict, samples: int, pad: tuple[int, int] = (0, 0)) -> None:
     import onnx
 
     proto = onnx.load(str(path))
@@ -169,6 +213,7 @@ def _add_onnx_metadata(path: Path, model: nn.Module, meta: dict, samples: int) -
         "multi_label": str(bool(meta.get("multi_label", True))).lower(),
         "sample_rate": str(model.sample_rate),
         "num_samples": str(samples),
+        "padding_samples": json.dumps(list(pad)),  # silence the graph puts before and after its input
         "frame_rate": str(model.sample_rate / model.frontend.cfg.hop_length),
         "model": json.dumps(meta.get("model", getattr(model, "config", {}))),
     }
@@ -179,40 +224,47 @@ def _add_onnx_metadata(path: Path, model: nn.Module, meta: dict, samples: int) -
 
 
 def verify_onnx(
-    path: str | os.PathLike, model: nn.Module, wave: torch.Tensor, multi_label: bool = True, layout: str | None = None
+    path: str | os.PathLike, model: nn.Module, wave: torch.Tensor, multi_label: bool = True, layout: str | None = None,
+    pad: tuple[int, int] | None = None,
 ) -> dict[str, float]:
     """Max abs differences between onnxruntime and the PyTorch model (in ``layout``; None: its own) on ``wave``
-    (B, samples)."""
+    (B, samples); ``pad`` (None: what the file's metadata says): the graph's centring of short inputs."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    if pad is None:
+        pad = tuple(json.loads(sess.get_modelmeta().custom_metadata_map.get("padding_samples", "[0, 0]")))
     got = sess.run(None, {"waveform": wave.float().numpy()})
-    want = reference_outputs(model, wave.to(next(model.parameters()).device), multi_label, layout)
+    want = reference_outputs(model, wave.to(next(model.parameters()).device), multi_label, layout, pad)
     names = [o.name for o in sess.get_outputs()]
     return {n: float(np.abs(g - w).max()) for n, g, w in zip(names, got, want)}
 
 
 def export_torchscript(
-    model: nn.Module, path: str | os.PathLike, seconds: float = 10.0, layout: str | None = None, verify: bool = True, atol: float = 1e-3
+    model: nn.Module, path: str | os.PathLike, seconds: float = 10.0, layout: str | None = None, verify: bool = True,
+    atol: float = 1e-3, min_input_s: float | None = None,
 ) -> str:
-    """Write a traced TorchScript module (``torch.jit.load`` it; same inputs/outputs as the ONNX model)."""
+    """Write a traced TorchScript module (``torch.jit.load`` it; same inputs/outputs as the ONNX model;
+    ``min_input_s``: see :class:`ExportableTagger`)."""
     meta = _meta(model)
     multi_label = bool(meta.get("multi_label", True))
-    wrapper = ExportableTagger(model, multi_label, layout).cpu().float()
-    model = wrapper.model  # the copy: on the CPU in float32, the caller's model untouched
     example = _example(model, seconds)
+    wrapper = ExportableTagger(model, multi_label, layout, example.shape[1], min_input_s).cpu().float()
+    model = wrapper.model  # the copy: on the CPU in float32, the caller's model untouched
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with export_mode(), torch.no_grad():
         traced = torch.jit.trace(wrapper, (example,), check_trace=False)
-    extra = {"audiomamba.json": json.dumps({**meta, "num_samples": example.shape[1]})}
+    extra = {"audiomamba.json": json.dumps({**meta, "num_samples": example.shape[1],
+                                            "padding_samples": list(wrapper.pad)})}
     traced.save(str(path), _extra_files=extra)
-    report = f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {example.shape[1]} samples)"
+    report = (f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {example.shape[1]} samples"
+              f"{_padding_note(example.shape[1], wrapper.pad, model.sample_rate)})")
     if verify:
         loaded = torch.jit.load(str(path))
         with torch.no_grad():
             got = [t.numpy() for t in loaded(example)]
-        want = reference_outputs(model, example, multi_label, wrapper.layout)
+        want = reference_outputs(model, example, multi_label, wrapper.layout, wrapper.pad)
         diff = float(np.abs(got[0] - want[0]).max())
         if diff > atol:
             raise ExportError(f"{path}: TorchScript scores differ from PyTorch by {diff:.2e} > {atol}")
