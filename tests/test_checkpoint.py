@@ -70,3 +70,19 @@ def test_atomic_write_keeps_old_file_when_writer_dies(tmp_path):
         atomic_write(target, dying_writer)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.bin"]
+
+
+def test_loading_a_checkpoint_checks_its_shapes_without_torch_compile_machinery(nano_ckpt):
+    """The shape check builds the model on the meta device; none of its construction may go through torch's Python
+    reference kernels there, whose first call imports torch._dynamo (about a second of every `audiomamba tag`).
+    Checked in a fresh interpreter, with the weights loaded and the model's init bit-for-bit as on the CPU."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, audiomamba\n"
+            f"m = audiomamba.load({str(nano_ckpt)!r})\n"
+            "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n"
+            "print(sum(p.numel() for p in m.parameters()))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert int(run.stdout.split()[-1]) == sum(p.numel() for p in load(nano_ckpt).parameters())

@@ -88,7 +88,7 @@ class LogMel(nn.Module):
         if stft not in STFTS:
             raise ValueError(f"stft must be 'torch' or 'conv', got {stft!r}")
         self.cfg, self.stft = cfg, stft
-        self.register_buffer("window", torch.hann_window(cfg.n_fft, periodic=True), persistent=False)
+        self.register_buffer("window", torch.hann_window(cfg.n_fft, periodic=True, device="cpu"), persistent=False)
         fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
         self.register_buffer("mel_fb", torch.from_numpy(fb).float(), persistent=False)
         if stft == "conv":

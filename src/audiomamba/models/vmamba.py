@@ -90,9 +90,12 @@ class SS2D(nn.Module):
         bound = e**-0.5  # nn.Linear(e, r + 2n)'s default uniform bound
         self.x_proj_weight.uniform_(-bound, bound)
         self.dt_projs_weight.uniform_(-(r**-0.5), r**-0.5)
-        dt = torch.exp(torch.rand(K, e) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=floor)
+        # computed on the CPU whatever the device the model is built on (the meta device of checkpoint checks
+        # included, where these ops would go through torch's Python reference kernels), then copied
+        dt = torch.rand(K, e, device="cpu") * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        dt = torch.exp(dt).clamp(min=floor)
         self.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
-        self.A_logs.copy_(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(K * e, 1))
+        self.A_logs.copy_(torch.log(torch.arange(1, n + 1, dtype=torch.float32, device="cpu")).repeat(K * e, 1))
         self.Ds.fill_(1.0)
 
     def forward(self, x: torch.Tensor, scan_backend: str = "auto") -> torch.Tensor:
