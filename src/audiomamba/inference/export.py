@@ -86,12 +86,15 @@ class ExportableTagger(nn.Module):
         self.frontend = ConvLogMel(self.model.frontend)
         self.multi_label = multi_label
         self.pad = export_padding(model, self.layout, samples, min_input_s)
+        self.samples = samples
         self.frames = None if samples is None else model.frontend.num_frames(samples)
         self.eval()  # the whole wrapper: an inference graph (the exporter warns about a module in training mode)
 
     def forward(self, wave: torch.Tensor):
         m = self.model
         if any(self.pad):
+            if wave.shape[-1] != self.samples:  # the padding was planned for the export's one input length
+                raise ValueError(f"this wrapper centres inputs of {self.samples} samples, got {wave.shape[-1]}")
             wave = F.pad(wave, self.pad)
         out = m.forward_spectrogram(m.normalise(self.frontend(wave)), self.layout)
         scores = logits_to_scores(out.logits, self.multi_label)
