@@ -88,6 +88,8 @@ class LogMel(nn.Module):
         if stft not in STFTS:
             raise ValueError(f"stft must be 'torch' or 'conv', got {stft!r}")
         self.cfg, self.stft = cfg, stft
+        # on the CPU like mel_fb, whatever device the model is built on (.to() moves both): on the meta device of
+        # a checkpoint's shape check, hann_window would run torch's Python reference kernels (importing dynamo)
         self.register_buffer("window", torch.hann_window(cfg.n_fft, periodic=True, device="cpu"), persistent=False)
         fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
         self.register_buffer("mel_fb", torch.from_numpy(fb).float(), persistent=False)
