@@ -40,8 +40,9 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     native-layout model, at most its training clip length:
     :func:`~audiomamba.inference.pieces.model_min_input_s`) is centred in silence that long and its framewise
     output cut back to its own frames, so short clips of any length go through the model together.
-    ``framewise`` also returns per-frame scores (models with a framewise head) and, where the model gives them (one pass over the clip), the head's per-step logits (the
-    framewise output is mapped from them in logit space: :func:`audiomamba.models.steps_to_frames`);
+    ``framewise`` also returns per-frame scores (models with a framewise head) and, where the model gives them
+    (one pass over the clip), the head's per-step logits (the framewise output is mapped from them in logit
+    space: :func:`audiomamba.models.steps_to_frames`);
     ``tta_shifts`` averages the logits over that many circular shifts of the waveform, ``tta_spacing`` frames
     apart (a frame is the front end's hop, 10 ms for the built-in models; each shifted framewise output is moved
     back into place before averaging, and step logits are only returned unshifted, ``tta_shifts == 1``); a model
