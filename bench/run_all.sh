@@ -19,7 +19,10 @@
 #   ddp     GPU: graphed training under torchrun (one NCCL process) against one process (a test)
 #   cpu     CPU: `audiomamba tag` on 10 s clips and a 10-minute file on THREADS cores, next to ONNX Runtime
 #                                                                       -> OUT/cpu_e2e.json
-# Budgets: MODELS_S, TAG_S, LOOP_S, CPU_S (seconds per stage). On a machine without soundfile / soxr, put their
+#   folders GPU if there is one, else CPU: tag_files on folders of files of many lengths, the shipped tagger:
+#           short files centred in 2.5 s or not (0.3-2.5 s, 0.3-4 s), and 2.5-10 s files batched on the 0.32 s
+#           grid or one length at a time            -> OUT/short_files_*.json, OUT/grid_batching.json
+# Budgets: MODELS_S, TAG_S, LOOP_S, CPU_S (seconds per stage), FOLDERS_S (per benchmark of the stage). On a machine without soundfile / soxr, put their
 # wheels (and cffi, pycparser) in .whl/.
 set -uo pipefail
 OUT=${OUT:-bench_results}
@@ -30,7 +33,7 @@ if compgen -G ".whl/*.whl" > /dev/null && ! python3 -c "import soundfile, soxr" 
 fi
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 GPU=$(python3 -c "import torch; print(int(torch.cuda.is_available()))")
-for stage in ${STAGES:-models latency tag loop ddp cpu}; do
+for stage in ${STAGES:-models latency tag loop ddp cpu folders}; do
   case $stage in models|latency|tag|loop|ddp) [ "$GPU" = 1 ] || { echo "=== $stage: skipped (no CUDA)"; continue; } ;; esac
   echo "=== $stage $(date +%T)"
   case $stage in
@@ -59,5 +62,15 @@ for stage in ${STAGES:-models latency tag loop ddp cpu}; do
       timeout "${CPU_S:-900}" python3 bench/bench_cpu.py --e2e --threads "${THREADS:-2}" --long-minutes 10 \
         --models audiomamba_nano,audiomamba_micro_v2 --json "$OUT/cpu_e2e.json" > "$OUT/cpu.log" 2>&1
       tail -n 20 "$OUT/cpu.log" ;;
+    folders)
+      if [ "$GPU" = 1 ]; then args=(--device cuda --files "${FOLDER_FILES:-512}" --workers 8 --repeats 1)
+      else args=(--device cpu --files "${FOLDER_FILES:-96}" --workers 0 --threads "${THREADS:-2}"); fi
+      for range in "0.3 2.5" "0.3 4.0"; do
+        timeout "${FOLDERS_S:-300}" python3 bench/bench_short_files.py "${args[@]}" --seconds $range \
+          --json "$OUT/short_files_${range// /-}.json"
+      done > "$OUT/folders.log" 2>&1
+      timeout "${FOLDERS_S:-300}" python3 bench/bench_grid_batching.py "${args[@]}" --json "$OUT/grid_batching.json" \
+        >> "$OUT/folders.log" 2>&1
+      grep "^|\|^#" "$OUT/folders.log" ;;
   esac
 done
