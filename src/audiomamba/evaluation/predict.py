@@ -17,7 +17,7 @@ from torch import nn
 from audiomamba.datasets import ClipDataset, ClipSet, DatasetError, collate
 from audiomamba.errors import CheckpointError
 from audiomamba.evaluation.metrics import tagging_metrics
-from audiomamba.inference.pieces import centre_padding, model_min_input_s
+from audiomamba.inference.pieces import model_centre_padding, model_min_input_s, own_frames, step_samples
 from audiomamba.models import mean_over_shifts
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils import distributed as D
@@ -60,8 +60,7 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
     if min_input_s is None:
         min_input_s = model_min_input_s(model)
     min_samples = int(round(min_input_s * sr))
-    hop = model.frontend.cfg.hop_length
-    step = hop * int(getattr(model, "step_frames", 32))
+    step = step_samples(model)
     ds = ClipDataset(cs, sr, train=False, eval_seconds=eval_seconds,
                      min_seconds=model.frontend.min_samples / sr + 1e-3)
     mine = list(range(D.rank(), len(cs), D.world_size()))
@@ -81,7 +80,7 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
         if batch["wave"] is None:
             continue
         lengths = batch["lengths"].tolist()
-        pads = {n: centre_padding(n, min_samples, step) for n in set(lengths)}
+        pads = {n: model_centre_padding(model, n, min_samples) for n in set(lengths)}
         padded = [n + sum(pads[n]) for n in lengths]  # short clips of any length are centred in one length
         for total in sorted(set(padded)):
             rows = [j for j, n in enumerate(padded) if n == total]
@@ -103,15 +102,13 @@ def predict(model: nn.Module, cs: ClipSet, batch_size: int, device: torch.device
             fw_scores = logits_to_scores(fw_logits, multi_label).cpu().numpy() if fw_logits is not None else None
             for r, j in enumerate(rows):
                 length, left = lengths[j], pads[lengths[j]][0]
-                f0, s0 = left // hop, left // step  # the clip's first frame and step in the padded input
-                frames = model.frontend.num_frames(length)
-                steps = model.step_grid(length)[0] if step_logits is not None else 0
                 idx = int(batch["index"][j])
                 entry = {"s": scores[r].cpu().numpy(), "t": batch["target"][j].numpy()}
                 if fw_scores is not None:
-                    entry["f"] = fw_scores[r, f0 : f0 + frames]
-                if step_logits is not None:
-                    entry["k"] = step_logits[r, :, s0 : s0 + steps].T.cpu().numpy()
+                    entry["f"] = fw_scores[r, own_frames(model, left, length)]
+                if step_logits is not None:  # the clip's own steps: its first is left // step of the padded input
+                    s0 = left // step
+                    entry["k"] = step_logits[r, :, s0 : s0 + model.step_grid(length)[0]].T.cpu().numpy()
                 results[idx] = entry
     allres, allerr = {}, []
     for r, e in D.gather_objects((results, errors)):

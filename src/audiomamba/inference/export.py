@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiomamba.errors import ExportError
-from audiomamba.inference.pieces import centre_padding, model_min_input_s
+from audiomamba.inference.pieces import model_centre_padding, model_min_input_s, own_frames
 from audiomamba.models.features import LogMel
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.ops import export_mode
@@ -87,7 +87,6 @@ class ExportableTagger(nn.Module):
         self.multi_label = multi_label
         self.pad = export_padding(model, self.layout, samples, min_input_s)
         self.samples = samples
-        self.frames = None if samples is None else model.frontend.num_frames(samples)
         self.eval()  # the whole wrapper: an inference graph (the exporter warns about a module in training mode)
 
     def forward(self, wave: torch.Tensor):
@@ -102,8 +101,7 @@ class ExportableTagger(nn.Module):
             return scores, out.embedding
         fw = out.framewise_logits
         if any(self.pad):
-            first = self.pad[0] // m.frontend.cfg.hop_length
-            fw = fw[:, first : first + self.frames]
+            fw = fw[:, own_frames(m, self.pad[0], self.samples)]
         return scores, logits_to_scores(fw, self.multi_label), out.embedding
 
     def output_names(self) -> list[str]:
@@ -122,8 +120,7 @@ def export_padding(model: nn.Module, layout: str, samples: int | None,
         min_input_s = model_min_input_s(model)
     if not min_input_s >= 0:
         raise ValueError(f"min_input_s must be >= 0, got {min_input_s}")
-    step = model.frontend.cfg.hop_length * int(getattr(model, "step_frames", 32))
-    return centre_padding(samples, int(round(min_input_s * model.sample_rate)), step)
+    return model_centre_padding(model, samples, int(round(min_input_s * model.sample_rate)))
 
 
 def _example(model: nn.Module, seconds: float, batch: int = 1, seed: int = 0) -> torch.Tensor:
@@ -143,8 +140,7 @@ def reference_outputs(model: nn.Module, wave: torch.Tensor, multi_label: bool = 
         out = model(F.pad(wave, pad) if any(pad) else wave, layout=layout)
     res = [logits_to_scores(out.logits, multi_label)]
     if out.framewise_logits is not None:
-        first = pad[0] // model.frontend.cfg.hop_length
-        fw = out.framewise_logits[:, first : first + model.frontend.num_frames(wave.shape[1])]
+        fw = out.framewise_logits[:, own_frames(model, pad[0], wave.shape[1])]
         res.append(logits_to_scores(fw, multi_label))
     res.append(out.embedding)
     return [r.float().cpu().numpy() for r in res]

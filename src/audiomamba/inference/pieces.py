@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 
 __all__ = ["MIN_INPUT_S", "Piece", "PiecePlan", "Stitcher", "centre_padding", "default_min_input_s",
-           "model_min_input_s", "trained_clip_seconds"]
+           "model_centre_padding", "model_min_input_s", "own_frames", "step_samples", "trained_clip_seconds"]
 
 MODES = ("windowed", "native")
 AGGREGATES = ("mean", "max")
@@ -73,6 +73,25 @@ def model_min_input_s(model: object) -> float:
     """:func:`default_min_input_s` of a model, from its ``layout`` and the training clip length its checkpoint
     metadata names (``model.meta``, :func:`trained_clip_seconds`); read as attributes, so any model will do."""
     return default_min_input_s(getattr(model, "layout", ""), trained_clip_seconds(getattr(model, "meta", None)))
+
+
+def step_samples(model: object) -> int:
+    """Samples per time step of ``model``'s head: its front end's hop times its ``step_frames`` (32 for models
+    without finer steps)."""
+    return model.frontend.cfg.hop_length * int(getattr(model, "step_frames", 32))
+
+
+def model_centre_padding(model: object, samples: int, min_samples: int) -> tuple[int, int]:
+    """:func:`centre_padding` on ``model``'s time-step grid (:func:`step_samples`): the padding the Tagger,
+    ``audiomamba evaluate`` and an exported graph put around an input of ``samples`` samples."""
+    return centre_padding(samples, min_samples, step_samples(model))
+
+
+def own_frames(model: object, left: int, samples: int) -> slice:
+    """The frames of an input of ``samples`` samples within the output of that input with ``left`` samples of
+    silence before it (:func:`model_centre_padding`): where to cut the framewise output back."""
+    first = left // model.frontend.cfg.hop_length
+    return slice(first, first + model.frontend.num_frames(samples))
 
 
 def centre_padding(samples: int, min_samples: int, align: int = 1) -> tuple[int, int]:

@@ -44,9 +44,9 @@ from audiomamba.audio import (
     resample_torch, resampled_length, to_mono,
 )
 from audiomamba.inference.events import detect_events, model_event_threshold
-from audiomamba.inference.pieces import PiecePlan, centre_padding, model_min_input_s
+from audiomamba.inference.pieces import PiecePlan, model_centre_padding, model_min_input_s, own_frames
 from audiomamba.inference.results import FileError, TagResult
-from audiomamba.models.audiomamba import mean_over_shifts, steps_to_frames
+from audiomamba.models.audiomamba import mean_over_shifts, native_image, steps_to_frames
 from audiomamba.models.heads import logits_to_scores
 from audiomamba.utils.device import autocast, resolve_device, resolve_dtype
 from audiomamba.utils.interrupt import ignore_interrupt
@@ -158,9 +158,7 @@ class Tagger:
                              f"min_input_s={min_input_s}")
         self.min_input_s = float(min_input_s)
         self.min_input_samples = int(round(self.min_input_s * model.sample_rate))
-        self._hop = model.frontend.cfg.hop_length
         self._step_frames = int(getattr(model, "step_frames", 32))
-        self._step = self._hop * self._step_frames  # padding keeps the head's step grid
         # Native layout pads an input of t frames to a multiple of this many frames (its last frame repeated), so
         # inputs whose padded lengths agree can share a forward (:meth:`_infer_on_grid`); None: models without it.
         self._grid = getattr(model, "native_grid_frames", None) if self.layout == "native" else None
@@ -388,7 +386,7 @@ class Tagger:
         of many lengths batches (and on CUDA shares one graph); so do groups whose padded spectrograms are as long
         (:meth:`_batch_key`, :meth:`_infer_on_grid`).  With :attr:`shifts` > 1, the average over the shifted
         passes (each framewise output rolled back)."""
-        pads = [centre_padding(x.shape[1], self.min_input_samples, self._step) for x in groups]
+        pads = [model_centre_padding(self.model, x.shape[1], self.min_input_samples) for x in groups]
         together: dict[tuple[str, int], list[int]] = {}
         for k, (x, (left, right)) in enumerate(zip(groups, pads)):
             together.setdefault(self._batch_key(x.shape[1] + left + right), []).append(k)
@@ -403,8 +401,7 @@ class Tagger:
                 results = [(logits[a:b], None if fw is None else fw[a:b], emb[a:b]) for a, b in zip(bounds, bounds[1:])]
             for k, (logits, fw, emb) in zip(members, results):
                 if fw is not None:
-                    first = pads[k][0] // self._hop
-                    fw = fw[:, first : first + self.model.frontend.num_frames(groups[k].shape[1])]
+                    fw = fw[:, own_frames(self.model, pads[k][0], groups[k].shape[1])]
                 out[k] = (logits, fw, emb)
         return out
 
@@ -428,8 +425,7 @@ class Tagger:
         specs = [self._spectrograms(x) for x in xs]
         frames = [s.shape[1] for s in specs]
         grid = -(-max(frames) // self._grid) * self._grid
-        spec = torch.cat([F.pad(s.transpose(1, 2), (0, grid - s.shape[1]), mode="replicate").transpose(1, 2)
-                          for s in specs])
+        spec = torch.cat([native_image(s, grid)[:, 0].transpose(1, 2) for s in specs])
         total = spec.shape[0]
         per_batch = max(1, min(self.batch_size, BATCH_FRAMES // grid))
         parts = []

@@ -90,6 +90,17 @@ def steps_to_frames(steps: torch.Tensor, frames: int, layout: str, step_frames: 
     return x.transpose(1, 2)
 
 
+def native_image(spec: torch.Tensor, frames: int | None = None) -> torch.Tensor:
+    """Spectrogram ``(B, T, mels)`` -> the native layout's image ``(B, 1, mels, frames)``, padded at the end by
+    repeating the last frame (a neutral continuation, unlike a constant that the scans would see as a loud or silent
+    event) to ``frames`` (default: ``T`` rounded up to a multiple of :data:`PATCH_STRIDE`, what the model pads to).
+    An input padded to its own default length is the same to the model as the input itself, which is why inputs
+    whose default lengths agree can share a batch (``native_grid_frames``, the Tagger)."""
+    t = spec.shape[1]
+    frames = -(-t // PATCH_STRIDE) * PATCH_STRIDE if frames is None else frames
+    return F.pad(spec.transpose(1, 2), (0, frames - t), mode="replicate").unsqueeze(1)
+
+
 def _upsample_steps(steps: torch.Tensor, factor: int, layout: str) -> torch.Tensor:
     """Step logits ``(B, classes, steps)`` onto a grid ``factor`` times finer, as :func:`steps_to_frames` spreads
     them (native: linear between step centres; fold: repeated), so that spreading the result onto frames gives
@@ -119,7 +130,7 @@ class AudioMamba(nn.Module):
     """Audio Mamba tagger. Build it with :func:`audiomamba.create_model`."""
 
     # In native layout an input of t frames is the same to the model as its spectrogram padded to a multiple of
-    # this many frames with its last frame repeated (:meth:`forward_features`), so the Tagger batches inputs whose
+    # this many frames with its last frame repeated (:func:`native_image`), so the Tagger batches inputs whose
     # padded lengths agree.
     native_grid_frames = PATCH_STRIDE
 
@@ -230,13 +241,8 @@ class AudioMamba(nn.Module):
             x, fine = self.unfold_map(x), None if fine is None else self.unfold_map(fine)
             valid = x.shape[2]
         else:
-            t = spec.shape[1]
-            padded = -(-t // PATCH_STRIDE) * PATCH_STRIDE
-            # Pad by repeating the last frame: a neutral continuation, unlike a constant that the scans would see
-            # as a loud or silent event.
-            img = F.pad(spec.transpose(1, 2), (0, padded - t), mode="replicate").unsqueeze(1)  # (B, 1, 64, padded)
-            x, fine = backbone(img)
-            valid = -(-t // PATCH_STRIDE)
+            x, fine = backbone(native_image(spec))
+            valid = -(-spec.shape[1] // PATCH_STRIDE)
         if self.extra_blocks is not None:
             x = self.extra_blocks(x)
         return (x, valid) if fine is None else ((x, fine), valid)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiomamba.models.audiomamba import FOLD_FRAMES, N_MELS, PATCH_STRIDE, AudioMamba
+from audiomamba.models.audiomamba import FOLD_FRAMES, N_MELS, PATCH_STRIDE, AudioMamba, native_image
 from audiomamba.models.features import FrontendConfig, LogMel, SpecAugment
 from audiomamba.models.heads import LinearHead, TokenSemanticHead, TransformerBlocks
 
@@ -207,7 +207,7 @@ class CNN14Like(PeerTagger):
     ``dropout`` follows each block (PANNs: 0.2); ``drop_path_rate`` is accepted for a uniform config and unused."""
 
     layouts = ("native",)
-    native_grid_frames = PATCH_STRIDE  # forward_features pads as Audio Mamba's native layout does
+    native_grid_frames = PATCH_STRIDE  # forward_features pads with native_image, as Audio Mamba does
     CHANNELS = (64, 128, 256, 512, 1024, 2048)
 
     def __init__(self, num_classes: int = 527, head: str = "tscam", layout: str = "native",
@@ -228,13 +228,10 @@ class CNN14Like(PeerTagger):
 
     def forward_features(self, spec: torch.Tensor, layout: str | None = None) -> tuple[torch.Tensor, int]:
         self._layout(layout)
-        t = spec.shape[1]
-        padded = -(-t // PATCH_STRIDE) * PATCH_STRIDE
-        img = F.pad(spec.transpose(1, 2), (0, padded - t), mode="replicate").unsqueeze(1)  # (B, 1, 64, padded)
-        x = self.blocks(img).permute(0, 2, 3, 1)  # (B, 2, padded / 32, C)
+        x = self.blocks(native_image(spec)).permute(0, 2, 3, 1)  # (B, 2, padded / 32, C)
         if self.extra_blocks is not None:
             x = self.extra_blocks(x)
-        return x, -(-t // PATCH_STRIDE)
+        return x, -(-spec.shape[1] // PATCH_STRIDE)
 
 
 # name -> (class, needs timm, description)
