@@ -19,7 +19,8 @@ from audiomamba.soundscapes import sources as S
 from audiomamba.soundscapes.mixer import MixConfig, build_soundscapes
 from audiomamba.soundscapes.vocabulary import BY_NAME, VOCABULARY, class_labels_csv, mid_for
 
-FILE_FAMILIES = ["hydrogen", "lmms", "wesnoth", "freedesktop", "ovos", "hedgewars", "soundthemes"]
+FILE_FAMILIES = ["hydrogen", "lmms", "wesnoth", "freedesktop", "ovos", "hedgewars", "soundthemes", "sonicpi",
+                 "teeworlds"]
 
 
 def test_vocabulary_size_and_audioset_mids():
@@ -230,4 +231,89 @@ def test_sound_themes_are_one_group_per_theme(tmp_path, monkeypatch):
                    "yaru-theme-sound:dialog-error.oga": ("Beep, bleep", "soundtheme:yaru")}
     monkeypatch.setattr(S, "SOUND_THEMES", {"absent": S.SOUND_THEMES["absent"]})
     assert S.discover(["soundthemes"], cache_dir=tmp_path / "c").missing == {
-        "soundthemes": "apt-get install oxygen-sounds deepin-sound-theme yaru-theme-sound"}
+        "soundthemes": "apt-get install oxygen-sounds deepin-sound-theme yaru-theme-sound lomiri-sounds"}
+
+
+def test_lomiri_theme_keeps_only_its_tones(tmp_path, monkeypatch):
+    for i, name in enumerate(["A440.ogg", "Blip.ogg", "LowBattery.ogg", "Xylo.ogg", "Rhodes.ogg", "Mallet.ogg"]):
+        _stamp_sound(tmp_path / name, i)
+    monkeypatch.setattr(S, "SOUND_THEMES", {"lomiri": S._SoundTheme("lomiri-test", str(tmp_path / "*.ogg"), "X",
+                                                                    "lomiri")})
+    got = {it.key: (it.label, it.group) for it in S.discover(["soundthemes"], cache_dir=tmp_path / "c").items}
+    assert got == {f"lomiri-test:{n}": ("Beep, bleep", "soundtheme:lomiri")
+                   for n in ("A440.ogg", "Blip.ogg", "LowBattery.ogg")}
+
+
+def test_installed_lomiri_licences_follow_its_copyright_file(tmp_path):
+    if not Path("/usr/share/doc/lomiri-sounds/copyright").exists():
+        pytest.skip("lomiri-sounds not installed (run scripts/setup_sources.sh)")
+    got = {it.key: it.licence for it in S.discover(["soundthemes"], cache_dir=tmp_path / "c").items
+           if it.origin == "lomiri-sounds"}
+    # A440 is CC0 per file; the theme's default would have been CC-BY-SA-3.0
+    assert got["lomiri-sounds:A440.ogg"] == "CC0-1.0" and len(got) == 5
+
+
+def test_sonic_pi_samples_labelled_and_grouped_by_uploader(tmp_path, monkeypatch):
+    names = ["bd_808", "drum_snare_hard", "tabla_ke1", "tabla_na_o", "elec_beep", "elec_blip2", "bass_hard_c",
+             "perc_impact1", "perc_bell2", "drum_cymbal_closed", "misc_crow",
+             # not used: loops, ambient textures, samples whose class the name leaves open
+             "loop_amen", "ambi_drone", "elec_bell", "perc_snap", "guit_harmonics"]
+    for i, n in enumerate(names):
+        _stamp_sound(tmp_path / f"{n}.flac", i)
+    (tmp_path / "README.md").write_text(
+        "* `:bd_808` - http://freesound.org/people/EKVelika/sounds/208447/\n"
+        "* `:tabla_ke1` - http://freesound.org/people/dio_333/sounds/130413/ **(link deprecated)**\n"
+        "* `:tabla_na_o` - http://freesound.org/people/dio_333/sounds/130422/\n"
+        "* `:perc_bell_2`- https://freesound.org/people/hullum/sounds/415559/\n"  # README's name has an underscore
+        "* `:perc_impact_1` - https://freesound.org/people/hullum/sounds/415578/\n"
+        "* `:misc_crow` - http://freesound.org/people/Rodrigo%20The%20Mad/sounds/1/\n")
+    monkeypatch.setattr(S, "SONIC_PI_ROOT", tmp_path)
+    got = {it.key.split(":", 1)[1]: it for it in S.discover(["sonicpi"], cache_dir=tmp_path / "c").items}
+    assert {k: it.label for k, it in got.items()} == {
+        "bd_808.flac": "Bass drum", "drum_snare_hard.flac": "Snare drum", "tabla_ke1.flac": "Hand drum",
+        "tabla_na_o.flac": "Hand drum", "elec_beep.flac": "Beep, bleep", "elec_blip2.flac": "Beep, bleep",
+        "bass_hard_c.flac": "Synthesizer", "perc_impact1.flac": "Whack, thwack", "perc_bell2.flac": "Bell",
+        "drum_cymbal_closed.flac": "Hi-hat", "misc_crow.flac": "Bird"}
+    groups = {k: it.group for k, it in got.items()}
+    assert groups["tabla_ke1.flac"] == groups["tabla_na_o.flac"] == "sonicpi:dio_333"
+    assert groups["perc_bell2.flac"] == groups["perc_impact1.flac"] == "sonicpi:hullum"
+    assert groups["misc_crow.flac"] == "sonicpi:Rodrigo The Mad"
+    assert groups["elec_beep.flac"] == "sonicpi:elec_beep.flac"  # an uploader the README does not name
+    assert all(it.licence and it.origin == "sonic-pi-samples" for it in got.values())
+
+
+def test_teeworlds_wavpack_effects_unpacked_losslessly(tmp_path, monkeypatch):
+    if not (shutil.which("wavpack") and shutil.which("wvunpack")):
+        pytest.skip("wavpack not installed (run scripts/setup_sources.sh)")
+    import subprocess
+
+    root = tmp_path / "audio"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    waves = {}
+    for stem in ["wp_hammer_hit-01", "sfx_hit_strong-02", "vo_teefault_pain_short-03", "wp_gun_fire-01",
+                 "wp_ninja_attack-02", "foley_foot_left-01", "music_menu"]:
+        x = (0.2 * rng.standard_normal(4000) * 32767).astype(np.int16)
+        sf.write(tmp_path / f"{stem}.wav", x, 22050, subtype="PCM_16")
+        subprocess.run(["wavpack", "-q", "-y", str(tmp_path / f"{stem}.wav"), "-o", str(root / f"{stem}.wv")],
+                       check=True, capture_output=True)
+        waves[stem] = x
+    (root / "broken.wv").write_bytes(b"not wavpack")
+    monkeypatch.setattr(S, "TEEWORLDS_ROOT", root)
+    monkeypatch.setattr(S, "_TEEWORLDS_RULES", S._TEEWORLDS_RULES + [(r"^broken$", "Whack, thwack")])
+    cat = S.discover(["teeworlds"], cache_dir=tmp_path / "cache")
+    got = {it.key.split(":", 1)[1]: it for it in cat.items}
+    assert {k: (it.label, it.group) for k, it in got.items()} == {
+        "wp_hammer_hit-01.wv": ("Whack, thwack", "teeworlds:effects"),
+        "sfx_hit_strong-02.wv": ("Whack, thwack", "teeworlds:effects"),
+        "vo_teefault_pain_short-03.wv": ("Grunt", "teeworlds:voice"),
+        "wp_gun_fire-01.wv": ("Gunshot, gunfire", "teeworlds:effects"),
+        "wp_ninja_attack-02.wv": ("Whoosh, swoosh, swish", "teeworlds:effects")}  # the broken file is skipped
+    for k, it in got.items():
+        y, sr = sf.read(it.path, dtype="int16")
+        assert sr == 22050 and np.array_equal(y, waves[k[:-3]])  # WavPack is lossless
+    # unpacked once: a second discovery reads the cache (the unpacked files are not rewritten)
+    mtimes = {k: Path(it.path).stat().st_mtime_ns for k, it in got.items()}
+    again = {it.key.split(":", 1)[1]: Path(it.path).stat().st_mtime_ns
+             for it in S.discover(["teeworlds"], cache_dir=tmp_path / "cache").items}
+    assert again == mtimes

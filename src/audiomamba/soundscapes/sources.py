@@ -26,6 +26,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import urllib.parse
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Callable
@@ -397,12 +398,16 @@ class _SoundTheme:
     package: str
     pattern: str  # glob of the theme's files
     licence: str  # when the package's copyright file does not say
+    rules: str = "default"  # which file-name rules label it (_THEME_RULES)
+    source_dir: str = "sounds"  # the files' folder in the package's source, as its copyright file names them
 
 
 SOUND_THEMES: dict[str, _SoundTheme] = {
     "oxygen": _SoundTheme("oxygen-sounds", "/usr/share/sounds/Oxygen-*.ogg", "LGPL-3.0-or-later"),
     "deepin": _SoundTheme("deepin-sound-theme", "/usr/share/sounds/deepin/stereo/*.wav", "GPL-3"),
     "yaru": _SoundTheme("yaru-theme-sound", "/usr/share/sounds/Yaru/stereo/*.oga", "CC-BY-SA-4.0"),
+    "lomiri": _SoundTheme("lomiri-sounds", "/usr/share/sounds/lomiri/notifications/*.ogg", "CC-BY-SA-3.0", "lomiri",
+                          "share/sounds/lomiri/notifications"),
 }
 # File name (lower-cased) -> class, first match wins.  The jingles (log-in, start-up), the camera shutters, the
 # paper and window swooshes and the ring tones are not used; the short alert and event sounds are beeps.
@@ -412,6 +417,11 @@ _SOUND_THEME_RULES: list[tuple[str, str | None]] = [
      r"|^oxygen-window-|insert-medium|sent-to-desktop)", None),
     (r".", "Beep, bleep"),
 ]
+# Lomiri's notifications are mostly short played phrases (marimba, Rhodes, karinding); only its tones are beeps.
+_LOMIRI_RULES: list[tuple[str, str | None]] = [
+    (r"^(a440|blip|positive|lowbattery|slick)\.", "Beep, bleep"),
+]
+_THEME_RULES = {"default": _SOUND_THEME_RULES, "lomiri": _LOMIRI_RULES}
 
 
 def _sound_theme_items(ctx: _Context) -> list[SourceItem]:
@@ -419,11 +429,93 @@ def _sound_theme_items(ctx: _Context) -> list[SourceItem]:
     items = []
     for theme, spec in SOUND_THEMES.items():
         for path in sorted(Path(p) for p in glob.glob(spec.pattern)):
-            label = _first_rule(path.name, _SOUND_THEME_RULES)
+            label = _first_rule(path.name, _THEME_RULES[spec.rules])
             if label is None:
                 continue
             items.append(SourceItem(f"{spec.package}:{path.name}", label, f"soundtheme:{theme}", str(path),
-                                    spec.package, _licence_for(spec.package, f"sounds/{path.name}", spec.licence)))
+                                    spec.package, _licence_for(spec.package, f"{spec.source_dir}/{path.name}", spec.licence)))
+    return items
+
+
+SONIC_PI_ROOT = Path("/usr/share/sonic-pi/samples")
+# Sonic Pi's sample library (Freesound uploads, mostly CC0).  File stem -> class, first match wins.  Not used: the
+# loops, the ambient pads and textures, snaps, the vinyl and robot sounds, and the samples whose class the name
+# leaves open (elec_bell, elec_chime, guit_harmonics, ...).
+_SONIC_PI_RULES: list[tuple[str, str | None]] = [
+    (r"^(bd_|drum_heavy_kick|drum_bass_|elec_(soft|hollow)_kick)", "Bass drum"),
+    (r"^(sn_|drum_snare_|elec_((hi|lo|mid|filt)_)?snare)", "Snare drum"),
+    (r"^(drum_tom_|elec_fuzz_tom)", "Tom-tom drum"),
+    (r"^drum_cymbal_(closed|pedal|open)$", "Hi-hat"),
+    (r"^(drum_cymbal_(hard|soft)|drum_splash_|elec_cymbal)", "Cymbal"),
+    (r"^drum_cowbell$", "Cowbell"),
+    (r"^tabla_", "Hand drum"),
+    (r"^elec_(beep|blip2?|blup|plip|twip|ping)$", "Beep, bleep"),
+    (r"^perc_bell2?$", "Bell"),
+    (r"^(bass_|glitch_bass_)", "Synthesizer"),  # synthesised basses
+    (r"^perc_impact\d$", "Whack, thwack"),
+    (r"^(perc_swoosh|perc_swash|ambi_swoosh|ambi_dark_woosh)$", "Whoosh, swoosh, swish"),
+    (r"^misc_crow$", "Bird"),
+    (r"^guit_(e_|em9)", "Electric guitar"),
+    (r"^ambi_piano$", "Piano"),
+]
+
+
+def _sonic_pi_uploaders() -> dict[str, str]:
+    """Freesound uploader of each Sonic Pi sample, from the samples' README (names without underscores)."""
+    try:
+        text = (SONIC_PI_ROOT / "README.md").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    found = re.findall(r"`:([a-z0-9_]+)`\s*-\s*\S*freesound\.org/people/([^/\s]+)/", text)
+    return {name.replace("_", ""): urllib.parse.unquote(user) for name, user in found}
+
+
+def _sonic_pi_items(ctx: _Context) -> list[SourceItem]:
+    """Sonic Pi's samples.  One group per Freesound uploader (one recordist, kit or synth), else per file."""
+    uploaders = _sonic_pi_uploaders()
+    items = []
+    for path in sorted(SONIC_PI_ROOT.glob("*.flac")):
+        label = _first_rule(path.stem, _SONIC_PI_RULES)
+        if label is None:
+            continue
+        user = uploaders.get(path.stem.replace("_", ""))
+        group = f"sonicpi:{user}" if user else f"sonicpi:{path.name}"
+        items.append(SourceItem(f"sonic-pi-samples:{path.name}", label, group, str(path), "sonic-pi-samples",
+                                _licence_for("sonic-pi-samples", f"etc/samples/{path.name}", "CC0")))
+    return items
+
+
+TEEWORLDS_ROOT = Path("/usr/share/games/teeworlds/data/audio")
+# Teeworlds' sound effects (WavPack, which libsndfile does not read: unpacked once into the cache with wvunpack).
+# File stem -> class, first match wins.  Its one voice is one group; the effects, by one designer, another.
+_TEEWORLDS_RULES: list[tuple[str, str | None]] = [
+    (r"^(wp_hammer_hit|sfx_hit_(weak|strong)|foley_body_impact)-\d+$", "Whack, thwack"),
+    (r"^vo_teefault_pain_(short|long)-\d+$", "Grunt"),
+    (r"^wp_(gun|shotty)_fire-\d+$", "Gunshot, gunfire"),
+    (r"^(wp_hammer_swing|wp_ninja_attack)-\d+$", "Whoosh, swoosh, swish"),
+]
+
+
+def _teeworlds_items(ctx: _Context) -> list[SourceItem]:
+    out_dir = ctx.cache_dir / "teeworlds" / f"v{RENDER_VERSION}"
+    items = []
+    for path in sorted(TEEWORLDS_ROOT.glob("*.wv")):
+        label = _first_rule(path.stem, _TEEWORLDS_RULES)
+        if label is None:
+            continue
+        wav = out_dir / f"{path.stem}.wav"
+        if not wav.exists():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            tmp = wav.with_suffix(f".tmp{os.getpid()}.wav")
+            proc = subprocess.run(["wvunpack", "-q", "-y", str(path), "-o", str(tmp)], capture_output=True, timeout=60)
+            if proc.returncode != 0:
+                log.warning("skipping %s: wvunpack failed: %s", path, proc.stderr.decode(errors="replace").strip())
+                tmp.unlink(missing_ok=True)
+                continue
+            os.replace(tmp, wav)
+        group = "teeworlds:voice" if label == "Grunt" else "teeworlds:effects"
+        items.append(SourceItem(f"teeworlds-data:{path.name}", label, group, str(wav), "teeworlds-data",
+                                _licence_for("teeworlds-data", f"datasrc/audio/{path.name}", "CC-BY-SA-3.0")))
     return items
 
 
@@ -782,9 +874,15 @@ FAMILIES: tuple[Family, ...] = (
            "apt-get install tuxpaint-stamps-default", lambda: TUXPAINT_ROOT.is_dir(), _tuxpaint_items),
     Family("hedgewars", "Hedgewars sound effects and voice packs (speech, grunts, whacks; one group per voice)",
            "apt-get install hedgewars-data", lambda: HEDGEWARS_ROOT.is_dir(), _hedgewars_items),
-    Family("soundthemes", "Oxygen, Deepin and Yaru desktop sound themes (beeps, a bell; one group per theme)",
-           "apt-get install oxygen-sounds deepin-sound-theme yaru-theme-sound",
+    Family("soundthemes", "Oxygen, Deepin, Yaru and Lomiri desktop sound themes (beeps, a bell; one group per theme)",
+           "apt-get install oxygen-sounds deepin-sound-theme yaru-theme-sound lomiri-sounds",
            lambda: any(glob.glob(t.pattern) for t in SOUND_THEMES.values()), _sound_theme_items),
+    Family("sonicpi", "Sonic Pi sample library (drums, tabla, electronic beeps, synth basses, impacts; one group "
+           "per Freesound uploader)", "apt-get install sonic-pi-samples", lambda: SONIC_PI_ROOT.is_dir(),
+           _sonic_pi_items),
+    Family("teeworlds", "Teeworlds sound effects (hammer and body hits, pain cries, guns, swings)",
+           "apt-get install teeworlds-data wavpack",
+           lambda: TEEWORLDS_ROOT.is_dir() and shutil.which("wvunpack") is not None, _teeworlds_items),
     Family("soundfonts", "General MIDI soundfonts rendered note by note (one group per soundfont)",
            "apt-get install fluidsynth fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont "
            "(without root: pip install tinysoundfont pretty_midi, which gives one soundfont only)",
