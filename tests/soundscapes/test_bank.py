@@ -449,3 +449,45 @@ def test_short_inputs_script_tags_each_recording_alone(bank_dir):
     assert (targets.sum(1) == 1).all() and [labels[k] for k in targets.argmax(1)] == [lab for _, lab in items[:3]]
     for k, (wave, _) in enumerate(items[:3]):
         np.testing.assert_allclose(scores[k], tagger.tag(wave, sample_rate=bank.sample_rate).scores, atol=1e-6)
+
+
+def test_head_refit_trains_only_the_head_on_maps_that_reproduce_the_model(bank_dir, tmp_path):
+    """scripts/head_refit.py: the cached backbone maps, through the head, give the model's own clip logits; the
+    validation mAP it reports before training is scikit-learn's on the model's predictions; the saved model
+    differs from the original in the head and its finer steps only, and scores what the summary says."""
+    from sklearn.metrics import average_precision_score
+
+    import audiomamba
+    from audiomamba.checkpoint import load
+    from audiomamba.evaluation import predict
+
+    refit = load_script("head_refit")
+    cs = open_split(bank_dir, "validation")
+    torch.manual_seed(0)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=cs.num_classes, layout="native", sample_rate=SR,
+                                    step_frames=8)
+    ckpt = tmp_path / "m.safetensors"
+    audiomamba.save_model(model, ckpt, labels=cs.label_names, provenance={"note": "tests"})
+    out = tmp_path / "out"
+    argv = ["--checkpoint", str(ckpt), "--bank", str(bank_dir), "--cache", str(tmp_path / "cache"), "--clips", "48",
+            "--epochs", "3", "--batch", "8", "--lr", "3e-3", "--clip-seconds", "3", "--workers", "0", "--out",
+            str(out), "--save"]
+    assert refit.main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    orig = load(ckpt, torch.device("cpu"))
+    pred = predict(orig, cs, 16, torch.device("cpu"), True)
+    scores, targets = np.asarray(pred["scores"]), np.asarray(pred["targets"])
+    keep = targets.sum(0) > 0
+    want = np.mean([average_precision_score(targets[:, c], scores[:, c]) for c in np.flatnonzero(keep)])
+    assert summary["shipped_val_mAP"] == pytest.approx(want, abs=1e-4)
+    val = torch.load(next((tmp_path / "cache").glob("validation_*.pt")))
+    assert val["coarse"].shape[0] == len(cs.clips)
+    with torch.no_grad():
+        logits = refit._forward(orig.eval(), val, torch.arange(len(cs.clips))).logits
+    np.testing.assert_allclose(torch.sigmoid(logits).numpy(), scores, atol=2e-3)  # float16 maps
+    new = load(out / "best.safetensors", torch.device("cpu"))
+    changed = {k for k, v in new.state_dict().items() if not torch.equal(v, orig.state_dict()[k])}
+    assert changed and all(k.startswith(("head.", "fine_steps.")) for k in changed)
+    assert summary["best"]["val_mAP"] == max(max(r["val_mAP"][1:]) for r in summary["runs"])
+    assert refit.val_map(new.eval(), val) == pytest.approx(summary["best"]["val_mAP"], abs=1e-6)
+    assert not list((tmp_path / "cache").glob("test*"))  # it never reads the test split

@@ -331,15 +331,24 @@ def _ovos_items(ctx: _Context) -> list[SourceItem]:
     return items
 
 
+def _labelled(paths, rules: list[tuple[str, str | None]], name: Callable[[Path], str] = lambda p: p.name
+              ) -> list[tuple[Path, str]]:
+    """``(path, class)`` of the ``paths`` (sorted) whose ``name(path)`` a rule labels."""
+    out = []
+    for path in sorted(paths):
+        label = _first_rule(name(path), rules)
+        if label is not None:
+            out.append((path, label))
+    return out
+
+
 def _labelled_oggs(root: Path, rules: list[tuple[str, str | None]]) -> list[tuple[Path, str, str]]:
     """``(path, path relative to root, class)`` of the Ogg files under ``root`` whose relative path a rule labels."""
-    out = []
-    for path in sorted(root.rglob("*.ogg")):
-        rel = path.relative_to(root).as_posix()
-        label = _first_rule(rel, rules)
-        if label is not None:
-            out.append((path, rel, label))
-    return out
+
+    def rel(path: Path) -> str:
+        return path.relative_to(root).as_posix()
+
+    return [(path, rel(path), label) for path, label in _labelled(root.rglob("*.ogg"), rules, rel)]
 
 
 TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
@@ -428,12 +437,10 @@ def _sound_theme_items(ctx: _Context) -> list[SourceItem]:
     """Desktop sound themes besides freedesktop's.  One group per theme: its sounds share a designer and style."""
     items = []
     for theme, spec in SOUND_THEMES.items():
-        for path in sorted(Path(p) for p in glob.glob(spec.pattern)):
-            label = _first_rule(path.name, _THEME_RULES[spec.rules])
-            if label is None:
-                continue
+        for path, label in _labelled((Path(p) for p in glob.glob(spec.pattern)), _THEME_RULES[spec.rules]):
+            licence = _licence_for(spec.package, f"{spec.source_dir}/{path.name}", spec.licence)
             items.append(SourceItem(f"{spec.package}:{path.name}", label, f"soundtheme:{theme}", str(path),
-                                    spec.package, _licence_for(spec.package, f"{spec.source_dir}/{path.name}", spec.licence)))
+                                    spec.package, licence))
     return items
 
 
@@ -474,10 +481,7 @@ def _sonic_pi_items(ctx: _Context) -> list[SourceItem]:
     """Sonic Pi's samples.  One group per Freesound uploader (one recordist, kit or synth), else per file."""
     uploaders = _sonic_pi_uploaders()
     items = []
-    for path in sorted(SONIC_PI_ROOT.glob("*.flac")):
-        label = _first_rule(path.stem, _SONIC_PI_RULES)
-        if label is None:
-            continue
+    for path, label in _labelled(SONIC_PI_ROOT.glob("*.flac"), _SONIC_PI_RULES, lambda p: p.stem):
         user = uploaders.get(path.stem.replace("_", ""))
         group = f"sonicpi:{user}" if user else f"sonicpi:{path.name}"
         items.append(SourceItem(f"sonic-pi-samples:{path.name}", label, group, str(path), "sonic-pi-samples",
@@ -499,10 +503,7 @@ _TEEWORLDS_RULES: list[tuple[str, str | None]] = [
 def _teeworlds_items(ctx: _Context) -> list[SourceItem]:
     out_dir = ctx.cache_dir / "teeworlds" / f"v{RENDER_VERSION}"
     items = []
-    for path in sorted(TEEWORLDS_ROOT.glob("*.wv")):
-        label = _first_rule(path.stem, _TEEWORLDS_RULES)
-        if label is None:
-            continue
+    for path, label in _labelled(TEEWORLDS_ROOT.glob("*.wv"), _TEEWORLDS_RULES, lambda p: p.stem):
         wav = out_dir / f"{path.stem}.wav"
         if not wav.exists():
             out_dir.mkdir(parents=True, exist_ok=True)
