@@ -30,12 +30,37 @@ import torch
 log = logging.getLogger("head_refit")
 
 
-def _head_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The parts trained here: the token-semantic head, and the finer steps' correction where the model has one."""
+def _trained_modules(model: torch.nn.Module, last_stage: bool = False) -> list[torch.nn.Module]:
+    """The parts trained here: the token-semantic head, the finer steps' correction where the model has one, and
+    with ``last_stage`` the backbone's last stage."""
     parts = [model.head]
     if getattr(model, "fine_steps", None) is not None:
         parts.append(model.fine_steps)
+    if last_stage:
+        parts.append(model.backbone.layers[-1])
     return parts
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _maps_before_last_stage(model, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """A native-layout spectrogram through the backbone up to its last stage: that stage's input map, the map the
+    finer steps read (or None) and the number of valid coarse steps -- :meth:`AudioMamba.forward_features`
+    stopped one stage early (the test checks that the two agree through :func:`_forward`)."""
+    from audiomamba.models.audiomamba import PATCH_STRIDE, native_image
+
+    if model.layout != "native" or model.extra_blocks is not None:
+        raise SystemExit("head_refit.py: native-layout models without extra blocks only")
+    backbone, keep = model.backbone, model._keep_stage
+    x, fine = backbone.patch_embed(native_image(spec)), None
+    for i, layer in enumerate(backbone.layers[:-1]):
+        x = layer.blocks(x)
+        if i == keep:
+            fine = x
+        x = layer.downsample(x)
+    return x, fine, -(-spec.shape[1] // PATCH_STRIDE)
 
 
 @torch.inference_mode()
@@ -64,15 +89,14 @@ def cache_maps(model, bank: str, split: str, clips: int, seed: int, path: Path, 
         ds = ClipDataset(cs, sr, train=False)
     batches = [requests[i : i + batch] for i in range(0, len(requests), batch)]
     loader = torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=workers)
-    out: dict[str, list] = {"coarse": [], "fine": [], "target": [], "events": [], "has_events": []}
+    out: dict[str, list] = {"pre": [], "fine": [], "target": [], "events": [], "has_events": []}
     t0, done = time.time(), 0
     for b in loader:
         if b["wave"] is None or b["errors"]:
             raise RuntimeError(f"unreadable clips: {b['errors']}")
         wave = b["wave"]
-        feats, valid = model.forward_features(model.spectrogram(wave))
-        coarse, fine = feats if isinstance(feats, tuple) else (feats, None)
-        out["coarse"].append(coarse.half())
+        pre, fine, valid = _maps_before_last_stage(model, model.spectrogram(wave))
+        out["pre"].append(pre.half())
         if fine is not None:
             out["fine"].append(fine.half())
         out["target"].append(b["target"])
@@ -92,7 +116,8 @@ def cache_maps(model, bank: str, split: str, clips: int, seed: int, path: Path, 
 
 
 def _forward(model, maps: dict, idx: torch.Tensor):
-    feats = maps["coarse"][idx].float()
+    last = model.backbone.layers[-1]
+    feats = last.downsample(last.blocks(maps["pre"][idx].float()))
     if "fine" in maps:
         feats = (feats, maps["fine"][idx].float())
     return model.forward_head(feats, int(maps["valid"]), int(maps["frames"]))
@@ -109,12 +134,13 @@ def val_map(model, maps: dict, batch: int = 256) -> float:
 
 
 def refit(model, train: dict, val: dict, epochs: int, lr: float, weight_decay: float, batch: int, seed: int,
-          frame_weight: float = 1.0) -> tuple[list[float], dict]:
-    """Train the head on cached maps: validation mAP before training and after each epoch, and the state of the
-    best epoch (the model is left in it)."""
+          last_stage: bool = False, frame_weight: float = 1.0) -> tuple[list[float], dict]:
+    """Train the head (and with ``last_stage`` the backbone's last stage) on cached maps, with the training's
+    losses, AdamW, a cosine decay to zero and gradients clipped at norm 1.  Returns the validation mAP before
+    training and after each epoch, and the model's state at the best epoch (the model is left in it)."""
     from audiomamba.training.step import frame_loss, frame_targets, tagging_loss
 
-    params = [p for m in _head_modules(model) for p in m.parameters()]
+    params = [p for m in _trained_modules(model, last_stage) for p in m.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     for p in params:
@@ -124,11 +150,9 @@ def refit(model, train: dict, val: dict, epochs: int, lr: float, weight_decay: f
     gen = torch.Generator().manual_seed(seed)
     n = len(train["target"])
     total = epochs * (n // batch)
-    history = [val_map(model, val)]
-    best_state = {id(m): {k: v.clone() for k, v in m.state_dict().items()} for m in _head_modules(model)}
-    step = 0
+    history, best_state, step = [val_map(model, val)], _state(model), 0
     for _ in range(epochs):
-        model.train()
+        model.train()  # drop path in the last stage, as in training
         order = torch.randperm(n, generator=gen)
         for i in range(0, n - batch + 1, batch):
             idx = order[i : i + batch]
@@ -141,14 +165,14 @@ def refit(model, train: dict, val: dict, epochs: int, lr: float, weight_decay: f
                 loss = loss + frame_weight * frame_loss(out.step_logits, target, train["has_events"][idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
         history.append(val_map(model, val))
         log.info("lr %g, epoch %d: validation mAP %.4f", lr, len(history) - 1, history[-1])
         if len(history) == 2 or history[-1] > max(history[1:-1]):  # the best epoch, even if below the start
-            best_state = {id(m): {k: v.clone() for k, v in m.state_dict().items()} for m in _head_modules(model)}
-    for m in _head_modules(model):
-        m.load_state_dict(best_state[id(m)])
+            best_state = _state(model)
+    model.load_state_dict(best_state)
     return history, best_state
 
 
@@ -168,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip-seconds", type=float, default=10.0, help="training crops (the bank's clip length)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--last-stage", action="store_true", help="train the backbone's last stage too")
     ap.add_argument("--cache-only", action="store_true", help="compute the cached maps and stop")
     ap.add_argument("--save", action="store_true", help="write the best run's model to OUT/best.safetensors")
     ap.add_argument("--out", required=True)
@@ -187,13 +212,12 @@ def main(argv: list[str] | None = None) -> int:
                      0.0, 0.0)
     if a.cache_only:
         return 0
-    shipped = {id(m): {k: v.clone() for k, v in m.state_dict().items()} for m in _head_modules(model)}
+    shipped = _state(model)
     runs, best = [], (-1.0, None, None)
     for lr in a.lr:
-        for m in _head_modules(model):
-            m.load_state_dict(shipped[id(m)])
+        model.load_state_dict(shipped)
         t0 = time.time()
-        history, state = refit(model, train, val, a.epochs, lr, a.weight_decay, a.batch, a.seed)
+        history, state = refit(model, train, val, a.epochs, lr, a.weight_decay, a.batch, a.seed, a.last_stage)
         runs.append({"lr": lr, "val_mAP": history, "seconds": round(time.time() - t0, 1)})
         log.info("lr %g: validation mAP %s", lr, " ".join(f"{h:.4f}" for h in history))
         if max(history[1:]) > best[0]:
@@ -201,12 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"checkpoint": a.checkpoint, "bank": a.bank, "val_bank": val_bank, "clips": a.clips, "seed": a.seed,
+               "trained": "head and last stage" if a.last_stage else "head",
                "epochs": a.epochs, "batch": a.batch, "weight_decay": a.weight_decay,
                "shipped_val_mAP": runs[0]["val_mAP"][0], "runs": runs, "best": {"val_mAP": best[0], "lr": best[1]}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if a.save and best[2] is not None:
-        for m in _head_modules(model):
-            m.load_state_dict(best[2][id(m)])
+        model.load_state_dict(best[2])
         meta = checkpoint.read_meta(a.checkpoint)
         provenance = {"trained_by": "audiomamba scripts/head_refit.py", "head_refit": summary,
                       "initialised_from": meta.get("provenance")}

@@ -451,10 +451,11 @@ def test_short_inputs_script_tags_each_recording_alone(bank_dir):
         np.testing.assert_allclose(scores[k], tagger.tag(wave, sample_rate=bank.sample_rate).scores, atol=1e-6)
 
 
-def test_head_refit_trains_only_the_head_on_maps_that_reproduce_the_model(bank_dir, tmp_path):
-    """scripts/head_refit.py: the cached backbone maps, through the head, give the model's own clip logits; the
-    validation mAP it reports before training is scikit-learn's on the model's predictions; the saved model
-    differs from the original in the head and its finer steps only, and scores what the summary says."""
+def test_head_refit_trains_only_the_top_on_maps_that_reproduce_the_model(bank_dir, tmp_path):
+    """scripts/head_refit.py: the cached maps, through the last stage and the head, give the model's own clip
+    logits; the validation mAP it reports before training is scikit-learn's on the model's predictions; the saved
+    model differs from the original in the trained parts only (head, finer steps, and with --last-stage the
+    backbone's last stage), and scores what the summary says."""
     from sklearn.metrics import average_precision_score
 
     import audiomamba
@@ -471,7 +472,7 @@ def test_head_refit_trains_only_the_head_on_maps_that_reproduce_the_model(bank_d
     out = tmp_path / "out"
     argv = ["--checkpoint", str(ckpt), "--bank", str(bank_dir), "--cache", str(tmp_path / "cache"), "--clips", "48",
             "--epochs", "3", "--batch", "8", "--lr", "3e-3", "--clip-seconds", "3", "--workers", "0", "--out",
-            str(out), "--save"]
+            str(out), "--save", "--last-stage"]
     assert refit.main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     orig = load(ckpt, torch.device("cpu"))
@@ -481,13 +482,24 @@ def test_head_refit_trains_only_the_head_on_maps_that_reproduce_the_model(bank_d
     want = np.mean([average_precision_score(targets[:, c], scores[:, c]) for c in np.flatnonzero(keep)])
     assert summary["shipped_val_mAP"] == pytest.approx(want, abs=1e-4)
     val = torch.load(next((tmp_path / "cache").glob("validation_*.pt")))
-    assert val["coarse"].shape[0] == len(cs.clips)
+    assert val["pre"].shape[0] == len(cs.clips)
     with torch.no_grad():
         logits = refit._forward(orig.eval(), val, torch.arange(len(cs.clips))).logits
     np.testing.assert_allclose(torch.sigmoid(logits).numpy(), scores, atol=2e-3)  # float16 maps
+
+    def changed(m):
+        return {k for k, v in m.state_dict().items() if not torch.equal(v, orig.state_dict()[k])}
+
     new = load(out / "best.safetensors", torch.device("cpu"))
-    changed = {k for k, v in new.state_dict().items() if not torch.equal(v, orig.state_dict()[k])}
-    assert changed and all(k.startswith(("head.", "fine_steps.")) for k in changed)
+    last = f"backbone.layers.{len(orig.backbone.layers) - 1}."
+    assert changed(new) and all(k.startswith(("head.", "fine_steps.", last)) for k in changed(new))
+    assert any(k.startswith(last) for k in changed(new))
     assert summary["best"]["val_mAP"] == max(max(r["val_mAP"][1:]) for r in summary["runs"])
     assert refit.val_map(new.eval(), val) == pytest.approx(summary["best"]["val_mAP"], abs=1e-6)
     assert not list((tmp_path / "cache").glob("test*"))  # it never reads the test split
+    # the head alone: the backbone stays as it was
+    train = torch.load(next((tmp_path / "cache").glob("train_*.pt")))
+    head_only = load(ckpt, torch.device("cpu"))
+    history, _ = refit.refit(head_only, train, val, 1, 3e-3, 0.05, 8, 0)
+    assert len(history) == 2 and changed(head_only)
+    assert all(k.startswith(("head.", "fine_steps.")) for k in changed(head_only))
