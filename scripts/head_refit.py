@@ -1,19 +1,22 @@
-"""Refit a token-semantic tagger's head on a frozen backbone, on a CPU: what new source recordings teach the head.
+"""Refit the top of a token-semantic tagger on a frozen backbone, on a CPU: what new source recordings teach it.
 
-    python scripts/head_refit.py --checkpoint FILE --bank .bank --cache runs/refit/cache --clips 6000 --out runs/refit
+    python scripts/head_refit.py --checkpoint FILE --bank .bank --cache runs/refit/cache --clips 8000 --out runs/refit \
+        [--last-stage] [--save]
 
-The backbone's maps of ``--clips`` training soundscapes, mixed on the fly from the bank with the shipped recipe's
-source augmentation, and of the whole validation split are computed once (eval mode, float16) and cached under
-``--cache`` (one file per bank and split, reused when present). Then the head (and, for a model with finer
-steps, its correction) is trained on the cached maps with the training's own losses: the clip BCE and the frame
-BCE on the model's steps against the strong labels. Every epoch is scored on validation mAP; ``OUT/summary.json``
-lists them. With ``--save``, the best epoch's whole model goes to ``OUT/best.safetensors``, with the checkpoint's
-labels and metadata. It never reads the test split.
+The input maps of the backbone's last stage (and the map the finer steps read) for ``--clips`` training
+soundscapes, mixed on the fly from the bank with the shipped recipe's source augmentation, and for the whole
+validation split are computed once (eval mode, float16) and cached under ``--cache`` (one file per bank and
+split, reused when present). Then the head and, for a model with finer steps, its correction (with
+``--last-stage`` also the backbone's last stage) are trained on the cached maps with the training's own losses:
+the clip BCE and the frame BCE on the model's steps against the strong labels. Every epoch is scored on
+validation mAP; ``OUT/summary.json`` lists them. With ``--save``, the best epoch's whole model goes to
+``OUT/best.safetensors``, with the checkpoint's labels. It never reads the test split.
 
-Why a head only: training the whole of ``audiomamba_micro_v2`` on 2 cores runs at about 2 clips/s, against 370
-on an H200, so a CPU sitting cannot fine-tune it; a forward pass alone runs at about 6 clips/s, and the head trains
-on the cached maps in seconds. ``--bank`` decides which recordings the training maps are mixed from, so two runs
-that differ only in the bank measure what its new recordings add, at head level.
+Why only the top: training the whole of ``audiomamba_micro_v2`` on 2 cores runs at about 2 clips/s, against 370
+on an H200, so a CPU sitting cannot fine-tune it; the cached maps take a forward pass (about 20 clips/s), after
+which a head epoch over 8000 clips takes 20 s and one with the last stage about 25 min. ``--bank`` decides which
+recordings the training maps are mixed from, so two runs that differ only in the bank measure what its new
+recordings add.
 """
 
 from __future__ import annotations
@@ -95,6 +98,9 @@ def cache_maps(model, bank: str, split: str, clips: int, seed: int, path: Path, 
         if b["wave"] is None or b["errors"]:
             raise RuntimeError(f"unreadable clips: {b['errors']}")
         wave = b["wave"]
+        if bool((b["lengths"] != wave.shape[-1]).any()) or (done and wave.shape[-1] != out_samples):
+            raise SystemExit(f"head_refit.py: the {split} clips of {bank} differ in length; the cache needs one length")
+        out_samples = wave.shape[-1]
         pre, fine, valid = _maps_before_last_stage(model, model.spectrogram(wave))
         out["pre"].append(pre.half())
         if fine is not None:
