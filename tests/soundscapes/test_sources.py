@@ -238,7 +238,7 @@ def test_lomiri_theme_keeps_only_its_tones(tmp_path, monkeypatch):
     for i, name in enumerate(["A440.ogg", "Blip.ogg", "LowBattery.ogg", "Xylo.ogg", "Rhodes.ogg", "Mallet.ogg"]):
         _stamp_sound(tmp_path / name, i)
     monkeypatch.setattr(S, "SOUND_THEMES", {"lomiri": S._SoundTheme("lomiri-test", str(tmp_path / "*.ogg"), "X",
-                                                                    "lomiri")})
+                                                                    S._LOMIRI_RULES)})
     got = {it.key: (it.label, it.group) for it in S.discover(["soundthemes"], cache_dir=tmp_path / "c").items}
     assert got == {f"lomiri-test:{n}": ("Beep, bleep", "soundtheme:lomiri")
                    for n in ("A440.ogg", "Blip.ogg", "LowBattery.ogg")}

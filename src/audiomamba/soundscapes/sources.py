@@ -407,17 +407,10 @@ class _SoundTheme:
     package: str
     pattern: str  # glob of the theme's files
     licence: str  # when the package's copyright file does not say
-    rules: str = "default"  # which file-name rules label it (_THEME_RULES)
+    rules: list[tuple[str, str | None]] | None = None  # file name -> class (None: _SOUND_THEME_RULES)
     source_dir: str = "sounds"  # the files' folder in the package's source, as its copyright file names them
 
 
-SOUND_THEMES: dict[str, _SoundTheme] = {
-    "oxygen": _SoundTheme("oxygen-sounds", "/usr/share/sounds/Oxygen-*.ogg", "LGPL-3.0-or-later"),
-    "deepin": _SoundTheme("deepin-sound-theme", "/usr/share/sounds/deepin/stereo/*.wav", "GPL-3"),
-    "yaru": _SoundTheme("yaru-theme-sound", "/usr/share/sounds/Yaru/stereo/*.oga", "CC-BY-SA-4.0"),
-    "lomiri": _SoundTheme("lomiri-sounds", "/usr/share/sounds/lomiri/notifications/*.ogg", "CC-BY-SA-3.0", "lomiri",
-                          "share/sounds/lomiri/notifications"),
-}
 # File name (lower-cased) -> class, first match wins.  The jingles (log-in, start-up), the camera shutters, the
 # paper and window swooshes and the ring tones are not used; the short alert and event sounds are beeps.
 _SOUND_THEME_RULES: list[tuple[str, str | None]] = [
@@ -430,14 +423,22 @@ _SOUND_THEME_RULES: list[tuple[str, str | None]] = [
 _LOMIRI_RULES: list[tuple[str, str | None]] = [
     (r"^(a440|blip|positive|lowbattery|slick)\.", "Beep, bleep"),
 ]
-_THEME_RULES = {"default": _SOUND_THEME_RULES, "lomiri": _LOMIRI_RULES}
+
+SOUND_THEMES: dict[str, _SoundTheme] = {
+    "oxygen": _SoundTheme("oxygen-sounds", "/usr/share/sounds/Oxygen-*.ogg", "LGPL-3.0-or-later"),
+    "deepin": _SoundTheme("deepin-sound-theme", "/usr/share/sounds/deepin/stereo/*.wav", "GPL-3"),
+    "yaru": _SoundTheme("yaru-theme-sound", "/usr/share/sounds/Yaru/stereo/*.oga", "CC-BY-SA-4.0"),
+    "lomiri": _SoundTheme("lomiri-sounds", "/usr/share/sounds/lomiri/notifications/*.ogg", "CC-BY-SA-3.0",
+                          _LOMIRI_RULES, "share/sounds/lomiri/notifications"),
+}
 
 
 def _sound_theme_items(ctx: _Context) -> list[SourceItem]:
     """Desktop sound themes besides freedesktop's.  One group per theme: its sounds share a designer and style."""
     items = []
     for theme, spec in SOUND_THEMES.items():
-        for path, label in _labelled((Path(p) for p in glob.glob(spec.pattern)), _THEME_RULES[spec.rules]):
+        for path, label in _labelled((Path(p) for p in glob.glob(spec.pattern)),
+                                     spec.rules or _SOUND_THEME_RULES):
             licence = _licence_for(spec.package, f"{spec.source_dir}/{path.name}", spec.licence)
             items.append(SourceItem(f"{spec.package}:{path.name}", label, f"soundtheme:{theme}", str(path),
                                     spec.package, licence))
