@@ -659,6 +659,17 @@ def test_evaluate(argv, code, fragment, F, capsys):
     run_bad(capsys, F, argv, code, fragment)
 
 
+def test_evaluate_that_fails_leaves_no_folder_beside_the_checkpoint(F, capsys, tmp_path):
+    """Without --out the results go next to the checkpoint (eval_<split>); a run that fails on its data must not
+    leave that folder behind (the shipped model's folder is inside the installed package)."""
+    ck = tmp_path / "m" / "toy.safetensors"
+    ck.parent.mkdir()
+    ck.write_bytes(Path(F["toy_ckpt"]).read_bytes())
+    run_bad(capsys, F, ["evaluate", "--checkpoint", str(ck), "--data", "{toy}", "--split", "nosuchsplit"], 5,
+            "nosuchsplit")
+    assert sorted(p.name for p in ck.parent.iterdir()) == ["toy.safetensors"]
+
+
 # ------------------------------------------------------------------------------------------------ export
 EXPORT = [
     (["export", "-c", "{ckpt}", "--out", "{tmp}/m.onnx", "--opset", "3"], 2, "--opset must be in [18, "),

@@ -184,12 +184,14 @@ def validate(args) -> list[int]:
     C.input_path(args.data, "--data", DatasetError, kind="any")
     if args.labels is not None:
         C.label_file(args.labels, "--labels")
+    # writable, but not created yet: a run that fails on its data leaves no empty folder (evaluate creates it)
     if args.out:
-        C.output_dir(args.out, "--out")
+        C.output_dir(args.out, "--out", create=False)
     else:
         for ck in checkpoints:
             split = args.split if not folds else None
-            C.output_dir(Path(ck).parent / f"eval_{split}" if split else Path(ck).parent, "--out (default)")
+            C.output_dir(Path(ck).parent / f"eval_{split}" if split else Path(ck).parent, "--out (default)",
+                          create=False)
     return folds
 
 
