@@ -101,7 +101,8 @@ def cache_maps(model, bank: str, split: str, clips: int, seed: int, path: Path, 
         if bool((b["lengths"] != wave.shape[-1]).any()) or (done and wave.shape[-1] != out_samples):
             raise SystemExit(f"head_refit.py: the {split} clips of {bank} differ in length; the cache needs one length")
         out_samples = wave.shape[-1]
-        pre, fine, valid = _maps_before_last_stage(model, model.spectrogram(wave))
+        spec = model.spectrogram(wave)
+        pre, fine, valid = _maps_before_last_stage(model, spec)
         out["pre"].append(pre.half())
         if fine is not None:
             out["fine"].append(fine.half())
@@ -113,8 +114,8 @@ def cache_maps(model, bank: str, split: str, clips: int, seed: int, path: Path, 
             log.info("%s: %d/%d clips, %.1f clips/s", split, done, len(requests), done / (time.time() - t0))
     maps = {k: torch.cat(v) for k, v in out.items() if v}
     maps["valid"] = torch.tensor(valid)
-    maps["frames"] = torch.tensor(model.spectrogram(wave[:1]).shape[1])
-    maps["samples"] = torch.tensor(wave.shape[-1])
+    maps["frames"] = torch.tensor(spec.shape[1])
+    maps["samples"] = torch.tensor(out_samples)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(maps, path)
     log.info("%s: %d clips cached in %.0f s (%s)", split, done, time.time() - t0, path)
