@@ -10,7 +10,7 @@ set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 DEBIAN_PACKAGES=(
   hydrogen-drumkits lmms-common wesnoth-1.16-data sound-theme-freedesktop tuxpaint-stamps-default hedgewars-data
-  oxygen-sounds deepin-sound-theme yaru-theme-sound lomiri-sounds sonic-pi-samples teeworlds-data wavpack
+  oxygen-sounds deepin-sound-theme yaru-theme-sound lomiri-sounds sonic-pi-samples teeworlds-data wavpack gcompris-qt-data
   fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont fluidsynth espeak-ng
 )
 

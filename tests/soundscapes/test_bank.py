@@ -91,6 +91,39 @@ def test_recordings_decode_close_to_their_trimmed_sources(bank_dir, source_dir):
     assert min(snrs) > 15 and np.median(snrs) > 20, sorted(snrs)[:3]
 
 
+def test_training_recordings_added_later_leave_every_held_out_sample_as_it_was(source_dir, tmp_path):
+    """Validation and test recordings come first in the stream, so a bank rebuilt with one more training
+    recording (a new group pinned to train) decodes every held-out recording to the same samples, bit for bit,
+    and plans the same held-out clips; the training recordings follow after a second of silence."""
+    items, _ = user_items(source_dir)
+    extra_dir = tmp_path / "extra" / "Dog"
+    extra_dir.mkdir(parents=True)
+    sf.write(extra_dir / "new.wav", _burst(470.0, 1.0, np.random.default_rng(5)), SR_SRC)
+    extra, _ = user_items(tmp_path / "extra")
+    kw = dict(sample_rate=SR, max_seconds=1.2, mix=MIX, clips=CLIPS, seed=3, jobs=1)
+    build_bank(items, tmp_path / "a", **kw)
+    pins = {row[2]: row[3] for row in _meta(tmp_path / "a")["recordings"]}  # group -> split
+    build_bank(items + extra, tmp_path / "b", pinned={**pins, extra[0].group: "train"}, **kw)
+    a, b = open_bank(tmp_path / "a"), open_bank(tmp_path / "b")
+    assert len(b.recordings) == len(a.recordings) + 1
+    assert [r.split for r in b.recordings] == sorted((r.split for r in b.recordings),
+                                                     key=("test", "validation", "train").index)
+    held_a = [r for r in a.recordings if r.split != "train"]
+    held_b = [r for r in b.recordings if r.split != "train"]
+    assert [(r.key, r.start, r.length) for r in held_a] == [(r.key, r.start, r.length) for r in held_b]
+    for ra, rb in zip(held_a, held_b):
+        assert np.array_equal(a.audio[ra.start: ra.start + ra.length], b.audio[rb.start: rb.start + rb.length])
+    first_train = min(r.start for r in b.recordings if r.split == "train")
+    last_held = max(r.start + r.length for r in held_b)
+    assert first_train - last_held >= SR  # a second of silence between them
+    for split in ("validation", "test"):
+        ca, cb = open_split(tmp_path / "a", split), open_split(tmp_path / "b", split)
+        assert len(ca) == len(cb) == CLIPS[split]
+        for x, y in zip(ca.clips, cb.clips):
+            assert (x.targets, x.events) == (y.targets, y.events)
+            assert np.array_equal(load_clip(x, SR), load_clip(y, SR))
+
+
 def test_clipset_labels_events_and_rendered_audio_agree(bank_dir):
     cs = open_split(bank_dir, "train")
     assert cs.name.endswith(":train") and len(cs) == CLIPS["train"] and cs.label_names == open_bank(bank_dir).classes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from audiomamba.soundscapes.mixer import MixConfig, build_soundscapes
 from audiomamba.soundscapes.vocabulary import BY_NAME, VOCABULARY, class_labels_csv, mid_for
 
 FILE_FAMILIES = ["hydrogen", "lmms", "wesnoth", "freedesktop", "ovos", "hedgewars", "soundthemes", "sonicpi",
-                 "teeworlds"]
+                 "teeworlds", "gcompris"]
 
 
 def test_vocabulary_size_and_audioset_mids():
@@ -317,3 +318,137 @@ def test_teeworlds_wavpack_effects_unpacked_losslessly(tmp_path, monkeypatch):
     again = {it.key.split(":", 1)[1]: Path(it.path).stat().st_mtime_ns
              for it in S.discover(["teeworlds"], cache_dir=tmp_path / "cache").items}
     assert again == mtimes
+
+
+def _qt_bundle(files: dict[str, bytes], version: int, compress: set[str] = frozenset()) -> bytes:
+    """A Qt resource bundle (``.rcc``) holding ``files`` (inner path -> bytes), written here from Qt's documented
+    layout, independently of the reader: header, data blobs, names, then the node tree breadth first (the
+    children of a directory contiguous, sorted by name hash as Qt does)."""
+    tree: dict = {}
+    for path, payload in files.items():
+        node = tree
+        *dirs, leaf = path.strip("/").split("/")
+        for d in dirs:
+            node = node.setdefault(d, {})
+        node[leaf] = payload
+
+    def qt_hash(name: str) -> int:
+        h = 0
+        for ch in name:
+            h = ((h << 4) + ord(ch)) & 0xFFFFFFFF
+            h = (h ^ ((h & 0xF0000000) >> 23)) & 0x0FFFFFFF
+        return h
+
+    names, name_at, data = bytearray(), {}, bytearray()
+
+    def name_offset(name: str) -> int:
+        if name not in name_at:
+            name_at[name] = len(names)
+            names.extend(struct.pack(">HI", len(name), qt_hash(name)) + name.encode("utf-16-be"))
+        return name_at[name]
+
+    nodes: list[bytes] = []
+    nodes.append(b"")  # the root, filled in below
+    pending = [(0, tree, "")]
+    mtime = struct.pack(">Q", 0) if version >= 2 else b""
+    while pending:
+        index, subtree, inner = pending.pop(0)
+        children = sorted(subtree.items(), key=lambda kv: qt_hash(kv[0]))
+        first = len(nodes)
+        entry = struct.pack(">IHII", name_offset(inner.rsplit("/", 1)[-1]) if index else 0, 2, len(children), first)
+        nodes[index] = entry + mtime
+        for name, value in children:
+            path = f"{inner}/{name}"
+            if isinstance(value, dict):
+                nodes.append(b"")
+                pending.append((len(nodes) - 1, value, path))
+            else:
+                flags = 0
+                blob = value
+                if path in compress:
+                    flags, blob = 1, struct.pack(">I", len(value)) + zlib.compress(value)
+                nodes.append(struct.pack(">IHHHI", name_offset(name), flags, 0, 0, len(data)) + mtime)
+                data.extend(struct.pack(">I", len(blob)) + blob)
+    header_size = 24 if version >= 3 else 20
+    data_off = header_size
+    names_off = data_off + len(data)
+    tree_off = names_off + len(names)
+    header = b"qres" + struct.pack(">IIII", version, tree_off, data_off, names_off)
+    if version >= 3:
+        header += struct.pack(">I", 0)
+    return header + bytes(data) + bytes(names) + b"".join(nodes)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_qt_resource_bundles_read_back_what_was_packed(tmp_path, version):
+    rng = np.random.default_rng(version)
+    files = {f"/gcompris/src/activities/a/resource/{n}": rng.bytes(int(rng.integers(1, 3000)))
+             for n in ("dog.ogg", "x.wav", "img.svg")}
+    files["/gcompris/src/activities/a/resource/sub/deep.wav"] = b"RIFF" * 100
+    files["/top.txt"] = "héllo".encode()
+    bundle = tmp_path / "a.rcc"
+    bundle.write_bytes(_qt_bundle(files, version, compress={"/gcompris/src/activities/a/resource/x.wav",
+                                                            "/gcompris/src/activities/a/resource/sub/deep.wav"}))
+    assert S.qt_resource_files(bundle) == files
+    audio = S.qt_resource_files(bundle, lambda inner: inner.endswith((".ogg", ".wav")))
+    assert audio == {k: v for k, v in files.items() if k.endswith((".ogg", ".wav"))}
+    (tmp_path / "bad.rcc").write_bytes(b"PK\x03\x04" + bytes(40))
+    with pytest.raises(ValueError, match="bad.rcc: not a Qt resource bundle"):
+        S.qt_resource_files(tmp_path / "bad.rcc")
+
+
+def test_gcompris_recordings_labelled_from_their_bundles_and_unpacked_once(tmp_path, monkeypatch):
+    def ogg(seed: int) -> bytes:
+        path = tmp_path / f"tmp{seed}.ogg"
+        _stamp_sound(path, seed)
+        return path.read_bytes()
+
+    root = tmp_path / "rcc"
+    root.mkdir()
+    base = "/gcompris/src/activities"
+    bundles = {
+        "explore_farm_animals": ["dog.ogg", "horse.ogg", "cow.ogg", "duck.ogg", "cat.ogg"],
+        "memory-sound": ["LRBark_1_LA_cut.ogg", "LRApplauses_1_LA_cut.ogg", "LRHits_01_LA.ogg", "guitar_son2.ogg"],
+        "instruments": ["horn.ogg", "bongo.ogg", "banjo.ogg", "drum_kit.ogg"],
+        "morse_code": ["dot.wav", "silence.wav"],
+        "chess": ["move.wav"],
+    }
+    payloads = {}
+    for i, (activity, names) in enumerate(bundles.items()):
+        files = {f"{base}/{activity}/resource/{n}": ogg(10 * i + j) for j, n in enumerate(names)}
+        payloads.update({f"{activity}/{k.rsplit('/', 1)[1]}": v for k, v in files.items()})
+        (root / f"{activity}.rcc").write_bytes(_qt_bundle(files, 3, compress=set(list(files)[::2])))
+    (root / "broken.rcc").write_bytes(b"qres" + bytes(8))  # truncated: skipped with a log line
+    monkeypatch.setattr(S, "GCOMPRIS_ROOT", root)
+    cat = S.discover(["gcompris"], cache_dir=tmp_path / "cache")
+    got = {it.key: (it.label, it.group) for it in cat.items}
+    dogs, stock = "Canidae, dogs, wolves", "Livestock, farm animals, working animals"
+    want = {"explore_farm_animals/dog.ogg": dogs, "explore_farm_animals/horse.ogg": "Horse",
+            "explore_farm_animals/cow.ogg": stock, "explore_farm_animals/duck.ogg": "Bird",
+            "memory-sound/LRBark_1_LA_cut.ogg": dogs, "memory-sound/LRApplauses_1_LA_cut.ogg": "Applause",
+            "memory-sound/guitar_son2.ogg": "Acoustic guitar", "instruments/horn.ogg": "French horn",
+            "instruments/bongo.ogg": "Hand drum", "morse_code/dot.wav": "Beep, bleep"}
+    assert got == {f"gcompris-qt-data:{rel}": (label, f"gcompris:{rel}") for rel, label in want.items()}
+    for it in cat.items:
+        assert Path(it.path).read_bytes() == payloads[it.key.split(":", 1)[1]] and it.origin == "gcompris-qt-data"
+    mtimes = {it.key: Path(it.path).stat().st_mtime_ns for it in cat.items}
+    again = S.discover(["gcompris"], cache_dir=tmp_path / "cache").items
+    assert {it.key: Path(it.path).stat().st_mtime_ns for it in again} == mtimes  # unpacked once
+    monkeypatch.setattr(S, "GCOMPRIS_ROOT", tmp_path / "absent")
+    missing = S.discover(["gcompris"], cache_dir=tmp_path / "c2").missing
+    assert missing == {"gcompris": "apt-get install gcompris-qt-data"}
+
+
+def test_installed_gcompris_recordings_decode_with_their_licences(tmp_path):
+    if not S.GCOMPRIS_ROOT.is_dir():
+        pytest.skip("gcompris-qt-data not installed (run scripts/setup_sources.sh)")
+    items = S.discover(["gcompris"], cache_dir=tmp_path / "c").items
+    by_key = {it.key: it for it in items}
+    assert sum(it.label == "Canidae, dogs, wolves" for it in items) == 3
+    assert by_key["gcompris-qt-data:instruments/violin.ogg"].label == "Violin, fiddle"
+    for it in items:
+        info = sf.info(it.path)
+        assert info.frames > 0.05 * info.samplerate, it.key
+        assert it.licence and it.licence != "X"
+    # the memory game's recordings are under the Free Art License per the Debian copyright file
+    assert by_key["gcompris-qt-data:memory-sound/LRBark_1_LA_cut.ogg"].licence.lower().startswith("free-art")

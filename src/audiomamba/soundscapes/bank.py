@@ -65,6 +65,8 @@ log = logging.getLogger("audiomamba.data")
 BANK_FORMAT = "audiomamba-source-bank"
 BANK_VERSION = 1
 GAP_S = 0.05  # silence between recordings in the stream: the codec's window never mixes two recordings
+HELD_OUT_GAP_S = 1.0  # silence between the held-out recordings (first in the stream) and the training ones
+STREAM_ORDER = ("test", "validation", "train")  # held-out splits first: see build_bank
 PEAK = 0.5  # recordings are stored at this peak (headroom for the codec); mixing sets levels by RMS anyway
 NOISE_S = 30.0  # length of each precomputed background noise buffer
 EQ_BANDS = 2  # peaking filters of the random equaliser
@@ -216,7 +218,11 @@ def build_bank(
     items = [it for it in items if it.label not in dropped]
     if not items:
         raise DataBuildError("no class has recordings for every split")
-    items = sorted(items, key=lambda it: it.key)
+    # Test and validation come first in the stream, then a second of silence, then train.  A lossy codec's
+    # output for a stretch depends on where its blocks fall, so a recording's decoded samples depend on what
+    # precedes it: with the held-out splits first, adding or removing training recordings leaves every validation
+    # and test sample as it was.  Within a split, recordings are in key order (the order the clip plans index).
+    items = sorted(items, key=lambda it: (STREAM_ORDER.index(where[it.group]), it.key))
     tasks = [(it.path, sample_rate, max_seconds) for it in items]
     log.info("reading %d recordings at %d Hz on %d process(es)", len(items), sample_rate, jobs)
     if jobs > 1:
@@ -227,10 +233,13 @@ def build_bank(
         audio = [_prepare_one(t) for t in tasks]
     gap = np.zeros(int(round(GAP_S * sample_rate)), np.float32)
     parts, rows, pos, failed = [gap], [], len(gap), 0
-    for it, x in zip(items, audio):
+    for i, (it, x) in enumerate(zip(items, audio)):
         if x is None:
             failed += 1
             continue
+        if where[it.group] == "train" and (i == 0 or where[items[i - 1].group] != "train"):
+            parts.append(np.zeros(int(round(HELD_OUT_GAP_S * sample_rate)), np.float32))
+            pos += len(parts[-1])
         rows.append(BankRecording(it.key, it.label, it.group, where[it.group], it.origin, it.licence, pos, len(x)))
         parts += [x, gap]
         pos += len(x) + len(gap)

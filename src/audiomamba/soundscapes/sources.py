@@ -521,6 +521,111 @@ def _teeworlds_items(ctx: _Context) -> list[SourceItem]:
     return items
 
 
+GCOMPRIS_ROOT = Path("/usr/share/gcompris-qt/rcc")
+# GCompris keeps each activity's files in a Qt resource bundle (ACTIVITY.rcc).  "activity/file" (lower-cased) ->
+# class, first match wins.  Only recordings whose class the activity and name make plain: the farm animals, the
+# instruments activity's solo recordings, the memory game's barks, applause and guitar notes, the xylophone notes,
+# the Morse tones and the UI bleep, the archery arrow.  Not used: the cat, the world music (mixtures), the drum kit,
+# banjo, castanets, triangle and tuba (no class), the clicks, hits, knocks, gong and the unnamed "weird" sounds.
+_GCOMPRIS_INSTRUMENTS = {
+    "accordion": "Accordion", "bongo": "Hand drum", "cello": "Cello", "clarinet": "Clarinet", "cymbal": "Cymbal",
+    "electric_guitar": "Electric guitar", "flute_traversiere": "Flute", "guitar": "Acoustic guitar",
+    "harmonica": "Harmonica", "harp": "Harp", "horn": "French horn", "maracas": "Maraca", "organ": "Organ",
+    "piano": "Piano", "saxophone": "Saxophone", "snare_drum": "Snare drum", "tambourine": "Tambourine",
+    "timpani": "Timpani", "trombone": "Trombone", "trumpet": "Trumpet", "violin": "Violin, fiddle",
+}
+_GCOMPRIS_RULES: list[tuple[str, str | None]] = [
+    (r"^explore_farm_animals/dog\.ogg$", "Canidae, dogs, wolves"),
+    (r"^memory-sound/lrbark_\d+_la_cut\.ogg$", "Canidae, dogs, wolves"),
+    (r"^explore_farm_animals/horse\.ogg$", "Horse"),
+    (r"^explore_farm_animals/(cow|pig|sheep)\.ogg$", "Livestock, farm animals, working animals"),
+    (r"^explore_farm_animals/(chickens|duck|owl)\.ogg$", "Bird"),  # fowl as Bird, like the ovos rooster and duck
+    (r"^memory-sound/lrapplauses_\d+_la_cut\.ogg$", "Applause"),
+    (r"^memory-sound/guitar_(son\d|melody)\.ogg$", "Acoustic guitar"),
+    (r"^melody/xylofon_son\d\.wav$", "Marimba, xylophone"),
+    (r"^(core/bleep|morse_code/(dot|dash))\.wav$", "Beep, bleep"),
+    (r"^target/arrow\.wav$", "Arrow"),
+] + [(rf"^instruments/{name}\.ogg$", label) for name, label in _GCOMPRIS_INSTRUMENTS.items()]
+
+
+def qt_resource_files(path: str | os.PathLike, want: Callable[[str], bool] = lambda name: True) -> dict[str, bytes]:
+    """The files of a Qt resource bundle (``.rcc``, format versions 1 to 3) whose inner path ``want`` accepts:
+    ``{inner path: bytes}``.
+
+    Written here because no maintained Python package reads these bundles (Qt's ``rcc`` tool only writes them).
+    Layout: a header (``qres``, version, offsets of the node tree, the data and the names), then fixed-size tree
+    nodes (name offset, flags, and either a child count and first child or a locale and data offset).  Files
+    compressed with zlib (flag 1) are inflated; zstd-compressed ones (flag 4, which needs a library this package
+    does not depend on) are skipped with a log line.  Raises ``ValueError`` for a file that is not a bundle and
+    ``struct.error`` or ``zlib.error`` for a damaged one.
+    """
+    blob = Path(path).read_bytes()
+    if len(blob) < 20 or blob[:4] != b"qres":
+        raise ValueError(f"{path}: not a Qt resource bundle")
+    version, tree, data, names = struct.unpack(">IIII", blob[4:20])
+    node_size = 22 if version >= 2 else 14  # version 2 added a modification time to every node
+
+    def name(offset: int) -> str:
+        (length,) = struct.unpack(">H", blob[names + offset: names + offset + 2])
+        start = names + offset + 6  # the length, then a hash of the name
+        return blob[start: start + 2 * length].decode("utf-16-be")
+
+    files: dict[str, bytes] = {}
+    stack, seen = [(0, "")], set()
+    while stack:
+        index, prefix = stack.pop()
+        if index in seen:  # a damaged tree could loop
+            raise ValueError(f"{path}: damaged resource tree")
+        seen.add(index)
+        at = tree + index * node_size
+        name_offset, flags = struct.unpack(">IH", blob[at: at + 6])
+        inner = f"{prefix}/{name(name_offset)}" if index else ""
+        if flags & 2:  # a directory
+            count, first = struct.unpack(">II", blob[at + 6: at + 14])
+            stack.extend((child, inner) for child in range(first, first + count))
+            continue
+        if not want(inner):
+            continue
+        (offset,) = struct.unpack(">I", blob[at + 10: at + 14])
+        (size,) = struct.unpack(">I", blob[data + offset: data + offset + 4])
+        raw = blob[data + offset + 4: data + offset + 4 + size]
+        if flags & 4:
+            log.warning("skipping %s in %s: zstd-compressed", inner, path)
+            continue
+        files[inner] = zlib.decompress(raw[4:]) if flags & 1 else raw  # zlib data follows its 4-byte length
+    return files
+
+
+def _gcompris_items(ctx: _Context) -> list[SourceItem]:
+    """GCompris's recordings, unpacked once from its resource bundles into the cache.  Each file is its own
+    group: GCompris credits its sounds file by file, to many recordists."""
+    out_dir = ctx.cache_dir / "gcompris" / f"v{RENDER_VERSION}"
+    items = []
+    for bundle in sorted(GCOMPRIS_ROOT.glob("*.rcc")):
+        activity = bundle.stem
+
+        def labelled(inner: str) -> bool:
+            return _first_rule(f"{activity}/{Path(inner).name}", _GCOMPRIS_RULES) is not None
+
+        try:
+            files = qt_resource_files(bundle, labelled)
+        except (OSError, ValueError, zlib.error, struct.error, UnicodeDecodeError) as e:
+            log.warning("skipping %s: %s", bundle, e)
+            continue
+        for inner, payload in sorted(files.items()):
+            rel = f"{activity}/{Path(inner).name}"
+            path = out_dir / rel
+            if not path.exists() or path.read_bytes() != payload:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+                tmp.write_bytes(payload)
+                os.replace(tmp, path)
+            items.append(SourceItem(f"gcompris-qt-data:{rel}", _first_rule(rel, _GCOMPRIS_RULES), f"gcompris:{rel}",
+                                    str(path), "gcompris-qt-data",
+                                    _licence_for("gcompris-qt-data", inner.removeprefix("/gcompris/"), "GPL-3+")))
+    return items
+
+
 # --------------------------------------------------------------------------------------------------------------
 # rendered families: General MIDI soundfonts
 
@@ -885,6 +990,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("teeworlds", "Teeworlds sound effects (hammer and body hits, pain cries, guns, swings)",
            "apt-get install teeworlds-data wavpack",
            lambda: TEEWORLDS_ROOT.is_dir() and shutil.which("wvunpack") is not None, _teeworlds_items),
+    Family("gcompris", "GCompris's recordings (farm animals, barks, solo instruments, applause, xylophone and guitar "
+           "notes, Morse tones, an arrow; one group per file)", "apt-get install gcompris-qt-data",
+           lambda: GCOMPRIS_ROOT.is_dir(), _gcompris_items),
     Family("soundfonts", "General MIDI soundfonts rendered note by note (one group per soundfont)",
            "apt-get install fluidsynth fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont "
            "(without root: pip install tinysoundfont pretty_midi, which gives one soundfont only)",
