@@ -452,3 +452,48 @@ def test_installed_gcompris_recordings_decode_with_their_licences(tmp_path):
         assert it.licence and it.licence != "X"
     # the memory game's recordings are under the Free Art License per the Debian copyright file
     assert by_key["gcompris-qt-data:memory-sound/LRBark_1_LA_cut.ogg"].licence.lower().startswith("free-art")
+
+
+def test_qabcs_noises_labelled_by_their_word(tmp_path, monkeypatch):
+    names = ["dog", "wolf", "foal", "yak", "rooster", "natural_horn", "squeezebox", "fire",
+             # not used: no class, a drum kit, an unclear "horn", a tune
+             "cat", "drums", "horn", "dogmatix", "keyboard"]
+    for i, n in enumerate(names):
+        _stamp_sound(tmp_path / f"{n}.ogg", i)
+    monkeypatch.setattr(S, "QABCS_ROOT", tmp_path)
+    got = {it.key: (it.label, it.group) for it in S.discover(["qabcs"], cache_dir=tmp_path / "c").items}
+    want = {"dog": "Canidae, dogs, wolves", "wolf": "Canidae, dogs, wolves", "foal": "Horse",
+            "yak": "Livestock, farm animals, working animals", "rooster": "Bird", "natural_horn": "French horn",
+            "squeezebox": "Accordion", "fire": "Fire"}
+    assert got == {f"qabcs-data:{n}.ogg": (label, f"qabcs:{n}.ogg") for n, label in want.items()}
+    assert set(S._QABCS_LABELS.values()) <= set(BY_NAME)
+
+
+def test_single_recordings_skip_absent_files_and_copies(tmp_path, monkeypatch):
+    for i, name in enumerate(["punch.wav", "bark.ogg", "beep.wav"]):
+        _stamp_sound(tmp_path / name, i)
+    shutil.copy(tmp_path / "punch.wav", tmp_path / "punch_copy.wav")  # one sound shipped by two packages
+    singles = (S._Single("pkg-a", str(tmp_path / "punch.wav"), "data/punch.wav", "Whack, thwack"),
+               S._Single("pkg-b", str(tmp_path / "punch_copy.wav"), "punch.wav", "Whack, thwack"),
+               S._Single("pkg-c", str(tmp_path / "bark.ogg"), "bark.ogg", "Canidae, dogs, wolves"),
+               S._Single("pkg-d", str(tmp_path / "absent.wav"), "absent.wav", "Beep, bleep"),
+               S._Single("pkg-e", str(tmp_path / "beep.wav"), "beep.wav", "Beep, bleep"))
+    monkeypatch.setattr(S, "SINGLES", singles)
+    got = {it.key: (it.label, it.group) for it in S.discover(["singles"], cache_dir=tmp_path / "c").items}
+    assert got == {"pkg-a:punch.wav": ("Whack, thwack", "single:pkg-a/punch.wav"),
+                   "pkg-c:bark.ogg": ("Canidae, dogs, wolves", "single:pkg-c/bark.ogg"),
+                   "pkg-e:beep.wav": ("Beep, bleep", "single:pkg-e/beep.wav")}
+    monkeypatch.setattr(S, "SINGLES", singles[3:4])
+    missing = S.discover(["singles"], cache_dir=tmp_path / "c").missing
+    assert list(missing) == ["singles"] and missing["singles"].startswith("apt-get install bambam ")
+
+
+def test_installed_single_recordings_and_qabcs_noises_have_licences(tmp_path):
+    cat = S.discover(["singles", "qabcs"], cache_dir=tmp_path / "c")
+    if cat.missing:
+        pytest.skip(f"sources not installed (run scripts/setup_sources.sh): {cat.missing}")
+    assert all(it.label in BY_NAME and it.licence for it in cat.items)
+    by_key = {it.key: it for it in cat.items}
+    assert by_key["wx3.2-examples:doggrowl.wav"].licence == "wxWindows"  # per file, from the copyright file
+    assert by_key["bambam:punch.wav"].licence == "GPL-2+"  # bambam's pygame sounds, not its GPL-3+ default
+    assert sum(it.label == "Canidae, dogs, wolves" for it in cat.items) >= 6

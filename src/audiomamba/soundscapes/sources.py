@@ -626,6 +626,83 @@ def _gcompris_items(ctx: _Context) -> list[SourceItem]:
     return items
 
 
+QABCS_ROOT = Path("/usr/share/qabcs/abcs/all/noises")
+# qABCs' noises: one short recording per word of its alphabets, named by the word.  File stem -> class; only the
+# words whose sound has a class here (not the cat, frog, lion ..., the drum kit, the keyboard, the bare "horn",
+# the hand organ, nor "dogmatix", which plays a tune).  Fowl as Bird, like the ovos rooster and duck.
+_QABCS_LABELS: dict[str, str] = {
+    **dict.fromkeys(["dog", "wolf"], "Canidae, dogs, wolves"),
+    **dict.fromkeys(["horse", "foal"], "Horse"),
+    **dict.fromkeys(["cow", "calf", "pig", "sheep", "yak"], "Livestock, farm animals, working animals"),
+    **dict.fromkeys(["bird", "crow", "sparrow", "owl", "eagle-owl", "albatross", "heron", "stork", "pelican",
+                     "flamingo", "vulture", "iora", "wood_grouse", "pheasant", "quail", "guinea_fowl", "goose",
+                     "duck", "rooster"], "Bird"),
+    **dict.fromkeys(["accordion", "squeezebox"], "Accordion"),
+    **dict.fromkeys(["flute", "western_concert_flute"], "Flute"),
+    **dict.fromkeys(["piano", "grand_piano"], "Piano"),
+    "bass_drum": "Bass drum", "cello": "Cello", "clarinet": "Clarinet", "cymbals": "Cymbal",
+    "electric_guitar": "Electric guitar", "guitar": "Acoustic guitar", "harmonica": "Harmonica", "harp": "Harp",
+    "natural_horn": "French horn", "maracas": "Maraca", "organ": "Organ", "saxophone": "Saxophone",
+    "timpani": "Timpani", "trumpet": "Trumpet", "violin": "Violin, fiddle", "xylophone": "Marimba, xylophone",
+    "fire": "Fire",
+}
+
+
+def _qabcs_items(ctx: _Context) -> list[SourceItem]:
+    """qABCs' noises.  Each file is its own group (they come from many recordists)."""
+    return [SourceItem(f"qabcs-data:{path.name}", _QABCS_LABELS[path.stem], f"qabcs:{path.name}", str(path),
+                       "qabcs-data", _licence_for("qabcs-data", f"abcs/all/noises/{path.name}", "GPL-3+"))
+            for path in sorted(QABCS_ROOT.glob("*.ogg")) if path.stem in _QABCS_LABELS]
+
+
+@dataclass(frozen=True)
+class _Single:
+    package: str
+    path: str  # installed file
+    source: str  # the file's path as the package's copyright file names it
+    label: str
+
+
+# Single recordings of the weakest classes from small Debian packages, each named for its sound: punches and a
+# whack (not the slaps: AudioSet's "Slap, smack" is another class), dogs, and plain beeps.
+SINGLES: tuple[_Single, ...] = (
+    _Single("bambam", "/usr/share/bambam/data/punch.wav", "data/punch.wav", "Whack, thwack"),
+    _Single("dopewars-data", "/usr/share/dopewars/punch.wav", "sounds/punch.wav", "Whack, thwack"),
+    _Single("brainparty-data", "/usr/share/games/brainparty/whack.wav", "Content/whack.wav", "Whack, thwack"),
+    _Single("etw-data", "/usr/share/games/etw/snd/dog.wav", "snd/dog.wav", "Canidae, dogs, wolves"),
+    _Single("trophy-data", "/usr/share/games/trophy/sounds/dog.wav", "resources/sounds/dog.wav",
+            "Canidae, dogs, wolves"),
+    _Single("mate-media-common", "/usr/share/sounds/mate/default/alerts/bark.ogg", "sounds/bark.ogg",
+            "Canidae, dogs, wolves"),
+    _Single("wx3.2-examples", "/usr/share/doc/wx3.2-examples/examples/samples/sound/doggrowl.wav",
+            "samples/sound/doggrowl.wav", "Canidae, dogs, wolves"),
+    _Single("bambam", "/usr/share/bambam/data/bleep.wav", "data/bleep.wav", "Beep, bleep"),
+    _Single("ballz-data", "/usr/share/games/ballz/beep.wav", "data/beep.wav", "Beep, bleep"),
+    _Single("brainparty-data", "/usr/share/games/brainparty/beep_hi.wav", "Content/beep_hi.wav", "Beep, bleep"),
+    _Single("gl-117-data", "/usr/share/games/gl-117/sounds/beep1.wav", "sounds/beep1.wav", "Beep, bleep"),
+    _Single("gl-117-data", "/usr/share/games/gl-117/sounds/beep2.wav", "sounds/beep2.wav", "Beep, bleep"),
+    _Single("micropolis-data", "/usr/share/games/micropolis/res/sounds/beep.wav", "res/sounds/beep.wav",
+            "Beep, bleep"),
+)
+
+
+def _single_items(ctx: _Context) -> list[SourceItem]:
+    """The installed :data:`SINGLES`.  Files with the same bytes (one sound shipped by two packages) are one
+    recording, the first listed; every other file is its own group."""
+    items, seen = [], set()
+    for one in SINGLES:
+        path = Path(one.path)
+        if not path.is_file():
+            continue
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()[:16]
+        if digest in seen:
+            continue
+        seen.add(digest)
+        items.append(SourceItem(f"{one.package}:{path.name}", one.label, f"single:{one.package}/{path.name}",
+                                str(path), one.package, _licence_for(one.package, one.source, "GPL-2+")))
+    return items
+
+
 # --------------------------------------------------------------------------------------------------------------
 # rendered families: General MIDI soundfonts
 
@@ -993,6 +1070,11 @@ FAMILIES: tuple[Family, ...] = (
     Family("gcompris", "GCompris's recordings (farm animals, barks, solo instruments, applause, xylophone and guitar "
            "notes, Morse tones, an arrow; one group per file)", "apt-get install gcompris-qt-data",
            lambda: GCOMPRIS_ROOT.is_dir(), _gcompris_items),
+    Family("qabcs", "qABCs' noises (dogs, a wolf, horses, farm animals, birds, solo instruments, fire; one group per "
+           "file)", "apt-get install qabcs-data", lambda: QABCS_ROOT.is_dir(), _qabcs_items),
+    Family("singles", "single recordings named for their sound from small packages (punches, a whack, dogs, beeps; "
+           "one group per file)", "apt-get install " + " ".join(dict.fromkeys(s.package for s in SINGLES)),
+           lambda: any(Path(s.path).is_file() for s in SINGLES), _single_items),
     Family("soundfonts", "General MIDI soundfonts rendered note by note (one group per soundfont)",
            "apt-get install fluidsynth fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont "
            "(without root: pip install tinysoundfont pretty_midi, which gives one soundfont only)",
