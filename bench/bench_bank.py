@@ -67,7 +67,8 @@ def main() -> None:
     print(json.dumps({
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
         "bank": a.bank, "recordings": len(bank.recordings), "bank_seconds": round(len(bank.audio) / bank.sample_rate),
-        "bank_mb": round(os.path.getsize(os.path.join(a.bank, "bank.ogg")) / 1e6, 1), "open_s": round(open_s, 1),
+        "bank_mb": round(sum(p.stat().st_size for p in set(bank.stream_files.values()) if p.is_file()) / 1e6, 1),
+        "open_s": round(open_s, 1),
         "plan_s": round(plan_s, 1), "train_clips": len(cs), "clip_seconds": a.seconds, "batch_size": a.batch_size,
         "loader": rows}, indent=1))
 

@@ -5,7 +5,7 @@ the bank alone (no source packages needed):
     python scripts/bank_tasks.py esc50 --bank .bank --out runs/esc_heldout    # ESC-50-shaped 5-fold task of them
 
 ``exclude`` writes a bank folder whose ``bank.json`` lists every recording but those of the held-out classes (and
-the classes without them); its ``bank.ogg`` is a link to the original stream, whose sample offsets stay valid.
+the classes without them); its audio streams are links to the original ones, whose sample offsets stay valid.
 Soundscapes mixed from it never contain a held-out sound; its splits keep their source groups.
 
 ``esc50`` renders single-label clips (``--seconds``, default 5) of the held-out classes from all their recordings
@@ -60,10 +60,13 @@ def exclude(bank: Path, out: Path, classes: list[str]) -> dict:
     kept["excluded_classes"] = sorted(drop)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bank.json").write_text(json.dumps(kept), encoding="utf-8")
-    link = out / "bank.ogg"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    os.symlink((bank / "bank.ogg").resolve(), link)
+    streams = {v["file"] for v in meta["streams"].values()} if "streams" in meta else {"bank.ogg"}  # version 1: one
+    for name in sorted(streams):
+        link = out / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        if (bank / name).exists():  # a copy of the bank may lack the test stream
+            os.symlink((bank / name).resolve(), link)
     return {"out": str(out), "classes": len(kept["classes"]), "recordings": len(kept["recordings"]),
             "excluded": sorted(drop)}
 

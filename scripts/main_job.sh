@@ -21,7 +21,7 @@ start=$(date +%s)
 rm -rf "$RUN/plots" && mkdir -p "$RUN"
 SHIPPED=$("$PY" -c "from audiomamba.models.pretrained import pretrained_path; print(pretrained_path())")
 
-if [ -f "$BANK/bank.json" ] && [ -f "$BANK/bank.ogg" ]; then
+if [ -f "$BANK/bank.json" ] && { [ -f "$BANK/test.ogg" ] || [ -f "$BANK/bank.ogg" ]; }; then  # bank.ogg: version 1
   echo "== 1/5 source bank: $BANK exists, reusing it"
 else
   echo "== 1/5 building the source bank ($BANK) from the installed source recordings"

@@ -3,8 +3,11 @@
 # Two fine-tunes of the shipped file with different seeds run side by side (scripts/augment_gpu.sh, the stage-10
 # recipe over 2 epochs of 32,000 clips); then their weights are averaged (scripts/average_checkpoints.py), with and
 # without the shipped file, and every candidate is scored on the validation split.  Only the candidate with the
-# best validation mAP is scored on the test split and written as a float16 file ($OUT/model_fp16.safetensors).
-# Run from the repository root with the bank in .bank and the wheels in .whl (as for scripts/pretrain_gpu.sh).
+# best validation mAP is scored on the test split and written as a float16 file ($OUT/model_fp16.safetensors);
+# with a bank carried without its test stream (scripts/carry_bank.sh), that candidate's checkpoint comes back instead.
+# Run from the repository root with the bank in .bank and the wheels in .whl (as for scripts/pretrain_gpu.sh); the
+# device call carries [".whl", ".bank_carry"] (bash scripts/carry_bank.sh pack, here) and runs
+#   bash scripts/carry_bank.sh unpack && SEEDS="19 20" BUDGET_S=235 bash scripts/soup_gpu.sh
 #   OUT       results (default runs/soup_out); SEEDS the two runs' train.seed (default "8 9")
 #   BUDGET_S  each training's wall-clock limit in seconds (default 240); EPOCHS each training's epochs (default 2)
 #   TRAIN=0   skips the trainings (their runs/augment_a, runs/augment_b are kept on a warm machine)
@@ -41,6 +44,16 @@ done
 best=$(python3 -c "import json,sys,pathlib; s={p.stem[4:]: json.loads(p.read_text())['mAP'] for p in pathlib.Path(sys.argv[1]).glob('val_*.json')}; print(max(s, key=s.get))" "$OUT")
 echo "best on validation: $best"
 [ "$best" = shipped ] && exit 0
+if [ ! -f .bank/test.ogg ]; then
+  # a bank carried by scripts/carry_bank.sh has no test stream: the chosen checkpoint comes back (in parts of at
+  # most 15 MiB: cat best.safetensors.part* > best.safetensors) to be scored on the test split once, and shipped
+  # (scripts/ship_pretrained.py), where the whole bank is
+  cp "${CAND[$best]}" "$OUT/best.safetensors"
+  split -b 15m -d "$OUT/best.safetensors" "$OUT/best.safetensors.part" && rm "$OUT/best.safetensors"
+  echo "the test split is not on this machine: $OUT/best.safetensors.part* hold the chosen checkpoint ($best)"
+  echo "total $(( $(date +%s) - t0 )) s"
+  exit 0
+fi
 python3 -m audiomamba evaluate --checkpoint "${CAND[$best]}" --data .bank --split test --batch-size 128 \
   --out runs/soup/test > "$OUT/test.log" 2>&1 || { tail -n 20 "$OUT/test.log"; exit 1; }
 cp runs/soup/test/summary.json "$OUT/test.json"; cp runs/soup/test/per_class.csv "$OUT/per_class.csv"

@@ -91,10 +91,10 @@ def test_recordings_decode_close_to_their_trimmed_sources(bank_dir, source_dir):
     assert min(snrs) > 15 and np.median(snrs) > 20, sorted(snrs)[:3]
 
 
-def test_training_recordings_added_later_leave_every_held_out_sample_as_it_was(source_dir, tmp_path):
-    """Validation and test recordings come first in the stream, so a bank rebuilt with one more training
-    recording (a new group pinned to train) decodes every held-out recording to the same samples, bit for bit,
-    and plans the same held-out clips; the training recordings follow after a second of silence."""
+def test_training_recordings_added_later_leave_every_held_out_stream_as_it_was(source_dir, tmp_path):
+    """Each split is its own stream, so a bank rebuilt with one more training recording (a new group pinned to
+    train) decodes its validation and test streams to the same samples, bit for bit, and plans and renders the
+    same held-out clips."""
     items, _ = user_items(source_dir)
     extra_dir = tmp_path / "extra" / "Dog"
     extra_dir.mkdir(parents=True)
@@ -106,22 +106,16 @@ def test_training_recordings_added_later_leave_every_held_out_sample_as_it_was(s
     build_bank(items + extra, tmp_path / "b", pinned={**pins, extra[0].group: "train"}, **kw)
     a, b = open_bank(tmp_path / "a"), open_bank(tmp_path / "b")
     assert len(b.recordings) == len(a.recordings) + 1
-    assert [r.split for r in b.recordings] == sorted((r.split for r in b.recordings),
-                                                     key=("test", "validation", "train").index)
-    held_a = [r for r in a.recordings if r.split != "train"]
-    held_b = [r for r in b.recordings if r.split != "train"]
-    assert [(r.key, r.start, r.length) for r in held_a] == [(r.key, r.start, r.length) for r in held_b]
-    for ra, rb in zip(held_a, held_b):
-        assert np.array_equal(a.audio[ra.start: ra.start + ra.length], b.audio[rb.start: rb.start + rb.length])
-    first_train = min(r.start for r in b.recordings if r.split == "train")
-    last_held = max(r.start + r.length for r in held_b)
-    assert first_train - last_held >= SR  # a second of silence between them
-    for split in ("validation", "test"):
+    for split in ("validation", "test"):  # the same samples (the files differ only in their random stream serial)
+        x, _ = sf.read(tmp_path / "a" / f"{split}.ogg", dtype="int16")
+        y, _ = sf.read(tmp_path / "b" / f"{split}.ogg", dtype="int16")
+        assert np.array_equal(x, y)
         ca, cb = open_split(tmp_path / "a", split), open_split(tmp_path / "b", split)
         assert len(ca) == len(cb) == CLIPS[split]
         for x, y in zip(ca.clips, cb.clips):
             assert (x.targets, x.events) == (y.targets, y.events)
             assert np.array_equal(load_clip(x, SR), load_clip(y, SR))
+    assert sf.info(tmp_path / "b" / "train.ogg").frames > sf.info(tmp_path / "a" / "train.ogg").frames
 
 
 def test_clipset_labels_events_and_rendered_audio_agree(bank_dir):
@@ -177,29 +171,64 @@ def test_training_loader_with_workers_matches_in_process(bank_dir):
         assert got["wave"].shape == (8, 2 * SR)
 
 
+def _copy_bank(src: Path, dst: Path) -> None:
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+
+
 def test_bad_banks_are_refused_naming_the_file(bank_dir, tmp_path):
     for name, mutate in {
         "bad_json": lambda d: (d / "bank.json").write_text("{not json"),
         "wrong_format": lambda d: (d / "bank.json").write_text(json.dumps({"format": "something-else"})),
         "missing_key": lambda d: (d / "bank.json").write_text(json.dumps({**_meta(bank_dir), "classes": None})),
+        "no_streams": lambda d: (d / "bank.json").write_text(json.dumps({**_meta(bank_dir), "streams": None})),
+        "new_version": lambda d: (d / "bank.json").write_text(json.dumps({**_meta(bank_dir), "version": 9})),
     }.items():
-        d = tmp_path / name
-        d.mkdir()
-        (d / "bank.ogg").write_bytes((bank_dir / "bank.ogg").read_bytes())
-        (d / "bank.json").write_text((bank_dir / "bank.json").read_text())
-        mutate(d)
+        _copy_bank(bank_dir, tmp_path / name)
+        mutate(tmp_path / name)
         with pytest.raises(DatasetError, match="bank.json"):
-            SourceBank(d)
+            SourceBank(tmp_path / name)
     short = tmp_path / "short"
-    short.mkdir()
-    (short / "bank.json").write_text((bank_dir / "bank.json").read_text())
-    sf.write(short / "bank.ogg", np.zeros(SR, np.float32), SR, format="OGG", subtype="VORBIS")
-    with pytest.raises(DatasetError, match="bank.ogg.*damaged"):
+    _copy_bank(bank_dir, short)
+    sf.write(short / "validation.ogg", np.zeros(SR, np.float32), SR, format="OGG", subtype="VORBIS")
+    with pytest.raises(DatasetError, match="validation.ogg.*damaged"):
         SourceBank(short)
+    (short / "validation.ogg").write_bytes(b"not ogg")
+    with pytest.raises(DatasetError, match="validation.ogg: cannot decode"):
+        SourceBank(short)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "bank.json").write_text((bank_dir / "bank.json").read_text())
+    with pytest.raises(DatasetError, match="none of the bank's audio streams is there"):
+        SourceBank(empty)
     with pytest.raises(DatasetError, match="splits"):
         open_split(bank_dir, "holdout")
     with pytest.raises(DatasetError, match="integer"):
         open_split(bank_dir, "train:many")
+
+
+def test_a_version_1_bank_with_one_stream_reads_as_its_splits_streams(bank_dir, tmp_path):
+    """Banks written before the streams were split (version 1: every split in bank.ogg, starts counted in it)
+    still open, and give the same clips, bit for bit, when their stream holds the same samples."""
+    meta, old = _meta(bank_dir), tmp_path / "v1"
+    old.mkdir()
+    new = SourceBank(bank_dir)
+    # one stream of all splits, in the streams' order; each recording's start moved by the streams before its own
+    splits = list(meta["streams"])
+    start = {s: sum(meta["streams"][t]["samples"] for t in splits[: splits.index(s)]) for s in splits}
+    rows = [row[:6] + [row[6] + start[row[3]], row[7]] for row in meta["recordings"]]
+    v1 = {k: v for k, v in meta.items() if k != "streams"} | {"version": 1, "recordings": rows}
+    (old / "bank.json").write_text(json.dumps(v1))
+    sf.write(old / "bank.wav", new.audio, SR, subtype="PCM_16")  # lossless, so the samples are the same
+    (old / "bank.wav").rename(old / "bank.ogg")  # libsndfile reads by content, not by name
+    legacy = SourceBank(old)
+    assert np.array_equal(legacy.audio, new.audio)
+    for split in ("validation", "test"):
+        a, b = open_split(bank_dir, split), open_split(old, split)
+        for x, y in zip(a.clips, b.clips):
+            assert (x.targets, x.events) == (y.targets, y.events)
+            assert np.array_equal(load_clip(x, SR), load_clip(y, SR))
 
 
 def test_cli_builds_a_bank_from_a_source_folder(source_dir, tmp_path, capsys):

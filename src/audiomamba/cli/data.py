@@ -275,7 +275,7 @@ def _split_counts(text: str) -> dict[str, int]:
 
 
 def _add_bank(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="output folder (bank.ogg + bank.json)")
+    p.add_argument("--out", required=True, help="output folder (bank.json + train.ogg, validation.ogg, test.ogg)")
     p.add_argument("--max-seconds", type=float, default=8.0, help="longest stretch kept of a recording (default 8)")
     p.add_argument("--quality", type=float, default=0.3, help="Ogg Vorbis quality 0..1 (default 0.3)")
     p.add_argument("--classes", type=_names, default=None, help='only these classes, ";"-separated display names')
@@ -377,7 +377,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Cal
                     _add_soundscapes, _run_soundscapes),
     "esc50-like": ("write an ESC-50-shaped set: 5 s single-label clips in 5 source-disjoint folds",
                    _add_esc50, _run_esc50),
-    "bank": ("pack every source recording into one compact bank (bank.ogg + bank.json) for mixing on the fly",
+    "bank": ("pack every source recording into a compact bank (an index, one stream per split) for mixing on the fly",
              _add_bank, _run_bank),
     "sources": ("list the installed and missing source recordings, and how to install them",
                 _add_sources, _run_sources),

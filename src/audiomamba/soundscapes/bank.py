@@ -4,13 +4,17 @@ Building soundscapes as WAV files (:mod:`audiomamba.soundscapes.mixer`) needs th
 writes 640 KB per 10 s clip.  A training run on a GPU machine wants hundreds of thousands of clips, has no package
 manager and receives at most a few tens of MB.  The bank is what travels instead:
 
-``DIR/bank.ogg``
-    all recordings, trimmed to their active part (-40 dB), cut to at most ``max_seconds``, peak-normalised, mono,
-    concatenated (with short silent gaps) into one Ogg Vorbis stream at the bank's sample rate.  One stream, so
-    the codec's setup headers are paid once; lossy, as the field's training audio is (AudioSet is YouTube audio).
+``DIR/test.ogg``, ``DIR/validation.ogg``, ``DIR/train.ogg``
+    each split's recordings, trimmed to their active part (-40 dB), cut to at most ``max_seconds``,
+    peak-normalised, mono, concatenated (with short silent gaps) into one Ogg Vorbis stream per split at the
+    bank's sample rate; lossy, as the field's training audio is (AudioSet is YouTube audio).  One stream per split,
+    because a lossy codec's output for a stretch depends on where its blocks fall: adding or removing training
+    recordings then leaves every validation and test sample as it was, bit for bit, and a copy of the bank for a
+    training machine can leave the test stream out (it then never holds the test audio).
 ``DIR/bank.json``
-    the format tag, sample rate, classes, the mixing settings and clip counts of each split, the seed, and one
-    row per recording: key, label, source group, split, origin, licence, first sample and length in the stream.
+    the format tag, sample rate, classes, the mixing settings and clip counts of each split, the seed, the streams
+    (file and samples per split) and one row per recording: key, label, source group, split, origin, licence,
+    first sample and length in its split's stream.
 
 Splits are drawn by source group exactly as for the WAV soundscapes (:func:`~audiomamba.soundscapes.mixer.assign_splits`),
 so no recording, kit, soundfont or voice is shared between train, validation and test.
@@ -35,7 +39,7 @@ import json
 import logging
 import multiprocessing
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,10 +67,8 @@ __all__ = ["BANK_FORMAT", "BankRecording", "BankSummary", "SourceAugment", "Sour
 log = logging.getLogger("audiomamba.data")
 
 BANK_FORMAT = "audiomamba-source-bank"
-BANK_VERSION = 1
+BANK_VERSION = 2  # 2: one stream per split; 1 (still read): one stream, bank.ogg, for all splits
 GAP_S = 0.05  # silence between recordings in the stream: the codec's window never mixes two recordings
-HELD_OUT_GAP_S = 1.0  # silence between the held-out recordings (first in the stream) and the training ones
-STREAM_ORDER = ("test", "validation", "train")  # held-out splits first: see build_bank
 PEAK = 0.5  # recordings are stored at this peak (headroom for the codec); mixing sets levels by RMS anyway
 NOISE_S = 30.0  # length of each precomputed background noise buffer
 EQ_BANDS = 2  # peaking filters of the random equaliser
@@ -136,7 +138,8 @@ def peaking_sos(freq: float, gain_db: float, q: float, sample_rate: int) -> np.n
 
 @dataclass(frozen=True)
 class BankRecording:
-    """One recording in the bank: its identity, class, split group, split, licence and place in the stream."""
+    """One recording in the bank: its identity, class, split group, split, licence and place in its stream (in
+    ``bank.json``: in its split's stream; once opened: in :attr:`SourceBank.audio`, all streams present)."""
 
     key: str
     label: str
@@ -144,7 +147,7 @@ class BankRecording:
     split: str
     origin: str
     licence: str
-    start: int  # first sample in the decoded stream
+    start: int  # first sample
     length: int  # samples
 
 
@@ -157,7 +160,7 @@ class BankSummary:
     classes: list[str]
     dropped_classes: dict[str, str]
     seconds: float  # audio in the bank
-    bytes: int  # size of bank.ogg
+    bytes: int  # size of the streams
     failed_reads: int
 
 
@@ -218,11 +221,7 @@ def build_bank(
     items = [it for it in items if it.label not in dropped]
     if not items:
         raise DataBuildError("no class has recordings for every split")
-    # Test and validation come first in the stream, then a second of silence, then train.  A lossy codec's
-    # output for a stretch depends on where its blocks fall, so a recording's decoded samples depend on what
-    # precedes it: with the held-out splits first, adding or removing training recordings leaves every validation
-    # and test sample as it was.  Within a split, recordings are in key order (the order the clip plans index).
-    items = sorted(items, key=lambda it: (STREAM_ORDER.index(where[it.group]), it.key))
+    items = sorted(items, key=lambda it: it.key)
     tasks = [(it.path, sample_rate, max_seconds) for it in items]
     log.info("reading %d recordings at %d Hz on %d process(es)", len(items), sample_rate, jobs)
     if jobs > 1:
@@ -232,36 +231,39 @@ def build_bank(
     else:
         audio = [_prepare_one(t) for t in tasks]
     gap = np.zeros(int(round(GAP_S * sample_rate)), np.float32)
-    parts, rows, pos, failed = [gap], [], len(gap), 0
-    for i, (it, x) in enumerate(zip(items, audio)):
+    parts: dict[str, list[np.ndarray]] = {s: [gap] for s in SPLITS}
+    pos = {s: len(gap) for s in SPLITS}
+    rows, failed = [], 0
+    for it, x in zip(items, audio):
         if x is None:
             failed += 1
             continue
-        if where[it.group] == "train" and (i == 0 or where[items[i - 1].group] != "train"):
-            parts.append(np.zeros(int(round(HELD_OUT_GAP_S * sample_rate)), np.float32))
-            pos += len(parts[-1])
-        rows.append(BankRecording(it.key, it.label, it.group, where[it.group], it.origin, it.licence, pos, len(x)))
-        parts += [x, gap]
-        pos += len(x) + len(gap)
+        split = where[it.group]
+        rows.append(BankRecording(it.key, it.label, it.group, split, it.origin, it.licence, pos[split], len(x)))
+        parts[split] += [x, gap]
+        pos[split] += len(x) + len(gap)
     kept = _class_order({r.label for r in rows})
     short = [c for c in kept if any(not any(r.label == c and r.split == s for r in rows) for s in SPLITS)]
     if short:
         raise DataBuildError(f"class(es) {short} lost every readable recording of some split; check the sources")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stream = np.concatenate(parts)
-    atomic_write(out / "bank.ogg", lambda tmp: _write_vorbis(tmp, stream, sample_rate, quality))
+    for split in SPLITS:
+        stream = np.concatenate(parts[split])
+        atomic_write(out / f"{split}.ogg", lambda tmp, x=stream: _write_vorbis(tmp, x, sample_rate, quality))
     meta = {
-        "format": BANK_FORMAT, "version": BANK_VERSION, "sample_rate": sample_rate, "samples": int(len(stream)),
+        "format": BANK_FORMAT, "version": BANK_VERSION, "sample_rate": sample_rate,
+        "streams": {s: {"file": f"{s}.ogg", "samples": int(pos[s])} for s in SPLITS},
         "classes": kept, "mix": asdict(mix), "clips": {s: int(clips[s]) for s in SPLITS}, "seed": int(seed),
         "max_seconds": max_seconds, "split_fractions": list(fractions), "dropped_classes": dropped,
         "fields": ["key", "label", "group", "split", "origin", "licence", "start", "length"],
         "recordings": [[r.key, r.label, r.group, r.split, r.origin, r.licence, r.start, r.length] for r in rows],
     }
     atomic_write(out / "bank.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=0) + "\n"))
+    (out / "bank.ogg").unlink(missing_ok=True)  # the one stream of a version-1 bank built here before
     per_split = {s: sum(r.split == s for r in rows) for s in SPLITS}
-    return BankSummary(str(out), per_split, kept, dropped, round(len(stream) / sample_rate, 1),
-                       (out / "bank.ogg").stat().st_size, failed)
+    return BankSummary(str(out), per_split, kept, dropped, round(sum(pos.values()) / sample_rate, 1),
+                       sum((out / f"{s}.ogg").stat().st_size for s in SPLITS), failed)
 
 
 def _write_vorbis(path: str, x: np.ndarray, sr: int, quality: float) -> None:
@@ -352,7 +354,7 @@ class SourceBank:
         if not isinstance(meta, dict) or meta.get("format") != BANK_FORMAT:
             raise DatasetError(f"{meta_path}: not an audiomamba source bank (format {meta.get('format')!r})"
                                if isinstance(meta, dict) else f"{meta_path}: not an audiomamba source bank")
-        if meta.get("version") != BANK_VERSION:
+        if meta.get("version") not in (1, BANK_VERSION):
             raise DatasetError(f"{meta_path}: bank version {meta.get('version')} is not supported (need {BANK_VERSION})")
         try:
             self.sample_rate = int(meta["sample_rate"])
@@ -361,24 +363,43 @@ class SourceBank:
                                     "background_db": tuple(meta["mix"]["background_db"])})
             self.clips: dict[str, int] = {s: int(n) for s, n in meta["clips"].items()}
             self.seed = int(meta["seed"])
-            self.recordings = [BankRecording(*row) for row in meta["recordings"]]
-        except (KeyError, TypeError, ValueError) as e:
+            rows = [BankRecording(*row) for row in meta["recordings"]]
+            # split -> its stream's file; version 1 kept every split in one stream, bank.ogg
+            files = ({s: str(v["file"]) for s, v in meta["streams"].items()} if meta["version"] > 1
+                     else dict.fromkeys(SPLITS, "bank.ogg"))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DatasetError(f"{meta_path}: malformed bank metadata ({e!r})") from None
         self.root, self.meta = root, meta
-        try:
-            audio, sr = _decode(root / "bank.ogg")
-        except (sf.LibsndfileError, RuntimeError, ValueError) as e:
-            raise DatasetError(f"{root / 'bank.ogg'}: cannot decode the bank's audio ({e})") from None
-        if sr != self.sample_rate:
-            raise DatasetError(f"{root / 'bank.ogg'}: expected mono audio at {self.sample_rate} Hz, got {sr} Hz")
-        end = max((r.start + r.length for r in self.recordings), default=0)
-        if end > len(audio):
-            raise DatasetError(f"{root / 'bank.ogg'}: {len(audio)} samples, but the index reaches {end}; the bank is damaged")
-        self.audio = audio
+        self.stream_files = {s: root / f for s, f in files.items()}
+        # Decode each stream present, once; a copy of the bank may lack a split's stream (carry_bank.sh leaves
+        # the test split out), and only asking for that split fails.  Rows index one array of all streams.
+        chunks, base = [], {}
+        for path in dict.fromkeys(self.stream_files.values()):
+            if not path.is_file():
+                continue
+            try:
+                audio, sr = _decode(path)
+            except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+                raise DatasetError(f"{path}: cannot decode the bank's audio ({e})") from None
+            if sr != self.sample_rate:
+                raise DatasetError(f"{path}: expected mono audio at {self.sample_rate} Hz, got {sr} Hz")
+            mine = [r for r in rows if self.stream_files.get(r.split) == path]
+            end = max((r.start + r.length for r in mine), default=0)
+            if end > len(audio):
+                raise DatasetError(f"{path}: {len(audio)} samples, but the index reaches {end}; the bank is damaged")
+            base[path] = sum(len(c) for c in chunks)
+            chunks.append(audio)
+        if not chunks:
+            raise DatasetError(f"{root}: none of the bank's audio streams is there "
+                               f"({', '.join(sorted({p.name for p in self.stream_files.values()}))})")
+        self.audio = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        self.splits = tuple(s for s in SPLITS if self.stream_files.get(s) in base)
+        self.recordings = [replace(r, start=r.start + base[self.stream_files[r.split]])
+                           if self.stream_files.get(r.split) in base else r for r in rows]
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         # split -> label -> sorted groups -> recording indices, for drawing events
         self._pool: dict[str, dict[str, list[list[int]]]] = {}
-        for s in SPLITS:
+        for s in self.splits:
             by_label: dict[str, dict[str, list[int]]] = {}
             for i, r in enumerate(self.recordings):
                 if r.split == s:
@@ -420,6 +441,9 @@ class SourceBank:
         """Plans of the first ``n_clips`` clips of ``split`` (default: the bank's count for it).  Clip ``i``'s
         labels come from the class permutations of :func:`~audiomamba.soundscapes.mixer` (every class about equally
         often), its other choices from uniforms that depend on ``(seed, split, i)`` only."""
+        if split in SPLITS and split not in self._pool:
+            raise DatasetError(f"{self.stream_files[split]}: missing; this copy of the bank holds only "
+                               f"{', '.join(self.splits)} (the {split} split's audio was left out)")
         if split not in self._pool:
             raise DatasetError(f"{self.root}: no split {split!r} in the bank (one of {', '.join(SPLITS)})")
         n_clips = self.clips.get(split, 0) if n_clips is None else n_clips
