@@ -565,3 +565,28 @@ def test_head_refit_trains_only_the_top_on_maps_that_reproduce_the_model(bank_di
     history, _ = refit.refit(head_only, train, val, 1, 3e-3, 0.05, 8, 0)
     assert len(history) == 2 and changed(head_only)
     assert all(k.startswith(("head.", "fine_steps.")) for k in changed(head_only))
+
+
+def test_family_probe_scores_each_recording_of_the_families_as_a_clip(source_dir, tmp_path, monkeypatch):
+    """scripts/family_probe.py: every recording of the families becomes one clip of its class folder (a link to
+    the recording), and the tagger is scored on all of them; a family that is not installed is exit code 5."""
+    import audiomamba
+    from audiomamba.soundscapes.sources import Catalogue
+
+    script = load_script("family_probe")
+    items, _ = user_items(source_dir)
+    monkeypatch.setattr(script, "discover", lambda families: Catalogue(items=items))
+    torch.manual_seed(0)
+    labels = sorted(CLASSES)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=len(labels), layout="native", sample_rate=SR)
+    ckpt = tmp_path / "m.safetensors"
+    audiomamba.save_model(model, ckpt, labels=labels, provenance={"note": "tests"})
+    out = tmp_path / "probe"
+    assert script.main(["--families", "mine", "--checkpoint", str(ckpt), "--out", str(out), "--device", "cpu"]) == 0
+    links = sorted((out / "data").rglob("*.wav"))
+    assert len(links) == len(items) and all(p.is_symlink() for p in links)
+    assert {p.parent.name for p in links} == set(CLASSES)
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    assert summary["clips"] == len(items) and summary["classes_evaluated"] == len(CLASSES)
+    monkeypatch.setattr(script, "discover", lambda families: Catalogue(missing={"mine": "apt-get install mine"}))
+    assert script.main(["--families", "mine", "--checkpoint", str(ckpt), "--out", str(out)]) == 5
