@@ -598,7 +598,7 @@ def qt_resource_files(path: str | os.PathLike, want: Callable[[str], bool] = lam
 
 def _gcompris_items(ctx: _Context) -> list[SourceItem]:
     """GCompris's recordings, unpacked once from its resource bundles into the cache.  Each file is its own
-    group: GCompris credits its sounds file by file, to many recordists."""
+    group: they come from many contributors (its copyright file names several, some file by file)."""
     out_dir = ctx.cache_dir / "gcompris" / f"v{RENDER_VERSION}"
     items = []
     for bundle in sorted(GCOMPRIS_ROOT.glob("*.rcc")):
