@@ -5,12 +5,13 @@
 
 The input maps of the backbone's last stage (and the map the finer steps read) for ``--clips`` training
 soundscapes, mixed on the fly from the bank with the shipped recipe's source augmentation, and for the whole
-validation split are computed once (eval mode, float16) and cached under ``--cache`` (one file per bank and
-split, reused when present). Then the head and, for a model with finer steps, its correction (with
+validation split are computed once (eval mode, float16) and cached under ``--cache`` (one file per checkpoint,
+bank and split, reused when present). Then the head and, for a model with finer steps, its correction (with
 ``--last-stage`` also the backbone's last stage) are trained on the cached maps with the training's own losses:
 the clip BCE and the frame BCE on the model's steps against the strong labels. Every epoch is scored on
-validation mAP; ``OUT/summary.json`` lists them. With ``--save``, the best epoch's whole model goes to
-``OUT/best.safetensors``, with the checkpoint's labels. It never reads the test split.
+validation mAP; ``OUT/summary.json`` lists them, with the validation AP per class before and after. With
+``--save``, the best epoch's whole model goes to ``OUT/best.safetensors``, with the checkpoint's labels. It never
+reads the test split.
 
 Why only the top: training the whole of ``audiomamba_micro_v2`` on 2 cores runs at about 2 clips/s, against 370
 on an H200, so a CPU sitting cannot fine-tune it; the cached maps take a forward pass (about 20 clips/s), after
@@ -131,13 +132,31 @@ def _forward(model, maps: dict, idx: torch.Tensor):
 
 
 @torch.no_grad()
-def val_map(model, maps: dict, batch: int = 256) -> float:
+def val_metrics(model, maps: dict, batch: int = 256) -> dict:
+    """:func:`audiomamba.evaluation.tagging_metrics` of ``model`` on cached validation ``maps``."""
     from audiomamba.evaluation import tagging_metrics
 
     model.eval()
     scores = [torch.sigmoid(_forward(model, maps, torch.arange(i, min(i + batch, len(maps["target"])))).logits)
               for i in range(0, len(maps["target"]), batch)]
-    return float(tagging_metrics(torch.cat(scores).numpy(), maps["target"].numpy())["mAP"])
+    return tagging_metrics(torch.cat(scores).numpy(), maps["target"].numpy())
+
+
+def val_map(model, maps: dict, batch: int = 256) -> float:
+    return float(val_metrics(model, maps, batch)["mAP"])
+
+
+def cache_tag(checkpoint: str, bank: str) -> str:
+    """The cached maps' name for ``checkpoint`` and ``bank``: the bank folder's name and a digest of the
+    checkpoint's bytes, the bank's index and its streams' sizes, so that maps of another model, or of another
+    build of a bank in the same folder, are never read back as these."""
+    import hashlib
+
+    h = hashlib.sha1(Path(checkpoint).read_bytes())
+    h.update((Path(bank) / "bank.json").read_bytes())
+    for stream in sorted(Path(bank).glob("*.ogg")):
+        h.update(f"{stream.name}:{stream.stat().st_size}".encode())
+    return f"{Path(bank).name.lstrip('.') or 'bank'}_{h.hexdigest()[:10]}"
 
 
 def refit(model, train: dict, val: dict, epochs: int, lr: float, weight_decay: float, batch: int, seed: int,
@@ -210,16 +229,23 @@ def main(argv: list[str] | None = None) -> int:
 
     model = checkpoint.load(a.checkpoint).eval()
     cache = Path(a.cache)
-    tag = Path(a.bank).name.lstrip(".") or "bank"
-    train = cache_maps(model, a.bank, "train", a.clips, a.seed, cache / f"train_{tag}_{a.clips}_{a.seed}.pt", 16,
-                       a.workers, 0.35, 15.0, a.clip_seconds)
+    train = cache_maps(model, a.bank, "train", a.clips, a.seed,
+                       cache / f"train_{cache_tag(a.checkpoint, a.bank)}_{a.clips}_{a.seed}.pt", 16, a.workers, 0.35,
+                       15.0, a.clip_seconds)
     val_bank = a.val_bank or a.bank
     val = cache_maps(model, val_bank, "validation", a.val_clips, 0,
-                     cache / f"validation_{Path(val_bank).name.lstrip('.')}_{a.val_clips or 'all'}.pt", 16, a.workers,
-                     0.0, 0.0)
+                     cache / f"validation_{cache_tag(a.checkpoint, val_bank)}_{a.val_clips or 'all'}.pt", 16,
+                     a.workers, 0.0, 0.0)
     if a.cache_only:
         return 0
     shipped = _state(model)
+    labels = [lab["display_name"] for lab in checkpoint.read_meta(a.checkpoint)["labels"]]
+
+    def class_ap() -> dict[str, float]:
+        ap = val_metrics(model, val)["_per_class"]["ap"]
+        return {lab: round(float(v), 4) for lab, v in zip(labels, ap) if not np.isnan(v)}
+
+    shipped_ap = class_ap()
     runs, best = [], (-1.0, None, None)
     for lr in a.lr:
         model.load_state_dict(shipped)
@@ -229,15 +255,19 @@ def main(argv: list[str] | None = None) -> int:
         log.info("lr %g: validation mAP %s", lr, " ".join(f"{h:.4f}" for h in history))
         if max(history[1:]) > best[0]:
             best = (max(history[1:]), lr, state)
+    best_ap = {}
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+        best_ap = class_ap()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"checkpoint": a.checkpoint, "bank": a.bank, "val_bank": val_bank, "clips": a.clips, "seed": a.seed,
                "trained": "head and last stage" if a.last_stage else "head",
                "epochs": a.epochs, "batch": a.batch, "weight_decay": a.weight_decay,
-               "shipped_val_mAP": runs[0]["val_mAP"][0], "runs": runs, "best": {"val_mAP": best[0], "lr": best[1]}}
+               "shipped_val_mAP": runs[0]["val_mAP"][0], "runs": runs, "best": {"val_mAP": best[0], "lr": best[1]},
+               "val_ap": {"shipped": shipped_ap, "best": best_ap}}  # validation AP per class
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if a.save and best[2] is not None:
-        model.load_state_dict(best[2])
         meta = checkpoint.read_meta(a.checkpoint)
         provenance = {"trained_by": "audiomamba scripts/head_refit.py", "head_refit": summary,
                       "initialised_from": meta.get("provenance")}

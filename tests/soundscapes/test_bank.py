@@ -559,6 +559,14 @@ def test_head_refit_trains_only_the_top_on_maps_that_reproduce_the_model(bank_di
     assert summary["best"]["val_mAP"] == max(max(r["val_mAP"][1:]) for r in summary["runs"])
     assert refit.val_map(new.eval(), val) == pytest.approx(summary["best"]["val_mAP"], abs=1e-6)
     assert not list((tmp_path / "cache").glob("test*"))  # it never reads the test split
+    assert set(summary["val_ap"]["shipped"]) == set(summary["val_ap"]["best"]) <= set(cs.label_names)
+    assert np.mean(list(summary["val_ap"]["shipped"].values())) == pytest.approx(summary["shipped_val_mAP"], abs=1e-3)
+    assert np.mean(list(summary["val_ap"]["best"].values())) == pytest.approx(summary["best"]["val_mAP"], abs=1e-3)
+    # the cached maps belong to one model and one bank: another checkpoint gets maps of its own
+    other = tmp_path / "other.safetensors"
+    audiomamba.save_model(new, other, labels=cs.label_names, provenance={"note": "tests"})
+    assert refit.cache_tag(str(other), str(bank_dir)) != refit.cache_tag(str(ckpt), str(bank_dir))
+    assert refit.cache_tag(str(ckpt), str(bank_dir)) == refit.cache_tag(str(ckpt), str(bank_dir))
     # the head alone: the backbone stays as it was
     train = torch.load(next((tmp_path / "cache").glob("train_*.pt")))
     head_only = load(ckpt, torch.device("cpu"))
