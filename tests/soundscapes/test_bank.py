@@ -202,6 +202,14 @@ def test_bad_banks_are_refused_naming_the_file(bank_dir, tmp_path):
     (empty / "bank.json").write_text((bank_dir / "bank.json").read_text())
     with pytest.raises(DatasetError, match="none of the bank's audio streams is there"):
         SourceBank(empty)
+    partial = tmp_path / "partial"  # an index that names no test stream: the other splits still open
+    _copy_bank(bank_dir, partial)
+    meta = _meta(bank_dir)
+    (partial / "bank.json").write_text(json.dumps({**meta, "streams": {k: v for k, v in meta["streams"].items()
+                                                                       if k != "test"}}))
+    assert len(open_split(partial, "validation")) == CLIPS["validation"]
+    with pytest.raises(DatasetError, match=r"test\.ogg: missing; this copy of the bank holds only train, validation"):
+        open_split(partial, "test")
     with pytest.raises(DatasetError, match="splits"):
         open_split(bank_dir, "holdout")
     with pytest.raises(DatasetError, match="integer"):

@@ -442,8 +442,9 @@ class SourceBank:
         labels come from the class permutations of :func:`~audiomamba.soundscapes.mixer` (every class about equally
         often), its other choices from uniforms that depend on ``(seed, split, i)`` only."""
         if split in SPLITS and split not in self._pool:
-            raise DatasetError(f"{self.stream_files[split]}: missing; this copy of the bank holds only "
-                               f"{', '.join(self.splits)} (the {split} split's audio was left out)")
+            stream = self.stream_files.get(split, self.root / f"{split}.ogg")
+            raise DatasetError(f"{stream}: missing; this copy of the bank holds only {', '.join(self.splits)} "
+                               f"(the {split} split's audio was left out)")
         if split not in self._pool:
             raise DatasetError(f"{self.root}: no split {split!r} in the bank (one of {', '.join(SPLITS)})")
         n_clips = self.clips.get(split, 0) if n_clips is None else n_clips
