@@ -288,18 +288,21 @@ def open_bank(root: str | os.PathLike) -> "SourceBank":
     return bank
 
 
-def _decode(path: Path, threads: int | None = None) -> tuple[np.ndarray, int]:
+def _decode(path: Path, threads: int | None = None, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Decode a mono Ogg Vorbis file to int16, in ``threads`` segments at once (libsndfile seeks sample-accurately
-    in Vorbis and soundfile releases the GIL while decoding)."""
+    in Vorbis and soundfile releases the GIL while decoding); into ``out`` when given (as long as the file)."""
     import soundfile as sf
     from concurrent.futures import ThreadPoolExecutor
 
     info = sf.info(str(path))
     if info.channels != 1:
         raise ValueError(f"expected mono audio, got {info.channels} channels")
+    if out is None:
+        out = np.empty(info.frames, np.int16)
+    elif len(out) != info.frames:
+        raise ValueError(f"{info.frames} samples, but {len(out)} expected")
     threads = threads or min(8, os.cpu_count() or 1)
     bounds = np.linspace(0, info.frames, threads + 1).astype(np.int64)
-    out = np.empty(info.frames, np.int16)
 
     def segment(k: int) -> None:
         with sf.SoundFile(str(path)) as f:
@@ -371,28 +374,31 @@ class SourceBank:
             raise DatasetError(f"{meta_path}: malformed bank metadata ({e!r})") from None
         self.root, self.meta = root, meta
         self.stream_files = {s: root / f for s, f in files.items()}
-        # Decode each stream present, once; a copy of the bank may lack a split's stream (carry_bank.sh leaves
-        # the test split out), and only asking for that split fails.  Rows index one array of all streams.
-        chunks, base = [], {}
-        for path in dict.fromkeys(self.stream_files.values()):
-            if not path.is_file():
-                continue
-            try:
-                audio, sr = _decode(path)
-            except (sf.LibsndfileError, RuntimeError, ValueError) as e:
-                raise DatasetError(f"{path}: cannot decode the bank's audio ({e})") from None
-            if sr != self.sample_rate:
-                raise DatasetError(f"{path}: expected mono audio at {self.sample_rate} Hz, got {sr} Hz")
-            mine = [r for r in rows if self.stream_files.get(r.split) == path]
-            end = max((r.start + r.length for r in mine), default=0)
-            if end > len(audio):
-                raise DatasetError(f"{path}: {len(audio)} samples, but the index reaches {end}; the bank is damaged")
-            base[path] = sum(len(c) for c in chunks)
-            chunks.append(audio)
-        if not chunks:
+        # Decode each stream present, once, into its place in one array; a copy of the bank may lack a split's
+        # stream (carry_bank.sh leaves the test split out), and only asking for that split fails.
+        present = [p for p in dict.fromkeys(self.stream_files.values()) if p.is_file()]
+        if not present:
             raise DatasetError(f"{root}: none of the bank's audio streams is there "
                                f"({', '.join(sorted({p.name for p in self.stream_files.values()}))})")
-        self.audio = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        base, frames, total = {}, {}, 0  # each stream's first sample in the one array, and its length
+        for path in present:
+            try:
+                info = sf.info(str(path))
+            except (sf.LibsndfileError, RuntimeError) as e:
+                raise DatasetError(f"{path}: cannot decode the bank's audio ({e})") from None
+            if info.samplerate != self.sample_rate:
+                raise DatasetError(f"{path}: expected mono audio at {self.sample_rate} Hz, got {info.samplerate} Hz")
+            end = max((r.start + r.length for r in rows if self.stream_files.get(r.split) == path), default=0)
+            if end > info.frames:
+                raise DatasetError(f"{path}: {info.frames} samples, but the index reaches {end}; the bank is damaged")
+            base[path], frames[path] = total, info.frames
+            total += info.frames
+        self.audio = np.empty(total, np.int16)
+        for path, first in base.items():
+            try:
+                _decode(path, out=self.audio[first: first + frames[path]])
+            except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+                raise DatasetError(f"{path}: cannot decode the bank's audio ({e})") from None
         self.splits = tuple(s for s in SPLITS if self.stream_files.get(s) in base)
         self.recordings = [replace(r, start=r.start + base[self.stream_files[r.split]])
                            if self.stream_files.get(r.split) in base else r for r in rows]
