@@ -100,7 +100,7 @@ def main() -> None:
         "trained_by": "audiomamba scripts/pretrain_gpu.sh",
         "config": a.config, "overrides": a.overrides, "training": train_meta,
         "data": {"source_bank": {"recordings": len(rows), "classes": len(bank["classes"]), "seconds":
-                                 round(bank["samples"] / bank["sample_rate"]), "clips": bank["clips"],
+                                 round(sum(r["length"] for r in rows) / bank["sample_rate"]), "clips": bank["clips"],
                                  "mix": bank["mix"], "seed": bank["seed"]},
                  "licences": [{"origin": o, "licence": lic, "recordings": n} for (o, lic), n in sorted(licences.items())]},
         "test_metrics": metrics, "test_split": "bank test split (source groups disjoint from training)",
