@@ -22,16 +22,19 @@ def test_default_tagger_ships_with_labels_provenance_and_metrics():
     names = [lab["display_name"] for lab in meta["labels"]]
     assert len(names) == 53 and len(set(names)) == 53 and "Speech" in names
     prov = meta["provenance"]
-    # stages 1 to 10, 12, 13 and 15 (11 and 14 were not shipped), each initialised from the one before: from stage 3
-    # on with the bank's source augmentation, from stage 8 on with finer time steps, stage 12 on the bank with Tux
-    # Paint's sounds, stage 13 with Hedgewars' and the desktop themes' sounds, stage 15 with Sonic Pi's and Teeworlds'
+    # stages 1 to 10, 12, 13, 15 and 16 (11 and 14 were not shipped), each initialised from the one before: from
+    # stage 3 on with the bank's source augmentation, from stage 8 on with finer time steps, stage 12 on the bank with
+    # Tux Paint's sounds, stage 13 with Hedgewars' and the desktop themes' sounds, stage 15 with Sonic Pi's and
+    # Teeworlds', stage 16 (the weight average of two runs) with GCompris' and qABCs'
     assert prov["dtype"] == "float16" and prov["config"] == "configs/pretrain_micro_v2_augment.yaml"
-    assert prov["training"]["config"]["augment"]["source_speed"] > 0
+    runs = [r["provenance"] for r in prov["training"]["averaged_from"]]
+    assert len(runs) == 2 and sorted(r["config"]["train"]["seed"] for r in runs) == [19, 20]
+    assert all(r["config"]["augment"]["source_speed"] > 0 and r["config"]["model"]["step_frames"] == 8 for r in runs)
     chain = [prov["initialised_from"]]
     while "initialised_from" in chain[-1]:
         chain.append(chain[-1]["initialised_from"])
     assert meta["model"]["args"]["step_frames"] == 8
-    assert [c["config"] for c in chain] == ["configs/pretrain_micro_v2_augment.yaml"] * 10 + [
+    assert [c["config"] for c in chain] == ["configs/pretrain_micro_v2_augment.yaml"] * 11 + [
         "configs/pretrain_micro_v2_continue.yaml", "configs/pretrain_micro_v2.yaml"]
     assert 0 < prov["event_threshold"] < 1  # chosen on validation: the tagger's default for events
     assert prov["test_metrics"]["mAP"] > 0.5  # measured on the bank's held-out test sources
