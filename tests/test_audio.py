@@ -106,6 +106,28 @@ def test_truncated_wav_is_a_decode_error_naming_the_file(tmp_path):
         load_audio(flac)
 
 
+@pytest.mark.parametrize("placeholder", [0x7FFFF000, 0x7FFFFFFF, 0xFFFFFFFF])
+def test_a_streamed_wav_with_a_placeholder_size_reads_as_far_as_it_goes(tmp_path, placeholder):
+    import struct
+
+    full = tmp_path / "full.wav"
+    x = np.random.default_rng(1).uniform(-0.5, 0.5, (9000, 2)).astype(np.float32)
+    sf.write(full, x, 16000, subtype="PCM_16")
+    data = bytearray(full.read_bytes())
+    assert data[36:40] == b"data"  # a plain 44-byte header
+    data[40:44] = struct.pack("<I", placeholder)  # as a writer of unknown length leaves it (Linphone: 0x7FFFF000)
+    streamed = tmp_path / "streamed.wav"
+    streamed.write_bytes(bytes(data))
+    got, sr = decode_audio(streamed)
+    np.testing.assert_array_equal(got, decode_audio(full)[0])
+    assert sr == 16000 and got.shape == (9000, 2)
+    # a size that is not a placeholder, over what the file holds, is still a truncated file
+    data[40:44] = struct.pack("<I", 9000 * 4 + 4)
+    streamed.write_bytes(bytes(data))
+    with pytest.raises(AudioDecodeError, match="streamed.wav: truncated"):
+        decode_audio(streamed)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_samples_are_a_decode_error(tmp_path, bad):
     x = np.full((3200, 2), 0.1, np.float32)

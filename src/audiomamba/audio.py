@@ -200,6 +200,9 @@ def decode_audio(
 EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF", "AU", "CAF"})
 
 
+_STREAMING_WAV_SIZE = 0x7FFF0000  # a data chunk this large is a streaming writer's placeholder (see below)
+
+
 def _wav_declared_frames(path: Path) -> int | None:
     """Frames per channel that a RIFF/WAVE file's ``data`` chunk declares (None: not a plain RIFF WAVE file, a
     streaming placeholder size, or no ``fmt `` before ``data``).  libsndfile clips the count to what the file holds
@@ -224,7 +227,10 @@ def _wav_declared_frames(path: Path) -> int | None:
                     block_align = struct.unpack("<H", fmt[12:14])[0]
                     f.seek(size - len(fmt) + (size & 1), 1)
                 elif cid == b"data":
-                    if not block_align or size in (0, 0xFFFFFFFF):
+                    # writers that stream a WAV of unknown length leave a placeholder size: 0, 0xFFFFFFFF, or one
+                    # just under 2 GiB (Linphone's recordings and ring tones declare 0x7FFFF000); such a file holds
+                    # what was written, not a truncated whole
+                    if not block_align or size in (0, 0xFFFFFFFF) or size >= _STREAMING_WAV_SIZE:
                         return None
                     return size // block_align
                 else:
