@@ -12,7 +12,7 @@ DEBIAN_PACKAGES=(
   hydrogen-drumkits lmms-common wesnoth-1.16-data sound-theme-freedesktop tuxpaint-stamps-default hedgewars-data
   oxygen-sounds deepin-sound-theme yaru-theme-sound lomiri-sounds sonic-pi-samples teeworlds-data wavpack gcompris-qt-data qabcs-data
   bambam dopewars-data brainparty-data etw-data trophy-data mate-media-common wx3.2-examples ballz-data gl-117-data
-  micropolis-data
+  micropolis-data gnome-audio gnustep-gui-common pidgin-data linphone-common
   fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont fluidsynth espeak-ng
 )
 

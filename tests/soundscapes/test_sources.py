@@ -496,4 +496,9 @@ def test_installed_single_recordings_and_qabcs_noises_have_licences(tmp_path):
     by_key = {it.key: it for it in cat.items}
     assert by_key["wx3.2-examples:doggrowl.wav"].licence == "wxWindows"  # per file, from the copyright file
     assert by_key["bambam:punch.wav"].licence == "GPL-2+"  # bambam's pygame sounds, not its GPL-3+ default
+    # gnome-audio's copyright file is not machine-readable: the licence its README gives these sounds
+    assert by_key["gnome-audio:error.wav"].licence == "CC-BY-3.0"
+    assert by_key["gnustep-gui-common:Glass.wav"].licence == "LGPL-2+"  # from the copyright file's "Files: *"
+    assert by_key["linphone-common:oldphone-mono.wav"].label == "Telephone bell ringing"
+    assert "gnome-audio:info.wav" not in by_key  # not listed (a copy of generic.wav)
     assert sum(it.label == "Canidae, dogs, wolves" for it in cat.items) >= 6

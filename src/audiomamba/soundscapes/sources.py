@@ -661,10 +661,13 @@ class _Single:
     path: str  # installed file
     source: str  # the file's path as the package's copyright file names it
     label: str
+    licence: str = "GPL-2+"  # when the package's copyright file does not say (not machine-readable, no match)
 
 
 # Single recordings of the weakest classes from small Debian packages, each named for its sound: punches and a
-# whack (not the slaps: AudioSet's "Slap, smack" is another class), dogs, and plain beeps.
+# whack (not the slaps: AudioSet's "Slap, smack" is another class), dogs, plain beeps, and the alert and message
+# sounds of desktop and chat programs as Beep (as for the sound themes: the short alert and event sounds are
+# beeps; not their log-in jingles, clicks or ring tones), and an old telephone's ring.
 SINGLES: tuple[_Single, ...] = (
     _Single("bambam", "/usr/share/bambam/data/punch.wav", "data/punch.wav", "Whack, thwack"),
     _Single("dopewars-data", "/usr/share/dopewars/punch.wav", "sounds/punch.wav", "Whack, thwack"),
@@ -683,6 +686,17 @@ SINGLES: tuple[_Single, ...] = (
     _Single("gl-117-data", "/usr/share/games/gl-117/sounds/beep2.wav", "sounds/beep2.wav", "Beep, bleep"),
     _Single("micropolis-data", "/usr/share/games/micropolis/res/sounds/beep.wav", "res/sounds/beep.wav",
             "Beep, bleep"),
+    # gnome-audio's copyright is not machine-readable: its README credits these three to the Borealis theme (CC-BY-3.0)
+    *(_Single("gnome-audio", f"/usr/share/sounds/{n}.wav", f"sounds/{n}.wav", "Beep, bleep", "CC-BY-3.0")
+      for n in ("error", "generic", "question")),
+    *(_Single("gnustep-gui-common", f"/usr/share/sounds/GNUstep/{n}.wav", f"Sounds/{n}.wav", "Beep, bleep")
+      for n in ("Basso", "Glass", "Hero", "Ping", "Sosumi", "Submarine", "Tink")),
+    *(_Single("pidgin-data", f"/usr/share/sounds/purple/{n}.wav", f"share/sounds/purple/{n}.wav", "Beep, bleep")
+      for n in ("alert", "receive", "send")),
+    _Single("linphone-common", "/usr/share/sounds/linphone/incoming_chat.wav", "share/sounds/incoming_chat.wav",
+            "Beep, bleep"),
+    _Single("linphone-common", "/usr/share/sounds/linphone/rings/oldphone-mono.wav",
+            "share/sounds/rings/oldphone-mono.wav", "Telephone bell ringing"),
 )
 
 
@@ -699,7 +713,7 @@ def _single_items(ctx: _Context) -> list[SourceItem]:
             continue
         seen.add(digest)
         items.append(SourceItem(f"{one.package}:{path.name}", one.label, f"single:{one.package}/{path.name}",
-                                str(path), one.package, _licence_for(one.package, one.source, "GPL-2+")))
+                                str(path), one.package, _licence_for(one.package, one.source, one.licence)))
     return items
 
 
@@ -1072,8 +1086,8 @@ FAMILIES: tuple[Family, ...] = (
            lambda: GCOMPRIS_ROOT.is_dir(), _gcompris_items),
     Family("qabcs", "qABCs' noises (dogs, a wolf, horses, farm animals, birds, solo instruments, fire; one group per "
            "file)", "apt-get install qabcs-data", lambda: QABCS_ROOT.is_dir(), _qabcs_items),
-    Family("singles", "single recordings named for their sound from small packages (punches, a whack, dogs, beeps; "
-           "one group per file)", "apt-get install " + " ".join(dict.fromkeys(s.package for s in SINGLES)),
+    Family("singles", "single recordings named for their sound from small packages (punches, a whack, dogs, beeps, "
+           "desktop and chat alerts, a telephone ring; one group per file)", "apt-get install " + " ".join(dict.fromkeys(s.package for s in SINGLES)),
            lambda: any(Path(s.path).is_file() for s in SINGLES), _single_items),
     Family("soundfonts", "General MIDI soundfonts rendered note by note (one group per soundfont)",
            "apt-get install fluidsynth fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont "
