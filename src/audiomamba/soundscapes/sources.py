@@ -1087,7 +1087,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("qabcs", "qABCs' noises (dogs, a wolf, horses, farm animals, birds, solo instruments, fire; one group per "
            "file)", "apt-get install qabcs-data", lambda: QABCS_ROOT.is_dir(), _qabcs_items),
     Family("singles", "single recordings named for their sound from small packages (punches, a whack, dogs, beeps, "
-           "desktop and chat alerts, a telephone ring; one group per file)", "apt-get install " + " ".join(dict.fromkeys(s.package for s in SINGLES)),
+           "desktop and chat alerts, a telephone ring; one group per file)",
+           "apt-get install " + " ".join(dict.fromkeys(s.package for s in SINGLES)),
            lambda: any(Path(s.path).is_file() for s in SINGLES), _single_items),
     Family("soundfonts", "General MIDI soundfonts rendered note by note (one group per soundfont)",
            "apt-get install fluidsynth fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont "
