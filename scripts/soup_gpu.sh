@@ -4,7 +4,8 @@
 # recipe over 2 epochs of 32,000 clips); then their weights are averaged (scripts/average_checkpoints.py), with and
 # without the shipped file, and every candidate is scored on the validation split.  Only the candidate with the
 # best validation mAP is scored on the test split and written as a float16 file ($OUT/model_fp16.safetensors);
-# with a bank carried without its test stream (scripts/carry_bank.sh), that candidate's checkpoint comes back instead.
+# with a bank carried without its test stream (scripts/carry_bank.sh), that candidate's checkpoint comes back instead,
+# and scripts/ship_stage.py scores and ships it here, where the whole bank is.
 # Run from the repository root with the bank in .bank and the wheels in .whl (as for scripts/pretrain_gpu.sh); the
 # device call carries [".whl", ".bank_carry"] (bash scripts/carry_bank.sh pack, here) and runs
 #   bash scripts/carry_bank.sh unpack && SEEDS="19 20" BUDGET_S=235 bash scripts/soup_gpu.sh

@@ -606,3 +606,50 @@ def test_family_probe_scores_each_recording_of_the_families_as_a_clip(source_dir
     assert summary["clips"] == len(items) and summary["classes_evaluated"] == len(CLASSES)
     monkeypatch.setattr(script, "discover", lambda families: Catalogue(missing={"mine": "apt-get install mine"}))
     assert script.main(["--families", "mine", "--checkpoint", str(ckpt), "--out", str(out)]) == 5
+
+
+def test_ship_stage_joins_scores_chooses_the_threshold_on_validation_and_ships(bank_dir, tmp_path):
+    """scripts/ship_stage.py: the checkpoint joined from its parts is the one that was split; its validation and test
+    figures are `audiomamba evaluate`'s; the event threshold is the best of the grid on the validation clips, and
+    the test split is scored at it; the shipped file is float16 with that threshold, the test figures and the file
+    the stage started from in its provenance.  No parts: exit code 5; a failing step is named, with its code."""
+    import audiomamba
+    from audiomamba.checkpoint import load, read_meta
+
+    script = load_script("ship_stage")
+    cs = open_split(bank_dir, "validation")
+    torch.manual_seed(0)
+    model = audiomamba.create_model("audiomamba_nano", num_classes=cs.num_classes, layout="native", sample_rate=SR,
+                                    step_frames=8)
+    whole = audiomamba.save_model(model, tmp_path / "trained.safetensors", labels=cs.label_names,
+                                  provenance={"note": "tests"})
+    init = audiomamba.save_model(model, tmp_path / "init.safetensors", labels=cs.label_names,
+                                 provenance={"config": "stage0.yaml", "test_metrics": {"mAP": 0.1}})
+    data = Path(whole).read_bytes()
+    parts = tmp_path / "device"
+    parts.mkdir()
+    for i in range(3):  # as `split -b -d` names them
+        (parts / f"best.safetensors.part{i:02d}").write_bytes(data[i * len(data) // 3: (i + 1) * len(data) // 3])
+    out, ship = tmp_path / "stage", tmp_path / "shipped.safetensors"
+    argv = ["--parts", str(parts), "--bank", str(bank_dir), "--out", str(out), "--init", str(init), "--ship",
+            str(ship), "--trained-on", "GPU X", "--threshold-split", "validation", "--grid", "0.3,0.5,0.7", "--",
+            "soup:ab", "train.seed=1,2"]
+    assert script.main(argv) == 0
+    assert (out / "best.safetensors").read_bytes() == data
+    summary = json.loads((out / "summary.json").read_text())
+    val, test = (json.loads((out / s / "summary.json").read_text()) for s in ("val", "test"))
+    assert val["split"] == "validation" and summary["validation"]["mAP"] == round(val["mAP"], 4)
+    grid = summary["event_f1_by_threshold"]
+    assert summary["event_threshold"] == float(max(grid, key=grid.get))
+    assert test["split"] == "test" and test["event_threshold"] == summary["event_threshold"]
+    prov = read_meta(ship)["provenance"]
+    assert prov["event_threshold"] == summary["event_threshold"] and prov["test_metrics"]["mAP"] == test["mAP"]
+    assert prov["overrides"] == ["soup:ab", "train.seed=1,2"] and prov["device"] == "GPU X"
+    assert prov["initialised_from"]["config"] == "stage0.yaml"
+    assert all(p.dtype == torch.float32 for p in load(ship).parameters())  # float16 on disk, float32 when loaded
+    assert read_meta(ship)["provenance"]["dtype"] == "float16"
+    assert script.main([*argv[:2], "--out", str(out), "--trained-on", "x", "--parts", str(tmp_path)]) == 5
+    with pytest.raises(SystemExit) as e:
+        script.main(["--parts", str(parts), "--bank", str(tmp_path / "nobank"), "--out", str(tmp_path / "o2"),
+                     "--init", str(init), "--trained-on", "x"])
+    assert e.value.code == 5  # the validation step's own code: a data set that cannot be used
