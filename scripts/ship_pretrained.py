@@ -1,10 +1,12 @@
 """Write a trained checkpoint as the float16 file that ships in the package, with its provenance.
 
     python scripts/ship_pretrained.py --checkpoint runs/x/best.safetensors --eval runs/x/eval_test/summary.json \
-        --bank .bank --config configs/pretrain_micro_v2.yaml --out model_fp16.safetensors [-- OVERRIDES]
+        --bank .bank --config configs/pretrain_micro_v2.yaml --out model_fp16.safetensors \
+        [--event-threshold 0.5 --event-threshold-from TEXT] [--init-from FILE] [-- OVERRIDES]
 
 Provenance: the data (bank: recordings, classes, licences by origin), the recipe (config file and overrides, the
-training summary's steps), the test metrics, the device and the date.  Also checks that the float16 file gives the
+training summary's steps), the test metrics (with the threshold its event metrics were computed at), the device,
+the date, the event threshold chosen on validation, and the origin of the file the stage started from.  Also checks that the float16 file gives the
 same scores as the float32 checkpoint within 1e-2 on a noise clip.
 
 A shipped file's provenance is completed afterwards, where the event metrics are computed (``sed_scores_eval`` is
@@ -35,6 +37,22 @@ EVENT_METRICS = ("event_f1_micro", "event_f1_macro", "psds1")
 METRICS = ("mAP", "mAUC", "d_prime", "micro_f1", "macro_f1", *EVENT_METRICS)
 
 
+def _complete(prov: dict, ev: dict, a: argparse.Namespace) -> None:
+    """Add to a provenance the event metrics of the evaluation summary ``ev`` (and the threshold they were computed
+    at), the event threshold chosen on validation, and the origin of the file the stage started from."""
+    from audiomamba.checkpoint import read_meta
+
+    prov["test_metrics"].update({k: ev[k] for k in EVENT_METRICS if k in ev})
+    if "event_threshold" in ev:
+        prov["test_metrics"]["event_metrics_threshold"] = ev["event_threshold"]
+    if a.event_threshold is not None:
+        prov["event_threshold"], prov["event_threshold_from"] = a.event_threshold, a.event_threshold_from
+    if a.init_from:
+        old = read_meta(a.init_from)["provenance"]
+        prov["initialised_from"] = {k: old.get(k) for k in ("config", "overrides", "test_metrics", "device", "date",
+                                                            "initialised_from") if k in old}
+
+
 def restamp(a: argparse.Namespace) -> None:
     """Rewrite FILE's provenance (test metrics, event threshold, stage-1 origin); the tensors are copied as they are."""
     from safetensors import safe_open
@@ -48,16 +66,7 @@ def restamp(a: argparse.Namespace) -> None:
         metadata = dict(f.metadata())
     tensors = load_file(a.restamp)
     prov = meta["provenance"]
-    ev = json.loads(Path(a.eval).read_text())
-    prov["test_metrics"].update({k: ev[k] for k in EVENT_METRICS if k in ev})
-    if "event_threshold" in ev:
-        prov["test_metrics"]["event_metrics_threshold"] = ev["event_threshold"]
-    if a.event_threshold is not None:
-        prov["event_threshold"], prov["event_threshold_from"] = a.event_threshold, a.event_threshold_from
-    if a.init_from:
-        old = read_meta(a.init_from)["provenance"]
-        prov["initialised_from"] = {k: old.get(k) for k in ("config", "overrides", "test_metrics", "device", "date",
-                                                            "initialised_from") if k in old}
+    _complete(prov, json.loads(Path(a.eval).read_text()), a)
     metadata[META_KEY] = json.dumps(meta)
 
     def write(tmp: str) -> None:
@@ -81,7 +90,7 @@ def main() -> None:
     ap.add_argument("--trained-on", default=None, help="the training device's name, when this script runs elsewhere "
                     "(default: this machine's GPU)")
     ap.add_argument("--restamp", default=None, help="a shipped file whose provenance to complete (see above)")
-    ap.add_argument("--init-from", default=None, help="with --restamp: the file the second stage started from")
+    ap.add_argument("--init-from", default=None, help="the file this stage started from (its origin is recorded)")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
     if a.restamp:
@@ -107,9 +116,7 @@ def main() -> None:
         "device": a.trained_on or (torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor()),
         "date": time.strftime("%Y-%m-%d"), "dtype": "float16",
     }
-    if a.event_threshold is not None:
-        provenance["event_threshold"] = a.event_threshold
-        provenance["event_threshold_from"] = a.event_threshold_from
+    _complete(provenance, ev, a)
     save_model(model, a.out, labels=meta["labels"], multi_label=meta.get("multi_label", True), provenance=provenance,
                dtype=torch.float16)
     half = load(a.out)

@@ -10,8 +10,8 @@
 3. choose its event threshold on the first 400 validation clips: the best global event F1 over ``--grid``
    (``scripts/compare_eval.py``, then ``scripts/event_thresholds.py``);
 4. score it on the test split, once, at that threshold;
-5. write the float16 file (``scripts/ship_pretrained.py``), then stamp the threshold and the file the stage started
-   from into its provenance (``--restamp --init-from``).  ``--no-ship`` stops after step 4.
+5. write the float16 file (``scripts/ship_pretrained.py``) with the threshold and the file the stage started from
+   in its provenance.  ``--no-ship`` stops after step 4.
 
 The file the stage started from (``--init``, by default the shipped file) is copied to ``OUT/init.safetensors``
 first, since the shipped file is what gets replaced.  Each step's output stays under ``OUT`` (``val/``,
@@ -94,13 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_ship:
         chosen = (f"best global event F1 (micro, collar 0.2 s) on the clips {a.threshold_split}: "
                   f"{thr['global'][str(thr['best_global'])]:.3f} at {best:g} ({grid_f1}; scripts/event_thresholds.py)")
-        stamped = out / "ship_unstamped.safetensors"
         _step("ship", [str(ROOT / "scripts/ship_pretrained.py"), "--checkpoint", str(ckpt), "--eval",
-                       str(out / "test/summary.json"), "--bank", a.bank, "--config", a.config, "--out", str(stamped),
-                       "--trained-on", a.trained_on, "--", *a.overrides])
-        _step("restamp", [str(ROOT / "scripts/ship_pretrained.py"), "--restamp", str(stamped), "--eval",
-                          str(out / "test/summary.json"), "--out", a.ship, "--event-threshold", f"{best:g}",
-                          "--event-threshold-from", chosen, "--init-from", str(init)])
+                       str(out / "test/summary.json"), "--bank", a.bank, "--config", a.config, "--out", a.ship,
+                       "--trained-on", a.trained_on, "--event-threshold", f"{best:g}", "--event-threshold-from",
+                       chosen, "--init-from", str(init), "--", *a.overrides])
         summary["shipped"] = a.ship
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))

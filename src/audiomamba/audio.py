@@ -227,10 +227,10 @@ def _wav_declared_frames(path: Path) -> int | None:
                     block_align = struct.unpack("<H", fmt[12:14])[0]
                     f.seek(size - len(fmt) + (size & 1), 1)
                 elif cid == b"data":
-                    # writers that stream a WAV of unknown length leave a placeholder size: 0, 0xFFFFFFFF, or one
-                    # just under 2 GiB (Linphone's recordings and ring tones declare 0x7FFFF000); such a file holds
+                    # writers that stream a WAV of unknown length leave a placeholder size: 0, or one of 2 GiB or
+                    # more (0xFFFFFFFF; Linphone's recordings and ring tones declare 0x7FFFF000); such a file holds
                     # what was written, not a truncated whole
-                    if not block_align or size in (0, 0xFFFFFFFF) or size >= _STREAMING_WAV_SIZE:
+                    if not block_align or size == 0 or size >= _STREAMING_WAV_SIZE:
                         return None
                     return size // block_align
                 else:
