@@ -1,7 +1,7 @@
 """CUDA-graph inference (audiomamba.utils.cuda_graphs, Tagger(cuda_graph=True)) against the eager path.
 
-GPU only: CUDA graphs have no CPU counterpart.  The CPU suite checks that asking for them without CUDA is
-refused (tests/inference/test_tagger.py, tests/cli/test_tag.py)."""
+GPU only, but for the batch padding rule: CUDA graphs have no CPU counterpart.  The CPU suite checks that asking for
+them without CUDA is refused (tests/inference/test_tagger.py, tests/cli/test_tag.py)."""
 
 import numpy as np
 import pytest
@@ -9,11 +9,23 @@ import torch
 
 import audiomamba
 from audiomamba import Tagger
-from audiomamba.utils.cuda_graphs import GraphedInference
+from audiomamba.utils.cuda_graphs import GraphedInference, graph_rows
 
 from conftest import SR, noise
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+
+
+@pytest.mark.parametrize("rows, limit, padded", [(1, 64, 1), (2, 64, 8), (8, 64, 8), (9, 64, 64), (64, 64, 64),
+                                                 (3, 4, 4), (9, 48, 48), (65, 512, 512), (1, 1, 1)])
+def test_graph_rows_pads_to_the_next_power_of_eight_within_the_limit(rows, limit, padded):
+    assert graph_rows(rows, limit) == padded
+
+
+@pytest.mark.parametrize("rows, limit", [(0, 8), (9, 8)])
+def test_graph_rows_refuses_rows_outside_the_batch(rows, limit):
+    with pytest.raises(ValueError, match="rows must be in"):
+        graph_rows(rows, limit)
 
 
 def _fn(w):
@@ -24,6 +36,7 @@ def _fn(w):
     return fn
 
 
+@gpu
 def test_replays_match_eager_and_results_are_not_overwritten():
     w = torch.randn(16, 8, device="cuda")
     g = GraphedInference(_fn(w), max_graphs=2)
@@ -39,6 +52,7 @@ def test_replays_match_eager_and_results_are_not_overwritten():
     torch.testing.assert_close(g(xs[0])[0], _fn(w)(xs[0])[0])
 
 
+@gpu
 def test_one_graph_per_shape_and_variant_least_recently_used_dropped():
     w = torch.randn(16, 8, device="cuda")
     g = GraphedInference(_fn(w), max_graphs=2)
@@ -53,6 +67,24 @@ def test_one_graph_per_shape_and_variant_least_recently_used_dropped():
         g(torch.randn(2, 16))
 
 
+@gpu
+def test_graphs_share_one_memory_pool_and_replay_in_any_order():
+    """All graphs draw from one pool: replays of other shapes in any order, and captures after them, leave every
+    result the caller holds as eager computes it."""
+    w = torch.randn(16, 8, device="cuda")
+    g = GraphedInference(_fn(w))
+    rows = [2, 3, 5, 3, 2, 5, 7, 2, 7, 5, 3, 7]  # each shape's second call captures; the rest replay
+    xs = [torch.randn(r, 16, device="cuda") for r in rows]
+    outs = [g(x) for x in xs]
+    assert (g.captures, g.replays) == (4, 8)
+    assert len({graph.graph.pool() for graph in g._graphs.values()}) == 1
+    for x, (a, _, b) in zip(xs, outs):
+        ra, _, rb = _fn(w)(x)
+        torch.testing.assert_close(a, ra)
+        torch.testing.assert_close(b, rb)
+
+
+@gpu
 @pytest.mark.parametrize("mode, dtype", [("windowed", torch.float32), ("native", torch.float32), ("windowed", torch.bfloat16)])
 def test_tagger_with_cuda_graph_matches_eager(mode, dtype):
     torch.manual_seed(0)
@@ -72,6 +104,7 @@ def test_tagger_with_cuda_graph_matches_eager(mode, dtype):
     assert graphed.cuda_graphs.captures >= 1 and graphed.cuda_graphs.replays >= 3
 
 
+@gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_files_on_one_grid_replayed_from_a_graph_match_eager(tmp_path, dtype):
     """Files of different lengths that the model pads to the same grid length share a batch and, on CUDA, a graph;
@@ -94,3 +127,4 @@ def test_files_on_one_grid_replayed_from_a_graph_match_eager(tmp_path, dtype):
             np.testing.assert_allclose(b.scores, a.scores, **tol)
             np.testing.assert_allclose(b.framewise, a.framewise, **tol)
     assert graphed.cuda_graphs.replays >= 1
+    assert {key[0][0] for key in graphed.cuda_graphs._graphs} <= {1, 4}  # batches padded by graph_rows

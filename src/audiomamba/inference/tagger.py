@@ -48,6 +48,7 @@ from audiomamba.inference.pieces import PiecePlan, model_centre_padding, model_m
 from audiomamba.inference.results import FileError, TagResult
 from audiomamba.models.audiomamba import mean_over_shifts, native_image, steps_to_frames
 from audiomamba.models.heads import logits_to_scores
+from audiomamba.utils.cuda_graphs import GraphedInference, graph_rows
 from audiomamba.utils.device import autocast, resolve_device, resolve_dtype
 from audiomamba.utils.interrupt import ignore_interrupt
 from audiomamba.utils.memory import keep_freed_memory
@@ -78,8 +79,9 @@ class Tagger:
     ``torch.float32`` (default), or ``torch.bfloat16`` / ``torch.float16`` to run the backbone under autocast (the
     front end stays float32).  ``cuda_graph=True`` (CUDA devices only) replays the backbone and head from CUDA
     graphs, one per piece length, captured the second time a length comes (``self.cuda_graphs``, a
-    :class:`~audiomamba.utils.cuda_graphs.GraphedInference`); batches are padded to ``batch_size`` pieces so they
-    share a graph.  It removes the host's launch cost, which bounds the eager GPU speed.
+    :class:`~audiomamba.utils.cuda_graphs.GraphedInference`); a batch of m pieces is padded to the next power of
+    8 (1, 8, 64, ...; at most ``batch_size``) so that batches share a few graphs per length without running many
+    padding rows.  It removes the host's launch cost, which bounds the eager GPU speed.
 
     ``shifts`` > 1 averages the outputs of that many passes over each input, circularly shifted by multiples of
     ``shift_frames`` frames, each framewise output moved back into place: the head's steps (0.32 s in the
@@ -170,8 +172,6 @@ class Tagger:
         if cuda_graph:
             if self.device.type != "cuda":
                 raise ValueError(f"cuda_graph=True needs a CUDA device; this tagger runs on {self.device}")
-            from audiomamba.utils.cuda_graphs import GraphedInference
-
             self.cuda_graphs = GraphedInference(self._forward, autocast_dtype=None if self.dtype == torch.float32 else self.dtype)
 
     @classmethod
@@ -510,10 +510,11 @@ class Tagger:
 
     def _model_pass(self, x: torch.Tensor, per_batch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """:meth:`_forward` of up to ``per_batch`` pieces ``(m, frames, 64)``, eagerly or replayed from a CUDA graph
-        (the batch padded to ``per_batch`` rows, so that every batch of a length shares a graph; the padding rows
-        are left in the outputs)."""
+        (the batch padded to :func:`graph_rows` rows, so that the batches of a length share at most a few graphs;
+        the padding rows are left in the outputs)."""
         if self.cuda_graphs is not None:
-            return self.cuda_graphs(F.pad(x, (0, 0, 0, 0, 0, per_batch - x.shape[0])), variant=self.layout)
+            rows = graph_rows(x.shape[0], per_batch)
+            return self.cuda_graphs(F.pad(x, (0, 0, 0, 0, 0, rows - x.shape[0])), variant=self.layout)
         with autocast(self.device, self.dtype):
             return self._forward(x)
 

@@ -8,7 +8,11 @@ A CUDA graph removes that cost.
 shape (``max_graphs`` of them, least recently used dropped first).  The first call of a shape runs eagerly, which
 is also the warm-up capture needs (Triton and cuDNN pick and compile their kernels then); only a shape seen twice
 is captured, so a one-off shape (the tail chunk of a long file) costs no capture.  A replay writes into the same
-output buffers every time; the caller gets copies.
+output buffers every time; the caller gets copies.  All its graphs draw their memory from one pool, so a tagger
+that meets many lengths holds about one forward's working memory, not one per graph.  Sharing is safe here
+because replays run one at a time on one stream and every replay's outputs are copied out before the next:
+a later capture may reuse blocks an earlier graph freed (its intermediates), and a replay may overwrite another
+graph's stale outputs, never a result the caller holds.
 
 :class:`GraphedTraining` (``train.cuda_graph``) records the forward and backward with
 ``torch.cuda.make_graphed_callables``; the loss, the optimiser and the EMA stay eager.  What a graph cannot do,
@@ -46,7 +50,7 @@ from collections.abc import Callable, Hashable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["GraphedInference", "GraphedTraining", "graph_autocast", "CAPTURE_MODE"]
+__all__ = ["GraphedInference", "GraphedTraining", "graph_autocast", "graph_rows", "CAPTURE_MODE"]
 
 Outputs = tuple[torch.Tensor | None, ...]
 CAPTURE_MODE = "thread_local"  # see the module docstring: other threads' CUDA calls do not break a capture
@@ -71,10 +75,22 @@ def graph_autocast(dtype: torch.dtype | None):
     return torch.autocast("cuda", dtype=dtype if enabled else torch.float32, cache_enabled=False, enabled=enabled)
 
 
+def graph_rows(rows: int, limit: int) -> int:
+    """The batch size a batch of ``rows`` is padded to for a replay: the next power of 8 (1, 8, 64, ...), at
+    most ``limit``.  Batches of one input length then share at most a few graphs, and a small batch never runs
+    more than 8 times its rows (on a GPU a pass that small is bound by the launches, which a graph removes)."""
+    if not 1 <= rows <= limit:
+        raise ValueError(f"rows must be in [1, {limit}], got {rows}")
+    padded = 1
+    while padded < rows:
+        padded *= 8
+    return min(padded, limit)
+
+
 class _Graph:
     """One captured forward: its static input buffer, its graph and the outputs the graph writes."""
 
-    def __init__(self, fn: Callable[[torch.Tensor], Outputs], x: torch.Tensor, autocast) -> None:
+    def __init__(self, fn: Callable[[torch.Tensor], Outputs], x: torch.Tensor, autocast, pool=None) -> None:
         self.input = x.clone()
         side = torch.cuda.Stream(x.device)
         side.wait_stream(torch.cuda.current_stream(x.device))
@@ -82,7 +98,7 @@ class _Graph:
             fn(self.input)
         torch.cuda.current_stream(x.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, capture_error_mode=CAPTURE_MODE), autocast():
+        with torch.cuda.graph(self.graph, pool=pool, capture_error_mode=CAPTURE_MODE), autocast():
             self.outputs = fn(self.input)
 
     def __call__(self, x: torch.Tensor) -> Outputs:
@@ -100,7 +116,7 @@ class GraphedInference:
     """
 
     def __init__(self, fn: Callable[[torch.Tensor], Outputs], autocast_dtype: torch.dtype | None = None,
-                 max_graphs: int = 8) -> None:
+                 max_graphs: int = 128) -> None:
         if not torch.cuda.is_available():
             raise RuntimeError("CUDA graphs need a CUDA device, and torch sees none")
         if max_graphs < 1:
@@ -108,6 +124,7 @@ class GraphedInference:
         self.fn, self.autocast_dtype, self.max_graphs = fn, autocast_dtype, max_graphs
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._seen: set[tuple] = set()
+        self._pool = torch.cuda.graph_pool_handle()  # one memory pool for all the graphs (module docstring)
         self.captures = 0  # graphs captured so far (evicted ones included)
         self.replays = 0
 
@@ -128,7 +145,7 @@ class GraphedInference:
                     return self.fn(x)
             if len(self._graphs) >= self.max_graphs:
                 self._graphs.popitem(last=False)  # its memory pool goes with it
-            graph = self._graphs[key] = _Graph(self.fn, x, self._autocast)
+            graph = self._graphs[key] = _Graph(self.fn, x, self._autocast, self._pool)
             self.captures += 1
         self._graphs.move_to_end(key)
         self.replays += 1
