@@ -75,8 +75,12 @@ def arguments(description: str, seconds: tuple[float, float], files: int) -> arg
     ap.add_argument("--batch", type=int, default=None, help="files per batch (default 8 on CPU, 64 on CUDA)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads of the main process")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--modes", default="eager,cuda_graph",
+                    help="comma-separated: eager, cuda_graph (CUDA only; ignored on the CPU)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    if not set(a.modes.split(",")) <= {"eager", "cuda_graph"}:
+        ap.error(f"--modes: {a.modes!r} names a mode other than eager and cuda_graph")
     if a.threads:
         torch.set_num_threads(a.threads)
     return a
@@ -98,7 +102,7 @@ def side_by_side(a: argparse.Namespace, column: str, settings: dict[str, Callabl
               f"{len(set(lengths))} distinct lengths ({padded} on the 0.32 s grid); batch {batch} on {a.device}",
               flush=True)
         print(f"| {column} | mode | workers | files/s | wall s | ratio |", flush=True)
-        modes = [("eager", False)] + ([("cuda_graph", True)] if cuda else [])
+        modes = [(m, m == "cuda_graph") for m in a.modes.split(",") if m == "eager" or (m == "cuda_graph" and cuda)]
         for mode, graph in modes:
             for w in [int(x) for x in a.workers.split(",")]:
                 base = None
