@@ -287,9 +287,11 @@ def test_memory_stays_flat_however_long_the_stream_runs():
     finally:
         tracemalloc.stop()
     assert sink.lines == 2401 and sink.events >= 40 * 6
-    # the first minutes fill numpy's and CPython's caches (a few kB, then nothing); after that, flat
+    # The first minutes fill numpy's and CPython's caches; after that what is traced wanders by up to about 10 kB
+    # (numpy keeps freed small buffers for reuse, and which it keeps varies run to run). A leak of one Python int
+    # kept per hop (one a second, in a list) adds 1200 * 36 B = 43 kB between minute 20 and minute 40 (checked).
     growth = int(marks[20:].max() - marks[20])
-    assert growth < 4096, f"traced memory grew by {growth} bytes between minute 20 and minute 40: {marks.tolist()}"
+    assert growth < 32768, f"traced memory grew by {growth} bytes between minute 20 and minute 40: {marks.tolist()}"
 
 
 def test_resampled_stream_matches_the_resampled_recording():
