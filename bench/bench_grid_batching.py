@@ -6,7 +6,9 @@ Files longer than the short-input padding (2.5 s) keep their own lengths, so a f
 almost as many lengths as files; the model pads each spectrogram to a multiple of 32 frames anyway, so files whose
 padded lengths agree can share a forward pass with exactly the results of each alone
 (``Tagger._infer_on_grid``).  The "one length at a time" rows turn that off (``Tagger._grid = None``), which is
-how the tagger ran before.  Files are written and timed as in ``bench_short_files.py``.
+how the tagger ran before; the "padded lengths together" rows take the files in the order given, the last rows
+sort them by length within windows first (``tag_files(sort_by_length=True)``, the default), so that a batch holds
+fewer lengths.  Files are written and timed as in ``bench_short_files.py``.
 
     PYTHONPATH=src python bench/bench_grid_batching.py --device cpu --files 48 --workers 0 --json FILE
     PYTHONPATH=src python3 bench/bench_grid_batching.py --device cuda --files 1024 --workers 8 --json FILE
@@ -14,6 +16,7 @@ how the tagger ran before.  Files are written and timed as in ``bench_short_file
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -30,10 +33,19 @@ def one_length_at_a_time(**kwargs) -> Tagger:
     return tagger
 
 
+def in_input_order(**kwargs) -> Tagger:
+    """The shipped tagger batching padded lengths together, the files batched in the order given (not sorted by
+    length first, as ``tag_files`` does by default)."""
+    tagger = Tagger.from_pretrained(**kwargs)
+    tagger.tag_files = functools.partial(tagger.tag_files, sort_by_length=False)
+    return tagger
+
+
 def main() -> None:
     a = arguments(__doc__.split("\n\n")[0], (2.5, 10.0), 48)
     side_by_side(a, "batching", {"one length at a time": one_length_at_a_time,
-                                 "padded lengths together": Tagger.from_pretrained})
+                                 "padded lengths together": in_input_order,
+                                 "sorted by length, padded together": Tagger.from_pretrained})
 
 
 if __name__ == "__main__":

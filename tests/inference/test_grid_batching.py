@@ -105,3 +105,38 @@ def test_grid_batching_stays_off_where_it_would_change_results(files):
     calls = _counted(plain)
     list(plain.tag_files(paths, batch_size=8))
     assert sorted(calls) == [(1, 301), (1, 311), (1, 320)]
+
+
+def test_files_sorted_by_length_batch_together_and_come_back_in_input_order(files, tmp_path):
+    """In small batches, files of alternating lengths share batches with files of their own length once sorted,
+    so fewer passes run; the results come in input order, a file that cannot be read keeps its place as an error,
+    and they match the unsorted run's and each file's alone."""
+    model = _model("coarse")
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEfmt nonsense")
+    paths = [files[k] for k in ("a", "e", "b", "e", "c", "e")] + [broken] + [files[k] for k in ("d", "e")]
+    tagger = Tagger(model, device="cpu")
+    calls = _counted(tagger)
+    got = list(tagger.tag_files(paths, batch_size=2))
+    # one window of 16: batches (broken, a), (b, c), (d, e), (e, e), (e); a group of one length runs as it is
+    assert sorted(calls) == [(1, 301), (1, 320), (1, 322), (1, 322), (2, 311), (2, 322)]
+    calls.clear()
+    plain = list(tagger.tag_files(paths, batch_size=2, sort_by_length=False))
+    assert len(calls) == 8  # (a, e), (b, e), (c, e), (broken, d), (e): two lengths in each but the last two
+    assert [r.file for r in got] == [str(p) for p in paths] == [r.file for r in plain]
+    assert [type(r).__name__ for r in got] == ["TagResult"] * 6 + ["FileError"] + ["TagResult"] * 2
+    for r, q, p in zip(got, plain, paths):
+        if p != broken:
+            np.testing.assert_allclose(r.scores, q.scores, atol=ATOL)
+            np.testing.assert_allclose(r.scores, tagger.tag(p).scores, atol=ATOL)
+
+
+def test_length_order_sorts_within_windows_of_files_and_of_seconds(files, tmp_path):
+    from audiomamba.inference.tagger import _LengthOrder
+
+    missing = str(tmp_path / "missing.wav")
+    paths = [str(files[k]) for k in ("e", "a", "short", "d")] + [missing, str(files["f"])]
+    assert list(_LengthOrder(paths, files=3, seconds=1e9)) == [2, 1, 0, 4, 5, 3]  # unreadable first in its window
+    assert len(_LengthOrder(paths, 3, 1e9)) == 6
+    # windows close at 6 s of audio: (e, a) = 6.21 s, then (short, d, missing, f) = 6.74 s
+    assert list(_LengthOrder(paths, files=100, seconds=6.0)) == [1, 0, 4, 2, 5, 3]

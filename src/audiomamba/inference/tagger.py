@@ -31,6 +31,7 @@ Scores are sigmoids for multi-label checkpoints and a softmax over classes for s
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
@@ -40,8 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from audiomamba.audio import (
-    AudioDecodeError, array_to_mono, check_waveform, decode_audio, device_resampler_fits, load_audio, resample,
-    resample_torch, resampled_length, to_mono,
+    AudioDecodeError, array_to_mono, audio_duration, check_waveform, decode_audio, device_resampler_fits, load_audio,
+    resample, resample_torch, resampled_length, to_mono,
 )
 from audiomamba.inference.events import detect_events, model_event_threshold
 from audiomamba.inference.pieces import PiecePlan, model_centre_padding, model_min_input_s, own_frames
@@ -58,6 +59,8 @@ __all__ = ["Tagger", "TagResult", "FileError", "SILENCE_PEAK"]
 SILENCE_PEAK = 1e-5  # peak amplitude below which audio counts as silent (-100 dBFS, the log-mel floor)
 SPEC_BLOCK_FRAMES = 30000  # log-mel computed in blocks of 5 minutes (at 100 frames/s)
 BATCH_FRAMES = 65536  # at most this many spectrogram frames per forward pass (bounds activation memory)
+SORT_WINDOW_BATCHES = 8  # tag_files orders files by length within windows of this many batches ...
+SORT_WINDOW_S = 3600.0  # ... or of this much audio, whichever comes first (bounds the results held back)
 
 
 @dataclass
@@ -255,8 +258,15 @@ class Tagger:
         batch_size: int | None = None,
         resample_on_device: bool | None = None,
         prefetch: int = 2,
+        sort_by_length: bool = True,
     ) -> Iterator[TagResult | FileError]:
         """Tag many files; yields, in input order, a :class:`TagResult` or a :class:`FileError` per file.
+
+        ``sort_by_length`` (on a model whose native layout pads onto a grid, where files of different lengths can
+        share a forward): files are decoded and batched in order of their length as their headers give it, within
+        windows of :data:`SORT_WINDOW_BATCHES` batches or :data:`SORT_WINDOW_S` seconds of audio, so that a batch
+        holds few lengths and needs few forward passes; the results are the same and still come in input order
+        (those of a window that finish early wait for the earlier files).
 
         Files are decoded by a ``torch.utils.data.DataLoader`` (``num_workers`` processes, ``prefetch`` batches
         ahead each), ``batch_size`` files a batch.  Each worker stacks the files of one length and rate into one
@@ -277,19 +287,25 @@ class Tagger:
         cuda = self.device.type == "cuda"
         on_device = cuda if resample_on_device is None else bool(resample_on_device)
         dataset = _AudioFiles([str(p) for p in paths], self.sample_rate, self.model.frontend.min_samples, on_device)
-        loader = DataLoader(dataset, batch_size=batch_size or self.batch_size, num_workers=num_workers,
+        per_batch = batch_size or self.batch_size
+        order = None
+        if sort_by_length and self._grid and self.shifts == 1 and len(dataset) > per_batch:
+            order = _LengthOrder(dataset.paths, per_batch * SORT_WINDOW_BATCHES, SORT_WINDOW_S)
+        loader = DataLoader(dataset, batch_size=per_batch, sampler=order, num_workers=num_workers,
                             collate_fn=_collate, pin_memory=cuda, worker_init_fn=ignore_interrupt,
                             prefetch_factor=max(1, prefetch) if num_workers > 0 else None)
         options = dict(top_k=top_k, events=events, threshold=threshold, min_duration=min_duration,
                        median_filter=median_filter, min_gap=min_gap, embeddings=embeddings)
-        pending = None
-        for batch in loader:
-            launched = self._launch(batch, framewise=events)  # queued on the device; nothing waits for it here
+        ready: dict[int, TagResult | FileError] = {}  # finished, waiting for an earlier file
+        pending, next_i = None, 0
+        for batch in itertools.chain(loader, [None]):
+            launched = None if batch is None else self._launch(batch, framewise=events)  # queued; nothing waits
             if pending is not None:
-                yield from self._finish(pending, dataset.paths, **options)
+                ready.update(self._finish(pending, dataset.paths, **options))
+                while next_i in ready:
+                    yield ready.pop(next_i)
+                    next_i += 1
             pending = launched
-        if pending is not None:
-            yield from self._finish(pending, dataset.paths, **options)
 
     def detect_files(self, paths: Iterable[str | os.PathLike], **kwargs: Any) -> Iterator[TagResult | FileError]:
         """:meth:`tag_files` with events."""
@@ -556,8 +572,8 @@ class Tagger:
         return _Launched(batch, outs, event)
 
     def _finish(self, launched: "_Launched", paths: list[str], top_k: int, events: bool, threshold, min_duration: float,
-                median_filter: float, min_gap: float, embeddings: bool) -> Iterator[TagResult | FileError]:
-        """Wait for a launched batch's outputs and yield its results (and errors) in input order."""
+                median_filter: float, min_gap: float, embeddings: bool) -> dict[int, TagResult | FileError]:
+        """Wait for a launched batch's outputs; its results (and errors) by file index."""
         if launched.event is not None:
             launched.event.synchronize()
         out: dict[int, TagResult | FileError] = dict(launched.batch.errors)
@@ -582,8 +598,7 @@ class Tagger:
                 if events:
                     result = self._add_events(result, threshold, min_duration, median_filter, min_gap)
                 out[i] = result
-        for i in sorted(out):
-            yield out[i]
+        return out
 
     # ------------------------------------------------------------------ postprocess
     def activation(self, logits: torch.Tensor) -> torch.Tensor:
@@ -678,6 +693,33 @@ class _AudioFiles(torch.utils.data.Dataset):
             n_out = self.min_samples
         # a tensor, not the numpy array: from a worker process tensors travel through shared memory
         return torch.from_numpy(np.ascontiguousarray(x)), rate, warnings, n_out / sr
+
+
+class _LengthOrder:
+    """The order :meth:`Tagger.tag_files` decodes files in: by duration (from the headers, read lazily, one window
+    at a time) within consecutive windows of at most ``files`` files and about ``seconds`` of audio; a file whose
+    header cannot be read comes first in its window (its decoding reports the error)."""
+
+    def __init__(self, paths: list[str], files: int, seconds: float) -> None:
+        self.paths, self.files, self.seconds = paths, files, seconds
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[int]:
+        window: list[tuple[float, int]] = []
+        total = 0.0
+        for i, path in enumerate(self.paths):
+            try:
+                seconds = audio_duration(path)
+            except (AudioDecodeError, OSError, ValueError):
+                seconds = -1.0
+            window.append((seconds, i))
+            total += max(seconds, 0.0)
+            if len(window) == self.files or total >= self.seconds:
+                yield from (i for _, i in sorted(window))
+                window, total = [], 0.0
+        yield from (i for _, i in sorted(window))
 
 
 def _pcm16_silent(x: np.ndarray) -> bool:
