@@ -289,7 +289,7 @@ class Tagger:
         dataset = _AudioFiles([str(p) for p in paths], self.sample_rate, self.model.frontend.min_samples, on_device)
         per_batch = batch_size or self.batch_size
         order = None
-        if sort_by_length and self._grid and self.shifts == 1 and len(dataset) > per_batch:
+        if sort_by_length and self._grid_batching and len(dataset) > per_batch:
             order = _LengthOrder(dataset.paths, per_batch * SORT_WINDOW_BATCHES, SORT_WINDOW_S)
         loader = DataLoader(dataset, batch_size=per_batch, sampler=order, num_workers=num_workers,
                             collate_fn=_collate, pin_memory=cuda, worker_init_fn=ignore_interrupt,
@@ -421,11 +421,17 @@ class Tagger:
                 out[k] = (logits, fw, emb)
         return out
 
+    @property
+    def _grid_batching(self) -> bool:
+        """Whether inputs of different lengths can share a forward: one pass each (no shifts) on a model whose
+        native layout pads onto a grid."""
+        return bool(self._grid) and self.shifts == 1
+
     def _batch_key(self, samples: int) -> tuple[str, int]:
         """Inputs of one key go through the model together: those of one length; and, one pass each on a model
         whose native layout pads onto a grid (``native_grid_frames``), those whose padded spectrograms are
         equally long, which the model cannot tell apart from their own (:meth:`_infer_on_grid`)."""
-        if self._grid and self.shifts == 1:
+        if self._grid_batching:
             frames = self.model.frontend.num_frames(samples)
             if frames <= SPEC_BLOCK_FRAMES and len(self.plan.pieces(frames)) == 1:
                 return ("grid", -(-frames // self._grid) * self._grid)
